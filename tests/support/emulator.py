@@ -1,0 +1,1 @@
+"""pytest fixtures that start the Dataverse emulator (filled in with the emulator)."""
