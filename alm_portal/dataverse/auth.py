@@ -80,7 +80,6 @@ class VerifiedSession(requests.Session):
         self.trust_env = False
         self.verify = resolve_ca_bundle(ca_bundle)
         self.proxies.update(dict(proxies or {}))
-        self.max_redirects = 0
         self.default_timeout = timeout
         self.headers["User-Agent"] = user_agent
 
