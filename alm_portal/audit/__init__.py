@@ -1,0 +1,5 @@
+"""Append-only, hash-chained audit history (DESIGN section 6).
+
+Writers call `alm_portal.audit.services.record()` inside their own transaction, or
+`record_outcome()` after a rollback for denied and failed attempts.
+"""

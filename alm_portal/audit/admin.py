@@ -1,0 +1,40 @@
+"""Read-only admin view of the audit log: nobody adds, changes or deletes events here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from alm_portal.audit.models import AuditEvent
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = (
+        "seq",
+        "occurred_at",
+        "actor_display",
+        "actor_kind",
+        "action",
+        "object_type",
+        "object_id",
+        "outcome",
+    )
+    list_filter = ("outcome", "actor_kind")
+    search_fields = ("^action", "=object_id", "=request_id", "actor_display")
+    ordering = ("-seq",)
+    # COUNT(*) over millions of rows on every page is the slow part of a big changelist.
+    show_full_result_count = False
+    actions = None
+    readonly_fields = tuple(field.name for field in AuditEvent._meta.fields)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
