@@ -1,0 +1,65 @@
+"""Reads of the audit log for list pages, the API and exports; newest first."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db.models import Q, QuerySet
+
+from alm_portal.audit.models import AuditEvent
+
+
+def audit_events(
+    *,
+    actor_id: int | None = None,
+    actor_kind: str | None = None,
+    action_prefix: str | None = None,
+    object_type: str | None = None,
+    object_id: str | int | None = None,
+    related_type: str | None = None,
+    related_id: str | int | None = None,
+    outcome: str | None = None,
+    request_id: str | None = None,
+    occurred_from: datetime | None = None,
+    occurred_before: datetime | None = None,
+) -> QuerySet[AuditEvent]:
+    """Events matching every given filter, newest first (seq descending).
+
+    `action_prefix` matches whole segments: "promotion" finds "promotion.approved", not
+    "promotions.x"; a full code ("promotion.approved") matches exactly that action. Time bounds are
+    half-open: occurred_from <= occurred_at < occurred_before.
+    """
+    events = AuditEvent.objects.all()
+    if actor_id is not None:
+        events = events.filter(actor_id=actor_id)
+    if actor_kind:
+        events = events.filter(actor_kind=actor_kind)
+    if action_prefix:
+        prefix = action_prefix.rstrip(".")
+        events = events.filter(Q(action=prefix) | Q(action__startswith=f"{prefix}."))
+    if object_type:
+        events = events.filter(object_type=object_type)
+    if object_id is not None:
+        events = events.filter(object_id=str(object_id))
+    if related_type:
+        events = events.filter(related_type=related_type)
+    if related_id is not None:
+        events = events.filter(related_id=str(related_id))
+    if outcome:
+        events = events.filter(outcome=outcome)
+    if request_id:
+        events = events.filter(request_id=request_id)
+    if occurred_from is not None:
+        events = events.filter(occurred_at__gte=occurred_from)
+    if occurred_before is not None:
+        events = events.filter(occurred_at__lt=occurred_before)
+    return events.order_by("-seq")
+
+
+def audit_event_get(*, seq: int) -> AuditEvent | None:
+    return AuditEvent.objects.filter(seq=seq).first()
+
+
+def audit_last_verification() -> AuditEvent | None:
+    """The newest `audit.verified` event: what pages show as the state of the chain."""
+    return AuditEvent.objects.filter(action="audit.verified").order_by("-seq").first()
