@@ -86,7 +86,9 @@ def record(
     """Append one event inside the caller's transaction and return it.
 
     Must be called inside `transaction.atomic()`: the event commits with the change or not at all.
-    It takes the chain lock for the rest of that transaction, so keep audited transactions short.
+    It takes the chain lock for the rest of that transaction, so call it last, after the change's
+    own writes: the lock is then held only until commit, and a transaction never waits for a row
+    lock while holding it (which could deadlock with another writer).
     Any exception (lock timeout, a seq race caught by the primary key, a bad argument) propagates so
     that the caller's change is rolled back; never catch and ignore it.
     """
@@ -178,7 +180,7 @@ def _append(
     event = AuditEvent(
         actor_id=context.actor_id,
         actor_display=_text(context.actor_display, "actor_display"),
-        actor_kind=context.actor_kind,
+        actor_kind=str(context.actor_kind),
         auth_method=_text(context.auth_method, "auth_method"),
         action=action,
         object_type=_text(target_ref.type, "object_type"),
