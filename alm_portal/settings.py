@@ -1,5 +1,299 @@
-"""Placeholder settings, replaced by the real settings module in the foundation commit."""
-SECRET_KEY = "placeholder"
-INSTALLED_APPS: list[str] = []
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+"""The one settings module. Every value comes from an environment variable through alm_portal.config.
+
+ALM_MODE=production makes every secret and host setting mandatory; development (the default) and
+test generate secrets once into var/ and run on the embedded defaults (SQLite, filesystem broker).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import dj_database_url
+
+from alm_portal.config import (
+    ConfigurationError,
+    env_bool,
+    env_choice,
+    env_int,
+    env_list,
+    env_optional,
+    env_secret,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("ALM_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+# pytest exports PYTEST_VERSION while it runs, so a bare `pytest` gets test mode without extra flags.
+ALM_MODE = env_choice(
+    "ALM_MODE", "test" if "PYTEST_VERSION" in os.environ else "development", ("development", "test", "production")
+)
+PRODUCTION = ALM_MODE == "production"
+DEBUG = env_bool("DEBUG", default=ALM_MODE == "development")
+if PRODUCTION and DEBUG:
+    raise ConfigurationError("DEBUG", "must be off in production")
+
+SECRET_KEY = env_secret("SECRET_KEY", production=PRODUCTION, var_dir=VAR_DIR)
+# Fernet keys, comma separated, newest first: MultiFernet decrypts with any and encrypts with the first.
+ALM_ENCRYPTION_KEYS = env_secret("ALM_ENCRYPTION_KEY", production=PRODUCTION, var_dir=VAR_DIR, generate="fernet").split(
+    ","
+)
+try:
+    from cryptography.fernet import Fernet
+
+    for _key in ALM_ENCRYPTION_KEYS:
+        Fernet(_key.strip().encode())
+except ValueError:
+    raise ConfigurationError("ALM_ENCRYPTION_KEY", "must be one or more comma-separated Fernet keys") from None
+# API tokens are stored as HMAC-SHA-256 digests keyed with this pepper (kept outside the database).
+ALM_TOKEN_PEPPER = env_secret("ALM_TOKEN_PEPPER", production=PRODUCTION, var_dir=VAR_DIR)
+# Audit checkpoints are signed with this key, which must not live in the database it protects.
+ALM_AUDIT_CHECKPOINT_KEY = env_secret("ALM_AUDIT_CHECKPOINT_KEY", production=PRODUCTION, var_dir=VAR_DIR)
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "testserver"])
+if PRODUCTION and not ALLOWED_HOSTS:
+    raise ConfigurationError("ALLOWED_HOSTS", "is required in production")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# Name of the header a trusted reverse proxy sets to the client address (e.g. X-Real-IP). Unset:
+# the socket address is used and forwarded headers are ignored, because anyone can send them.
+ALM_TRUSTED_PROXY_HEADER = env_optional("ALM_TRUSTED_PROXY_HEADER")
+# Keep an incoming X-Request-ID only when a trusted proxy sets it.
+ALM_TRUST_REQUEST_ID = env_bool("ALM_TRUST_REQUEST_ID", default=False)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_htmx",
+    "django_celery_beat",
+    "alm_portal.audit",
+    "alm_portal.accounts",
+    "environments",
+    "solutions",
+    "deployments",
+]
+
+MIDDLEWARE = [
+    "alm_portal.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "alm_portal.urls"
+WSGI_APPLICATION = "alm_portal.wsgi.application"
+AUTH_USER_MODEL = "accounts.User"
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "accounts:login"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------------------------
+_default_sqlite = f"sqlite:///{VAR_DIR / 'alm_portal.sqlite3'}"
+_database_url = env_str("DATABASE_URL", _default_sqlite)
+try:
+    _database = dj_database_url.parse(_database_url, conn_max_age=60, conn_health_checks=True)
+except Exception as exc:  # dj-database-url raises several types for a malformed URL
+    raise ConfigurationError("DATABASE_URL", f"cannot be parsed ({exc})") from None
+if _database["ENGINE"] == "django.db.backends.sqlite3":
+    # Embedded default (DESIGN section 1): WAL so readers never block the writer, IMMEDIATE
+    # transactions so two writers queue on the lock instead of failing at commit, 20 s timeout.
+    _database["CONN_MAX_AGE"] = 0
+    _database["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+elif _database["ENGINE"] == "django.db.backends.postgresql":
+    _database.setdefault("OPTIONS", {})["connect_timeout"] = 5
+else:
+    raise ConfigurationError("DATABASE_URL", "must point at PostgreSQL or SQLite")
+DATABASES = {"default": _database}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Sessions, security ---------------------------------------------------------------------
+SESSION_COOKIE_AGE = 12 * 60 * 60  # absolute session lifetime
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = PRODUCTION
+CSRF_COOKIE_SECURE = PRODUCTION
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if PRODUCTION:
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if ALM_TRUSTED_PROXY_HEADER else None
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
 USE_TZ = True
+
+# --- Static files and artifacts ---------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)
+# Outside production, serve straight from static/ so a fresh checkout needs no collectstatic.
+WHITENOISE_USE_FINDERS = not PRODUCTION
+WHITENOISE_AUTOREFRESH = ALM_MODE == "development"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+ALM_ARTIFACT_DIR = Path(env_str("ALM_ARTIFACT_DIR", str(VAR_DIR / "artifacts")))
+_artifact_backend = env_str("ALM_ARTIFACT_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage")
+try:
+    _artifact_options = json.loads(env_str("ALM_ARTIFACT_STORAGE_OPTIONS", "{}"))
+except json.JSONDecodeError:
+    raise ConfigurationError("ALM_ARTIFACT_STORAGE_OPTIONS", "must be a JSON object") from None
+if _artifact_backend.endswith("FileSystemStorage"):
+    _artifact_options.setdefault("location", str(ALM_ARTIFACT_DIR))
+STORAGES = {
+    "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(VAR_DIR / "media")},
+    },
+    # Solution zips and audit checkpoints; S3/Azure Blob through django-storages in production.
+    "artifacts": {"BACKEND": _artifact_backend, "OPTIONS": _artifact_options},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if ALM_MODE == "test"
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+# --- Celery (DESIGN section 1) ----------------------------------------------------------------
+REDIS_URL = env_optional("REDIS_URL")
+ALM_BROKER_DIR = VAR_DIR / "broker"
+# With Redis, an unacknowledged message is redelivered after the visibility timeout, so it must be
+# longer than any task can run; 2 h in production, shortened in tests that exercise redelivery.
+ALM_VISIBILITY_TIMEOUT = env_int("ALM_VISIBILITY_TIMEOUT", 7200, minimum=10)
+if REDIS_URL:
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": ALM_VISIBILITY_TIMEOUT,
+        "socket_timeout": 5,
+        "socket_connect_timeout": 3,
+        "max_retries": 0,
+    }
+else:
+    for _folder in ("out", "processed"):
+        (ALM_BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(ALM_BROKER_DIR / "out"),
+        "data_folder_out": str(ALM_BROKER_DIR / "out"),
+        "processed_folder": str(ALM_BROKER_DIR / "processed"),
+        "store_processed": False,
+    }
+# Job state lives in our own rows; Celery results are never the record.
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# acks_late is switched on per task, only for tasks that are safe to run twice.
+CELERY_TASK_ACKS_LATE = False
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_TASK_TIME_LIMIT = env_int("ALM_TASK_TIME_LIMIT", 900, minimum=10)
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 5
+# Publishing is best effort: the job row is the outbox and beat re-dispatches what was not sent.
+CELERY_TASK_PUBLISH_RETRY = False
+CELERY_BROKER_CONNECTION_TIMEOUT = 3
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_SEND_TASK_EVENTS = False
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+CELERY_TASK_ALWAYS_EAGER = False
+
+# --- REST framework ---------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    # Bearer first, so an anonymous API call is answered 401 with WWW-Authenticate: Bearer.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "alm_portal.accounts.authentication.BearerTokenAuthentication",
+        "alm_portal.accounts.authentication.CsrfSessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["alm_portal.accounts.permissions.ScopedRolePermission"],
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend",
+        "rest_framework.filters.OrderingFilter",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "alm_portal.api.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "alm_portal.api.exceptions.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DATETIME_FORMAT": "iso-8601",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ALM Portal API",
+    "DESCRIPTION": "Promote Power Platform solutions between Dataverse environments under policy and audit.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI assets come from the installed sidecar package: pages work with no internet.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- Portal behaviour -------------------------------------------------------------------------
+ALM_TOKEN_MAX_DAYS = 90
+ALM_TOKEN_DEFAULT_DAYS = 30
+ALM_APPROVAL_TTL_DAYS = env_int("ALM_APPROVAL_TTL_DAYS", 30, minimum=1)
+ALM_ALLOW_LOOPBACK = env_bool("ALM_ALLOW_LOOPBACK", default=not PRODUCTION)
+if PRODUCTION and ALM_ALLOW_LOOPBACK:
+    raise ConfigurationError("ALM_ALLOW_LOOPBACK", "must be off in production")
+ALM_TEST_CRASH_AT = env_optional("ALM_TEST_CRASH_AT")
+DEMO_PASSWORD = env_optional("DEMO_PASSWORD")
+
+# --- Logging: one line per record, with the request id ----------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "alm_portal.middleware.RequestIdLogFilter"}},
+    "formatters": {
+        "line": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "line", "filters": ["request_id"]},
+    },
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}

@@ -1,0 +1,41 @@
+# Two commands for a newcomer: `make run` (the product on embedded defaults) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PORT ?= 8000
+export PORT
+
+.PHONY: install run test lint migrate clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11 or newer is needed") if sys.version_info < (3, 11) else None'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+# Web (gunicorn), a Celery worker, beat and the Dataverse emulator in the foreground; Ctrl-C stops all.
+run: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	ALM_PORT=$(PORT) $(VENV)/bin/honcho -f Procfile start
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
+
+# The whole suite: lint, architecture contracts, types, then every test. With DATABASE_URL and
+# REDIS_URL set it runs against them; otherwise on SQLite, skipping (with a reason) what needs them.
+test: install lint
+	ALM_MODE=test $(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf var/broker var/staticfiles .pytest_cache

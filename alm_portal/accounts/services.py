@@ -1,0 +1,289 @@
+"""Use cases for people, teams and API tokens. The only code that writes these tables.
+
+Every change writes one audit event in the same transaction (DESIGN section 6).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.sessions.models import Session
+from django.db import transaction
+from django.utils import timezone
+
+from alm_portal.accounts import policy
+from alm_portal.accounts.choices import Role, Scope
+from alm_portal.accounts.models import ApiToken, Team, TeamMembership, User, UserSession
+from alm_portal.audit.context import AuditContext
+from alm_portal.audit.services import record
+from alm_portal.errors import DomainError, NotFound, ValidationFailed
+
+TOKEN_PREFIX = "alm_"
+_TOKEN_PATTERN = re.compile(r"^alm_(?P<id>[1-9][0-9]{0,18})_(?P<secret>[A-Za-z0-9_-]{43})$")
+# last_used_at is a hint for people, not a log: writing it on every call would turn reads into writes.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class ScopeNotAllowed(DomainError):
+    status = 400
+    code = "scope_not_allowed"
+
+
+class TokenRejected(DomainError):
+    """The presented API token cannot be used; `code` says why (401 on the API)."""
+
+    status = 401
+    code = "not_authenticated"
+
+
+def _token_digest(*, token_id: int, secret: str) -> str:
+    message = f"{token_id}:{secret}".encode()
+    return hmac.new(settings.ALM_TOKEN_PEPPER.encode(), message, hashlib.sha256).hexdigest()
+
+
+def _default_token_name() -> str:
+    return f"cli-{timezone.now():%Y%m%dT%H%M%SZ}"
+
+
+def api_token_create(
+    *,
+    user: User,
+    scopes: list[str],
+    context: AuditContext,
+    name: str | None = None,
+    days: int | None = None,
+) -> tuple[ApiToken, str]:
+    """Create a token for `user` and return it with its text, which is never available again."""
+    days = settings.ALM_TOKEN_DEFAULT_DAYS if days is None else days
+    name = (name or "").strip() or _default_token_name()
+    scopes = sorted(set(scopes or [Scope.READ]))
+    errors: dict[str, list[str]] = {}
+    if not 1 <= days <= settings.ALM_TOKEN_MAX_DAYS:
+        errors["days"] = [f"Expiry must be between 1 and {settings.ALM_TOKEN_MAX_DAYS} days."]
+    unknown = sorted(set(scopes) - set(Scope.values))
+    if unknown:
+        errors["scopes"] = [f"Unknown scope: {', '.join(unknown)}. Known scopes: {', '.join(Scope.values)}."]
+    if len(name) > 100:
+        errors["name"] = ["Name must be at most 100 characters."]
+    if errors:
+        raise ValidationFailed("The token request is not valid.", details=errors)
+    if not user.is_active:
+        raise ValidationFailed("A disabled user cannot get API tokens.", details={"user": ["User is disabled."]})
+    beyond = policy.scopes_beyond_role(role=user.role, scopes=scopes)
+    if beyond:
+        raise ScopeNotAllowed(
+            f"The {user.role} role does not allow the scope(s): {', '.join(beyond)}.",
+            details={"scopes": beyond, "role": user.role},
+        )
+    if ApiToken.objects.filter(user=user, name=name).exists():
+        raise ValidationFailed(
+            "A token with this name already exists.", details={"name": [f"You already have a token named {name!r}."]}
+        )
+    secret = secrets.token_urlsafe(32)  # 256 bits
+    with transaction.atomic():
+        token = ApiToken.objects.create(
+            user=user,
+            name=name,
+            scopes=scopes,
+            digest="",
+            expires_at=timezone.now() + timedelta(days=days),
+        )
+        token.digest = _token_digest(token_id=token.pk, secret=secret)
+        ApiToken.objects.filter(pk=token.pk).update(digest=token.digest)
+        record(
+            context=context,
+            action="api_token.created",
+            target=token,
+            related=user,
+            after={"name": name, "scopes": scopes, "expires_at": token.expires_at.isoformat()},
+        )
+    return token, f"{TOKEN_PREFIX}{token.pk}_{secret}"
+
+
+def api_token_revoke(*, token: ApiToken, context: AuditContext) -> ApiToken:
+    """Revoke a token. Revoking an already revoked token changes nothing and writes nothing."""
+    with transaction.atomic():
+        now = timezone.now()
+        changed = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now)
+        if changed:
+            record(context=context, action="api_token.revoked", target=token, related=token.user)
+    token.refresh_from_db()
+    return token
+
+
+def api_token_authenticate(raw: str) -> ApiToken:
+    """Return the token for `raw`, or raise TokenRejected with not_authenticated/token_expired/token_revoked."""
+    match = _TOKEN_PATTERN.match(raw.strip())
+    if not match:
+        raise TokenRejected("The API token is malformed.")
+    token = ApiToken.objects.select_related("user").filter(pk=int(match["id"])).first()
+    # Compare against a digest even when the id is unknown, so timing says nothing about which ids exist.
+    expected = token.digest if token else "0" * 64
+    presented = _token_digest(token_id=int(match["id"]), secret=match["secret"])
+    if not hmac.compare_digest(expected, presented) or token is None:
+        raise TokenRejected("The API token is not valid.")
+    if token.revoked_at is not None or not token.user.is_active:
+        raise TokenRejected("The API token has been revoked.", code="token_revoked")
+    now = timezone.now()
+    if token.expires_at <= now:
+        raise TokenRejected("The API token has expired.", code="token_expired")
+    if token.last_used_at is None or token.last_used_at <= now - LAST_USED_RESOLUTION:
+        # Conditional so that concurrent calls write at most once per minute.
+        ApiToken.objects.filter(pk=token.pk).exclude(last_used_at__gt=now - LAST_USED_RESOLUTION).update(
+            last_used_at=now
+        )
+    return token
+
+
+def user_set_role(*, user: User, role: str, context: AuditContext) -> User:
+    if role not in Role.values:
+        raise ValidationFailed("Unknown role.", details={"role": [f"Must be one of {', '.join(Role.values)}."]})
+    with transaction.atomic():
+        before = user.role
+        if before == role:
+            return user
+        User.objects.filter(pk=user.pk).update(role=role)
+        # A token never exceeds its user's role: narrowing a role also narrows the tokens' scopes.
+        allowed = policy.role_scopes(role)
+        for token in ApiToken.objects.filter(user=user, revoked_at__isnull=True):
+            narrowed = sorted(set(token.scopes) & allowed)
+            if narrowed != sorted(token.scopes):
+                ApiToken.objects.filter(pk=token.pk).update(scopes=narrowed)
+        user.role = role
+        record(context=context, action="user.role_changed", target=user, before={"role": before}, after={"role": role})
+    return user
+
+
+def team_create(*, name: str, slug: str, context: AuditContext, description: str = "") -> Team:
+    if Team.objects.filter(slug=slug).exists() or Team.objects.filter(name=name).exists():
+        raise ValidationFailed("A team with this name already exists.", details={"name": ["Already taken."]})
+    with transaction.atomic():
+        team = Team.objects.create(name=name, slug=slug, description=description)
+        record(context=context, action="team.created", target=team, after={"name": name, "slug": slug})
+    return team
+
+
+def team_add_member(*, team: Team, user: User, context: AuditContext) -> TeamMembership:
+    with transaction.atomic():
+        membership, created = TeamMembership.objects.get_or_create(team=team, user=user)
+        if created:
+            record(context=context, action="team.member_added", target=team, related=user)
+    return membership
+
+
+def team_remove_member(*, team: Team, user: User, context: AuditContext) -> None:
+    with transaction.atomic():
+        deleted, _ = TeamMembership.objects.filter(team=team, user=user).delete()
+        if deleted:
+            record(context=context, action="team.member_removed", target=team, related=user)
+
+
+def _end_sessions(user: User) -> int:
+    keys = list(UserSession.objects.filter(user=user).values_list("session_key", flat=True))
+    Session.objects.filter(session_key__in=keys).delete()
+    UserSession.objects.filter(user=user).delete()
+    return len(keys)
+
+
+def user_end_sessions(*, user: User, context: AuditContext) -> int:
+    """End every browser session of `user` (an admin action, also part of disabling)."""
+    with transaction.atomic():
+        ended = _end_sessions(user)
+        record(context=context, action="user.sessions_ended", target=user, after={"sessions_ended": ended})
+    return ended
+
+
+def user_disable(*, user: User, context: AuditContext, reason: str = "") -> User:
+    """Disable a user in one transaction: sessions end, tokens are revoked, the event is audited.
+
+    Pending approvals are voided by the promotion workflow's own service, called from here once
+    approvals exist (DESIGN section 5).
+    """
+    with transaction.atomic():
+        if not User.objects.filter(pk=user.pk, is_active=True).update(is_active=False):
+            return user
+        ended = _end_sessions(user)
+        revoked = ApiToken.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        user.is_active = False
+        record(
+            context=context,
+            action="user.disabled",
+            target=user,
+            before={"is_active": True},
+            after={"is_active": False, "sessions_ended": ended, "tokens_revoked": revoked, "reason": reason},
+        )
+    return user
+
+
+def user_enable(*, user: User, context: AuditContext) -> User:
+    with transaction.atomic():
+        if User.objects.filter(pk=user.pk, is_active=False).update(is_active=True):
+            user.is_active = True
+            record(
+                context=context,
+                action="user.enabled",
+                target=user,
+                before={"is_active": False},
+                after={"is_active": True},
+            )
+    return user
+
+
+def session_signed_in(*, user: User, session_key: str, context: AuditContext, method: str) -> None:
+    """Remember the new session (so it can be ended) and audit the sign-in."""
+    with transaction.atomic():
+        UserSession.objects.update_or_create(
+            session_key=session_key, defaults={"user": user, "client_ip": context.client_ip}
+        )
+        record(context=context, action="auth.signed_in", target=user, after={"method": method})
+
+
+def session_signed_out(*, user: User, session_key: str | None, context: AuditContext) -> None:
+    with transaction.atomic():
+        if session_key:
+            UserSession.objects.filter(session_key=session_key).delete()
+        record(context=context, action="auth.signed_out", target=user)
+
+
+def user_create(
+    *,
+    username: str,
+    role: str,
+    context: AuditContext,
+    display_name: str = "",
+    email: str = "",
+    password: str | None = None,
+) -> User:
+    """Create a local account (break-glass and demo); single sign-on creates users through its own flow."""
+    if role not in Role.values:
+        raise ValidationFailed("Unknown role.", details={"role": [f"Must be one of {', '.join(Role.values)}."]})
+    if User.objects.filter(username=username).exists():
+        raise ValidationFailed("This username is taken.", details={"username": [f"{username!r} already exists."]})
+    with transaction.atomic():
+        user = User(username=username, role=role, display_name=display_name, email=email)
+        if password:
+            user.set_password(password)
+        else:
+            user.set_unusable_password()
+        user.save()
+        record(context=context, action="user.created", target=user, after={"username": username, "role": role})
+    return user
+
+
+def user_set_password(*, user: User, password: str, context: AuditContext) -> None:
+    with transaction.atomic():
+        user.set_password(password)
+        User.objects.filter(pk=user.pk).update(password=user.password)
+        record(context=context, action="user.password_set", target=user)
+
+
+def user_get(*, username: str) -> User:
+    user = User.objects.filter(username=username).first()
+    if user is None:
+        raise NotFound(f"No user named {username!r}.")
+    return user

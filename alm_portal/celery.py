@@ -1,0 +1,45 @@
+"""The Celery app (DESIGN section 1): the database is the record, the broker only a nudge.
+
+Publishing is best effort: no retry loop, a short timeout, errors logged and never raised to the
+user, because the job row is its own outbox and beat re-dispatches rows nobody picked up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from celery import Celery, Task
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alm_portal.settings")
+
+app = Celery("alm_portal")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+logger = logging.getLogger(__name__)
+
+
+def publish_best_effort(task: Task, *args: Any, **kwargs: Any) -> bool:
+    """Send `task` without retrying; return whether the broker took it. Call it from on_commit."""
+    try:
+        task.apply_async(args=args, kwargs=kwargs, retry=False)
+    except Exception:  # any broker failure: the dispatcher will pick the row up later
+        logger.warning("could not publish %s; the dispatcher will retry from the database", task.name, exc_info=True)
+        return False
+    return True
+
+
+def check_time_limits(settings: Any) -> list[str]:
+    """Every task's time limit must stay below a quarter of the visibility timeout (DESIGN section 1),
+    or Redis redelivers a message whose task is still running."""
+    limit = settings.ALM_VISIBILITY_TIMEOUT / 4
+    problems = []
+    for name, task in app.tasks.items():
+        if name.startswith("celery."):
+            continue
+        task_limit = task.time_limit or settings.CELERY_TASK_TIME_LIMIT
+        if task_limit >= limit:
+            problems.append(f"{name}: time limit {task_limit}s is not below {limit:.0f}s")
+    return problems

@@ -1,0 +1,115 @@
+"""Strict readers for configuration taken from environment variables.
+
+Every setting the portal reads from the environment goes through one of these helpers, so a
+missing or malformed value stops start-up with a single line that names the variable instead of
+failing later somewhere far from the cause.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+
+class ConfigurationError(SystemExit):
+    """Raised while settings load; SystemExit prints the message as one line and exits non-zero."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        self.variable = variable
+        super().__init__(f"configuration error: {variable}: {problem}")
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def env_str(name: str, default: str | None = None, *, required: bool = False) -> str:
+    """Return a string variable; `required` makes an unset or empty value fatal."""
+    value = os.environ.get(name)
+    if value is None or value == "":
+        if required:
+            raise ConfigurationError(name, "is required but not set")
+        if default is None:
+            raise ConfigurationError(name, "is not set and has no default")
+        return default
+    return value
+
+
+def env_optional(name: str) -> str | None:
+    """Return a variable's value, or None when it is unset or empty."""
+    value = os.environ.get(name, "")
+    return value or None
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigurationError(name, f"must be true or false, got {raw!r}")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        value = default
+    else:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigurationError(name, f"must be a whole number, got {raw!r}") from None
+    if minimum is not None and value < minimum:
+        raise ConfigurationError(name, f"must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigurationError(name, f"must be at most {maximum}, got {value}")
+    return value
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return list(default)
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env_str(name, default)
+    if value not in choices:
+        raise ConfigurationError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def env_secret(name: str, *, production: bool, var_dir: Path, generate: str = "token") -> str:
+    """Return a secret: required in production; in development generated once into var/.
+
+    Keeping the generated value in a file means restarts keep sessions, tokens and encrypted
+    credentials valid, while a fresh clone never ships a shared secret.
+    """
+    value = env_optional(name)
+    if value:
+        return value
+    if production:
+        raise ConfigurationError(name, "is required in production")
+    path = var_dir / "secrets" / name.lower()
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if generate == "fernet":
+        from cryptography.fernet import Fernet
+
+        value = Fernet.generate_key().decode()
+    else:
+        value = secrets.token_urlsafe(48)
+    # Written with owner-only permissions; another process may have raced us, so keep theirs.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+    return value

@@ -1,0 +1,1 @@
+"""Pipelines, stages, promotions, approvals and jobs (built in the promotion-workflow issue)."""

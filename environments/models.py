@@ -1,0 +1,1 @@
+"""Dataverse environments, their credentials, health and inventory (built in the registry issue)."""

@@ -1,0 +1,1 @@
+"""Solutions and their immutable versions (built in the registry issue)."""
