@@ -44,5 +44,6 @@ class Command(BaseCommand):
             self._fail(f"{refusal.message}{' (' + detail + ')' if detail else ''}")
             return
         scopes = ", ".join(token.scopes)
-        self.stdout.write(f"Token {token.name!r} for {user.username}, scopes {scopes}, expires {token.expires_at:%Y-%m-%d %H:%M}Z")
+        expires = f"{token.expires_at:%Y-%m-%d %H:%M}Z"
+        self.stdout.write(f"Token {token.name!r} for {user.username}, scopes {scopes}, expires {expires}")
         self.stdout.write(text)
