@@ -203,6 +203,7 @@ ALM_BROKER_DIR = VAR_DIR / "broker"
 # With Redis, an unacknowledged message is redelivered after the visibility timeout, so it must be
 # longer than any task can run; 2 h in production, shortened in tests that exercise redelivery.
 ALM_VISIBILITY_TIMEOUT = env_int("ALM_VISIBILITY_TIMEOUT", 7200, minimum=10)
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object]
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS = {
