@@ -678,7 +678,7 @@ _SOLUTION_SELECT = (
     "solutionid,uniquename,friendlyname,version,ismanaged,isvisible,installedon,modifiedon,"
     "_publisherid_value,_parentsolutionid_value,description"
 )
-_PUBLISHER_SELECT = "publisherid,uniquename,friendlyname,customizationprefix"
+_PUBLISHER_EXPAND = "publisherid($select=publisherid,uniquename,friendlyname,customizationprefix)"
 _ASYNC_SELECT = (
     "asyncoperationid,name,operationtype,statecode,statuscode,message,friendlymessage,errorcode,"
     "createdon,startedon,completedon"
@@ -716,7 +716,8 @@ class DataverseClient:
     emulator). Give either ``token_provider`` or ``credentials`` (then an :class:`MsalTokenProvider` sharing
     the process-wide msal application is used, with the same CA bundle). ``import_job_id_mode`` sends a
     caller-chosen ``ImportJobId`` on the async import actions (DESIGN section 4; off by default, UNCONFIRMED).
-    ``sleep`` is injectable so tests and callers control waiting.
+    ``sleep`` is injectable so tests and callers control waiting; ``page_size`` is the ``odata.maxpagesize``
+    asked for collections (all pages are followed).
     """
 
     def __init__(
@@ -731,6 +732,7 @@ class DataverseClient:
         import_job_id_mode: bool = unconfirmed.IMPORT_JOB_ID_ON_ASYNC_ACTIONS_DEFAULT,
         proxies: Mapping[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        page_size: int = 500,
         user_agent: str = "alm-portal-dataverse/1",
     ) -> None:
         parts = urlsplit(environment_url)
@@ -747,6 +749,9 @@ class DataverseClient:
         self.timeouts = timeouts or Timeouts()
         self.retry_policy = retry_policy or RetryPolicy()
         self.import_job_id_mode = import_job_id_mode
+        if not 1 <= page_size <= 5000:
+            raise ValueError("page_size must be between 1 and 5000 (Dataverse's maximum page size)")
+        self.page_size = page_size
         self._sleep = sleep
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
         self._session = VerifiedSession(
@@ -997,11 +1002,11 @@ class DataverseClient:
             return {}
         return self._json(response)
 
-    def _get_all(self, resource: str, *, page_size: int = 500, limit: int | None = None) -> list[dict[str, Any]]:
+    def _get_all(self, resource: str, *, limit: int | None = None) -> list[dict[str, Any]]:
         """Follow ``@odata.nextLink`` until the collection ends (reference 1.2, ``odata.maxpagesize``)."""
         records: list[dict[str, Any]] = []
         next_url: str | None = resource
-        headers = {"Prefer": f"odata.maxpagesize={page_size}"}
+        headers = {"Prefer": f"odata.maxpagesize={self.page_size}"}
         while next_url:
             if next_url.startswith("https://"):
                 self._check_same_origin(next_url)
@@ -1036,21 +1041,20 @@ class DataverseClient:
 
     # -- solutions and publishers (reference 3) --
 
-    def _publishers(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Publisher]:
-        publishers: dict[uuid.UUID, Publisher] = {}
-        for publisher_id in sorted(set(ids), key=str):
-            record = self._get(f"publishers({publisher_id})?$select={_PUBLISHER_SELECT}")
-            publishers[publisher_id] = Publisher(
-                publisher_id=_uuid(record.get("publisherid")) or publisher_id,
-                unique_name=_str(record.get("uniquename")),
-                friendly_name=_str(record.get("friendlyname")),
-                customization_prefix=_str(record.get("customizationprefix")),
-            )
-        return publishers
-
     @staticmethod
-    def _solution(record: Mapping[str, Any], publishers: Mapping[uuid.UUID, Publisher]) -> Solution:
+    def _solution(record: Mapping[str, Any]) -> Solution:
         publisher_id = _uuid(record.get("_publisherid_value"))
+        expanded = record.get("publisherid")
+        publisher = (
+            Publisher(
+                publisher_id=_uuid(expanded.get("publisherid")) or publisher_id,
+                unique_name=_str(expanded.get("uniquename")),
+                friendly_name=_str(expanded.get("friendlyname")),
+                customization_prefix=_str(expanded.get("customizationprefix")),
+            )
+            if isinstance(expanded, Mapping)
+            else None
+        )
         return Solution(
             solution_id=_required_uuid(record.get("solutionid"), "solutionid"),
             unique_name=_str(record.get("uniquename")),
@@ -1061,40 +1065,33 @@ class DataverseClient:
             installed_on=_datetime(record.get("installedon")),
             modified_on=_datetime(record.get("modifiedon")),
             publisher_id=publisher_id,
-            publisher=publishers.get(publisher_id) if publisher_id else None,
+            publisher=publisher,
             parent_solution_id=_uuid(record.get("_parentsolutionid_value")),
             description=_str(record.get("description")),
         )
 
-    def list_solutions(
-        self, *, managed: bool | None = None, visible_only: bool = True, with_publishers: bool = True
-    ) -> list[Solution]:
-        """Reference 3.1: ``GET solutions`` (paged), publishers looked up by id (reference 3.3)."""
+    def list_solutions(self, *, managed: bool | None = None, visible_only: bool = True) -> list[Solution]:
+        """Reference 3.1/3.3: ``GET solutions`` (paged) with the publisher through ``$expand=publisherid``."""
         filters = []
         if managed is not None:
             filters.append(f"ismanaged eq {'true' if managed else 'false'}")
         if visible_only:
             filters.append("isvisible eq true")
-        params = {"$select": _SOLUTION_SELECT, "$orderby": "uniquename asc"}
+        params = {"$select": _SOLUTION_SELECT, "$expand": _PUBLISHER_EXPAND, "$orderby": "uniquename asc"}
         if filters:
             params["$filter"] = " and ".join(filters)
-        records = self._get_all("solutions?" + _query(params))
-        publishers = (
-            self._publishers(pid for r in records if (pid := _uuid(r.get("_publisherid_value"))) is not None)
-            if with_publishers
-            else {}
-        )
-        return [self._solution(record, publishers) for record in records]
+        return [self._solution(record) for record in self._get_all("solutions?" + _query(params))]
 
-    def get_solution(self, unique_name: str, *, with_publisher: bool = True) -> Solution | None:
-        """Reference 3.1: the solution with this unique name, or None (an unknown name is an empty list)."""
-        params = {"$select": _SOLUTION_SELECT, "$filter": f"uniquename eq {_odata_string(unique_name)}"}
+    def get_solution(self, unique_name: str) -> Solution | None:
+        """Reference 3.1/3.3: the solution with this unique name and its publisher, or None (an unknown name is
+        an empty collection, not a 404)."""
+        params = {
+            "$select": _SOLUTION_SELECT,
+            "$expand": _PUBLISHER_EXPAND,
+            "$filter": f"uniquename eq {_odata_string(unique_name)}",
+        }
         records = self._get_all("solutions?" + _query(params), limit=1)
-        if not records:
-            return None
-        publisher_id = _uuid(records[0].get("_publisherid_value"))
-        publishers = self._publishers([publisher_id]) if with_publisher and publisher_id else {}
-        return self._solution(records[0], publishers)
+        return self._solution(records[0]) if records else None
 
     def update_solution_version(self, unique_name: str, version: str) -> Solution:
         """Reference 3.1: ``PATCH solutions(<id>) {"version": …}`` in the source (unmanaged) environment.
@@ -1102,7 +1099,7 @@ class DataverseClient:
         ``If-Match: *`` keeps the PATCH from ever creating a record (Dataverse PATCH is an upsert).
         """
         new_version = _check_version(version)
-        solution = self.get_solution(unique_name, with_publisher=False)
+        solution = self.get_solution(unique_name)
         if solution is None:
             raise error_from_dataverse(
                 http_status=404, code="0x80040217", message=f"solution {unique_name!r} does not exist"
