@@ -14,12 +14,9 @@ from alm_portal.audit.services import record
 
 
 def requires_postgres(test: Any) -> Any:
-    """PostgreSQL-only behaviour (triggers, advisory locks, real concurrency); skipped on SQLite.
-    (To be replaced by the shared fixture in tests/conftest.py.)"""
-    skip = pytest.mark.skipif(
-        connection.vendor != "postgresql", reason="needs PostgreSQL: set DATABASE_URL=postgres://…"
-    )
-    return pytest.mark.postgres(skip(test))
+    """PostgreSQL-only behaviour (triggers, advisory locks, real concurrency). tests/conftest.py
+    skips `postgres`-marked tests on SQLite with a reason, and fails them under CI=true."""
+    return pytest.mark.postgres(test)
 
 
 @dataclass
