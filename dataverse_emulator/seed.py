@@ -1,0 +1,147 @@
+"""``--seed demo``: the emulator side of DESIGN section 8 (idempotent).
+
+Lays out one tenant with four orgs (contoso-dev with unmanaged corpus solutions installed,
+contoso-test and contoso-prod empty of custom solutions, fabrikam-dev with one unmanaged solution),
+one client credential per org, an SSO client for the portal's sign-in, and the six demo identities plus
+one without any app role. Client ids and object ids are fixed; secrets are generated once and kept in
+the state. Every start rewrites ``demo-credentials.json`` next to the state file, because the URLs
+contain the port of this run.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .app import Emulator
+
+DEMO_TENANT_ID = "5b0b0d7e-2f43-4c1e-9a4e-0d3e7c2a9f10"
+DEMO_TENANT_NAME = "contoso.example"
+DEMO_SOLUTIONS = Path(__file__).parent / "demo_solutions"
+
+# org name -> (client id of its credential, unmanaged solution zips to install)
+DEMO_ORGS: dict[str, tuple[str, list[str]]] = {
+    "contoso-dev": (
+        "a1d3c5e7-0b2d-4f60-8a1c-3e5f7a9b1c01",
+        [
+            "IncidentReporting_1_0_0_4.zip",
+            "PodcastCopilotSolution_1_0_0_5.zip",
+            "flow-excel-groupbyemail-notification-example.v1_0_0_7.zip",
+            "UpdateCreatedBy_1_0_0_1.zip",
+        ],
+    ),
+    "contoso-test": ("a1d3c5e7-0b2d-4f60-8a1c-3e5f7a9b1c02", []),
+    "contoso-prod": ("a1d3c5e7-0b2d-4f60-8a1c-3e5f7a9b1c03", []),
+    "fabrikam-dev": ("a1d3c5e7-0b2d-4f60-8a1c-3e5f7a9b1c04", ["TravelRequestApprovalApp_1_0_0_6.solution.zip"]),
+}
+SSO_CLIENT_ID = "a1d3c5e7-0b2d-4f60-8a1c-3e5f7a9b1c10"
+DEFAULT_REDIRECT_URIS = [
+    "http://127.0.0.1:8000/accounts/entra/callback/",
+    "http://localhost:8000/accounts/entra/callback/",
+]
+# DESIGN section 8: six identities with fixed object ids and app roles, plus one without any app role.
+DEMO_IDENTITIES = [
+    ("admin", "Ada Admin", "0a000000-0000-4000-8000-000000000001", ["ALM.Admin"]),
+    ("maker", "Max Maker", "0a000000-0000-4000-8000-000000000002", ["ALM.Maker"]),
+    ("approver", "April Approver", "0a000000-0000-4000-8000-000000000003", ["ALM.Approver"]),
+    ("approver2", "Bo Approver", "0a000000-0000-4000-8000-000000000004", ["ALM.Approver"]),
+    ("auditor", "Audrey Auditor", "0a000000-0000-4000-8000-000000000005", ["ALM.Auditor"]),
+    ("maker2", "Mia Maker", "0a000000-0000-4000-8000-000000000006", ["ALM.Maker"]),
+    ("outsider", "Otto Outsider", "0a000000-0000-4000-8000-000000000007", []),
+]
+
+
+def seed_demo(app: Emulator, redirect_uris: list[str] | None = None) -> Path:
+    """Create the demo layout if it is not there yet; always write demo-credentials.json."""
+    admin = app.admin
+    store = app.store
+    with store.lock:
+        if "demo" not in store.data.get("seeded", []):
+            admin.create_tenant(DEMO_TENANT_ID, DEMO_TENANT_NAME)
+            for name, display, object_id, roles in DEMO_IDENTITIES:
+                admin.add_identity(
+                    DEMO_TENANT_ID,
+                    {
+                        "username": f"{name}@{DEMO_TENANT_NAME}",
+                        "display_name": display,
+                        "object_id": object_id,
+                        "roles": roles,
+                    },
+                )
+            for org_name, (client_id, zips) in DEMO_ORGS.items():
+                if store.org(org_name) is None:
+                    admin.create_org({"name": org_name, "tenant_id": DEMO_TENANT_ID})
+                admin.register_client(
+                    {
+                        "tenant_id": DEMO_TENANT_ID,
+                        "client_id": client_id,
+                        "display_name": f"ALM Portal ({org_name})",
+                        "orgs": [org_name],
+                    }
+                )
+                org = store.org(org_name)
+                assert org is not None
+                for zip_name in zips:
+                    data = (DEMO_SOLUTIONS / zip_name).read_bytes()
+                    admin.install(org, {"file": base64.b64encode(data).decode("ascii")})
+            admin.register_client(
+                {
+                    "tenant_id": DEMO_TENANT_ID,
+                    "client_id": SSO_CLIENT_ID,
+                    "display_name": "ALM Portal sign-in",
+                    "redirect_uris": redirect_uris or DEFAULT_REDIRECT_URIS,
+                }
+            )
+            store.data.setdefault("seeded", []).append("demo")
+        elif redirect_uris:
+            tenant = store.tenant(DEMO_TENANT_ID)
+            assert tenant is not None
+            tenant["clients"][SSO_CLIENT_ID]["redirect_uris"] = list(redirect_uris)
+        store.save()
+        return write_demo_credentials(app)
+
+
+def write_demo_credentials(app: Emulator) -> Path:
+    """``demo-credentials.json``: what the portal's own demo seeding reads (URLs of this run)."""
+    store = app.store
+    tenant = store.tenant(DEMO_TENANT_ID)
+    assert tenant is not None
+    credentials = {
+        "tenant_id": DEMO_TENANT_ID,
+        "tenant_name": tenant["name"],
+        "authority": app.entra.authority(DEMO_TENANT_ID),
+        "base_url": app.base_url,
+        "ca_file": str(app.ca_file),
+        "orgs": {
+            name: {
+                "url": app.org_url(name),
+                "client_id": client_id,
+                "client_secret": tenant["clients"][client_id]["secret"],
+            }
+            for name, (client_id, _zips) in DEMO_ORGS.items()
+        },
+        "sso_client": {
+            "client_id": SSO_CLIENT_ID,
+            "client_secret": tenant["clients"][SSO_CLIENT_ID]["secret"],
+            "redirect_uris": tenant["clients"][SSO_CLIENT_ID]["redirect_uris"],
+        },
+        "identities": [
+            {
+                "username": identity["username"],
+                "display_name": identity["display_name"],
+                "object_id": identity["object_id"],
+                "roles": identity["roles"],
+            }
+            for identity in tenant["identities"]
+        ],
+    }
+    path = app.state_path.parent / "demo-credentials.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(credentials, indent=2), encoding="utf-8")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return path
