@@ -242,6 +242,11 @@ CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ALWAYS_EAGER = False
+# Fixed schedules; DatabaseScheduler copies them into its tables at start-up.
+CELERY_BEAT_SCHEDULE = {
+    "dispatch-jobs": {"task": "deployments.dispatch_jobs", "schedule": 30.0},
+    "audit-checkpoint": {"task": "audit.checkpoint_write", "schedule": 3600.0},
+}
 
 # --- REST framework ---------------------------------------------------------------------------
 REST_FRAMEWORK = {

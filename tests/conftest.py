@@ -15,7 +15,7 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-pytest_plugins = ["tests.support.emulator"]
+pytest_plugins = ["tests.support.emulator", "tests.support.worker"]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -61,6 +61,19 @@ def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Iterator[No
     with django_db_blocker.unblock():
         enable_audit_truncate_for_test_database(connection)
     yield
+
+
+@pytest.fixture(autouse=True)
+def artifact_storage(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A fresh artifact storage per test: stored zips and audit checkpoints never outlive the rows
+    that describe them, and tests never write into the developer's var/."""
+    location = tmp_path_factory.mktemp("artifacts")
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "artifacts": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(location)}},
+    }
+    settings.ALM_ARTIFACT_DIR = location
+    return location
 
 
 # --- personas (DESIGN section 8's people, created fresh per test) ---------------------------------
