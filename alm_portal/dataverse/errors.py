@@ -22,7 +22,7 @@ store them on a job row and decide what to do without parsing text.
         ├── PublisherMismatch     0x8004801C
         ├── AuthenticationFailed  401 even with a freshly acquired token
         ├── AccessDenied          403
-        ├── PayloadTooLarge       413
+        ├── PayloadTooLarge       413 / 0x80040375
         ├── UnexpectedRedirect    any 3xx (redirects are never followed)
         ├── TlsError              certificate verification failed
         ├── InvalidResponse       a 2xx body that does not have the documented shape
@@ -284,6 +284,7 @@ _MISMATCH_CODES = frozenset({"0x80048040", "0x80048041"})
 _BAD_ZIP_CODES = frozenset({"0x80048060"})
 _PUBLISHER_CODES = frozenset({"0x8004801C"})
 _THROTTLE_CODES = frozenset({"0x80072322", "0x80072321", "0x80072326"})
+_TOO_LARGE_CODES = frozenset({"0x80040375"})  # ImportFileTooLargeToUpload
 
 
 def _mentions(message: str, fragments: tuple[str, ...]) -> bool:
@@ -317,6 +318,8 @@ def error_class_for(http_status: int | None, code: str | None, message: str) -> 
         return BadSolutionZip
     if code in _PUBLISHER_CODES:
         return PublisherMismatch
+    if code in _TOO_LARGE_CODES:
+        return PayloadTooLarge
     if code in _NOT_FOUND_CODES or _mentions(message, unconfirmed.EXPORT_MISSING_SOLUTION_MESSAGE_FRAGMENTS):
         return NotFound
     if http_status is None:

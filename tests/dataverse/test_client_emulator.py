@@ -8,7 +8,11 @@ before really sleeping: "nothing was sent while we waited" is asserted with coun
 from __future__ import annotations
 
 import hashlib
+import http.server
 import os
+import socket
+import ssl
+import threading
 import time
 import tracemalloc
 import uuid
@@ -582,3 +586,127 @@ def test_a_20_mb_package_streams_both_ways_without_being_held_in_memory(
     assert exported.size > 20 * 1024 * 1024
     with zipfile.ZipFile(exported.path) as round_tripped, zipfile.ZipFile(package) as original:
         assert round_tripped.read("WebResources/payload.bin") == original.read("WebResources/payload.bin")
+
+
+# --- the remaining error classes ------------------------------------------------------------------------------
+
+
+def test_a_managed_solution_cannot_change_publisher(emulator_org: EmulatorOrg, tmp_path: Path) -> None:
+    emulator_org.install(SUCCESS_1_0.read_bytes())
+    other_publisher = tmp_path / "Success_other_publisher.zip"
+    with zipfile.ZipFile(SUCCESS_1_1) as original, zipfile.ZipFile(other_publisher, "w") as target:
+        for info in original.infolist():
+            data = original.read(info.filename)
+            if info.filename == "solution.xml":
+                data = data.replace(b"<UniqueName>ultradynamics</UniqueName>", b"<UniqueName>someoneelse</UniqueName>")
+            target.writestr(info, data)
+    client = client_for(emulator_org)
+    handle = client.import_solution_async(other_publisher)
+    operation = client.wait_for_async_operation(handle.async_operation_id, timeout=30, **FAST_POLL)
+    with pytest.raises(errors.PublisherMismatch) as raised:
+        operation.raise_for_failure()
+    assert raised.value.code == "0x8004801C"
+
+
+def test_a_failed_job_without_a_specific_code_is_async_operation_failed(emulator_org: EmulatorOrg) -> None:
+    emulator_org.set_faults(import_failure={"count": 1})  # ImportSolutionError 0x80048033, the generic wrapper
+    client = client_for(emulator_org)
+    handle = client.import_solution_async(SUCCESS_1_0)
+    operation = client.wait_for_async_operation(handle.async_operation_id, timeout=30, **FAST_POLL)
+    error = operation.error()
+    assert type(error) is errors.AsyncOperationFailed
+    assert error.code == "0x80048033" and not error.transient
+
+
+def test_repeated_read_timeouts_end_in_request_timeout(emulator_org: EmulatorOrg) -> None:
+    policy = RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.01)
+    client = client_for(emulator_org, timeouts=Timeouts(connect=5, read=0.3), retry_policy=policy)
+    emulator_org.set_faults(delay={"seconds": 1.0, "count": 2})
+    with pytest.raises(errors.RequestTimeout) as raised:
+        client.who_am_i()
+    assert raised.value.transient
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_an_unreachable_environment_is_connection_failed_even_for_an_import(emulator_org: EmulatorOrg) -> None:
+    port = _closed_port()
+    token = emulator_org.token()
+    slept: list[float] = []
+    client = DataverseClient(
+        f"https://127.0.0.1:{port}/{emulator_org.name}",
+        token_provider=StaticTokenProvider(token),
+        ca_bundle=str(emulator_org.server.ca_file),
+        retry_policy=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.01),
+        sleep=slept.append,
+    )
+    with pytest.raises(errors.ConnectionFailed):
+        client.who_am_i()
+    assert len(slept) == 2  # three attempts for a read
+    slept.clear()
+    # Nothing was ever connected, so the import is known not to have been sent: not "outcome unknown".
+    with pytest.raises(errors.ConnectionFailed):
+        client.import_solution_async(SUCCESS_1_0)
+    assert slept == []
+
+
+def test_an_unreachable_authority_is_authority_unavailable(emulator_org: EmulatorOrg) -> None:
+    authority = f"https://127.0.0.1:{_closed_port()}/{emulator_org.tenant_id}"
+    credentials = ClientCredentials(authority, emulator_org.client_id, emulator_org.client_secret)
+    client = DataverseClient(emulator_org.url, credentials=credentials, ca_bundle=str(emulator_org.server.ca_file))
+    with pytest.raises(errors.AuthorityUnavailable) as raised:
+        client.who_am_i()
+    assert raised.value.transient
+
+
+@pytest.fixture
+def redirecting_server(emulator: EmulatorServer) -> Iterator[str]:
+    """An HTTPS endpoint (the emulator's own certificate, so it verifies) that answers every request with 302.
+
+    The emulator has no Web API route that redirects, so this stands in for a misconfigured proxy or a
+    hijacked DNS name sending the client elsewhere.
+    """
+    state_dir = emulator.state_file.parent
+    target = emulator.base_url
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def _redirect(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            self.send_response(302)
+            self.send_header("Location", f"{target}/somewhere-else")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = _redirect
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(state_dir / "server.pem", state_dir / "server-key.pem")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}/org"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_redirects_are_never_followed(redirecting_server: str, emulator: EmulatorServer) -> None:
+    client = DataverseClient(
+        redirecting_server, token_provider=StaticTokenProvider("secret-token"), ca_bundle=str(emulator.ca_file)
+    )
+    with pytest.raises(errors.UnexpectedRedirect) as raised:
+        client.who_am_i()
+    assert raised.value.http_status == 302
+    assert raised.value.location == f"{emulator.base_url}/somewhere-else"
+    with pytest.raises(errors.UnexpectedRedirect):
+        client.import_solution_async(SUCCESS_1_0)
