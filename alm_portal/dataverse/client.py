@@ -845,8 +845,6 @@ class DataverseClient:
             or response.headers.get("x-ms-request-id")
         )
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        if status == 429 and retry_after is None:
-            retry_after = unconfirmed.DEFAULT_RETRY_AFTER_SECONDS
         if 300 <= status < 400:
             return UnexpectedRedirect(
                 f"unexpected redirect (HTTP {status}); redirects are never followed",
@@ -855,7 +853,7 @@ class DataverseClient:
                 environment_url=self.environment_url,
                 request_id=request_id,
             )
-        return error_from_dataverse(
+        error = error_from_dataverse(
             http_status=status,
             code=code,
             message=message,
@@ -864,6 +862,11 @@ class DataverseClient:
             retry_after=retry_after,
             details=details,
         )
+        if isinstance(error, Throttled) and error.retry_after is None:
+            # A service-protection 429 without Retry-After still means "back off" (reference 1.5). A busy
+            # environment (CustomizationLock, also 429) without the header does not block other calls.
+            error.retry_after = unconfirmed.DEFAULT_RETRY_AFTER_SECONDS
+        return error
 
     def _send(
         self,

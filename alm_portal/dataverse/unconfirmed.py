@@ -83,8 +83,9 @@ POLL_BACKOFF_FACTOR = 1.5
 
 # --- Throttling (reference 1.5) ---------------------------------------------------------------------------------
 
-#: ``Retry-After`` is documented in seconds. An HTTP-date (RFC 9110 allows it) is accepted too, and a 429 without
-#: the header is treated as this many seconds.
+#: ``Retry-After`` is documented in seconds. An HTTP-date (RFC 9110 allows it) is accepted too, and a
+#: service-protection 429 without the header is treated as this many seconds. A CustomizationLock 429 without the
+#: header sets no "not before" (reads of the running operation must go on).
 DEFAULT_RETRY_AFTER_SECONDS = 5.0
 
 # --- Import log (reference 8.3) -----------------------------------------------------------------------------------

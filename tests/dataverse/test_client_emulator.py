@@ -367,8 +367,10 @@ def test_a_second_solution_operation_is_environment_busy_and_not_retried(emulato
     assert raised.value.transient
     assert raised.value.code == "0x80071151"
     assert emulator_org.import_count("Success", "1.1.0.0") == 0
+    assert raised.value.retry_after is None  # no Retry-After on the lock: reads of the running import go on
+    assert throttle_not_before(client.environment_url) is None
+    assert not client.get_async_operation(first.async_operation_id).is_completed
     emulator_org.complete_operation(str(first.async_operation_id))
-    clear_throttle(client.environment_url)  # the lock answered 429: respect its Retry-After elsewhere
     assert client.get_async_operation(first.async_operation_id).succeeded
 
 
