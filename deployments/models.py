@@ -1,1 +1,127 @@
-"""Pipelines, stages, promotions, approvals and jobs (built in the promotion-workflow issue)."""
+"""Pipelines and their stages, and the Job rows that are the record (and outbox) of all worker work."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from deployments.choices import ACTIVE_JOB_STATUSES, SOLUTION_OPERATION_KINDS, ImportMode, JobKind, JobStatus
+
+
+class Pipeline(models.Model):
+    """A team's route for its solutions: one development environment, then ordered stages."""
+
+    name = models.CharField(max_length=100, unique=True)
+    team = models.ForeignKey("accounts.Team", on_delete=models.PROTECT, related_name="pipelines")
+    development_environment = models.ForeignKey(
+        "environments.Environment", on_delete=models.PROTECT, related_name="pipelines_developed_here"
+    )
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Stage(models.Model):
+    """One step of a pipeline: a target environment and the policy for promoting into it."""
+
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="stages")
+    name = models.CharField(max_length=50)
+    order = models.PositiveSmallIntegerField()
+    target_environment = models.ForeignKey(
+        "environments.Environment", on_delete=models.PROTECT, related_name="stages_targeting"
+    )
+    required_approvals = models.PositiveSmallIntegerField(default=1)
+    approver_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="approver_of_stages")
+    approver_teams = models.ManyToManyField("accounts.Team", blank=True, related_name="approver_of_stages")
+    # Gating: the same version must have succeeded in the previous stage first.
+    requires_previous_stage = models.BooleanField(default=True)
+    import_mode = models.CharField(max_length=10, choices=ImportMode.choices, default=ImportMode.UPGRADE)
+    overwrite_unmanaged_customizations = models.BooleanField(default=False)
+    activate_flows_and_plugins = models.BooleanField(default=True)
+    change_reference_required = models.BooleanField(default=False)
+    change_reference_pattern = models.CharField(max_length=200, blank=True)
+    backup_reference_required = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["pipeline", "order"]
+        constraints = [
+            models.UniqueConstraint(fields=["pipeline", "name"], name="stage_name_unique_per_pipeline"),
+            models.UniqueConstraint(fields=["pipeline", "order"], name="stage_order_unique_per_pipeline"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pipeline.name} → {self.name}"
+
+
+class Job(models.Model):
+    """A unit of worker work. The row is the source of truth and its own outbox (DESIGN sections 1, 4).
+
+    Status changes only through deployments.jobs, with conditional UPDATEs. A worker holds a job
+    through a lease; a lease that runs out means the worker is gone and the dispatcher hands the job
+    to another one, which continues from the step the row records.
+    """
+
+    kind = models.CharField(max_length=20, choices=JobKind.choices)
+    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.PENDING)
+    environment = models.ForeignKey(
+        "environments.Environment", on_delete=models.PROTECT, null=True, blank=True, related_name="jobs"
+    )
+    # Derived from kind at creation, stored so the partial unique index below can use it.
+    uses_solution_slot = models.BooleanField(default=False)
+    params = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    step = models.CharField(max_length=40, blank=True, help_text="Where a resumable handler is.")
+    progress = models.PositiveSmallIntegerField(default=0)
+    progress_message = models.CharField(max_length=300, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    not_before = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=120, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    # Dataverse handles of record for solution operations (DESIGN section 4).
+    async_operation_id = models.CharField(max_length=64, blank=True)
+    import_job_id = models.CharField(max_length=64, blank=True)
+    package_sha256 = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    request_id = models.CharField(max_length=64, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # The lock is data: one active solution operation per environment (DESIGN section 1).
+            models.UniqueConstraint(
+                fields=["environment"],
+                condition=Q(uses_solution_slot=True, status__in=ACTIVE_JOB_STATUSES),
+                name="one_active_solution_operation_per_environment",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "not_before"], name="job_dispatch_idx"),
+            models.Index(fields=["kind", "status"], name="job_kind_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} job {self.pk} ({self.status})"
+
+    @staticmethod
+    def kind_uses_solution_slot(kind: str) -> bool:
+        return kind in SOLUTION_OPERATION_KINDS
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)

@@ -1,0 +1,424 @@
+"""The job engine: enqueue, claim, run, defer, finish. The only code that changes Job.status.
+
+Guarantees (DESIGN sections 1 and 4):
+- The row is the record. The broker message only says "look at job N"; publishing is best effort
+  after commit, and the dispatcher re-sends rows that nobody holds.
+- A claim is a conditional UPDATE that must hit exactly one row, so a message delivered twice, or
+  a job published twice, runs once. A worker holds a job through a lease it renews while working.
+- Solution operations take the environment's single slot through a partial unique index; a job
+  that loses the race stays pending and is retried shortly.
+- Waiting is a `not_before` time plus a short follow-up task, never a long countdown.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from alm_portal.audit.context import AuditContext
+from alm_portal.audit.services import record
+from deployments.choices import ACTIVE_JOB_STATUSES, JOB_TRANSITIONS, JobKind, JobStatus
+from deployments.models import Job
+
+logger = logging.getLogger(__name__)
+
+JobHandler = Callable[[Job, AuditContext], dict[str, Any]]
+_HANDLERS: dict[str, JobHandler] = {}
+
+# A job whose environment slot is taken waits this long before it tries again.
+SLOT_BUSY_RETRY = timedelta(seconds=5)
+# The dispatcher re-sends rows that have waited longer than this without a live lease.
+DISPATCH_AFTER = timedelta(seconds=30)
+# Follow-up messages never wait longer than this in the broker (longer waits live in not_before).
+MAX_COUNTDOWN_SECONDS = 60
+
+
+class JobFailed(Exception):
+    """Raised by a handler: the job failed for a reason people can act on."""
+
+    def __init__(self, code: str, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+
+class JobDeferred(Exception):
+    """Raised by a handler: come back after `seconds`, in `status`, at `step` (e.g. polling an import)."""
+
+    def __init__(self, seconds: float, *, status: str = JobStatus.POLLING, step: str = "", message: str = "") -> None:
+        super().__init__(message or f"deferred for {seconds:.0f}s")
+        self.seconds = max(0.0, seconds)
+        self.status = status
+        self.step = step
+        self.message = message
+
+
+class JobNeedsAttention(Exception):
+    """Raised by a handler: the outcome is unknown and only an admin can settle it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    job_id: int
+    ran: bool
+    status: str
+    reason: str = ""
+
+
+def register_job_handler(kind: str) -> Callable[[JobHandler], JobHandler]:
+    """Register the function that carries out jobs of `kind` (each app does so in its tasks.py)."""
+
+    def decorator(handler: JobHandler) -> JobHandler:
+        _HANDLERS[kind] = handler
+        return handler
+
+    return decorator
+
+
+def _handler_for(kind: str) -> JobHandler:
+    if kind not in _HANDLERS:
+        # Handlers live in each app's tasks module, which the worker imports through Celery's
+        # autodiscovery; web processes and tests import them here on first use.
+        for app_config in apps.get_app_configs():
+            try:
+                importlib.import_module(f"{app_config.name}.tasks")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"{app_config.name}.tasks":
+                    raise
+    if kind not in _HANDLERS:
+        raise JobFailed("no_handler", f"No handler is registered for {kind} jobs.")
+    return _HANDLERS[kind]
+
+
+def _lease_length() -> timedelta:
+    # Longer than a task may run between two renewals, so a live worker never loses its lease.
+    return timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def crash_point(name: str) -> None:
+    """Deterministic crash tests: ALM_TEST_CRASH_AT=<name> kills this worker's process group here."""
+    if settings.ALM_TEST_CRASH_AT and settings.ALM_TEST_CRASH_AT == name:
+        logger.warning("ALM_TEST_CRASH_AT=%s reached; killing the process group", name)
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+def _publish_on_commit(job_id: int, countdown: float = 0) -> None:
+    from alm_portal.celery import publish_best_effort
+    from deployments.tasks import run_job
+
+    def send() -> None:
+        publish_best_effort(run_job, args=(job_id,), countdown=min(countdown, MAX_COUNTDOWN_SECONDS))
+
+    transaction.on_commit(send)
+
+
+def job_enqueue(
+    *,
+    kind: str,
+    environment: Any,
+    params: dict[str, Any],
+    context: AuditContext,
+    not_before: Any = None,
+) -> Job:
+    """Create a pending job and, after commit, nudge a worker. Call inside the caller's transaction."""
+    if kind not in JobKind.values:
+        raise ValueError(f"unknown job kind {kind!r}")
+    with transaction.atomic():
+        job = Job.objects.create(
+            kind=kind,
+            environment=environment,
+            uses_solution_slot=Job.kind_uses_solution_slot(kind),
+            params=params,
+            not_before=not_before,
+            created_by_id=context.actor_id if context.actor_kind in ("user", "api_token") else None,
+            request_id=context.request_id,
+        )
+        record(
+            context=context,
+            action="job.enqueued",
+            target=job,
+            related=environment,
+            after={"kind": kind, "params": params},
+        )
+        _publish_on_commit(job.pk)
+    return job
+
+
+def _transition(job: Job, *, to: str, owner: str, **fields: Any) -> bool:
+    """Move `job` to status `to` if it is still in the status we read and held by `owner`."""
+    if to not in JOB_TRANSITIONS.get(job.status, ()) and to != job.status:
+        raise ValueError(f"job {job.pk}: {job.status} → {to} is not an allowed transition")
+    now = timezone.now()
+    changed = Job.objects.filter(pk=job.pk, status=job.status, lease_owner=owner).update(
+        status=to, updated_at=now, **fields
+    )
+    if changed == 1:
+        job.status = to
+        job.updated_at = now
+        for name, value in fields.items():
+            setattr(job, name, value)
+        return True
+    return False
+
+
+def _claim(job_id: int, owner: str) -> Job | None:
+    """Take the job if it is due and nobody holds a live lease on it. Exactly one claimant wins."""
+    now = timezone.now()
+    claimable = (
+        Q(pk=job_id)
+        & (Q(status=JobStatus.PENDING) | Q(status__in=ACTIVE_JOB_STATUSES))
+        & (Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
+        & (Q(not_before__isnull=True) | Q(not_before__lte=now))
+    )
+    current = Job.objects.filter(claimable).values_list("status", flat=True).first()
+    if current is None:
+        return None
+    new_status = JobStatus.CLAIMED if current == JobStatus.PENDING else current
+    try:
+        with transaction.atomic():
+            changed = Job.objects.filter(claimable, status=current).update(
+                status=new_status,
+                lease_owner=owner,
+                lease_expires_at=now + _lease_length(),
+                claimed_at=now,
+                attempts=F("attempts") + 1,
+                updated_at=now,
+            )
+    except IntegrityError:
+        # The environment's solution-operation slot is taken: stay pending, try again shortly.
+        Job.objects.filter(pk=job_id, status=JobStatus.PENDING).update(
+            not_before=now + SLOT_BUSY_RETRY, updated_at=now
+        )
+        _publish_on_commit(job_id, countdown=SLOT_BUSY_RETRY.total_seconds())
+        return None
+    if changed != 1:
+        return None
+    return Job.objects.select_related("environment").get(pk=job_id)
+
+
+def job_progress(job: Job, percent: int, message: str = "") -> None:
+    """Report progress and renew the lease (a handler calls this while it works)."""
+    now = timezone.now()
+    percent = max(0, min(100, int(percent)))
+    Job.objects.filter(pk=job.pk, lease_owner=job.lease_owner).update(
+        progress=percent,
+        progress_message=message[:300],
+        lease_expires_at=now + _lease_length(),
+        updated_at=now,
+    )
+    job.progress = percent
+    job.progress_message = message[:300]
+
+
+def job_mark_step(job: Job, *, status: str, step: str = "", **fields: Any) -> None:
+    """Record that a handler reached a step (e.g. `submitting` before calling Dataverse), committed now."""
+    with transaction.atomic():
+        if not _transition(job, to=status, owner=job.lease_owner, step=step, **fields):
+            raise JobFailed("lease_lost", "Another worker took over this job.")
+
+
+def _worker_context(job: Job) -> AuditContext:
+    return AuditContext.worker(request_id=job.request_id)
+
+
+def _audited(job: Job) -> bool:
+    """Scheduled health checks and syncs succeed every few minutes; only people's jobs and all
+    failures are worth an audit row each."""
+    return job.created_by_id is not None or job.kind not in (JobKind.HEALTH_CHECK, JobKind.INVENTORY_SYNC)
+
+
+def _finish(job: Job, owner: str, *, status: str, **fields: Any) -> bool:
+    now = timezone.now()
+    with transaction.atomic():
+        done = _transition(
+            job, to=status, owner=owner, finished_at=now, lease_owner="", lease_expires_at=None, **fields
+        )
+        if done and (status != JobStatus.SUCCEEDED or _audited(job)):
+            record(
+                context=_worker_context(job),
+                action=f"job.{status}",
+                target=job,
+                related=job.environment,
+                after={key: fields[key] for key in ("error_code", "error_message") if fields.get(key)},
+                outcome="success" if status == JobStatus.SUCCEEDED else "failed",
+            )
+    return done
+
+
+def job_run(job_id: int, *, owner: str | None = None) -> RunOutcome:
+    """Claim job `job_id` and carry out its next step. Safe to call any number of times."""
+    owner = owner or worker_identity()
+    job = _claim(job_id, owner)
+    if job is None:
+        current = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
+        return RunOutcome(job_id, ran=False, status=current or "missing", reason="not claimable")
+    crash_point("after_claim")
+    context = _worker_context(job)
+    try:
+        handler = _handler_for(job.kind)
+        result = handler(job, context)
+    except JobDeferred as deferral:
+        due = timezone.now() + timedelta(seconds=deferral.seconds)
+        with transaction.atomic():
+            target = deferral.status if deferral.status != job.status else job.status
+            moved = _transition(
+                job,
+                to=target,
+                owner=owner,
+                step=deferral.step or job.step,
+                not_before=due,
+                lease_owner="",
+                lease_expires_at=None,
+                progress_message=(deferral.message or job.progress_message)[:300],
+            )
+            if moved:
+                _publish_on_commit(job.pk, countdown=deferral.seconds)
+        return RunOutcome(job_id, ran=True, status=job.status, reason="deferred")
+    except JobNeedsAttention as attention:
+        with transaction.atomic():
+            _transition(
+                job,
+                to=JobStatus.NEEDS_ATTENTION,
+                owner=owner,
+                error_code="needs_attention",
+                error_message=attention.message,
+                lease_owner="",
+                lease_expires_at=None,
+            )
+            record(
+                context=context,
+                action="job.needs_attention",
+                target=job,
+                related=job.environment,
+                after={"message": attention.message},
+                outcome="failed",
+            )
+        return RunOutcome(job_id, ran=True, status=job.status, reason="needs attention")
+    except JobFailed as failure:
+        _finish(job, owner, status=JobStatus.FAILED, error_code=failure.code, error_message=failure.message)
+        return RunOutcome(job_id, ran=True, status=job.status, reason=failure.code)
+    except Exception as exc:
+        # Unexpected: record it on the job (the record is the row), then let the task log it.
+        logger.exception("job %s (%s) crashed", job.pk, job.kind)
+        _finish(
+            job,
+            owner,
+            status=JobStatus.FAILED,
+            error_code="internal_error",
+            error_message=f"{type(exc).__name__}: {exc}"[:2000],
+        )
+        return RunOutcome(job_id, ran=True, status=job.status, reason="internal_error")
+    _finish(job, owner, status=JobStatus.SUCCEEDED, result=result or {}, progress=100)
+    return RunOutcome(job_id, ran=True, status=job.status)
+
+
+def job_run_now(job: Job) -> Job:
+    """Run a job in this process until it is terminal (tests, and commands run without a worker)."""
+    import time
+
+    for _ in range(10_000):
+        job.refresh_from_db()
+        if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.NEEDS_ATTENTION):
+            return job
+        if job.not_before and job.not_before > timezone.now():
+            time.sleep(min(1.0, (job.not_before - timezone.now()).total_seconds()))
+        outcome = job_run(job.pk)
+        if not outcome.ran and outcome.reason == "not claimable":
+            job.refresh_from_db()
+            if job.not_before is None or job.not_before <= timezone.now():
+                time.sleep(0.05)
+    job.refresh_from_db()
+    return job
+
+
+def job_cancel(*, job: Job, context: AuditContext, reason: str) -> bool:
+    """Cancel a job nobody has started. Started work runs to its end (Dataverse cannot cancel an import)."""
+    with transaction.atomic():
+        changed = Job.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
+            status=JobStatus.CANCELLED, finished_at=timezone.now(), updated_at=timezone.now(), error_message=reason
+        )
+        if changed:
+            job.status = JobStatus.CANCELLED
+            record(context=context, action="job.cancelled", target=job, after={"reason": reason})
+    return bool(changed)
+
+
+def jobs_dispatch(*, limit: int = 500) -> int:
+    """Re-send jobs that are due and held by nobody (lost message, dead worker). Beat runs this."""
+    from alm_portal.celery import publish_best_effort
+    from deployments.tasks import run_job
+
+    now = timezone.now()
+    due = (
+        Job.objects.filter(Q(status=JobStatus.PENDING) | Q(status__in=ACTIVE_JOB_STATUSES))
+        .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
+        .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+        .filter(updated_at__lt=now - DISPATCH_AFTER)
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    sent = 0
+    for job_id in due:
+        if publish_best_effort(run_job, args=(job_id,)):
+            sent += 1
+    return sent
+
+
+def job_resolve_attention(*, job: Job, succeeded: bool, note: str, context: AuditContext) -> bool:
+    """An admin settles a job whose outcome was unknown; audited with their note."""
+    with transaction.atomic():
+        status = JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED
+        changed = Job.objects.filter(pk=job.pk, status=JobStatus.NEEDS_ATTENTION).update(
+            status=status, finished_at=timezone.now(), updated_at=timezone.now()
+        )
+        if changed:
+            record(
+                context=context,
+                action="job.attention_resolved",
+                target=job,
+                before={"status": JobStatus.NEEDS_ATTENTION},
+                after={"status": status, "note": note},
+            )
+            job.status = status
+    return bool(changed)
+
+
+__all__ = [
+    "JobDeferred",
+    "JobFailed",
+    "JobNeedsAttention",
+    "RunOutcome",
+    "crash_point",
+    "job_cancel",
+    "job_enqueue",
+    "job_mark_step",
+    "job_progress",
+    "job_resolve_attention",
+    "job_run",
+    "job_run_now",
+    "jobs_dispatch",
+    "register_job_handler",
+]
