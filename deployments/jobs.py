@@ -120,7 +120,7 @@ def worker_identity() -> str:
 
 def crash_point(name: str) -> None:
     """Deterministic crash tests: ALM_TEST_CRASH_AT=<name> kills this worker's process group here."""
-    if settings.ALM_TEST_CRASH_AT and settings.ALM_TEST_CRASH_AT == name:
+    if settings.ALM_TEST_CRASH_AT and name == settings.ALM_TEST_CRASH_AT:
         logger.warning("ALM_TEST_CRASH_AT=%s reached; killing the process group", name)
         os.killpg(os.getpgrp(), signal.SIGKILL)
 

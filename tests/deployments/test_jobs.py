@@ -90,7 +90,7 @@ def test_one_solution_operation_per_environment(environment, handler_calls):
 
 
 def test_health_checks_do_not_take_the_slot(environment, handler_calls):
-    calls, behaviour = handler_calls
+    _calls, behaviour = handler_calls
     behaviour[JobKind.EXPORT] = lambda job: (_ for _ in ()).throw(jobs.JobDeferred(30))
     export = _enqueue(JobKind.EXPORT, environment)
     jobs.job_run(export.pk)
@@ -99,7 +99,7 @@ def test_health_checks_do_not_take_the_slot(environment, handler_calls):
 
 
 def test_deferred_job_continues_when_due(environment, handler_calls):
-    calls, behaviour = handler_calls
+    _calls, behaviour = handler_calls
     state = {"polls": 0}
 
     def poll_twice(job):
