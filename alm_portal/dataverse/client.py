@@ -717,7 +717,7 @@ class DataverseClient:
     the process-wide msal application is used, with the same CA bundle). ``import_job_id_mode`` sends a
     caller-chosen ``ImportJobId`` on the async import actions (DESIGN section 4; off by default, UNCONFIRMED).
     ``sleep`` is injectable so tests and callers control waiting; ``page_size`` is the ``odata.maxpagesize``
-    asked for collections (all pages are followed).
+    asked for collections (all pages are followed). A client holds one HTTP session: use one per thread or task.
     """
 
     def __init__(

@@ -240,7 +240,11 @@ def test_export_managed_from_dev_validate_import_and_trace_in_test(emulator: Emu
     jobs = target.find_import_jobs("IncidentReporting", started)
     assert [j.import_job_id for j in jobs] == [handle.import_job_id]
     assert target.find_import_jobs("IncidentReporting", datetime.now(UTC) + timedelta(hours=1)) == []
+    named = target.find_async_operations(AsyncOperationType.IMPORT_SOLUTION, started, name_contains="Import")
+    assert [op.async_operation_id for op in named] == [handle.async_operation_id]
     assert target.retrieve_missing_dependencies("IncidentReporting") == []
+    with pytest.raises(errors.NotFound):
+        target.retrieve_missing_dependencies("NotInstalledHere")
 
     # A lower version is refused with the real error.
     lower = target.import_solution_async(INCIDENT_OLDER_MANAGED)
