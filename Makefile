@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8000
+EMULATOR_PORT ?= 8443
 export PORT
 
 .PHONY: install run test lint migrate clean
@@ -24,7 +25,7 @@ migrate: install
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
-	ALM_PORT=$(PORT) $(VENV)/bin/honcho -f Procfile start
+	ALM_PORT=$(PORT) ALM_EMULATOR_PORT=$(EMULATOR_PORT) $(VENV)/bin/honcho -f Procfile start
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,18 +1,51 @@
+import json
+import os
+import time
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from alm_portal.accounts.demo import seed_demo_people
+
+
+def _wait_for_emulator(state_file: Path, timeout: float) -> dict[str, Any]:
+    """The emulator writes demo-credentials.json next to its state once its demo seed is laid out."""
+    credentials = state_file.parent / "demo-credentials.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if credentials.exists():
+            try:
+                return json.loads(credentials.read_text())
+            except json.JSONDecodeError:
+                pass  # being written right now
+        time.sleep(0.25)
+    raise CommandError(f"The Dataverse emulator did not write {credentials} within {timeout:.0f} s.")
 
 
 class Command(BaseCommand):
     help = "Lay out the demo (idempotent): teams, users and, with the emulator, environments and history."
 
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--emulator-state",
+            type=Path,
+            default=None,
+            help="State file of a running `python -m dataverse_emulator --seed demo`; its demo orgs are registered.",
+        )
+        parser.add_argument("--wait", type=float, default=60.0, help="Seconds to wait for the emulator (default 60).")
+
     def handle(self, *args: Any, **options: Any) -> None:
         if settings.PRODUCTION:
             raise CommandError("seed_demo is refused in production mode (ALM_MODE=production).")
         users, password = seed_demo_people()
+        if options["emulator_state"] is not None:
+            emulator = _wait_for_emulator(options["emulator_state"], options["wait"])
+            self.stdout.write(f"Dataverse emulator: {emulator['base_url']} (tenant {emulator['tenant_id']})")
+        port = os.environ.get("ALM_PORT") or os.environ.get("PORT")
+        if port:
+            self.stdout.write(f"ALM Portal: http://127.0.0.1:{port}/")
         self.stdout.write(f"Demo users (password for all: {password}):")
         for user in users:
             teams = ", ".join(user.teams.values_list("name", flat=True)) or "no team"
