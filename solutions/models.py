@@ -1,1 +1,208 @@
-"""Solutions and their immutable versions (built in the registry issue)."""
+"""The solution registry: solutions, their immutable versions and cached diffs between versions.
+
+Nothing here is ever deleted: there is no delete path for solutions, versions or artifacts (every
+foreign key onto them is PROTECT). An artifact may be needed as long as an environment has that
+version installed or a promotion (or an approval bound to its SHA-256) references it; until a
+retention policy can prove neither is the case, keeping everything is the only safe rule.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from solutions.choices import Flavour, SourceKind
+
+
+class Solution(models.Model):
+    """A Dataverse solution the portal manages, owned by one team.
+
+    `home_environment` is the development environment it is exported from; `pipeline` is the one
+    whose development environment is that home (set at registration, None when no pipeline starts
+    there yet). The publisher is copied from the first package seen; later packages must match it.
+    """
+
+    unique_name = models.CharField(max_length=100)
+    display_name = models.CharField(max_length=255, blank=True)
+    publisher_unique_name = models.CharField(max_length=100, blank=True)
+    publisher_prefix = models.CharField(max_length=20, blank=True)
+    team = models.ForeignKey("accounts.Team", on_delete=models.PROTECT, related_name="solutions")
+    pipeline = models.ForeignKey(
+        "deployments.Pipeline", on_delete=models.PROTECT, null=True, blank=True, related_name="solutions"
+    )
+    home_environment = models.ForeignKey(
+        "environments.Environment",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="home_solutions",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["unique_name"]
+        constraints = [
+            # Dataverse compares unique names case-insensitively.
+            models.UniqueConstraint(Lower("unique_name"), name="solution_unique_name_ci"),
+        ]
+
+    def __str__(self) -> str:
+        return self.unique_name
+
+
+class SolutionVersion(models.Model):
+    """One version of a solution: identity (solution, version_key), with a managed and an unmanaged slot.
+
+    `version` is the text as first declared in solution.xml (`1.4`), `version_key` its four-part
+    form (`1.4.0.0`); the integer parts order versions numerically (1.10.0.0 > 1.9.0.0). Each slot is
+    an artifact: storage path, SHA-256, size, the parsed manifest, when and by whom it was stored.
+    A filled slot never changes (services refuse another checksum with `version_exists`); an empty
+    slot may be filled later. `source_*` say where the version came from: exported by a job from an
+    environment, uploaded by a user, or re-versioned from `restores_version` for a rollback.
+    """
+
+    solution = models.ForeignKey(Solution, on_delete=models.PROTECT, related_name="versions")
+    version = models.CharField(max_length=50)
+    version_key = models.CharField(max_length=50)
+    major = models.PositiveIntegerField()
+    minor = models.PositiveIntegerField()
+    build = models.PositiveIntegerField()
+    revision = models.PositiveIntegerField()
+    release_notes = models.TextField(blank=True)
+    # Counts per component kind etc., small enough for list pages (the full manifests stay in the slots).
+    manifest_summary = models.JSONField(default=dict, blank=True)
+
+    source_kind = models.CharField(max_length=20, choices=SourceKind.choices)
+    source_environment = models.ForeignKey(
+        "environments.Environment", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    source_job = models.ForeignKey("deployments.Job", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    restores_version = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="reversioned_as"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    managed_path = models.CharField(max_length=500, blank=True)
+    managed_sha256 = models.CharField(max_length=64, blank=True)
+    managed_size = models.BigIntegerField(null=True, blank=True)
+    managed_manifest = models.JSONField(null=True, blank=True)
+    managed_uploaded_at = models.DateTimeField(null=True, blank=True)
+    managed_uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    unmanaged_path = models.CharField(max_length=500, blank=True)
+    unmanaged_sha256 = models.CharField(max_length=64, blank=True)
+    unmanaged_size = models.BigIntegerField(null=True, blank=True)
+    unmanaged_manifest = models.JSONField(null=True, blank=True)
+    unmanaged_uploaded_at = models.DateTimeField(null=True, blank=True)
+    unmanaged_uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["solution", "-major", "-minor", "-build", "-revision"]
+        constraints = [
+            models.UniqueConstraint(fields=["solution", "version_key"], name="solution_version_unique"),
+            models.CheckConstraint(
+                condition=~Q(managed_sha256="") | ~Q(unmanaged_sha256=""), name="solution_version_has_an_artifact"
+            ),
+            # A slot is all filled or all empty.
+            models.CheckConstraint(
+                condition=(Q(managed_sha256="") & Q(managed_path="") & Q(managed_size__isnull=True))
+                | (~Q(managed_sha256="") & ~Q(managed_path="") & Q(managed_size__isnull=False)),
+                name="solution_version_managed_slot_whole",
+            ),
+            models.CheckConstraint(
+                condition=(Q(unmanaged_sha256="") & Q(unmanaged_path="") & Q(unmanaged_size__isnull=True))
+                | (~Q(unmanaged_sha256="") & ~Q(unmanaged_path="") & Q(unmanaged_size__isnull=False)),
+                name="solution_version_unmanaged_slot_whole",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["solution", "major", "minor", "build", "revision"], name="solution_version_order_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.solution.unique_name} {self.version}"
+
+    def slot(self, flavour: str) -> ArtifactSlot:
+        """The artifact slot of `flavour` (managed or unmanaged) as a small read-only view."""
+        Flavour(flavour)  # ValueError for anything else
+        return ArtifactSlot(
+            flavour=flavour,
+            path=getattr(self, f"{flavour}_path"),
+            sha256=getattr(self, f"{flavour}_sha256"),
+            size=getattr(self, f"{flavour}_size"),
+            uploaded_at=getattr(self, f"{flavour}_uploaded_at"),
+            uploaded_by_id=getattr(self, f"{flavour}_uploaded_by_id"),
+        )
+
+    def slots(self) -> list[ArtifactSlot]:
+        """Both slots, managed first."""
+        return [self.slot(flavour) for flavour in Flavour.values]
+
+    @property
+    def flavours(self) -> list[str]:
+        """The flavours stored for this version."""
+        return [slot.flavour for slot in self.slots() if slot.stored]
+
+    def manifest(self, flavour: str) -> dict[str, Any] | None:
+        Flavour(flavour)
+        manifest: dict[str, Any] | None = getattr(self, f"{flavour}_manifest")
+        return manifest
+
+
+class ArtifactSlot:
+    """One flavour of a version as read from its row (not a model; slots are columns of SolutionVersion)."""
+
+    __slots__ = ("flavour", "path", "sha256", "size", "uploaded_at", "uploaded_by_id")
+
+    def __init__(
+        self, *, flavour: str, path: str, sha256: str, size: int | None, uploaded_at: Any, uploaded_by_id: int | None
+    ) -> None:
+        self.flavour = flavour
+        self.path = path
+        self.sha256 = sha256
+        self.size = size
+        self.uploaded_at = uploaded_at
+        self.uploaded_by_id = uploaded_by_id
+
+    @property
+    def stored(self) -> bool:
+        return bool(self.sha256)
+
+    def __repr__(self) -> str:
+        return f"ArtifactSlot({self.flavour}, sha256={self.sha256[:12] or '-'})"
+
+
+class VersionDiff(models.Model):
+    """A computed component-level diff between two artifacts, keyed by their SHA-256s (old → new).
+
+    Artifacts are immutable, so a diff of the same two files never changes: it is computed once and
+    read from here afterwards. This is a cache of derived data, not a record, so it is not audited.
+    """
+
+    old_sha256 = models.CharField(max_length=64)
+    new_sha256 = models.CharField(max_length=64)
+    result = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["old_sha256", "new_sha256"], name="version_diff_unique_pair"),
+        ]
+
+    def __str__(self) -> str:
+        return f"diff {self.old_sha256[:12]} → {self.new_sha256[:12]}"
