@@ -24,7 +24,10 @@ logger = logging.getLogger(__name__)
 def publish_best_effort(task: Task, *, args: tuple[Any, ...] = (), countdown: float | None = None) -> bool:
     """Send `task` without retrying; return whether the broker took it. Call it from on_commit."""
     try:
-        task.apply_async(args=args, countdown=countdown or None, retry=False)
+        if countdown:
+            task.apply_async(args=args, countdown=countdown, retry=False)
+        else:
+            task.apply_async(args=args, retry=False)
     except Exception:  # any broker failure: the dispatcher will pick the row up later
         logger.warning("could not publish %s; the dispatcher will retry from the database", task.name, exc_info=True)
         return False
