@@ -213,13 +213,14 @@ if REDIS_URL:
         "max_retries": 0,
     }
 else:
-    for _folder in ("out", "processed"):
+    for _folder in ("out", "processed", "control"):
         (ALM_BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(ALM_BROKER_DIR / "out"),
         "data_folder_out": str(ALM_BROKER_DIR / "out"),
         "processed_folder": str(ALM_BROKER_DIR / "processed"),
+        "control_folder": str(ALM_BROKER_DIR / "control"),
         "store_processed": False,
     }
 # Job state lives in our own rows; Celery results are never the record.
