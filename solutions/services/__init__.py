@@ -1,0 +1,44 @@
+"""Use cases of the solution registry: the only code that writes solutions, versions and diffs.
+
+- solution_register(): a new solution, joining the pipeline that starts at its home environment.
+- solution_version_upload(): a package from a person (page or API), validated, stored, registered.
+- solution_export_request() / solution_export_run(): export from the home development environment as
+  a job, bumping the version there first, both flavours, registered as one version.
+- version_diff() / version_diff_against_installed(): component-level diffs, cached per artifact pair.
+
+Artifacts are immutable: a filled slot is never replaced (another checksum is `version_exists`), an
+identical file is a no-op, and nothing here deletes a file or a row (see solutions/models.py).
+Every change writes its audit event in the same transaction.
+"""
+
+from solutions.services.diffs import InstalledSolution, version_diff, version_diff_against_installed
+from solutions.services.export import (
+    dataverse_client_for,
+    solution_export_request,
+    solution_export_run,
+)
+from solutions.services.registry import (
+    DEFAULT_MAX_UPLOAD_BYTES,
+    ArtifactOutcome,
+    artifact_register,
+    manifest_summary,
+    max_upload_bytes,
+    solution_register,
+    solution_version_upload,
+)
+
+__all__ = [
+    "DEFAULT_MAX_UPLOAD_BYTES",
+    "ArtifactOutcome",
+    "InstalledSolution",
+    "artifact_register",
+    "dataverse_client_for",
+    "manifest_summary",
+    "max_upload_bytes",
+    "solution_export_request",
+    "solution_export_run",
+    "solution_register",
+    "solution_version_upload",
+    "version_diff",
+    "version_diff_against_installed",
+]

@@ -1,0 +1,410 @@
+"""Registering solutions and their artifacts: the one path every package (upload, export, re-version) takes.
+
+A filled slot is never replaced (another checksum is `version_exists`), an identical file is a no-op,
+an empty slot of an existing version may be filled. Files go to storage before the row is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from alm_portal.accounts import policy
+from alm_portal.accounts.models import Team, User
+from alm_portal.audit.context import AuditContext
+from alm_portal.audit.services import record
+from alm_portal.dataverse.package import ComponentKind, PackageError, SolutionManifest, read_solution_zip
+from alm_portal.errors import PermissionRefused, ValidationFailed
+from solutions import selectors
+from solutions.choices import Flavour, SourceKind
+from solutions.errors import InvalidPackage, PayloadTooLarge, VersionExists
+from solutions.models import Solution, SolutionVersion
+from solutions.storage import SpooledFile, SpoolTooLarge, artifact_name, spooled, store_artifact
+
+if TYPE_CHECKING:
+    from deployments.models import Job
+    from environments.models import Environment
+
+DEFAULT_MAX_UPLOAD_BYTES = 500 * 1024 * 1024
+
+
+def max_upload_bytes() -> int:
+    """ALM_MAX_UPLOAD_BYTES, 500 MiB unless configured."""
+    return int(getattr(settings, "ALM_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES))
+
+
+@dataclass(frozen=True)
+class ArtifactOutcome:
+    """What registering one artifact did: created the version, filled an empty slot, or nothing (identical)."""
+
+    version: SolutionVersion
+    flavour: str
+    created: bool
+    added: bool
+
+    @property
+    def unchanged(self) -> bool:
+        return not (self.created or self.added)
+
+
+def _pipeline_for_home(home_environment: Environment | None) -> Any:
+    if home_environment is None:
+        return None
+    from deployments.models import Pipeline
+
+    pipelines = list(Pipeline.objects.filter(development_environment=home_environment).order_by("name"))
+    if len(pipelines) > 1:
+        names = ", ".join(pipeline.name for pipeline in pipelines)
+        raise ValidationFailed(
+            f"Environment {home_environment} is the development environment of several pipelines ({names}), so "
+            "the portal cannot tell which one the solution joins. Give each pipeline its own development "
+            "environment, or ask an admin to choose.",
+            details={"home_environment": [f"Development environment of several pipelines: {names}."]},
+        )
+    return pipelines[0] if pipelines else None
+
+
+def solution_register(
+    *,
+    unique_name: str,
+    team: Team,
+    context: AuditContext,
+    display_name: str = "",
+    publisher_unique_name: str = "",
+    publisher_prefix: str = "",
+    home_environment: Environment | None = None,
+    user: User | None = None,
+) -> Solution:
+    """Register a solution for `team`. It joins the pipeline whose development environment is its home.
+
+    Refused when the name is taken (case-insensitively, as in Dataverse) or when the home environment
+    starts several pipelines.
+    """
+    unique_name = unique_name.strip()
+    if not unique_name:
+        raise ValidationFailed("A solution needs a unique name.", details={"unique_name": ["Required."]})
+    if Solution.objects.filter(unique_name__iexact=unique_name).exists():
+        raise ValidationFailed(
+            f"A solution named {unique_name!r} is already registered.",
+            details={"unique_name": ["Already registered."]},
+        )
+    pipeline = _pipeline_for_home(home_environment)
+    with transaction.atomic():
+        solution = Solution.objects.create(
+            unique_name=unique_name,
+            display_name=display_name or unique_name,
+            publisher_unique_name=publisher_unique_name,
+            publisher_prefix=publisher_prefix,
+            team=team,
+            pipeline=pipeline,
+            home_environment=home_environment,
+            created_by=user,
+        )
+        record(
+            context=context,
+            action="solution.registered",
+            target=solution,
+            related=team,
+            after={
+                "unique_name": solution.unique_name,
+                "display_name": solution.display_name,
+                "publisher": publisher_unique_name,
+                "team": team.pk,
+                "home_environment": home_environment.pk if home_environment is not None else None,
+                "pipeline": pipeline.pk if pipeline is not None else None,
+            },
+        )
+    return solution
+
+
+def manifest_summary(manifest: SolutionManifest) -> dict[str, Any]:
+    """The small, list-friendly part of a manifest: identity, counts per component kind, settings names."""
+    counts = {kind.value: 0 for kind in ComponentKind}
+    for component in manifest.components():
+        counts[component.kind.value] += 1
+    return {
+        "unique_name": manifest.unique_name,
+        "display_name": _display_name(manifest),
+        "version": manifest.version.text,
+        "publisher": {
+            "unique_name": manifest.publisher.unique_name,
+            "prefix": manifest.publisher.customization_prefix or "",
+        },
+        "components": {kind: count for kind, count in counts.items() if count},
+        "root_components": len(manifest.root_components),
+        "missing_dependencies": len(manifest.missing_dependencies),
+        "environment_variables": sorted(item.schema_name for item in manifest.environment_variables),
+        "connection_references": sorted(item.logical_name for item in manifest.connection_references),
+    }
+
+
+def _display_name(manifest: SolutionManifest) -> str:
+    names = manifest.localized_names
+    return names.get(1033) or next(iter(names.values()), "") or manifest.unique_name
+
+
+def _flavour_of(manifest: SolutionManifest) -> str:
+    if manifest.managed not in (0, 1):
+        raise InvalidPackage(
+            "The package declares Managed=2 ('both'), which only unpacked sources do; upload an exported zip.",
+            details={"file": ["Not an exported solution zip (Managed=2)."]},
+        )
+    return Flavour.MANAGED if manifest.is_managed else Flavour.UNMANAGED
+
+
+def _read_package(path: Path) -> SolutionManifest:
+    try:
+        return read_solution_zip(path)
+    except PackageError as refusal:
+        raise InvalidPackage(refusal.message, details={"file": [refusal.message]}) from None
+
+
+def _version_exists(
+    *, solution: Solution, version_key: str, flavour: str, stored: str, offered: str, **exclude: Any
+) -> VersionExists:
+    next_allowed = selectors.solution_next_allowed(solution=solution, **exclude)
+    return VersionExists(
+        f"{solution.unique_name} {version_key} already has a {flavour} artifact with another checksum; stored "
+        f"artifacts never change. Give the new build a new version (next allowed: {next_allowed}).",
+        details={
+            "solution": solution.unique_name,
+            "version": version_key,
+            "flavour": flavour,
+            "stored_sha256": stored,
+            "offered_sha256": offered,
+            "next_allowed": next_allowed,
+        },
+    )
+
+
+def _check_publisher(solution: Solution, manifest: SolutionManifest) -> None:
+    expected = solution.publisher_unique_name
+    found = manifest.publisher.unique_name
+    if expected and found and expected.casefold() != found.casefold():
+        raise InvalidPackage(
+            f"The package's publisher is {found!r}, but {solution.unique_name} is published by {expected!r}.",
+            details={"file": [f"Publisher {found!r} does not match {expected!r}."]},
+        )
+
+
+def artifact_register(
+    *,
+    solution: Solution,
+    manifest: SolutionManifest,
+    package: SpooledFile,
+    source_kind: str,
+    user: User | None,
+    context: AuditContext,
+    release_notes: str = "",
+    source_environment: Environment | None = None,
+    source_job: Job | None = None,
+    restores_version: SolutionVersion | None = None,
+) -> ArtifactOutcome:
+    """Store one artifact and put it in its slot: a new version, an empty slot filled, or a no-op.
+
+    The file goes to storage before the transaction (a rollback then leaves an unreferenced file,
+    which the next identical attempt reuses); the row is written under a lock on the solution, so two
+    concurrent registrations of one version queue instead of racing.
+    """
+    flavour = _flavour_of(manifest)
+    version_key = manifest.version.canonical
+    exclude = {"exclude_job_id": source_job.pk} if source_job is not None else {}
+
+    existing = SolutionVersion.objects.filter(solution=solution, version_key=version_key).first()
+    if existing is not None:
+        stored = existing.slot(flavour).sha256
+        if stored == package.sha256:
+            return ArtifactOutcome(version=existing, flavour=flavour, created=False, added=False)
+        if stored:
+            raise _version_exists(
+                solution=solution,
+                version_key=version_key,
+                flavour=flavour,
+                stored=stored,
+                offered=package.sha256,
+                **exclude,
+            )
+
+    name = store_artifact(
+        package,
+        name=artifact_name(
+            unique_name=solution.unique_name, version_key=version_key, flavour=flavour, sha256=package.sha256
+        ),
+    )
+    now = timezone.now()
+    slot_values = {
+        f"{flavour}_path": name,
+        f"{flavour}_sha256": package.sha256,
+        f"{flavour}_size": package.size,
+        f"{flavour}_manifest": manifest.to_dict(),
+        f"{flavour}_uploaded_at": now,
+        f"{flavour}_uploaded_by": user,
+    }
+    artifact_after = {
+        "flavour": flavour,
+        "sha256": package.sha256,
+        "size": package.size,
+        "path": name,
+    }
+    with transaction.atomic():
+        Solution.objects.select_for_update().filter(pk=solution.pk).first()
+        existing = SolutionVersion.objects.filter(solution=solution, version_key=version_key).first()
+        if existing is None:
+            major, minor, build, revision = manifest.version.padded
+            version = SolutionVersion.objects.create(
+                solution=solution,
+                version=manifest.version.text,
+                version_key=version_key,
+                major=major,
+                minor=minor,
+                build=build,
+                revision=revision,
+                release_notes=release_notes,
+                manifest_summary=manifest_summary(manifest),
+                source_kind=source_kind,
+                source_environment=source_environment,
+                source_job=source_job,
+                restores_version=restores_version,
+                created_at=now,
+                created_by=user,
+                **slot_values,
+            )
+            record(
+                context=context,
+                action="solution_version.created",
+                target=version,
+                related=solution,
+                after={
+                    "version": version.version,
+                    "version_key": version_key,
+                    "source_kind": source_kind,
+                    "source_environment": source_environment.pk if source_environment is not None else None,
+                    "source_job": source_job.pk if source_job is not None else None,
+                    "restores_version": restores_version.pk if restores_version is not None else None,
+                    "release_notes": release_notes,
+                    **artifact_after,
+                },
+            )
+            return ArtifactOutcome(version=version, flavour=flavour, created=True, added=True)
+
+        stored = existing.slot(flavour).sha256
+        if stored == package.sha256:
+            return ArtifactOutcome(version=existing, flavour=flavour, created=False, added=False)
+        if stored:
+            raise _version_exists(
+                solution=solution,
+                version_key=version_key,
+                flavour=flavour,
+                stored=stored,
+                offered=package.sha256,
+                **exclude,
+            )
+        updates: dict[str, Any] = dict(slot_values)
+        notes_before = existing.release_notes
+        if release_notes and not notes_before:
+            updates["release_notes"] = release_notes
+        # Conditional on the slot still being empty: exactly one writer fills a slot, ever.
+        changed = SolutionVersion.objects.filter(pk=existing.pk, **{f"{flavour}_sha256": ""}).update(**updates)
+        if changed != 1:
+            raise IntegrityError(f"slot {flavour} of version {existing.pk} was filled concurrently")
+        before: dict[str, Any] = {"flavour": flavour, "sha256": ""}
+        if "release_notes" in updates:
+            before["release_notes"] = notes_before
+            artifact_after["release_notes"] = release_notes
+        record(
+            context=context,
+            action="solution_version.artifact_added",
+            target=existing,
+            related=solution,
+            before=before,
+            after=artifact_after,
+        )
+    existing.refresh_from_db()
+    return ArtifactOutcome(version=existing, flavour=flavour, created=False, added=True)
+
+
+def may_change(user: User, solution: Solution) -> bool:
+    if not policy.changes_anything(user):
+        return False
+    team_ids = policy.team_ids_visible_to(user)
+    return team_ids is None or solution.team_id in team_ids
+
+
+def solution_version_upload(
+    *,
+    file: IO[bytes],
+    user: User,
+    context: AuditContext,
+    release_notes: str = "",
+    solution: Solution | None = None,
+    team: Team | None = None,
+    home_environment: Environment | None = None,
+) -> ArtifactOutcome:
+    """Register an uploaded solution zip as (a flavour of) a version of the solution it declares.
+
+    The file is spooled to a temporary file and hashed in chunks (never held in memory), refused past
+    ALM_MAX_UPLOAD_BYTES, read by the safe package reader, then stored and registered. `solution`,
+    when given, must be the one the zip declares. A solution the registry does not know yet is
+    registered for `team` (or the uploader's only team) with `home_environment`.
+    """
+    if not policy.changes_anything(user):
+        raise PermissionRefused("Auditors cannot upload solutions.")
+    limit = max_upload_bytes()
+    try:
+        with spooled(file, max_bytes=limit) as package:
+            manifest = _read_package(package.path)
+            if solution is not None and manifest.unique_name.casefold() != solution.unique_name.casefold():
+                raise InvalidPackage(
+                    f"The file holds solution {manifest.unique_name!r}, not {solution.unique_name!r}.",
+                    details={"file": [f"This is {manifest.unique_name}, not {solution.unique_name}."]},
+                )
+            target = solution or selectors.solution_find(unique_name=manifest.unique_name)
+            if target is None:
+                target = solution_register(
+                    unique_name=manifest.unique_name,
+                    display_name=_display_name(manifest),
+                    publisher_unique_name=manifest.publisher.unique_name,
+                    publisher_prefix=manifest.publisher.customization_prefix or "",
+                    team=_team_for_new_solution(user=user, team=team, unique_name=manifest.unique_name),
+                    home_environment=home_environment,
+                    user=user,
+                    context=context,
+                )
+            elif not may_change(user, target):
+                raise PermissionRefused(
+                    f"Solution {target.unique_name} belongs to a team you are not in; you cannot add versions to it."
+                )
+            _check_publisher(target, manifest)
+            return artifact_register(
+                solution=target,
+                manifest=manifest,
+                package=package,
+                source_kind=SourceKind.UPLOADED,
+                user=user,
+                context=context,
+                release_notes=release_notes,
+            )
+    except SpoolTooLarge:
+        raise PayloadTooLarge(
+            f"The file is larger than the upload limit of {limit} bytes.", details={"limit": limit}
+        ) from None
+
+
+def _team_for_new_solution(*, user: User, team: Team | None, unique_name: str) -> Team:
+    visible = policy.team_ids_visible_to(user)
+    if team is not None:
+        if visible is not None and team.pk not in visible:
+            raise PermissionRefused(f"You are not a member of team {team}.")
+        return team
+    teams = list(user.teams.all()) if visible is not None else []
+    if len(teams) == 1:
+        return teams[0]
+    raise ValidationFailed(
+        f"{unique_name} is not registered yet; choose the team that will own it.",
+        details={"team": [f"Required to register the new solution {unique_name}."]},
+    )
