@@ -1,0 +1,129 @@
+"""Reads for environments: what a user may see, what is installed where (and when), drift."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.apps import apps
+from django.core.exceptions import FieldError
+from django.db.models import Prefetch, Q, QuerySet
+from django.db.models.functions import Lower
+
+from alm_portal.accounts import policy
+from alm_portal.accounts.models import User
+from alm_portal.errors import NotFound
+from environments.choices import CredentialStatus
+from environments.drift import Expected
+from environments.models import (
+    Credential,
+    DriftFinding,
+    Environment,
+    EnvironmentNotification,
+    InventoryInterval,
+    SolutionHistoryEntry,
+)
+
+
+def environments_visible_to(*, user: User) -> QuerySet[Environment]:
+    """Admins and auditors see every environment; everyone else their teams' environments.
+
+    The active credential is prefetched into `active_credentials` (a list of at most one), so a
+    page of environments costs the same number of queries whatever its size.
+    """
+    queryset = Environment.objects.select_related("team").prefetch_related(
+        Prefetch(
+            "credentials",
+            queryset=Credential.objects.filter(status=CredentialStatus.ACTIVE).defer("secret_ciphertext"),
+            to_attr="active_credentials",
+        )
+    )
+    team_ids = policy.team_ids_visible_to(user)
+    if team_ids is None:
+        return queryset
+    return queryset.filter(team_id__in=team_ids)
+
+
+def environment_visible_to(*, user: User, pk: int) -> Environment:
+    """The environment if `user` may see it; NotFound otherwise (never a 403 that confirms it exists)."""
+    environment = environments_visible_to(user=user).filter(pk=pk).first()
+    if environment is None:
+        raise NotFound("No such environment.")
+    return environment
+
+
+def active_credential(*, environment: Environment) -> Credential | None:
+    return Credential.objects.filter(environment=environment, status=CredentialStatus.ACTIVE).first()
+
+
+def credentials_of(*, environment: Environment) -> QuerySet[Credential]:
+    """Every credential of the environment, newest first, without the encrypted secret."""
+    return Credential.objects.filter(environment=environment).defer("secret_ciphertext").order_by("-created_at", "-id")
+
+
+def inventory_current(*, environment: Environment) -> QuerySet[InventoryInterval]:
+    """What the last sync saw installed."""
+    return InventoryInterval.objects.filter(environment=environment, valid_to__isnull=True).order_by("unique_name")
+
+
+def inventory_at(*, environment: Environment, when: datetime) -> QuerySet[InventoryInterval]:
+    """What was installed at `when`: intervals with valid_from <= when < valid_to (or still open).
+
+    Answers only for times the portal was watching: before the first sync there is nothing.
+    """
+    return InventoryInterval.objects.filter(
+        Q(valid_to__isnull=True) | Q(valid_to__gt=when), environment=environment, valid_from__lte=when
+    ).order_by("unique_name")
+
+
+def inventory_history_of(*, environment: Environment, unique_name: str) -> QuerySet[InventoryInterval]:
+    """Every interval of one solution in one environment, oldest first."""
+    return InventoryInterval.objects.filter(environment=environment, unique_name=unique_name).order_by("valid_from")
+
+
+def solution_history(*, environment: Environment) -> QuerySet[SolutionHistoryEntry]:
+    return SolutionHistoryEntry.objects.filter(environment=environment).order_by("-start_time", "-id")
+
+
+def drift_findings(*, environment: Environment, include_resolved: bool = False) -> QuerySet[DriftFinding]:
+    queryset = DriftFinding.objects.filter(environment=environment)
+    if not include_resolved:
+        queryset = queryset.filter(resolved_at__isnull=True)
+    return queryset.order_by("resolved_at", "kind", "unique_name")
+
+
+def notifications_of(*, environment: Environment) -> QuerySet[EnvironmentNotification]:
+    return EnvironmentNotification.objects.filter(environment=environment).order_by("-created_at", "-id")
+
+
+def expected_installations(*, environment: Environment) -> dict[str, Expected]:
+    """What the portal deployed to `environment` and believes is installed: {unique_name: Expected}.
+
+    The promotion workflow (deployments: the newest succeeded deploy or rollback per solution and
+    target environment) will fill this; until that model exists nothing has been deployed, so the
+    map is empty and only the drift kinds that need no expectations (holding solutions, solutions
+    nobody registered) can be found. Drift is computed and tested against explicit maps meanwhile.
+    """
+    return {}
+
+
+def registered_solution_names(*, names: set[str]) -> set[str] | None:
+    """The subset of `names` the solution registry knows, or None while there is no registry.
+
+    Read through the app registry so environments does not import solutions (which imports us).
+    """
+    try:
+        solution_model = apps.get_model("solutions", "Solution")
+    except LookupError:
+        return None
+    if not names:
+        return set()
+    try:
+        # Dataverse unique names are case-insensitive.
+        lowered = {name.lower() for name in names}
+        return set(
+            solution_model.objects.annotate(unique_name_lower=Lower("unique_name"))
+            .filter(unique_name_lower__in=lowered)
+            .values_list("unique_name", flat=True)
+        )
+    except FieldError:
+        return None

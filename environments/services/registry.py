@@ -1,0 +1,170 @@
+"""Registering and changing environments, and queueing their health checks and syncs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from alm_portal import outbound
+from alm_portal.accounts.models import Team
+from alm_portal.audit.context import AuditContext
+from alm_portal.audit.services import record
+from deployments.choices import JobKind
+from deployments.jobs import job_enqueue
+from environments.choices import CredentialStatus, HealthStatus
+from environments.models import Environment
+from environments.services.credentials import credential_insert
+from environments.services.scheduling import enqueue_once
+from environments.services.validation import (
+    checked_credential,
+    checked_kind,
+    checked_name,
+    checked_tenant,
+    checked_url,
+    credential_facts,
+    environment_facts,
+    field_error,
+)
+
+_UNSET: Any = object()
+
+
+def environment_create(
+    *,
+    name: str,
+    url: str,
+    kind: str,
+    tenant_id: str,
+    team: Team,
+    client_id: str,
+    credential_type: str,
+    context: AuditContext,
+    client_secret: str | None = None,
+    certificate_pem: str | None = None,
+    private_key_pem: str | None = None,
+    credential_expires_at: datetime | None = None,
+    authority: str | None = None,
+    description: str = "",
+    is_active: bool = True,
+    check_health: bool = True,
+) -> Environment:
+    """Register an environment with its first (active) credential and queue its first health check.
+
+    The credential is active at once, since there is nothing to fall back to; the health check
+    shows within seconds whether it works (healthy, or unauthorized with the AADSTS code).
+    """
+    tenant_id = checked_tenant(tenant_id)
+    values = {
+        "name": checked_name(name),
+        "url": checked_url(url, purpose=outbound.Purpose.DATAVERSE, field_name="url"),
+        "kind": checked_kind(kind),
+        "tenant_id": tenant_id,
+        "authority": checked_url(
+            authority or outbound.default_authority(tenant_id),
+            purpose=outbound.Purpose.AUTHORITY,
+            field_name="authority",
+        ),
+        "description": (description or "").strip(),
+        "is_active": bool(is_active),
+    }
+    material = checked_credential(
+        client_id=client_id,
+        kind=credential_type,
+        client_secret=client_secret,
+        certificate_pem=certificate_pem,
+        private_key_pem=private_key_pem,
+        expires_at=credential_expires_at,
+    )
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            environment = Environment.objects.create(team=team, created_at=now, updated_at=now, **values)
+            credential = credential_insert(
+                environment=environment, material=material, status=CredentialStatus.ACTIVE, context=context, now=now
+            )
+            if check_health and environment.is_active:
+                job_enqueue(kind=JobKind.HEALTH_CHECK, environment=environment, params={}, context=context)
+            record(
+                context=context,
+                action="environment.created",
+                target=environment,
+                related=team,
+                after=environment_facts(environment),
+            )
+            record(
+                context=context,
+                action="credential.added",
+                target=credential,
+                related=environment,
+                after=credential_facts(credential),
+            )
+    except IntegrityError:
+        raise field_error("name", "An environment with this name exists.") from None
+    return environment
+
+
+def environment_update(
+    *,
+    environment: Environment,
+    context: AuditContext,
+    name: str = _UNSET,
+    url: str = _UNSET,
+    kind: str = _UNSET,
+    tenant_id: str = _UNSET,
+    authority: str = _UNSET,
+    team: Team = _UNSET,
+    description: str = _UNSET,
+    is_active: bool = _UNSET,
+) -> Environment:
+    """Change an environment's own fields; only the given ones. Audited with before/after of what
+    changed; nothing changed, nothing written. A new URL, tenant or authority resets health to
+    unknown and queues a health check."""
+    wanted: dict[str, Any] = {}
+    if name is not _UNSET:
+        wanted["name"] = checked_name(name, exclude_pk=environment.pk)
+    if url is not _UNSET:
+        wanted["url"] = checked_url(url, purpose=outbound.Purpose.DATAVERSE, field_name="url")
+    if kind is not _UNSET:
+        wanted["kind"] = checked_kind(kind)
+    if tenant_id is not _UNSET:
+        wanted["tenant_id"] = checked_tenant(tenant_id)
+    if authority is not _UNSET:
+        wanted["authority"] = checked_url(authority, purpose=outbound.Purpose.AUTHORITY, field_name="authority")
+    if team is not _UNSET:
+        wanted["team_id"] = team.pk
+    if description is not _UNSET:
+        wanted["description"] = (description or "").strip()
+    if is_active is not _UNSET:
+        wanted["is_active"] = bool(is_active)
+    try:
+        with transaction.atomic():
+            current = Environment.objects.select_for_update().get(pk=environment.pk)
+            before = environment_facts(current)
+            changes = {key: value for key, value in wanted.items() if before[key] != value}
+            if not changes:
+                return current
+            for key, value in changes.items():
+                setattr(current, key, value)
+            current.updated_at = timezone.now()
+            update_fields = [*changes, "updated_at"]
+            reconnect = bool({"url", "authority", "tenant_id"} & set(changes))
+            if reconnect:
+                current.health_status = HealthStatus.UNKNOWN
+                current.throttled_until = None
+                update_fields += ["health_status", "throttled_until"]
+            current.save(update_fields=update_fields)
+            if reconnect and current.is_active:
+                enqueue_once(environment=current, kind=JobKind.HEALTH_CHECK, params={}, context=context)
+            record(
+                context=context,
+                action="environment.updated",
+                target=current,
+                before={key: before[key] for key in changes},
+                after=changes,
+            )
+    except IntegrityError:
+        raise field_error("name", "An environment with this name exists.") from None
+    return current

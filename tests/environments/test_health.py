@@ -1,0 +1,165 @@
+"""Registration and health against the emulator over HTTPS: each failure maps to one status."""
+
+from __future__ import annotations
+
+import socket
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from deployments.choices import JobKind, JobStatus
+from deployments.jobs import job_run_now
+from deployments.models import Job
+from environments import services
+from environments.choices import CredentialStatus, HealthStatus
+from environments.models import Credential, EnvironmentNotification
+from tests.environments.conftest import events, only_event
+
+pytestmark = pytest.mark.django_db
+
+
+def test_registration_with_a_good_credential_is_healthy(emulator_org, team, admin_context):
+    environment = services.environment_create(
+        name="contoso-test",
+        url=emulator_org.url,
+        kind="test",
+        tenant_id=emulator_org.tenant_id,
+        authority=emulator_org.authority,
+        team=team,
+        client_id=emulator_org.client_id,
+        credential_type="secret",
+        client_secret=emulator_org.client_secret,
+        context=admin_context,
+    )
+    job = Job.objects.get(environment=environment, kind=JobKind.HEALTH_CHECK)
+    job = job_run_now(job)
+    assert job.status == JobStatus.SUCCEEDED
+    assert job.result["status"] == HealthStatus.HEALTHY
+    environment.refresh_from_db()
+    assert environment.health_status == HealthStatus.HEALTHY
+    assert environment.dataverse_version.startswith("9.")
+    assert environment.health_checked_at is not None
+    assert environment.health_error == ""
+
+    created = only_event("environment.created", object_id=str(environment.pk))
+    assert created.after["url"] == emulator_org.url
+    assert created.after["name"] == "contoso-test"
+    added = only_event("credential.added", related_id=str(environment.pk))
+    assert added.after == {
+        "client_id": emulator_org.client_id,
+        "kind": "secret",
+        "status": "active",
+        "expires_at": None,
+        "thumbprint": None,
+    }
+    changed = only_event("environment.health_changed", object_id=str(environment.pk))
+    assert changed.before == {"health_status": "unknown", "health_error_code": ""}
+    assert changed.after == {"health_status": "healthy", "health_error_code": ""}
+    assert changed.actor_kind == "worker"
+
+
+def test_wrong_secret_is_unauthorized_with_the_aadsts_code(emulator_org, register, admin_context):
+    environment = register(emulator_org, client_secret="not-the-secret-at-all")
+    report = services.environment_check_health(environment=environment, context=admin_context)
+    assert report.status == HealthStatus.UNAUTHORIZED
+    assert report.error_code.startswith("AADSTS")
+    environment.refresh_from_db()
+    assert environment.health_status == HealthStatus.UNAUTHORIZED
+    assert environment.health_error_code == report.error_code
+    assert environment.health_error_seen_at is not None
+    assert "not-the-secret-at-all" not in environment.health_error
+    changed = only_event("environment.health_changed", object_id=str(environment.pk))
+    assert changed.after == {"health_status": "unauthorized", "health_error_code": report.error_code}
+
+
+def test_a_closed_port_is_unreachable(emulator_org, register, admin_context):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    # Nothing listens there: neither the token authority nor the Web API can be reached.
+    environment = register(
+        emulator_org,
+        url=f"https://127.0.0.1:{closed_port}/{emulator_org.name}",
+        authority=f"https://127.0.0.1:{closed_port}/{emulator_org.tenant_id}",
+    )
+    report = services.environment_check_health(environment=environment, context=admin_context)
+    assert report.status == HealthStatus.UNREACHABLE
+    environment.refresh_from_db()
+    assert environment.health_status == HealthStatus.UNREACHABLE
+
+
+def test_server_errors_are_degraded(emulator_org, register, admin_context):
+    environment = register(emulator_org)
+    assert services.environment_check_health(environment=environment, context=admin_context).status == "healthy"
+    emulator_org.set_faults(server_errors={"status": 503, "count": 20})
+    report = services.environment_check_health(environment=environment, context=admin_context)
+    assert report.status == HealthStatus.DEGRADED
+    environment.refresh_from_db()
+    assert environment.health_error_code
+    transitions = [(e.before["health_status"], e.after["health_status"]) for e in events("environment.health_changed")]
+    assert transitions == [("unknown", "healthy"), ("healthy", "degraded")]
+
+
+def test_throttling_is_degraded_and_the_retry_after_is_persisted(emulator_org, register, admin_context):
+    environment = register(emulator_org)
+    emulator_org.set_faults(throttle={"code": "requests", "retry_after": 120, "count": 5})
+    before = timezone.now()
+    report = services.environment_check_health(environment=environment, context=admin_context)
+    assert report.status == HealthStatus.DEGRADED
+    environment.refresh_from_db()
+    assert environment.throttled_until is not None
+    assert environment.throttled_until >= before + timedelta(seconds=100)
+
+
+def test_an_unchanged_status_writes_no_audit_event(emulator_org, register, admin_context):
+    environment = register(emulator_org)
+    services.environment_check_health(environment=environment, context=admin_context)
+    services.environment_check_health(environment=environment, context=admin_context)
+    assert len(events("environment.health_changed")) == 1
+
+
+@pytest.mark.parametrize(("days", "threshold"), [(25, 30), (5, 7)])
+def test_credential_expiring_is_shown_and_notified_once_per_threshold(
+    emulator_org, register, admin_context, days, threshold
+):
+    environment = register(emulator_org, credential_expires_at=timezone.now() + timedelta(days=days))
+    first = services.environment_check_health(environment=environment, context=admin_context)
+    second = services.environment_check_health(environment=environment, context=admin_context)
+    assert first.status == second.status == HealthStatus.CREDENTIAL_EXPIRING
+    warning = only_event("credential.expiring")
+    assert warning.after["threshold_days"] == threshold
+    credential = Credential.objects.get(environment=environment)
+    assert warning.object_id == str(credential.pk)
+    assert warning.related_id == str(environment.pk)
+    notes = EnvironmentNotification.objects.filter(environment=environment, kind="credential_expiring")
+    assert notes.count() == 1
+
+
+def test_the_seven_day_warning_follows_the_thirty_day_one(emulator_org, register, admin_context):
+    environment = register(emulator_org, credential_expires_at=timezone.now() + timedelta(days=20))
+    services.environment_check_health(environment=environment, context=admin_context)
+    Credential.objects.filter(environment=environment).update(expires_at=timezone.now() + timedelta(days=6))
+    services.environment_check_health(environment=environment, context=admin_context)
+    services.environment_check_health(environment=environment, context=admin_context)
+    assert [e.after["threshold_days"] for e in events("credential.expiring")] == [30, 7]
+
+
+def test_a_far_expiry_is_healthy_without_warning(emulator_org, register, admin_context):
+    environment = register(emulator_org, credential_expires_at=timezone.now() + timedelta(days=365))
+    assert services.environment_check_health(environment=environment, context=admin_context).status == "healthy"
+    assert events("credential.expiring") == []
+
+
+def test_without_an_active_credential_the_environment_is_unauthorized(emulator_org, register, admin_context):
+    environment = register(emulator_org)
+    Credential.objects.filter(environment=environment).update(status=CredentialStatus.RETIRED)
+    report = services.environment_check_health(environment=environment, context=admin_context)
+    assert (report.status, report.error_code) == (HealthStatus.UNAUTHORIZED, "no_credential")
+
+
+def test_turning_loopback_off_makes_the_emulator_unreachable(emulator_org, register, admin_context, settings):
+    environment = register(emulator_org)
+    settings.ALM_ALLOW_LOOPBACK = False
+    report = services.environment_check_health(environment=environment, context=admin_context)
+    assert (report.status, report.error_code) == (HealthStatus.UNREACHABLE, "outbound_refused")
