@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         app.solutions.stop()
         with app.store.lock:
-            app.store.save()
+            app.store.flush()
+            app.store.save(orgs=[])
         server.server_close()
     return 0
 

@@ -44,7 +44,7 @@ class Admin:
             with self.store.lock:
                 result = self._route(request.method, route, body or {}, request)
                 if request.method != "GET":
-                    self.store.save()
+                    self.store.save(orgs=self._touched_orgs(route, body or {}, result))
             if isinstance(result, Response):
                 return result
             status = 201 if request.method == "POST" and route in ("orgs", "clients", "tenants") else 200
@@ -138,6 +138,20 @@ class Admin:
             if rest[2] == "complete":
                 return self.complete_now(org, rest[1])
         raise AdminError(404, f"no admin route {method} /_emulator/orgs/{name}/{'/'.join(rest)}")
+
+    @staticmethod
+    def _touched_orgs(route: str, body: dict[str, Any], result: Any) -> list[str] | None:
+        """Which org files a write changed (None = all, after a reset)."""
+        parts = route.split("/")
+        if parts[0] == "orgs" and len(parts) >= 2:
+            return [parts[1]]
+        if parts == ["orgs"] and isinstance(result, dict):
+            return [result["name"]]
+        if parts == ["clients"]:
+            return [str(name) for name in body.get("orgs", [])]
+        if parts == ["reset"]:
+            return None
+        return []
 
     # ------------------------------------------------------------------------------------------
     def reset(self) -> dict:

@@ -68,7 +68,7 @@ class SigningKey:
                     serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
                 ).decode("ascii")
                 store.data["signing_key_pem"] = pem
-                store.save()
+                store.save(orgs=[])
         self.private_key = serialization.load_pem_private_key(pem.encode("ascii"), password=None)
         assert isinstance(self.private_key, rsa.RSAPrivateKey)
         self.public_key = self.private_key.public_key()
@@ -598,7 +598,7 @@ Pick an account:</p>
     def revoke_all(self) -> int:
         with self.store.lock:
             self.store.data["token_generation"] = self.store.data.get("token_generation", 0) + 1
-            self.store.save()
+            self.store.save(orgs=[])
             return self.store.data["token_generation"]
 
 

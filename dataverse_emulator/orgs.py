@@ -345,6 +345,7 @@ def history_start(
     t: float,
     correlation_id: str,
     package_name: str | None = None,
+    publisher_name: str | None = None,
 ) -> dict:
     history_id = new_id()
     row = {
@@ -353,7 +354,7 @@ def history_start(
         "msdyn_solutionid": solution_id,
         "msdyn_solutionversion": version,
         "msdyn_publisherid": publisher["publisherid"] if publisher else None,
-        "msdyn_publishername": publisher["uniquename"] if publisher else None,
+        "msdyn_publishername": publisher["uniquename"] if publisher else publisher_name,
         "msdyn_packagename": package_name or name,
         "msdyn_packageversion": version,
         "msdyn_operation": operation,
@@ -399,6 +400,9 @@ def history_finish(
     row["msdyn_totaltime"] = max(0, round(t - row["emu_start"]))
     if solution_id:
         row["msdyn_solutionid"] = solution_id
+        solution = org["solutions"].get(solution_id)
+        if solution is not None and not row["msdyn_publisherid"]:
+            row["msdyn_publisherid"] = solution["_publisherid_value"]
     if suboperation is not None:
         row["msdyn_suboperation"] = suboperation
     if not success:

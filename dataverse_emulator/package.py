@@ -386,7 +386,10 @@ def _components(root: Element, archive: zipfile.ZipFile) -> tuple[list[Component
             logical = _text(attribute, "LogicalName") or _text(attribute, "Name")
             if logical:
                 columns.append((logical.lower(), _text(attribute, "Type")))
-        custom = _child(info, "LocalizedNames") is not None  # a system table it only extends has none
+        # A table the package defines (custom) carries its display name as OriginalName and a publisher
+        # prefix; system tables it only extends (Team, SystemUser, Account…) are exported with
+        # OriginalName="" (all corpus exports), and CRM 2011 exports have no prefix on system tables.
+        custom = "_" in schema and bool(name_element is not None and name_element.get("OriginalName"))
         collection = ""
         for entry in _children(_child(info, "LocalizedCollectionNames"), "LocalizedCollectionName"):
             collection = entry.get("description", "")

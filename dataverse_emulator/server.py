@@ -31,6 +31,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "dataverse-emulator"
     sys_version = ""
     timeout = 120  # idle keep-alive connections are closed after this
+    wbufsize = 64 * 1024  # headers and body leave in one write (handle_one_request flushes)
     server: TLSServer
 
     def do_GET(self) -> None:
@@ -106,6 +107,9 @@ class TLSServer(ThreadingHTTPServer):
 
     def finish_request(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
         request.settimeout(30)
+        # Without TCP_NODELAY, small responses on a keep-alive TLS connection wait ~40 ms for delayed ACKs.
+        with contextlib.suppress(OSError):
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             tls = self.context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError):

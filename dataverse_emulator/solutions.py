@@ -91,12 +91,12 @@ class SolutionService:
         while not self._stop.wait(0.1):
             ticks += 1
             with self.store.lock:
-                changed = False
-                for org in list(self.store.data["orgs"].values()):
-                    changed = self.finalize_due(org, now()) or changed
+                changed = [
+                    org["name"] for org in list(self.store.data["orgs"].values()) if self.finalize_due(org, now())
+                ]
                 if changed:
-                    self.store.save()
-                elif ticks % 10 == 0:
+                    self.store.save(orgs=changed)
+                if ticks % 10 == 0:
                     self.store.flush()  # request counters and other minor changes, once a second
 
     # ------------------------------------------------------------------------------------------
@@ -504,6 +504,7 @@ class SolutionService:
             t=t,
             correlation_id=correlation_id,
             package_name=package.unique_name,
+            publisher_name=package.publisher.unique_name,
         )
 
     def _complete_importjob(

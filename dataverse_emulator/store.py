@@ -1,9 +1,14 @@
-"""The emulator's state: one JSON document written atomically after every change, zips beside it.
+"""The emulator's state: JSON written atomically after every change, zips beside it.
 
 Layout next to the state file (``--state FILE``):
-    FILE                  the JSON state (tenants, clients, identities, orgs and their tables)
+    FILE                  tenants, clients, identities, settings, counters (everything but the orgs)
+    FILE.orgs/<org>.json  one file per org (its solutions, components, jobs, history, faults, …), so a
+                          change to one org rewrites that org only, however many orgs a test session makes
     blobs/<sha256>.zip    every solution package the emulator received or produced, by SHA-256
     ca.pem, server.pem, server-key.pem   the TLS material (tls.py)
+
+In memory it is one dict (``Store.data``, orgs under ``data["orgs"]``). Writers say which orgs they
+changed (``save(orgs=[…])``); ``save()`` without orgs writes them all.
 
 All access goes through ``Store.lock`` (a re-entrant lock): the HTTP server is threaded, and the
 background finaliser of async operations (solutions.py) runs in its own thread.
@@ -61,44 +66,69 @@ class Store:
     def __init__(self, state_path: Path) -> None:
         self.path = state_path
         self.dir = state_path.parent
+        self.org_dir = state_path.with_name(state_path.name + ".orgs")
         self.blob_dir = self.dir / "blobs"
         self.lock = threading.RLock()
-        self.dirty = False  # a change that may wait for the next flush (request counters)
+        self.dirty: set[str] = set()  # orgs with changes that may wait for the next flush (request counters)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.blob_dir.mkdir(parents=True, exist_ok=True)
+        self.org_dir.mkdir(parents=True, exist_ok=True)
         if self.path.exists():
             self.data: dict[str, Any] = json.loads(self.path.read_text(encoding="utf-8"))
+            names = self.data.pop("org_names", None)
+            orgs = self.data.setdefault("orgs", {})
+            for name in names or []:
+                org_file = self.org_dir / f"{name}.json"
+                if org_file.exists():
+                    orgs[name] = json.loads(org_file.read_text(encoding="utf-8"))
         else:
             self.data = empty_state()
             self.save()
 
-    def save(self) -> None:
-        """Write the state atomically (temp file in the same directory + os.replace).
+    def save(self, orgs: list[str] | tuple[str, ...] | set[str] | None = None) -> None:
+        """Write the global file and the given orgs (all orgs when ``orgs`` is None), each atomically
+        (temp file in the same directory + os.replace).
 
         No fsync: os.replace already guarantees a reader (or a restarted emulator) sees the old or the
         new file, never a torn one; surviving power loss is not the emulator's job.
         """
         with self.lock:
-            payload = json.dumps(self.data, separators=(",", ":"))
-            fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".json", dir=self.dir)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    handle.write(payload)
-                os.replace(tmp, self.path)
-                self.dirty = False
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
+            names = list(self.data["orgs"]) if orgs is None else list(orgs)
+            for name in names:
+                org_file = self.org_dir / f"{name}.json"
+                if name in self.data["orgs"]:
+                    self._write(org_file, self.data["orgs"][name])
+                elif org_file.exists():  # a deleted org
+                    org_file.unlink()
+                self.dirty.discard(name)
+            global_part = {k: v for k, v in self.data.items() if k != "orgs"}
+            global_part["org_names"] = sorted(self.data["orgs"])
+            self._write(self.path, global_part)
+            if orgs is None:  # a full save also removes the files of deleted orgs
+                for stale in self.org_dir.glob("*.json"):
+                    if stale.stem not in self.data["orgs"]:
+                        stale.unlink()
 
-    def mark_dirty(self) -> None:
-        """Remember a minor change; ``flush`` (background thread, shutdown) writes it."""
-        self.dirty = True
+    def _write(self, path: Path, payload: Any) -> None:
+        text = json.dumps(payload, separators=(",", ":"))
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def mark_dirty(self, org: str) -> None:
+        """Remember a minor change of an org; ``flush`` (background thread, shutdown) writes it."""
+        self.dirty.add(org)
 
     def flush(self) -> None:
         with self.lock:
             if self.dirty:
-                self.save()
+                self.save(orgs=set(self.dirty))
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
@@ -123,8 +153,3 @@ class Store:
 
     def tenant(self, tenant_id: str) -> dict[str, Any] | None:
         return self.data["tenants"].get(tenant_id)
-
-    def next_row_version(self, org: dict[str, Any]) -> int:
-        """Monotonic per-org row version, shown as ``@odata.etag`` ``W/"<n>"`` (DOC-ERR examples)."""
-        org["row_version"] = org.get("row_version", 1000000) + 1
-        return org["row_version"]

@@ -131,9 +131,9 @@ class WebApi:
                 faults_before = len(org["faults"])
                 decision = faults.for_request(org["faults"], now())
                 if decision.error is not None or decision.delay or len(org["faults"]) != faults_before:
-                    self.store.save()  # a consumed fault must stay consumed after a restart
+                    self.store.save(orgs=[org_name])  # a consumed fault must stay consumed after a restart
                 else:
-                    self.store.mark_dirty()
+                    self.store.mark_dirty(org_name)
             if decision.delay:
                 time.sleep(decision.delay)
             if decision.error is not None:
@@ -146,7 +146,7 @@ class WebApi:
                 version_before = org["row_version"]
                 response = self._route(request, org, version, resource, caller, correlation_id)
                 if changed or request.method != "GET" or org["row_version"] != version_before:
-                    self.store.save()
+                    self.store.save(orgs=[org_name])
         except DataverseError as error:
             response = Response.json(error.status, error.body(), list(error.headers.items()))
             response.headers = [(k, v) for k, v in response.headers if k != "Content-Type"]
