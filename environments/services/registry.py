@@ -15,8 +15,8 @@ from alm_portal.audit.services import record
 from deployments.choices import JobKind
 from deployments.jobs import job_enqueue
 from environments.choices import CredentialStatus, HealthStatus
-from environments.models import Environment
-from environments.services.credentials import credential_insert
+from environments.models import Credential, Environment
+from environments.services.credentials import credential_insert, credential_rotate, credential_set_expiry
 from environments.services.scheduling import enqueue_once
 from environments.services.validation import (
     checked_credential,
@@ -118,10 +118,22 @@ def environment_update(
     team: Team = _UNSET,
     description: str = _UNSET,
     is_active: bool = _UNSET,
+    client_id: str | None = None,
+    credential_type: str | None = None,
+    client_secret: str | None = None,
+    certificate_pem: str | None = None,
+    private_key_pem: str | None = None,
+    credential_expires_at: datetime | None = _UNSET,
 ) -> Environment:
     """Change an environment's own fields; only the given ones. Audited with before/after of what
     changed; nothing changed, nothing written. A new URL, tenant or authority resets health to
-    unknown and queues a health check."""
+    unknown and queues a health check.
+
+    New credential material (a secret, or a certificate and key) starts a rotation
+    (credential_rotate: a pending credential and the check that activates it once it works); the
+    client id and type default to the active credential's. An expiry alone corrects the active
+    credential's recorded expiry. Everything commits together or not at all.
+    """
     wanted: dict[str, Any] = {}
     if name is not _UNSET:
         wanted["name"] = checked_name(name, exclude_pk=environment.pk)
@@ -139,9 +151,23 @@ def environment_update(
         wanted["description"] = (description or "").strip()
     if is_active is not _UNSET:
         wanted["is_active"] = bool(is_active)
+    rotating = bool(client_secret or certificate_pem or private_key_pem)
+    if (client_id or credential_type) and not rotating:
+        raise field_error("client_secret", "A new client id or credential type needs its secret or certificate.")
     try:
         with transaction.atomic():
             current = Environment.objects.select_for_update().get(pk=environment.pk)
+            _change_credential(
+                environment=current,
+                context=context,
+                rotating=rotating,
+                client_id=client_id,
+                credential_type=credential_type,
+                client_secret=client_secret,
+                certificate_pem=certificate_pem,
+                private_key_pem=private_key_pem,
+                expires_at=credential_expires_at,
+            )
             before = environment_facts(current)
             changes = {key: value for key, value in wanted.items() if before[key] != value}
             if not changes:
@@ -168,3 +194,34 @@ def environment_update(
     except IntegrityError:
         raise field_error("name", "An environment with this name exists.") from None
     return current
+
+
+def _change_credential(
+    *,
+    environment: Environment,
+    context: AuditContext,
+    rotating: bool,
+    client_id: str | None,
+    credential_type: str | None,
+    client_secret: str | None,
+    certificate_pem: str | None,
+    private_key_pem: str | None,
+    expires_at: datetime | None,
+) -> None:
+    active = Credential.objects.filter(environment=environment, status=CredentialStatus.ACTIVE).first()
+    if rotating:
+        kind = credential_type or (active.kind if active else "")
+        credential_rotate(
+            environment=environment,
+            client_id=client_id or (active.client_id if active else ""),
+            kind=kind,
+            client_secret=client_secret,
+            certificate_pem=certificate_pem,
+            private_key_pem=private_key_pem,
+            expires_at=None if expires_at is _UNSET else expires_at,
+            context=context,
+        )
+    elif expires_at is not _UNSET:
+        if active is None:
+            raise field_error("credential_expires_at", "The environment has no active credential.")
+        credential_set_expiry(credential=active, expires_at=expires_at, context=context)

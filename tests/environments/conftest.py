@@ -20,6 +20,8 @@ def _loopback_and_ca(settings: Any, request: pytest.FixtureRequest) -> Iterator[
     """The emulator lives on 127.0.0.1 with its own CA: allow loopback, trust that CA (when the
     test uses the emulator), and forget process-wide throttle state between tests."""
     settings.ALM_ALLOW_LOOPBACK = True
+    # Personas get passwords; the production hasher's work factor would dominate these tests.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     if "emulator" in request.fixturenames or "emulator_org" in request.fixturenames:
         server = request.getfixturevalue("emulator")
         settings.ALM_DATAVERSE_CA_BUNDLE = str(server.ca_file)
