@@ -119,6 +119,17 @@ def build_log(package: SolutionPackage, outcome: Outcome, started: float, finish
     return "".join(parts)
 
 
+def unreadable_log(code: str, text: str, started: float, finished: float) -> str:
+    """The log of a job whose package could not be read (no manifest to report on)."""
+    start_clock, _ = _stamp(started)
+    stop_clock, _ = _stamp(finished)
+    return (
+        f'<importexportxml start="{start_clock}" stop="{stop_clock}" progress="0" processed="true">'
+        f"<solutionManifests><solutionManifest>{_result(False, code, text, finished)}</solutionManifest>"
+        "</solutionManifests></importexportxml>"
+    )
+
+
 def progress_log(package_name: str, progress: float, started: float) -> str:
     """``importjob.data`` while the job runs: the root element and the manifest, not yet processed."""
     clock, _ = _stamp(started)

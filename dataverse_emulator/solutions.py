@@ -323,6 +323,14 @@ class SolutionService:
         rename the holding solution to the base name (REF-deleteandpromote, MKR-UPD)."""
         orgs.release_components(org, base["solutionid"])
         del org["solutions"][base["solutionid"]]
+        if unconfirmed.UPGRADE_KEEPS_SOLUTION_ID:  # the promoted solution takes over the base's id
+            holding_id, base_id = holding["solutionid"], base["solutionid"]
+            del org["solutions"][holding_id]
+            holding["solutionid"] = base_id
+            org["solutions"][base_id] = holding
+            for entry in org["components"].values():
+                if holding_id in entry["solutions"]:
+                    entry["solutions"][base_id] = entry["solutions"].pop(holding_id)
         holding["uniquename"] = base["uniquename"]
         holding["installedon"] = iso(t)
         holding["updatedon"] = iso(t)
@@ -386,6 +394,8 @@ class SolutionService:
         try:
             self.check_rules(org, package, mode)
             if mode == "upgrade" and orgs.find_solution(org, package.unique_name) is None:
+                if not unconfirmed.STAGE_AND_UPGRADE_INSTALLS_NEW:
+                    raise ImportFailure(self._not_found(package.unique_name), at_manifest=True)
                 mode = "update"  # StageAndUpgrade of a solution not installed yet installs it
             fail = params.get("fail")
             if fail:  # injected failure: the package is fine, a component fails to import
@@ -403,24 +413,27 @@ class SolutionService:
             )
             return outcome, None, {"holding": 2, "upgrade": 2}.get(mode, 1)
 
-    def _new_importjob(self, org: dict, job_id: str, package: SolutionPackage, t: float, op_id: str | None) -> dict:
+    def _new_importjob(
+        self, org: dict, job_id: str, package: SolutionPackage | None, t: float, op_id: str | None
+    ) -> dict:
+        name = package.unique_name if package else ""
         row = {
             "importjobid": job_id,
-            "name": package.unique_name,
-            "solutionname": package.unique_name,
+            "name": name,
+            "solutionname": name,
             "solutionid": None,
             "progress": 0.0,
             "data": None,
             "startedon": None,
             "completedon": None,
-            "importcontext": "ImportSolution",
+            "importcontext": unconfirmed.IMPORT_JOB_CONTEXT,
             "operationcontext": None,
             "_createdby_value": None,
             "createdon": iso(t),
             "modifiedon": iso(t),
             "versionnumber": orgs.bump(org),
             "emu_asyncoperationid": op_id,
-            "emu_package_sha": package.sha256,
+            "emu_package_sha": package.sha256 if package else None,
         }
         org["importjobs"][job_id] = row
         return row
@@ -529,7 +542,12 @@ class SolutionService:
         """``ImportSolutionAsync`` / ``StageAndUpgradeAsync`` (reference 5.2, 6): returns the handles."""
         operation = MESSAGE_NAMES[kind]
         self.check_lock(org, kind)
-        _data, package = self.receive_package(org, body, operation)
+        try:
+            _data, package = self.receive_package(org, body, operation)
+        except DataverseError as error:
+            if unconfirmed.STRUCTURAL_ERRORS_FAIL_REQUEST or error.code == unconfirmed.MISSING_PARAMETER_CODE:
+                raise
+            return self._accept_unreadable(org, body, kind, operation, error, correlation_id)
         job_id = self._caller_job_id(org, body, operation, is_async=True)
         t = now()
         mode = "holding" if body.get("HoldingSolution") else "update"
@@ -543,6 +561,17 @@ class SolutionService:
         self._new_importjob(org, job_id, package, t, op["asyncoperationid"])
         history = self._history_for_import(org, package, mode, t, params, correlation_id)
         op["emu_history_id"] = history["msdyn_solutionhistoryid"]
+        return {"AsyncOperationId": op["asyncoperationid"], "ImportJobKey": job_id}
+
+    def _accept_unreadable(
+        self, org: dict, body: dict, kind: str, operation: str, error: DataverseError, correlation_id: str
+    ) -> dict[str, str]:
+        """STRUCTURAL_ERRORS_FAIL_REQUEST = False: accept an unreadable package; its job fails."""
+        job_id = self._caller_job_id(org, body, operation, is_async=True)
+        t = now()
+        params = {"structural_error": {"code": error.code, "message": error.message}, "importjobid": job_id}
+        op = self._new_operation(org, kind, t, params, correlation_id)
+        self._new_importjob(org, job_id, None, t, op["asyncoperationid"])
         return {"AsyncOperationId": op["asyncoperationid"], "ImportJobKey": job_id}
 
     # ------------------------------------------------------------------------------------------
@@ -637,7 +666,14 @@ class SolutionService:
         kind = op["emu_kind"]
         params = op["emu_params"]
         error: DataverseError | None = None
-        if kind in ("import", "stage_and_upgrade"):
+        if kind in ("import", "stage_and_upgrade") and params.get("structural_error"):
+            error = DataverseError(400, params["structural_error"]["code"], params["structural_error"]["message"])
+            job = org["importjobs"].get(params["importjobid"])
+            if job is not None:
+                job.update({"startedon": iso(op["emu_started"]), "completedon": iso(t), "progress": 0.0})
+                job["data"] = importlog.unreadable_log(error.code, error.message, op["emu_started"], t)
+                orgs.touch(org, job, t)
+        elif kind in ("import", "stage_and_upgrade"):
             package = self.package_by_sha(params["sha256"])
             outcome, row, sub_operation = self.execute_import(org, package, params["mode"], t, params)
             job = org["importjobs"].get(params["importjobid"])
@@ -837,7 +873,9 @@ class SolutionService:
         name = str(body.get("SolutionName") or "")
         managed = bool(body.get("Managed"))
         t = now()
-        _data, row = self.export_bytes(org, name, managed)  # same refusals as the sync export
+        row = orgs.find_solution(org, name)
+        if unconfirmed.EXPORT_ASYNC_REFUSES_AT_REQUEST or row is None:
+            _data, row = self.export_bytes(org, name, managed)  # same refusals as the sync export
         export_job_id = new_id()
         op = self._new_operation(
             org, "export", t, {"name": name, "managed": managed, "exportjobid": export_job_id}, correlation_id
@@ -923,7 +961,9 @@ class SolutionService:
         if row is None:
             raise self._not_found(name)
         if name.lower() in SYSTEM_SOLUTION_NAMES or row.get("emu_system"):
-            raise DataverseError(400, errors.IMPORT_SYSTEM_SOLUTION, "System solution cannot be uninstalled.")
+            raise DataverseError(
+                400, unconfirmed.UNINSTALL_SYSTEM_SOLUTION_CODE, unconfirmed.UNINSTALL_SYSTEM_SOLUTION_MESSAGE
+            )
         t = now()
         op = self._new_operation(org, "uninstall", t, {"name": row["uniquename"]}, correlation_id)
         op["_regardingobjectid_value"] = row["solutionid"]

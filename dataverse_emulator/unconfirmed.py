@@ -56,10 +56,14 @@ LOCK_NAMES = {
 # HTTP status of a failed synchronous ImportSolution (reference 1.6: "expected 400 – inferred").
 SYNC_IMPORT_FAILURE_STATUS = 400
 
-# Validation that happens before an async import is accepted. A package whose zip or XML cannot be read
-# is refused by the request itself (the server must read solution.xml to name the import job); the
-# solution rules (versions, modes, publisher, missing dependencies) fail inside the job (statuscode 31).
+# Validation that happens before an async import is accepted. True: a package whose zip or XML cannot be
+# read is refused by the request itself (the server must read solution.xml to name the import job).
+# False: the request is accepted and the job fails (statuscode 31). Either way the solution rules
+# (versions, modes, publisher, missing dependencies) fail inside the job.
 STRUCTURAL_ERRORS_FAIL_REQUEST = True
+# ExportSolutionAsync of a managed solution: True refuses the request with the export error; False accepts
+# it and fails the export job (statuscode 31) with the same error. An unknown name is refused either way.
+EXPORT_ASYNC_REFUSES_AT_REQUEST = True
 
 # ---------------------------------------------------------------------------------------------
 # Export errors (reference 1.6: names/messages from the SDK message table; hex UNCONFIRMED).
@@ -89,7 +93,8 @@ SOLUTION_NOT_FOUND_STATUS = 404
 SOLUTION_NOT_FOUND_CODE = "0x80040217"
 SOLUTION_NOT_FOUND_MESSAGE = "Solution '{name}' was not found in the target system."
 # StageAndUpgradeAsync of a solution that is not installed yet installs it (inferred from pac's
-# --stage-and-upgrade being used for first deployments too).
+# --stage-and-upgrade being used for first deployments too). False: the job fails with
+# SOLUTION_NOT_FOUND_MESSAGE.
 STAGE_AND_UPGRADE_INSTALLS_NEW = True
 # The promoted solution keeps the holding solution's id (REF-deleteandpromote: "unique identifier of the
 # promoted solution"); a StageAndUpgrade therefore ends with a new solutionid as well.
@@ -101,6 +106,11 @@ PATCH_MANAGED_SOLUTION_STATUS = 400
 PATCH_MANAGED_SOLUTION_CODE = "0x80048033"
 PATCH_MANAGED_SOLUTION_MESSAGE = "Managed solution '{name}' cannot be modified."
 PATCH_READ_ONLY_FIELD_MESSAGE = "The property '{field}' of solution cannot be updated."
+# UninstallSolutionAsync of a system or platform solution.
+UNINSTALL_SYSTEM_SOLUTION_CODE = "0x80048046"
+UNINSTALL_SYSTEM_SOLUTION_MESSAGE = "System solution cannot be uninstalled."
+# importjob.importcontext / name as the emulator fills them (the entity page lists the columns only).
+IMPORT_JOB_CONTEXT = "ImportSolution"
 
 # ---------------------------------------------------------------------------------------------
 # Import log (reference 8.3): the root attributes and the manifest-level error code of a missing-dependency

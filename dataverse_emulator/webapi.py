@@ -314,6 +314,10 @@ class WebApi:
                 raise _missing_parameter(parameter, name)
         if "Managed" in known and known["Managed"] and "Managed" not in body:
             raise _missing_parameter("Managed", name)
+        if not unconfirmed.LENIENT_NON_NULLABLE_BOOLEANS and name in IMPORT_ACTIONS:
+            for parameter in ("OverwriteUnmanagedCustomizations", "PublishWorkflows"):
+                if parameter not in body:
+                    raise _missing_parameter(parameter, name)
 
         service = self.app.solutions
         context = f"{api}/$metadata#Microsoft.Dynamics.CRM.{name}Response"
