@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from alm_portal import outbound
 from alm_portal.dataverse.auth import ClientCertificate, ClientCredentials
@@ -43,7 +44,7 @@ def ca_bundle() -> str | None:
 class SecretMaterial:
     """The plain-text material of one credential, kept only for redacting error texts."""
 
-    values: tuple[str, ...]
+    values: tuple[str, ...] = field(repr=False)
 
     def redact(self, text: str) -> str:
         for value in self.values:
@@ -52,6 +53,7 @@ class SecretMaterial:
         return text
 
 
+@sensitive_variables()
 def client_credentials(environment: Environment, credential: Credential) -> tuple[ClientCredentials, SecretMaterial]:
     """Decrypt `credential` into the client library's credential type (never logged, never stored)."""
     authority = outbound.check_url(environment.authority, purpose=outbound.Purpose.AUTHORITY).url
@@ -64,6 +66,7 @@ def client_credentials(environment: Environment, credential: Credential) -> tupl
     return creds, SecretMaterial(values=(plain,))
 
 
+@sensitive_variables()
 def client_for(
     environment: Environment,
     credential: Credential,

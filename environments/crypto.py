@@ -16,6 +16,7 @@ from cryptography import x509
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import serialization
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 
 from alm_portal.errors import ValidationFailed
 
@@ -33,11 +34,13 @@ def _fernet() -> MultiFernet:
     return _fernet_for(tuple(settings.ALM_ENCRYPTION_KEYS))
 
 
+@sensitive_variables()
 def encrypt_secret(plaintext: str) -> str:
     """The Fernet token (ASCII) of `plaintext`, with the newest key."""
     return _fernet().encrypt(plaintext.encode("utf-8")).decode("ascii")
 
 
+@sensitive_variables()
 def decrypt_secret(ciphertext: str) -> str:
     try:
         return _fernet().decrypt(ciphertext.encode("ascii")).decode("utf-8")
@@ -78,6 +81,7 @@ def certificate_facts(certificate_pem: str) -> tuple[str, datetime]:
     return hashlib.sha256(der).hexdigest(), expires
 
 
+@sensitive_variables()
 def check_private_key(private_key_pem: str) -> None:
     """Refuse a private key PEM that does not load (unencrypted PEM keys only)."""
     try:

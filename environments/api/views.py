@@ -11,6 +11,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.urls import NoReverseMatch, reverse
 from django.utils.dateparse import parse_datetime
+from django.views.decorators.debug import sensitive_variables
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -83,6 +84,7 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         return Response(EnvironmentSerializer(environment).data)
 
     @extend_schema(request=EnvironmentWriteSerializer, responses={201: EnvironmentSerializer, **WRITE_ERRORS})
+    @sensitive_variables()
     def create(self, request: Request) -> Response:
         form = EnvironmentWriteSerializer(data=request.data)
         form.is_valid(raise_exception=True)
@@ -110,6 +112,7 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         return response
 
     @extend_schema(request=EnvironmentWriteSerializer, responses={200: EnvironmentSerializer, **WRITE_ERRORS})
+    @sensitive_variables()
     def update(self, request: Request, pk: str, partial: bool = False) -> Response:
         environment = self._environment()
         form = EnvironmentWriteSerializer(data=request.data, partial=partial)

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from alm_portal import outbound
 from alm_portal.audit.context import AuditContext
@@ -41,6 +42,7 @@ def credential_insert(
     )
 
 
+@sensitive_variables()
 def credential_add(
     *,
     environment: Environment,
@@ -79,6 +81,7 @@ def credential_add(
     return credential
 
 
+@sensitive_variables()
 def credential_rotate(
     *,
     environment: Environment,
@@ -107,6 +110,7 @@ def credential_rotate(
     return credential, job
 
 
+@sensitive_variables()
 def credential_verify(*, credential: Credential, context: AuditContext) -> Credential:
     """Prove the credential works: a token from its authority and WhoAmI through the client.
 

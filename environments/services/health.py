@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from alm_portal import outbound
 from alm_portal.audit.context import AuditContext
@@ -77,6 +78,7 @@ class _Probe:
     throttled_until: datetime | None = None
 
 
+@sensitive_variables()
 def _probe(environment: Environment, credential: Credential | None) -> _Probe:
     if credential is None:
         return _Probe(HealthStatus.UNAUTHORIZED, "no_credential", "The environment has no active credential.")

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Min
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from alm_portal import outbound
 from alm_portal.audit.context import AuditContext
@@ -65,6 +66,7 @@ def _history_since(environment: Environment) -> datetime | None:
     return min(candidates) if candidates else None
 
 
+@sensitive_variables()
 def environment_sync_inventory(
     *,
     environment: Environment,

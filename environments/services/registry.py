@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from alm_portal import outbound
 from alm_portal.accounts.models import Team
@@ -32,6 +33,7 @@ from environments.services.validation import (
 _UNSET: Any = object()
 
 
+@sensitive_variables()
 def environment_create(
     *,
     name: str,
@@ -106,6 +108,7 @@ def environment_create(
     return environment
 
 
+@sensitive_variables()
 def environment_update(
     *,
     environment: Environment,
@@ -196,6 +199,7 @@ def environment_update(
     return current
 
 
+@sensitive_variables()
 def _change_credential(
     *,
     environment: Environment,

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from alm_portal import outbound
 from alm_portal.errors import ValidationFailed
@@ -67,6 +68,7 @@ class CredentialInput:
     expires_at: datetime | None
 
 
+@sensitive_variables()
 def checked_credential(
     *,
     client_id: str,
