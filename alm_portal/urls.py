@@ -7,6 +7,7 @@ from alm_portal import probes, views
 api_v1 = [
     path("", include(("alm_portal.accounts.api.urls", "accounts"), namespace="accounts")),
     path("", include(("environments.api.urls", "environments"), namespace="environments")),
+    path("", include(("solutions.api.urls", "solutions"), namespace="solutions")),
 ]
 
 urlpatterns = [

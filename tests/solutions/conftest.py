@@ -94,3 +94,14 @@ def make_environment(db: Any, emulator_settings: Any) -> Any:
 @pytest.fixture
 def dev_environment(make_environment: Any, emulator_org: Any, team: Any) -> Any:
     return make_environment(emulator_org, team, name="contoso-dev")
+
+
+@pytest.fixture(autouse=True)
+def no_broker(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """Jobs run inline here (job_run_now); the after-commit nudge to a worker goes nowhere."""
+    sent: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(
+        "alm_portal.celery.publish_best_effort",
+        lambda task, args=(), countdown=None: sent.append(args) or True,
+    )
+    return sent

@@ -1,0 +1,159 @@
+"""API representations of solutions, versions and export jobs (field names are the issue 6 contract)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from solutions import selectors
+from solutions.choices import Bump
+from solutions.models import Solution, SolutionVersion
+
+
+def _ref(obj: Any, name_field: str = "name") -> dict[str, Any] | None:
+    return None if obj is None else {"id": obj.pk, name_field: getattr(obj, name_field)}
+
+
+def _user_ref(user: Any) -> dict[str, Any] | None:
+    if user is None:
+        return None
+    return {"id": user.pk, "username": user.username, "display_name": user.shown_name}
+
+
+class SolutionSerializer(serializers.ModelSerializer):
+    publisher = serializers.SerializerMethodField()
+    team = serializers.SerializerMethodField()
+    pipeline = serializers.SerializerMethodField()
+    home_environment = serializers.SerializerMethodField()
+    latest_version = serializers.SerializerMethodField()
+    deployed = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Solution
+        fields = [
+            "id",
+            "unique_name",
+            "display_name",
+            "publisher",
+            "team",
+            "pipeline",
+            "home_environment",
+            "latest_version",
+            "deployed",
+            "created_at",
+        ]
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_publisher(self, solution: Solution) -> dict[str, str]:
+        return {"unique_name": solution.publisher_unique_name, "prefix": solution.publisher_prefix}
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_team(self, solution: Solution) -> dict[str, Any] | None:
+        return _ref(solution.team)
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_pipeline(self, solution: Solution) -> dict[str, Any] | None:
+        return _ref(solution.pipeline)
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_home_environment(self, solution: Solution) -> dict[str, Any] | None:
+        return _ref(solution.home_environment)
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_latest_version(self, solution: Solution) -> dict[str, Any] | None:
+        # Annotated by selectors.solutions_visible_to (no query per row).
+        version_id = getattr(solution, "latest_version_id", None)
+        if version_id is None:
+            return None
+        return {"id": version_id, "version": solution.latest_version_text}  # type: ignore[attr-defined]
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_deployed(self, solution: Solution) -> list[dict[str, Any]]:
+        return selectors.solution_deployed(solution=solution)
+
+
+class SolutionRegisterSerializer(serializers.Serializer):
+    unique_name = serializers.CharField(max_length=100)
+    display_name = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    team = serializers.IntegerField()
+    home_environment = serializers.IntegerField(required=False, allow_null=True)
+
+
+class SolutionVersionSerializer(serializers.ModelSerializer):
+    solution = serializers.SerializerMethodField()
+    version = serializers.CharField(source="version_key")
+    declared_version = serializers.CharField(source="version")
+    flavours = serializers.ListField(child=serializers.CharField(), read_only=True)
+    source = serializers.SerializerMethodField()
+    created_by = serializers.SerializerMethodField()
+
+    class Meta:
+        model = SolutionVersion
+        fields = [
+            "id",
+            "solution",
+            "version",
+            "declared_version",
+            "flavours",
+            "managed_sha256",
+            "unmanaged_sha256",
+            "managed_size",
+            "unmanaged_size",
+            "manifest_summary",
+            "source",
+            "release_notes",
+            "created_at",
+            "created_by",
+        ]
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_solution(self, version: SolutionVersion) -> dict[str, Any]:
+        return {"id": version.solution_id, "unique_name": version.solution.unique_name}
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_source(self, version: SolutionVersion) -> dict[str, Any]:
+        restores = version.restores_version
+        return {
+            "kind": version.source_kind,
+            "environment": _ref(version.source_environment),
+            "job": version.source_job_id,
+            "user": _user_ref(version.created_by),
+            "restores_version": None if restores is None else {"id": restores.pk, "version": restores.version_key},
+        }
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_created_by(self, version: SolutionVersion) -> dict[str, Any] | None:
+        return _user_ref(version.created_by)
+
+
+class VersionUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(allow_empty_file=False)
+    release_notes = serializers.CharField(required=False, allow_blank=True, max_length=20000)
+    solution = serializers.IntegerField(required=False, help_text="Must be the solution the zip declares.")
+    team = serializers.IntegerField(required=False, help_text="Owner of a solution the registry does not know yet.")
+    home_environment = serializers.IntegerField(required=False, help_text="For a solution not registered yet.")
+
+
+class VersionUploadResultSerializer(SolutionVersionSerializer):
+    upload = serializers.DictField(read_only=True, help_text="{flavour, outcome: created | added | identical}")
+
+    class Meta(SolutionVersionSerializer.Meta):
+        fields = [*SolutionVersionSerializer.Meta.fields, "upload"]
+
+
+class ExportRequestSerializer(serializers.Serializer):
+    bump = serializers.ChoiceField(choices=Bump.choices, default=Bump.REVISION)
+
+
+class ExportJobSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    status = serializers.CharField()
+    progress = serializers.IntegerField()
+
+
+class ExportAcceptedSerializer(serializers.Serializer):
+    job = ExportJobSerializer()
