@@ -1,0 +1,17 @@
+"""Pages of the registry; included by the project's urls under `solutions/`."""
+
+from django.urls import path
+
+from solutions import views
+
+app_name = "solutions"
+
+urlpatterns = [
+    path("", views.solution_list, name="solution-list"),
+    path("<int:pk>/", views.solution_detail, name="solution-detail"),
+    path("<int:pk>/export/", views.solution_export, name="solution-export"),
+    path("upload/", views.version_upload, name="version-upload"),
+    path("versions/<int:pk>/", views.version_detail, name="version-detail"),
+    path("versions/<int:pk>/compare/", views.version_compare, name="version-compare"),
+    path("versions/<int:pk>/diff/<int:other_pk>/", views.version_diff, name="version-diff"),
+]

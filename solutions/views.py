@@ -1,0 +1,162 @@
+"""Minimal server-rendered pages of the registry: thin, reads through selectors, writes through services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from alm_portal.accounts import policy
+from alm_portal.accounts.choices import Scope
+from alm_portal.audit.context import AuditContext
+from alm_portal.errors import DomainError
+from solutions import selectors, services
+from solutions.forms import ExportForm, VersionUploadForm
+from solutions.models import SolutionVersion
+
+
+def _may_request(user: Any) -> bool:
+    return Scope.REQUEST in policy.role_scopes(user.role) and policy.changes_anything(user)
+
+
+@login_required
+def solution_list(request: HttpRequest) -> HttpResponse:
+    solutions = selectors.solutions_visible_to(user=request.user)  # type: ignore[arg-type]
+    return render(
+        request, "solutions/solution_list.html", {"solutions": solutions, "may_request": _may_request(request.user)}
+    )
+
+
+@login_required
+def solution_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    solution = get_object_or_404(selectors.solutions_visible_to(user=request.user), pk=pk)  # type: ignore[arg-type]
+    return render(
+        request,
+        "solutions/solution_detail.html",
+        {
+            "solution": solution,
+            "versions": selectors.solution_versions(solution=solution),
+            "export_form": ExportForm(),
+            "may_request": _may_request(request.user),
+        },
+    )
+
+
+@login_required
+@require_POST
+def solution_export(request: HttpRequest, pk: int) -> HttpResponse:
+    solution = get_object_or_404(selectors.solutions_visible_to(user=request.user), pk=pk)  # type: ignore[arg-type]
+    if not _may_request(request.user):
+        raise PermissionDenied
+    form = ExportForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose how to bump the version.")
+        return redirect("solutions:solution-detail", pk=pk)
+    try:
+        job = services.solution_export_request(
+            solution=solution,
+            bump=form.cleaned_data["bump"],
+            user=request.user,  # type: ignore[arg-type]
+            context=AuditContext.from_request(request),
+        )
+    except DomainError as refusal:
+        messages.error(request, refusal.message)
+    else:
+        messages.success(request, f"Export queued as job {job.pk}; the new version appears here when it is done.")
+    return redirect("solutions:solution-detail", pk=pk)
+
+
+def _version(request: HttpRequest, pk: int, *, with_manifests: bool = False) -> SolutionVersion:
+    versions = selectors.versions_visible_to(user=request.user, with_manifests=with_manifests)  # type: ignore[arg-type]
+    return get_object_or_404(versions, pk=pk)
+
+
+@login_required
+def version_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    version = _version(request, pk, with_manifests=True)
+    manifest = version.managed_manifest or version.unmanaged_manifest or {}
+    components = [
+        (group, manifest.get(group) or [])
+        for group in (
+            "tables",
+            "workflows",
+            "canvas_apps",
+            "model_driven_apps",
+            "site_maps",
+            "option_sets",
+            "connection_references",
+            "environment_variables",
+            "security_roles",
+            "plugin_assemblies",
+            "plugin_steps",
+            "web_resources",
+            "custom_connectors",
+        )
+    ]
+    return render(
+        request,
+        "solutions/version_detail.html",
+        {
+            "version": version,
+            "manifest": manifest,
+            "components": [(group.replace("_", " "), items) for group, items in components if items],
+            "others": selectors.solution_versions(solution=version.solution).exclude(pk=version.pk),
+        },
+    )
+
+
+@login_required
+def version_diff(request: HttpRequest, pk: int, other_pk: int) -> HttpResponse:
+    version = _version(request, pk)
+    other = _version(request, other_pk)
+    try:
+        diff = services.version_diff(old=other, new=version)
+    except DomainError as refusal:
+        raise Http404(refusal.message) from None
+    return render(request, "solutions/version_diff.html", {"version": version, "other": other, "diff": diff})
+
+
+@login_required
+def version_compare(request: HttpRequest, pk: int) -> HttpResponse:
+    """The compare form on a version page: redirect to the diff against the chosen version."""
+    against = request.GET.get("against", "")
+    if not against.isdigit():
+        return redirect("solutions:version-detail", pk=pk)
+    return redirect("solutions:version-diff", pk=pk, other_pk=int(against))
+
+
+@login_required
+def version_upload(request: HttpRequest) -> HttpResponse:
+    if not _may_request(request.user):
+        raise PermissionDenied
+    if request.method == "POST":
+        form = VersionUploadForm(request.POST, request.FILES, user=request.user)
+        if form.is_valid():
+            try:
+                outcome = services.solution_version_upload(
+                    file=form.cleaned_data["file"],
+                    release_notes=form.cleaned_data["release_notes"],
+                    team=form.cleaned_data["team"],
+                    user=request.user,  # type: ignore[arg-type]
+                    context=AuditContext.from_request(request),
+                )
+            except DomainError as refusal:
+                form.add_error("file", refusal.message)
+            else:
+                if outcome.created:
+                    messages.success(request, f"Version {outcome.version.version_key} registered ({outcome.flavour}).")
+                elif outcome.added:
+                    messages.success(
+                        request, f"{outcome.flavour.capitalize()} artifact added to {outcome.version.version_key}."
+                    )
+                else:
+                    messages.info(request, "This exact file is stored already; nothing changed.")
+                return redirect("solutions:version-detail", pk=outcome.version.pk)
+    else:
+        form = VersionUploadForm(user=request.user)
+    return render(request, "solutions/version_upload.html", {"form": form})
