@@ -95,6 +95,28 @@ def test_unknown_client_and_unknown_resource(emulator: EmulatorServer, emulator_
     assert resource.json()["error_codes"] == [500011]
 
 
+def test_msal_with_validate_authority_false(emulator: EmulatorServer, emulator_org: EmulatorOrg) -> None:
+    """Reference 13.2.2: validate_authority=False also skips instance discovery (and the alias lookup)."""
+    import msal
+
+    app = msal.ConfidentialClientApplication(
+        emulator_org.client_id,
+        client_credential=emulator_org.client_secret,
+        authority=emulator_org.authority,
+        validate_authority=False,
+        http_client=emulator.session(),
+    )
+    assert "access_token" in app.acquire_token_for_client(scopes=[f"{emulator_org.url}/.default"])
+    wrong = msal.ConfidentialClientApplication(
+        emulator_org.client_id,
+        client_credential="wrong",
+        authority=emulator_org.authority,
+        validate_authority=False,
+        http_client=emulator.session(),
+    ).acquire_token_for_client(scopes=[f"{emulator_org.url}/.default"])
+    assert wrong["error"] == "invalid_client"  # a dict, not a KeyError from the alias lookup (13.2.2)
+
+
 def test_unknown_tenant_discovery_is_refused(emulator: EmulatorServer) -> None:
     response = emulator.session().get(
         f"{emulator.base_url}/{secrets.token_hex(8)}/v2.0/.well-known/openid-configuration"

@@ -31,10 +31,10 @@ def test_throttling_for_n_requests(emulator_org: EmulatorOrg, code: str, hex_cod
 
 
 def test_throttling_for_t_seconds(emulator_org: EmulatorOrg) -> None:
-    emulator_org.set_faults(throttle={"code": "0x80072322", "retry_after": 1, "seconds": 0.6})
+    emulator_org.set_faults(throttle={"code": "0x80072322", "retry_after": 1, "seconds": 1.5})
     assert emulator_org.get("WhoAmI()").status_code == 429
     assert emulator_org.get("WhoAmI()").status_code == 429
-    time.sleep(0.7)
+    time.sleep(1.6)
     assert emulator_org.get("WhoAmI()").status_code == 200
 
 

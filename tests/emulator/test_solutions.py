@@ -324,6 +324,7 @@ def test_export_returns_the_stored_package_with_managed_flag_and_version(emulato
 
 
 def test_export_history_and_lock(emulator_org: EmulatorOrg) -> None:
+    emulator_org.settings(operation_duration=30.0)
     emulator_org.install(make_solution("Exported", "1.0.0.0", managed=False))
     response = emulator_org.post("ExportSolutionAsync", json={"SolutionName": "Exported", "Managed": True})
     handles = response.json()
@@ -331,7 +332,7 @@ def test_export_history_and_lock(emulator_org: EmulatorOrg) -> None:
     assert too_early.status_code == 400
     busy = emulator_org.post("ExportSolution", json={"SolutionName": "Exported", "Managed": True})
     assert busy.status_code == 429
-    emulator_org.wait_for_operation(handles["AsyncOperationId"])
+    emulator_org.complete_operation(handles["AsyncOperationId"])
     ready = emulator_org.post("DownloadSolutionExportData", json={"ExportJobId": handles["ExportJobId"]})
     assert "<Managed>1</Managed>" in manifest_of(_zip(ready.json()["ExportSolutionFile"]))
     rows = emulator_org.get(
