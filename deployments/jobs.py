@@ -209,9 +209,7 @@ def _claim(job_id: int, owner: str) -> Job | None:
             )
     except IntegrityError:
         # The environment's solution-operation slot is taken: stay pending, try again shortly.
-        Job.objects.filter(pk=job_id, status=JobStatus.PENDING).update(
-            not_before=now + SLOT_BUSY_RETRY, updated_at=now
-        )
+        Job.objects.filter(pk=job_id, status=JobStatus.PENDING).update(not_before=now + SLOT_BUSY_RETRY, updated_at=now)
         _publish_on_commit(job_id, countdown=SLOT_BUSY_RETRY.total_seconds())
         return None
     if changed != 1:
