@@ -25,7 +25,8 @@ migrate: install
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
-	ALM_PORT=$(PORT) ALM_EMULATOR_PORT=$(EMULATOR_PORT) $(VENV)/bin/honcho -f Procfile start
+	ALM_PORT=$(PORT) ALM_EMULATOR_PORT=$(EMULATOR_PORT) ALM_DATAVERSE_CA_BUNDLE=$(CURDIR)/var/dataverse-emulator/ca.pem \
+		$(VENV)/bin/honcho -f Procfile start
 
 lint: install
 	$(VENV)/bin/ruff check .

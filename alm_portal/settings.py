@@ -288,6 +288,9 @@ ALM_ALLOW_LOOPBACK = env_bool("ALM_ALLOW_LOOPBACK", default=not PRODUCTION)
 if PRODUCTION and ALM_ALLOW_LOOPBACK:
     raise ConfigurationError("ALM_ALLOW_LOOPBACK", "must be off in production")
 ALM_TEST_CRASH_AT = env_optional("ALM_TEST_CRASH_AT")
+# CA bundle trusted for Dataverse and Entra ID; unset means the public CAs (certifi). The demo and the
+# tests point it at the emulator's CA.
+ALM_DATAVERSE_CA_BUNDLE = env_optional("ALM_DATAVERSE_CA_BUNDLE")
 DEMO_PASSWORD = env_optional("DEMO_PASSWORD")
 
 # --- Logging: one line per record, with the request id ----------------------------------------

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from alm_portal.accounts.demo import seed_demo_people
+from deployments.demo import seed_demo_environments, seed_demo_pipelines
 
 
 def _wait_for_emulator(state_file: Path, timeout: float) -> dict[str, Any]:
@@ -43,6 +44,13 @@ class Command(BaseCommand):
         if options["emulator_state"] is not None:
             emulator = _wait_for_emulator(options["emulator_state"], options["wait"])
             self.stdout.write(f"Dataverse emulator: {emulator['base_url']} (tenant {emulator['tenant_id']})")
+            for environment in seed_demo_environments(emulator):
+                self.stdout.write(f"  environment {environment.name:<13} {environment.url}")
+            for pipeline in seed_demo_pipelines():
+                stages = " → ".join(
+                    [pipeline.development_environment.name, *pipeline.stages.values_list("name", flat=True)]
+                )
+                self.stdout.write(f"  pipeline {pipeline.name}: {stages}")
         port = os.environ.get("ALM_PORT") or os.environ.get("PORT")
         if port:
             self.stdout.write(f"ALM Portal: http://127.0.0.1:{port}/")

@@ -1,0 +1,38 @@
+"""seed_demo lays out DESIGN section 8 against a running emulator, idempotently."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+
+from deployments.models import Pipeline
+from environments.models import Environment
+from tests.support.emulator import start_emulator
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_seed_demo_registers_the_emulator_orgs_and_pipelines(tmp_path, settings, capsys):
+    settings.DEMO_PASSWORD = "demo-password-for-tests"
+    with start_emulator(tmp_path / "emulator", "--seed", "demo") as emulator:
+        settings.ALM_DATAVERSE_CA_BUNDLE = str(emulator.ca_file)
+        call_command("seed_demo", "--emulator-state", str(emulator.state_file), "--wait", "30")
+        call_command("seed_demo", "--emulator-state", str(emulator.state_file), "--wait", "30")
+
+    environments = dict(Environment.objects.values_list("name", "kind"))
+    assert environments == {
+        "contoso-dev": "development",
+        "contoso-test": "test",
+        "contoso-prod": "production",
+        "fabrikam-dev": "development",
+    }
+    assert Environment.objects.get(name="fabrikam-dev").team.slug == "fabrikam"
+    contoso = Pipeline.objects.get(name="Contoso")
+    stages = list(contoso.stages.values_list("name", "target_environment__name", "required_approvals"))
+    assert stages == [("test", "contoso-test", 1), ("prod", "contoso-prod", 2)]
+    for stage in contoso.stages.all():
+        assert set(stage.approver_users.values_list("username", flat=True)) == {"approver", "approver2"}
+    assert Pipeline.objects.get(name="Fabrikam").development_environment.name == "fabrikam-dev"
+    out = capsys.readouterr().out
+    assert "pipeline Contoso: contoso-dev → test → prod" in out
+    assert "demo-password-for-tests" in out
