@@ -10,15 +10,10 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from alm_portal.accounts.api.serializers import TeamRefSerializer
 from alm_portal.accounts.models import Team
 from environments.choices import CredentialKind, EnvironmentKind
 from environments.models import Credential, DriftFinding, Environment, InventoryInterval, SolutionHistoryEntry
-
-
-class TeamRefSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Team
-        fields = ["id", "name"]
 
 
 class HealthSerializer(serializers.Serializer):

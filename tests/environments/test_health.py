@@ -163,3 +163,24 @@ def test_turning_loopback_off_makes_the_emulator_unreachable(emulator_org, regis
     settings.ALM_ALLOW_LOOPBACK = False
     report = services.environment_check_health(environment=environment, context=admin_context)
     assert (report.status, report.error_code) == (HealthStatus.UNREACHABLE, "outbound_refused")
+
+
+def test_a_health_check_delivered_twice_runs_once(emulator_org, register, admin_context):
+    from deployments.jobs import job_run
+
+    environment = register(emulator_org)
+    job = services.environment_request_health_check(environment=environment, context=admin_context)
+    first, second = job_run(job.pk), job_run(job.pk)
+    assert (first.ran, second.ran) == (True, False)
+    assert len(events("environment.health_changed")) == 1
+
+
+def test_beat_queues_one_health_check_per_active_environment(emulator, register, admin_context):
+    from environments.tasks import schedule_health_checks
+
+    active = register(emulator.new_org())
+    inactive = register(emulator.new_org())
+    services.environment_update(environment=inactive, is_active=False, context=admin_context)
+    assert schedule_health_checks() == 1
+    assert schedule_health_checks() == 0
+    assert list(Job.objects.filter(kind=JobKind.HEALTH_CHECK).values_list("environment_id", flat=True)) == [active.pk]
