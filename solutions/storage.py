@@ -50,7 +50,15 @@ def spooled(source: IO[bytes], *, max_bytes: int) -> Iterator[SpooledFile]:
     """Copy `source` to a temporary file in chunks, hashing as it goes; remove the file afterwards.
 
     Raises SpoolTooLarge as soon as more than `max_bytes` have been read, without reading the rest.
+    An upload Django already wrote to a temporary file is hashed where it is instead of copied again.
     """
+    on_disk = getattr(source, "temporary_file_path", None)
+    if callable(on_disk):
+        existing = Path(on_disk())
+        if existing.stat().st_size > max_bytes:
+            raise SpoolTooLarge(max_bytes)
+        yield file_digest(existing)  # Django deletes its own temporary file after the request
+        return
     fd, name = tempfile.mkstemp(prefix="alm-package-", suffix=".zip")
     path = Path(name)
     try:

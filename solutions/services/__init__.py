@@ -4,6 +4,7 @@
 - solution_version_upload(): a package from a person (page or API), validated, stored, registered.
 - solution_export_request() / solution_export_run(): export from the home development environment as
   a job, bumping the version there first, both flavours, registered as one version.
+- solution_version_reversion(): a managed artifact re-versioned above everything, for a rollback.
 - version_diff() / version_diff_against_installed(): component-level diffs, cached per artifact pair.
 
 Artifacts are immutable: a filled slot is never replaced (another checksum is `version_exists`), an
@@ -24,6 +25,7 @@ from solutions.services.registry import (
     manifest_summary,
     max_upload_bytes,
     solution_register,
+    solution_version_reversion,
     solution_version_upload,
 )
 
@@ -38,6 +40,7 @@ __all__ = [
     "solution_export_request",
     "solution_export_run",
     "solution_register",
+    "solution_version_reversion",
     "solution_version_upload",
     "version_diff",
     "version_diff_against_installed",

@@ -6,6 +6,7 @@ an empty slot of an existing version may be filled. Files go to storage before t
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -18,13 +19,29 @@ from alm_portal.accounts import policy
 from alm_portal.accounts.models import Team, User
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.services import record
-from alm_portal.dataverse.package import ComponentKind, PackageError, SolutionManifest, read_solution_zip
+from alm_portal.dataverse.package import (
+    ComponentKind,
+    PackageError,
+    SolutionManifest,
+    read_solution_zip,
+    reversion_package,
+)
+from alm_portal.dataverse.package import SolutionVersion as PackageVersion
 from alm_portal.errors import PermissionRefused, ValidationFailed
 from solutions import selectors
 from solutions.choices import Flavour, SourceKind
-from solutions.errors import InvalidPackage, PayloadTooLarge, VersionExists
+from solutions.errors import ArtifactMissing, InvalidPackage, PayloadTooLarge, VersionExists
 from solutions.models import Solution, SolutionVersion
-from solutions.storage import SpooledFile, SpoolTooLarge, artifact_name, spooled, store_artifact
+from solutions.storage import (
+    CHUNK_BYTES,
+    SpooledFile,
+    SpoolTooLarge,
+    artifact_name,
+    artifact_storage,
+    file_digest,
+    spooled,
+    store_artifact,
+)
 
 if TYPE_CHECKING:
     from deployments.models import Job
@@ -50,6 +67,21 @@ class ArtifactOutcome:
     @property
     def unchanged(self) -> bool:
         return not (self.created or self.added)
+
+
+def _check_home(home_environment: Environment, team: Team) -> None:
+    from environments.choices import EnvironmentKind
+
+    if home_environment.team_id != team.pk:
+        raise ValidationFailed(
+            f"{home_environment} belongs to another team; a solution's home environment must be its own team's.",
+            details={"home_environment": ["Belongs to another team."]},
+        )
+    if home_environment.kind in (EnvironmentKind.TEST, EnvironmentKind.PRODUCTION):
+        raise ValidationFailed(
+            f"{home_environment} is a {home_environment.kind} environment; solutions are exported from development.",
+            details={"home_environment": [f"A {home_environment.kind} environment cannot be a home."]},
+        )
 
 
 def _pipeline_for_home(home_environment: Environment | None) -> Any:
@@ -82,8 +114,8 @@ def solution_register(
 ) -> Solution:
     """Register a solution for `team`. It joins the pipeline whose development environment is its home.
 
-    Refused when the name is taken (case-insensitively, as in Dataverse) or when the home environment
-    starts several pipelines.
+    Refused when the name is taken (case-insensitively, as in Dataverse), when the home environment
+    belongs to another team or is a test or production environment, or when it starts several pipelines.
     """
     unique_name = unique_name.strip()
     if not unique_name:
@@ -93,6 +125,8 @@ def solution_register(
             f"A solution named {unique_name!r} is already registered.",
             details={"unique_name": ["Already registered."]},
         )
+    if home_environment is not None:
+        _check_home(home_environment, team)
     pipeline = _pipeline_for_home(home_environment)
     with transaction.atomic():
         solution = Solution.objects.create(
@@ -365,17 +399,10 @@ def solution_version_upload(
                 )
             target = solution or selectors.solution_find(unique_name=manifest.unique_name)
             if target is None:
-                target = solution_register(
-                    unique_name=manifest.unique_name,
-                    display_name=_display_name(manifest),
-                    publisher_unique_name=manifest.publisher.unique_name,
-                    publisher_prefix=manifest.publisher.customization_prefix or "",
-                    team=_team_for_new_solution(user=user, team=team, unique_name=manifest.unique_name),
-                    home_environment=home_environment,
-                    user=user,
-                    context=context,
+                target = _register_from_manifest(
+                    manifest=manifest, user=user, team=team, home_environment=home_environment, context=context
                 )
-            elif not may_change(user, target):
+            if not may_change(user, target):
                 raise PermissionRefused(
                     f"Solution {target.unique_name} belongs to a team you are not in; you cannot add versions to it."
                 )
@@ -395,6 +422,33 @@ def solution_version_upload(
         ) from None
 
 
+def _register_from_manifest(
+    *,
+    manifest: SolutionManifest,
+    user: User,
+    team: Team | None,
+    home_environment: Environment | None,
+    context: AuditContext,
+) -> Solution:
+    try:
+        return solution_register(
+            unique_name=manifest.unique_name,
+            display_name=_display_name(manifest),
+            publisher_unique_name=manifest.publisher.unique_name,
+            publisher_prefix=manifest.publisher.customization_prefix or "",
+            team=_team_for_new_solution(user=user, team=team, unique_name=manifest.unique_name),
+            home_environment=home_environment,
+            user=user,
+            context=context,
+        )
+    except IntegrityError:
+        # Registered by a concurrent upload of the same new solution a moment ago: use that one.
+        found = selectors.solution_find(unique_name=manifest.unique_name)
+        if found is None:
+            raise
+        return found
+
+
 def _team_for_new_solution(*, user: User, team: Team | None, unique_name: str) -> Team:
     visible = policy.team_ids_visible_to(user)
     if team is not None:
@@ -408,3 +462,57 @@ def _team_for_new_solution(*, user: User, team: Team | None, unique_name: str) -
         f"{unique_name} is not registered yet; choose the team that will own it.",
         details={"team": [f"Required to register the new solution {unique_name}."]},
     )
+
+
+def solution_version_reversion(
+    *, version: SolutionVersion, context: AuditContext, user: User | None = None, new_version: str | None = None
+) -> ArtifactOutcome:
+    """Register a re-versioned copy of `version`'s managed artifact, for a rollback.
+
+    Dataverse only replaces a managed solution with a strictly higher version, so rolling back to an
+    older build means importing its content under a new, higher version. Only solution.xml's Version
+    differs from the original (package reader's reversion_package); the copy is registered as source
+    `reversioned` with `restores_version`. `new_version` defaults to the next version allowed (above
+    everything seen anywhere); one that is not above everything seen is refused (`version_exists`).
+    """
+    slot = version.slot(Flavour.MANAGED)
+    if not slot.stored:
+        raise ArtifactMissing(f"{version} has no managed artifact to re-version.", details={"flavour": "managed"})
+    solution = version.solution
+    highest = selectors.solution_highest_version_seen(solution=solution)
+    target = selectors.parse_version(new_version) if new_version else None
+    if new_version and target is None:
+        raise ValidationFailed("Not a version.", details={"new_version": [f"{new_version!r} is not a version."]})
+    if target is None:
+        target = PackageVersion.parse(selectors.solution_next_allowed(solution=solution))
+    if highest is not None and target <= highest:
+        raise VersionExists(
+            f"{solution.unique_name} {target.canonical} is not above {highest.canonical}, which exists already.",
+            details={
+                "solution": solution.unique_name,
+                "version": target.canonical,
+                "next_allowed": highest.bump("revision").canonical,
+            },
+        )
+    storage = artifact_storage()
+    if not storage.exists(slot.path):
+        raise ArtifactMissing(f"The managed artifact of {version} is missing from storage; run check_artifacts.")
+    with tempfile.TemporaryDirectory(prefix="alm-reversion-") as folder:
+        original, copy = Path(folder) / "original.zip", Path(folder) / "reversioned.zip"
+        with storage.open(slot.path, "rb") as source, original.open("wb") as out:
+            while chunk := source.read(CHUNK_BYTES):
+                out.write(chunk)
+        try:
+            manifest = reversion_package(original, target, copy)
+        except PackageError as refusal:
+            raise InvalidPackage(refusal.message, details={"file": [refusal.message]}) from None
+        return artifact_register(
+            solution=solution,
+            manifest=manifest,
+            package=file_digest(copy),
+            source_kind=SourceKind.REVERSIONED,
+            user=user,
+            context=context,
+            release_notes=f"Re-versioned copy of {version.version_key} (managed) for a rollback.",
+            restores_version=version,
+        )

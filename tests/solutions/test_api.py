@@ -450,3 +450,12 @@ def test_list_query_count_does_not_grow_with_page_size(as_user, maker, many_solu
     large, large_rows = queries(50)
     assert small_rows == 1 and large_rows > 1
     assert small == large
+
+
+def test_large_uploads_that_django_spooled_to_disk_are_hashed_in_place(as_user, maker, settings):
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 1024  # anything larger goes to a TemporaryUploadedFile
+
+    response = _post_zip(as_user(maker), corpus_bytes(INCIDENT_102_UNMANAGED))
+
+    assert response.status_code == 201
+    assert response.json()["unmanaged_sha256"] == hashlib.sha256(corpus_bytes(INCIDENT_102_UNMANAGED)).hexdigest()

@@ -195,3 +195,58 @@ def test_upload_spools_without_reading_the_stream_whole(maker, context_of):
     stream.read = read  # type: ignore[method-assign]
     services.solution_version_upload(file=stream, user=maker, context=context_of(maker))
     assert sizes and all(0 < size <= 1024 * 1024 for size in sizes)
+
+
+def test_home_environment_must_be_a_development_environment_of_the_team(maker, outsider, team, context_of):
+    from environments.models import Environment
+
+    theirs = Environment.objects.create(
+        name="fab-dev", url="https://f.crm.dynamics.com", tenant_id="t", team=outsider.teams.get()
+    )
+    prod = Environment.objects.create(
+        name="contoso-prod", url="https://p.crm.dynamics.com", tenant_id="t", team=team, kind="production"
+    )
+    for environment, message in ((theirs, "another team"), (prod, "production")):
+        with pytest.raises(ValidationFailed, match=message):
+            services.solution_register(
+                unique_name="X", team=team, home_environment=environment, context=context_of(maker)
+            )
+    assert not Solution.objects.exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_uploads_of_both_flavours_of_a_new_solution_make_one_version(maker, context_of):
+    """Two people upload the two flavours of a solution nobody registered yet, at the same moment."""
+    import threading
+
+    from django.db import connection
+
+    barrier = threading.Barrier(2)
+    outcomes, errors = [], []
+
+    def worker(name: str) -> None:
+        try:
+            barrier.wait(timeout=10)
+            outcomes.append(
+                services.solution_version_upload(
+                    file=upload_file(corpus_bytes(name)), user=maker, context=context_of(maker)
+                )
+            )
+        except Exception as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(name,)) for name in (INCIDENT_102_UNMANAGED, INCIDENT_102_MANAGED)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    assert Solution.objects.count() == 1
+    version = SolutionVersion.objects.get()
+    assert version.flavours == ["managed", "unmanaged"]
+    assert sorted((outcome.created, outcome.added) for outcome in outcomes) == [(False, True), (True, True)]
+    assert AuditEvent.objects.filter(action="solution.registered").count() == 1

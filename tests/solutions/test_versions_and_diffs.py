@@ -170,3 +170,37 @@ def test_diff_needs_artifacts_in_storage(maker, upload):
 
     with pytest.raises(ArtifactMissing):
         services.version_diff(old=old, new=new)
+
+
+def test_reversion_registers_a_higher_copy_of_an_older_managed_artifact(maker, upload, context_of):
+    old = upload(maker, INCIDENT_102_MANAGED).version
+    upload(maker, "IncidentReporting_1_0_0_5_managed.zip")
+
+    outcome = services.solution_version_reversion(version=old, user=maker, context=context_of(maker))
+
+    copy = outcome.version
+    assert outcome.created and outcome.flavour == "managed"
+    assert copy.version_key == "1.0.0.6"  # above everything seen
+    assert (copy.source_kind, copy.restores_version) == ("reversioned", old)
+    assert copy.managed_sha256 != old.managed_sha256
+    assert copy.manifest_summary["components"] == old.manifest_summary["components"]
+    diff = services.version_diff(old=old, new=copy)
+    assert not (diff["added"] or diff["removed"] or diff["changed"] or diff["data_loss"])
+    created = AuditEvent.objects.filter(action="solution_version.created").latest("seq")
+    assert created.object_id == str(copy.pk)
+    assert created.after["source_kind"] == "reversioned" and created.after["restores_version"] == old.pk
+    # The re-versioned package counts as seen: the next export or upload must go above it.
+    assert selectors.solution_next_allowed(solution=old.solution) == "1.0.0.7"
+
+
+def test_reversion_refuses_a_version_that_is_not_above_everything(maker, upload, context_of):
+    old = upload(maker, INCIDENT_102_MANAGED).version
+    upload(maker, "IncidentReporting_1_0_0_5_managed.zip")
+
+    with pytest.raises(VersionExists) as refused:
+        services.solution_version_reversion(version=old, new_version="1.0.0.5", context=context_of(maker))
+    assert refused.value.details["next_allowed"] == "1.0.0.6"
+    with pytest.raises(ArtifactMissing):
+        services.solution_version_reversion(
+            version=upload(maker, INCIDENT_104_UNMANAGED).version, context=context_of(maker)
+        )
