@@ -24,6 +24,18 @@ from .store import iso, new_id, now
 NAMESPACE = uuid.UUID("8c1a61f2-5d8e-4f55-9f0f-3f5b2f2d7a10")  # the emulator's uuid5 namespace
 ORG_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
 METADATA_TYPES = {1, 2, 3, 9, 10, 14}  # tables, columns, relationships, choices: ismetadata (ENT-SOLCOMP)
+# Object type codes of system tables that packages extend (the well-known SDK values); other system
+# tables get codes from the custom range.
+SYSTEM_OBJECT_TYPE_CODES = {
+    "account": 1,
+    "contact": 2,
+    "opportunity": 3,
+    "systemuser": 8,
+    "team": 9,
+    "businessunit": 10,
+    "quote": 1084,
+    "quotedetail": 1085,
+}
 
 
 def stable_id(*parts: str) -> str:
@@ -266,10 +278,11 @@ def ensure_table(org: dict, definition: TableDef | None, component: Component, s
             "custom": definition.custom if definition else False,
             "rows": seeded_row_count(logical),
             "metadata_id": stable_id("table", logical),
-            "object_type_code": org["next_object_type_code"],
+            "object_type_code": SYSTEM_OBJECT_TYPE_CODES.get(logical, org["next_object_type_code"]),
             "created_on": t,
         }
-        org["next_object_type_code"] += 1
+        if logical not in SYSTEM_OBJECT_TYPE_CODES:
+            org["next_object_type_code"] += 1
         org["tables"][logical] = table
     elif definition is not None:
         known = {c[0] for c in table["columns"]}

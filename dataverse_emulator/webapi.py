@@ -96,6 +96,31 @@ IMPORT_ACTIONS = {"ImportSolution", "ImportSolutionAsync", "StageAndUpgradeAsync
 PARAMETERLESS_FUNCTIONS = {"WhoAmI", "RetrieveVersion"}
 
 
+class Related:
+    """Finds the rows that lookups point to (``$expand``, ``publisherid/uniquename`` in ``$filter``),
+    reading each target entity set at most once per request."""
+
+    def __init__(self, api: WebApi, org: dict, t: float) -> None:
+        self.api = api
+        self.org = org
+        self.t = t
+        self.cache: dict[str, dict[str, dict]] = {}
+
+    def resolver(self, entity: EntitySet) -> odata.Resolver:
+        return lambda navigation, record: self.lookup(entity, navigation, record)
+
+    def lookup(self, entity: EntitySet, navigation: str, record: dict) -> dict | None:
+        nav_field = entity.navigation(navigation)
+        if nav_field is None or nav_field.target not in ENTITY_SETS:
+            return None
+        target = ENTITY_SETS[nav_field.target]
+        if target.name not in self.cache:
+            rows = self.api.records(self.org, target.name, self.t)
+            self.cache[target.name] = {row[target.primary_key]: row for row in rows}
+        value = record.get(nav_field.name)
+        return self.cache[target.name].get(value) if value else None
+
+
 class WebApi:
     """Dispatches ``/<org>/api/data/v9.x/…`` requests."""
 
@@ -403,37 +428,18 @@ class WebApi:
                 row["_rootsolutioncomponentid_value"] = table_rows.get(parent)
         return rows
 
-    def _resolver(self, org: dict, t: float) -> odata.Resolver:
-        cache: dict[str, dict[str, dict]] = {}
-
-        def resolve(entity: EntitySet) -> Any:
-            def inner(navigation: str, record: dict) -> dict | None:
-                nav_field = entity.navigation(navigation)
-                if nav_field is None or nav_field.target not in ENTITY_SETS:
-                    return None
-                target = ENTITY_SETS[nav_field.target]
-                if target.name not in cache:
-                    cache[target.name] = {r[target.primary_key]: r for r in self.records(org, target.name, t)}
-                value = record.get(nav_field.name)
-                return cache[target.name].get(value) if value else None
-
-            return inner
-
-        return resolve  # type: ignore[return-value]
-
     def _entity_set(
         self, request: Request, org: dict, api: str, entity: EntitySet, key: str | None, rest: list[str]
     ) -> Response:
         t = now()
-        resolver_for = self._resolver(org, t)
-        resolve = resolver_for(entity)  # type: ignore[operator]
+        related = Related(self, org, t)
         if key is None:
             if rest == ["$count"] and request.method == "GET":
                 count = len(self.records(org, entity.name, t))
                 return Response(200, str(min(count, odata.MAX_COUNT)).encode(), [("Content-Type", "text/plain")])
             if rest or request.method != "GET":
                 raise _not_implemented(request)
-            return self._collection(request, org, api, entity, resolve)
+            return self._collection(request, org, api, entity, related)
         record_id = key.strip()
         if not GUID_RE.match(record_id):
             raise DataverseError(
@@ -445,7 +451,7 @@ class WebApi:
         if rest:
             raise _not_implemented(request)
         if request.method == "PATCH" and entity.name == "solutions":
-            return self._patch_solution(request, org, api, record_id, record, resolve)
+            return self._patch_solution(request, org, api, record_id, record, related)
         if request.method != "GET":
             raise _not_implemented(request)
         if record is None:
@@ -457,11 +463,11 @@ class WebApi:
         annotations = _annotations(request)
         payload = {
             "@odata.context": _context(api, entity, query, single=True),
-            **self._project(org, entity, record, query.select, query.expand, resolve, annotations, resolver_for),
+            **self._project(org, entity, record, query.select, query.expand, related, annotations),
         }
         return _ok(payload, _preference_headers(annotations, None))
 
-    def _collection(self, request: Request, org: dict, api: str, entity: EntitySet, resolve: Any) -> Response:
+    def _collection(self, request: Request, org: dict, api: str, entity: EntitySet, related: Related) -> Response:
         options = request.query()
         query = odata.parse_query(options, entity, ENTITY_SETS)
         prefer = odata.parse_prefer(request.header_values("prefer"))
@@ -469,9 +475,8 @@ class WebApi:
         if prefer.get("odata.maxpagesize", "").isdigit():
             max_page_size = int(prefer["odata.maxpagesize"])
         records = self.records(org, entity.name, now())
-        page = odata.run_query(records, query, entity, resolve, ENTITY_SETS, max_page_size)
+        page = odata.run_query(records, query, entity, related.resolver(entity), ENTITY_SETS, max_page_size)
         annotations = _annotations(request)
-        resolver_for = self._resolver(org, now())
         payload: dict[str, Any] = {"@odata.context": _context(api, entity, query, single=False)}
         if page.count is not None:
             payload["@odata.count"] = page.count
@@ -482,8 +487,7 @@ class WebApi:
                 payload["@Microsoft.Dynamics.CRM.totalrecordcount"] = page.count
                 payload["@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"] = len(records) > odata.MAX_COUNT
         payload["value"] = [
-            self._project(org, entity, row, query.select, query.expand, resolve, annotations, resolver_for)
-            for row in page.rows
+            self._project(org, entity, row, query.select, query.expand, related, annotations) for row in page.rows
         ]
         if page.next_page is not None and page.rows:
             token = odata.make_skiptoken(
@@ -502,9 +506,8 @@ class WebApi:
         record: dict,
         select: list[str] | None,
         expand: list[odata.Expand],
-        resolve: Any,
+        related: Related,
         annotations: list[str] | None,
-        resolver_for: Any,
     ) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if entity.etag:
@@ -521,11 +524,9 @@ class WebApi:
             nav_field = entity.navigation(item.navigation)
             assert nav_field is not None and nav_field.target is not None
             target = ENTITY_SETS[nav_field.target]
-            related = resolve(item.navigation, record)
+            row = related.lookup(entity, item.navigation, record)
             out[item.navigation] = (
-                self._project(org, target, related, item.select, [], resolver_for(target), annotations, resolver_for)
-                if related is not None
-                else None
+                self._project(org, target, row, item.select, [], related, annotations) if row is not None else None
             )
         return out
 
@@ -553,7 +554,7 @@ class WebApi:
                 out[f"{field.name}@Microsoft.Dynamics.CRM.lookuplogicalname"] = target.logical_name
 
     def _patch_solution(
-        self, request: Request, org: dict, api: str, record_id: str, record: dict | None, resolve: Any
+        self, request: Request, org: dict, api: str, record_id: str, record: dict | None, related: Related
     ) -> Response:
         if record is None:
             raise errors.record_not_found("solution", record_id)
@@ -571,7 +572,7 @@ class WebApi:
         if prefer.get("return") == "representation":
             payload = {
                 "@odata.context": f"{api}/$metadata#solutions/$entity",
-                **self._project(org, entities.SOLUTIONS, row, None, [], resolve, None, self._resolver(org, now())),
+                **self._project(org, entities.SOLUTIONS, row, None, [], related, None),
             }
             return _ok(payload, [("Preference-Applied", "return=representation")])
         return Response(204, b"", [("OData-EntityId", f"{api}/solutions({record_id})")])
