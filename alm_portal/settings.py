@@ -293,6 +293,23 @@ ALM_TEST_CRASH_AT = env_optional("ALM_TEST_CRASH_AT")
 ALM_DATAVERSE_CA_BUNDLE = env_optional("ALM_DATAVERSE_CA_BUNDLE")
 DEMO_PASSWORD = env_optional("DEMO_PASSWORD")
 
+# Solution packages: uploads above this size are refused with 413 (match your proxy's body limit).
+ALM_MAX_UPLOAD_BYTES = env_int("ALM_MAX_UPLOAD_BYTES", 500 * 1024 * 1024, minimum=1024)
+# Export jobs look at Dataverse's async operation every few seconds for a short while, then defer
+# (polling is a chain of short tasks) until the operation ends or the maximum passes.
+ALM_EXPORT_POLL_SECONDS = env_int("ALM_EXPORT_POLL_SECONDS", 2, minimum=1)
+ALM_EXPORT_WAIT_IN_TASK_SECONDS = env_int("ALM_EXPORT_WAIT_IN_TASK_SECONDS", 30, minimum=0, maximum=120)
+ALM_EXPORT_MAX_SECONDS = env_int("ALM_EXPORT_MAX_SECONDS", 3600, minimum=60)
+# Credentials warn this many days before they expire.
+ALM_CREDENTIAL_WARNING_DAYS = [
+    int(days) for days in env_list("ALM_CREDENTIAL_WARNING_DAYS", ["30", "7"]) if days.strip().isdigit()
+]
+# A `<name>_Upgrade` holding solution older than this is reported as stuck.
+ALM_HOLDING_GRACE_MINUTES = env_int("ALM_HOLDING_GRACE_MINUTES", 30, minimum=1)
+# Extra Dataverse host suffixes (sovereign clouds) and Entra authority hosts beyond the built-in ones.
+ALM_DATAVERSE_EXTRA_SUFFIXES = env_list("ALM_DATAVERSE_EXTRA_SUFFIXES", [])
+ALM_AUTHORITY_EXTRA_HOSTS = env_list("ALM_AUTHORITY_EXTRA_HOSTS", [])
+
 # --- Logging: one line per record, with the request id ----------------------------------------
 LOGGING = {
     "version": 1,

@@ -8,6 +8,7 @@ api_v1 = [
     path("", include(("alm_portal.accounts.api.urls", "accounts"), namespace="accounts")),
     path("", include(("environments.api.urls", "environments"), namespace="environments")),
     path("", include(("solutions.api.urls", "solutions"), namespace="solutions")),
+    path("", include(("deployments.api.urls", "deployments"), namespace="deployments")),
 ]
 
 urlpatterns = [
@@ -15,6 +16,8 @@ urlpatterns = [
     path("healthz", probes.healthz, name="healthz"),
     path("readyz", probes.readyz, name="readyz"),
     path("accounts/", include("alm_portal.accounts.urls")),
+    path("environments/", include("environments.urls")),
+    path("solutions/", include("solutions.urls")),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -47,7 +47,8 @@ def _token_digest(*, token_id: int, secret: str) -> str:
 
 
 def _default_token_name() -> str:
-    return f"cli-{timezone.now():%Y%m%dT%H%M%SZ}"
+    # Microseconds keep names unique when a script creates several tokens in one second.
+    return f"cli-{timezone.now():%Y-%m-%dT%H:%M:%S.%fZ}"
 
 
 def api_token_create(

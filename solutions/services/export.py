@@ -126,15 +126,15 @@ def _export_version_exists(*, solution: Solution, dev_version: str, highest: str
 
 
 def _export_poll_seconds() -> float:
-    return float(getattr(settings, "ALM_EXPORT_POLL_SECONDS", 2.0))
+    return float(settings.ALM_EXPORT_POLL_SECONDS)
 
 
 def _export_wait_in_task_seconds() -> float:
-    return float(getattr(settings, "ALM_EXPORT_WAIT_IN_TASK_SECONDS", 30.0))
+    return float(settings.ALM_EXPORT_WAIT_IN_TASK_SECONDS)
 
 
 def _export_max_seconds() -> float:
-    return float(getattr(settings, "ALM_EXPORT_MAX_SECONDS", 3600.0))
+    return float(settings.ALM_EXPORT_MAX_SECONDS)
 
 
 def _export_result(version: SolutionVersion, state: dict[str, Any]) -> dict[str, Any]:

@@ -52,7 +52,7 @@ DEFAULT_MAX_UPLOAD_BYTES = 500 * 1024 * 1024
 
 def max_upload_bytes() -> int:
     """ALM_MAX_UPLOAD_BYTES, 500 MiB unless configured."""
-    return int(getattr(settings, "ALM_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES))
+    return int(settings.ALM_MAX_UPLOAD_BYTES)
 
 
 @dataclass(frozen=True)
