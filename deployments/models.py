@@ -7,7 +7,18 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from deployments.choices import ACTIVE_JOB_STATUSES, SOLUTION_OPERATION_KINDS, ImportMode, JobKind, JobStatus
+from deployments.choices import (
+    ACTIVE_JOB_STATUSES,
+    SOLUTION_OPERATION_KINDS,
+    ApprovalDecision,
+    ImportMode,
+    JobKind,
+    JobStatus,
+    PreflightStatus,
+    PromotionKind,
+    PromotionStatus,
+    RollbackStrategy,
+)
 
 
 class Pipeline(models.Model):
@@ -125,3 +136,146 @@ class Job(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class StageWindow(models.Model):
+    """A weekly window in which imports into the stage's environment may start."""
+
+    stage = models.ForeignKey(Stage, on_delete=models.CASCADE, related_name="windows")
+    # ISO weekdays, 1 = Monday … 7 = Sunday.
+    weekdays = models.JSONField(default=list)
+    start_time = models.TimeField()
+    end_time = models.TimeField()
+    time_zone = models.CharField(max_length=64, default="UTC")
+
+    def __str__(self) -> str:
+        return f"{self.stage}: {self.weekdays} {self.start_time:%H:%M}-{self.end_time:%H:%M} {self.time_zone}"
+
+
+class StageFreeze(models.Model):
+    """A period in which nothing is imported into the stage's environment, unless an admin overrides."""
+
+    stage = models.ForeignKey(Stage, on_delete=models.CASCADE, related_name="freezes")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    reason = models.CharField(max_length=300)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["starts_at"]
+
+    def __str__(self) -> str:
+        return f"freeze of {self.stage} {self.starts_at:%Y-%m-%d} – {self.ends_at:%Y-%m-%d}: {self.reason}"
+
+
+class DeploymentSettings(models.Model):
+    """A version of a stage's deployment settings, in the `pac solution create-settings` JSON shape.
+
+    Rows are never changed: an edit adds the next version, and the ETag of the newest one guards
+    against two people overwriting each other.
+    """
+
+    stage = models.ForeignKey(Stage, on_delete=models.CASCADE, related_name="settings_versions")
+    version = models.PositiveIntegerField()
+    document = models.JSONField(default=dict)
+    etag = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["stage", "-version"]
+        constraints = [models.UniqueConstraint(fields=["stage", "version"], name="settings_version_unique")]
+
+    def __str__(self) -> str:
+        return f"settings v{self.version} of {self.stage}"
+
+
+class Promotion(models.Model):
+    """A request to install one solution version into one stage's environment (or to roll one back).
+
+    Status changes only through deployments/workflow.py: one function per transition, a
+    conditional UPDATE that must hit one row, and one audit event in the same transaction.
+    """
+
+    kind = models.CharField(max_length=10, choices=PromotionKind.choices, default=PromotionKind.PROMOTION)
+    status = models.CharField(max_length=20, choices=PromotionStatus.choices, default=PromotionStatus.PENDING_APPROVAL)
+    solution = models.ForeignKey("solutions.Solution", on_delete=models.PROTECT, related_name="promotions")
+    version = models.ForeignKey("solutions.SolutionVersion", on_delete=models.PROTECT, related_name="promotions")
+    stage = models.ForeignKey(Stage, on_delete=models.PROTECT, related_name="promotions")
+    # Frozen at creation: approvals bind to this artifact and this target (DESIGN section 3).
+    target_environment = models.ForeignKey(
+        "environments.Environment", on_delete=models.PROTECT, related_name="promotions"
+    )
+    artifact_sha256 = models.CharField(max_length=64)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField(default=timezone.now)
+    comment = models.TextField(blank=True)
+    change_reference = models.CharField(max_length=100, blank=True)
+    backup_reference = models.CharField(max_length=300, blank=True)
+    scheduled_for = models.DateTimeField(null=True, blank=True)
+    freeze_override_reason = models.TextField(blank=True)
+    settings_version = models.ForeignKey(
+        DeploymentSettings, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    preflight_status = models.CharField(max_length=10, choices=PreflightStatus.choices, default=PreflightStatus.PENDING)
+    preflight_result = models.JSONField(default=dict, blank=True)
+    preflight_job = models.ForeignKey(Job, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    run_job = models.ForeignKey(Job, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    attempt = models.PositiveIntegerField(default=0)
+    attention_required = models.BooleanField(default=False)
+    # The version installed on the target just before this one ran: what a rollback goes back to.
+    previous_version = models.CharField(max_length=64, blank=True)
+    rollback_of = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="rollbacks")
+    rollback_strategy = models.CharField(max_length=24, choices=RollbackStrategy.choices, blank=True)
+    rolled_back_by = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    result = models.JSONField(default=dict, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "requested_at"], name="promotion_status_idx"),
+            models.Index(fields=["target_environment", "solution", "status"], name="promotion_target_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.solution} {self.version.version} → {self.stage.name} ({self.status})"
+
+
+class Approval(models.Model):
+    """One person's decision on a promotion, bound to the artifact and target it was made for."""
+
+    promotion = models.ForeignKey(Promotion, on_delete=models.PROTECT, related_name="approvals")
+    approver = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="approvals")
+    decision = models.CharField(max_length=10, choices=ApprovalDecision.choices)
+    comment = models.TextField(blank=True)
+    decided_at = models.DateTimeField(default=timezone.now)
+    artifact_sha256 = models.CharField(max_length=64)
+    target_environment = models.ForeignKey("environments.Environment", on_delete=models.PROTECT, related_name="+")
+    expires_at = models.DateTimeField()
+    freeze_override = models.BooleanField(default=False)
+    voided_at = models.DateTimeField(null=True, blank=True)
+    void_reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["decided_at", "id"]
+        constraints = [
+            # Approvals come from distinct people: one live decision per person per promotion.
+            models.UniqueConstraint(
+                fields=["promotion", "approver"],
+                condition=Q(voided_at__isnull=True),
+                name="one_live_decision_per_person",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_decision_display()} by {self.approver} on promotion {self.promotion_id}"
