@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "alm_portal.audit",
     "alm_portal.accounts",
+    "alm_portal.notifications",
     "environments",
     "solutions",
     "deployments",
