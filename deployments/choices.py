@@ -88,6 +88,8 @@ PROMOTION_TRANSITIONS: dict[str, tuple[str, ...]] = {
         PromotionStatus.SCHEDULED,
         PromotionStatus.PENDING_APPROVAL,
         PromotionStatus.CANCELLED,
+        # The runner refuses before it starts (checksum_mismatch, preflight_blocked): nothing ran.
+        PromotionStatus.FAILED,
     ),
     PromotionStatus.RUNNING: (PromotionStatus.SUCCEEDED, PromotionStatus.FAILED),
     # Retry re-checks the approvals: still valid → approved (and on), else back to waiting for them.
