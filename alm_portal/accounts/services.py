@@ -200,17 +200,20 @@ def user_end_sessions(*, user: User, context: AuditContext) -> int:
 
 
 def user_disable(*, user: User, context: AuditContext, reason: str = "") -> User:
-    """Disable a user in one transaction: sessions end, tokens are revoked, the event is audited.
-
-    Pending approvals are voided by the promotion workflow's own service, called from here once
-    approvals exist (DESIGN section 5).
+    """Disable a user in one transaction: sessions end, tokens are revoked, their approvals on
+    promotions that have not started are voided (by the promotion workflow's own service, with its
+    own events), and the event is audited (DESIGN section 5).
     """
+    # Imported here: deployments builds on accounts, not the other way round.
+    from deployments.workflow import approvals_void_for_user
+
     with transaction.atomic():
         if not User.objects.filter(pk=user.pk, is_active=True).update(is_active=False):
             return user
         ended = _end_sessions(user)
         revoked = ApiToken.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
         user.is_active = False
+        approvals_void_for_user(user=user, context=context)
         record(
             context=context,
             action="user.disabled",
