@@ -9,6 +9,7 @@ api_v1 = [
     path("", include(("environments.api.urls", "environments"), namespace="environments")),
     path("", include(("solutions.api.urls", "solutions"), namespace="solutions")),
     path("", include(("deployments.api.urls", "deployments"), namespace="deployments")),
+    path("", include(("alm_portal.notifications.api.urls", "notifications"), namespace="notifications")),
 ]
 
 urlpatterns = [
