@@ -1,11 +1,20 @@
-"""Celery tasks for jobs: thin wrappers over deployments.jobs. Both are safe to run twice."""
+"""Celery tasks for jobs: thin wrappers over deployments.jobs, and the handlers of deployment jobs.
+
+Both tasks are safe to run twice; each handler calls one function, which continues from the step the
+job row records (a second run continues or does nothing).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import shared_task
 
+from alm_portal.audit.context import AuditContext
 from alm_portal.middleware import bind_request_id_for_logs
-from deployments import jobs
+from deployments import jobs, preflight, runner
+from deployments.choices import JobKind
+from deployments.jobs import register_job_handler
 from deployments.models import Job
 
 
@@ -22,3 +31,21 @@ def run_job(job_id: int) -> str:
 def dispatch_jobs() -> int:
     """Beat, every 30 s: re-send job rows that were never picked up or whose worker died."""
     return jobs.jobs_dispatch()
+
+
+@register_job_handler(JobKind.PREFLIGHT)
+def preflight_handler(job: Job, context: AuditContext) -> dict[str, Any]:
+    """Check a promotion against its target and report the result to the workflow."""
+    return preflight.preflight_run(job=job, context=context)
+
+
+@register_job_handler(JobKind.IMPORT)
+def import_handler(job: Job, context: AuditContext) -> dict[str, Any]:
+    """Run a promotion's Dataverse operations: an import, or a rollback by its strategy."""
+    return runner.promotion_run(job=job, context=context)
+
+
+@register_job_handler(JobKind.HOLDING_CLEANUP)
+def holding_cleanup_handler(job: Job, context: AuditContext) -> dict[str, Any]:
+    """A rollback that applies or removes a holding solution, when the workflow queues it under this kind."""
+    return runner.promotion_run(job=job, context=context)

@@ -1,0 +1,835 @@
+"""The crash-safe import runner: one IMPORT job carries one promotion (or rollback) onto its target.
+
+DESIGN section 4, step by step, each step recorded on the job row before the next one starts, so a
+worker that dies anywhere leaves a row another worker continues from:
+
+1. The engine claims the job (conditional UPDATE; the environment's single solution-operation slot).
+2. ``prepare``: read what the target has (the version this promotion replaces) and plan the Dataverse
+   operations: one import (StageAndUpgradeAsync for upgrade, ImportSolutionAsync for update), or for a
+   rollback: uninstall then import, DeleteAndPromote, or uninstall of the ``_Upgrade`` holding solution.
+3. Mark the promotion running with the previous version; re-check the pre-flight blockers.
+4. ``submit:<n>``: re-hash the artifact from storage (``checksum_mismatch`` fails), commit the job as
+   submitting with submitted_at and the package SHA-256, then call Dataverse. The returned
+   AsyncOperationId / ImportJobKey are stored on the job at once (``poll:<n>``).
+5. Poll as a chain of short tasks: each look is one task; the next is a deferral whose interval grows
+   with the time already waited, and which honours Retry-After.
+6. On completion read the import log, record per-component results, refresh the target's inventory and
+   report the outcome to the workflow; on failure keep Dataverse's code, message and log.
+
+A job found with no handle for an operation that may have been sent (``submit:<n>``, or status
+submitting) is never resubmitted blindly: the runner looks for the operation it may have started
+(asyncoperations of that type created since submitted_at − 5 min, import jobs of the solution since then)
+and adopts it; a CustomizationLock then means "still in flight, look again later". It resubmits only when
+nothing is found and the target still has what it had before. An operation still running after
+ALM_IMPORT_MAX_WAIT (default 6 h) makes the job `needs_attention` and flags the promotion.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from alm_portal.audit.context import AuditContext
+from alm_portal.dataverse import errors as dv
+from alm_portal.dataverse.client import (
+    AsyncOperation,
+    AsyncOperationType,
+    DataverseClient,
+    ImportJob,
+    RetryPolicy,
+    Timeouts,
+    throttle_not_before,
+)
+from alm_portal.dataverse.importlog import ImportLogError
+from alm_portal.dataverse.settings_document import DeploymentSettings as SettingsDocument
+from deployments.choices import ImportMode, JobStatus, PromotionStatus, RollbackStrategy
+from deployments.jobs import JobDeferred, JobFailed, JobNeedsAttention, crash_point, job_mark_step, job_progress
+from deployments.models import DeploymentSettings, Job, Promotion
+from deployments.preflight import (
+    HOLDING_SUFFIX,
+    current_settings_of,
+    deployment_client_for,
+    local_artifact,
+    promotion_for_job,
+    promotion_import_mode,
+    promotion_preflight,
+    promotion_strategy,
+    read_target,
+    settings_document_of,
+)
+from solutions import selectors as solution_selectors
+
+if TYPE_CHECKING:
+    from environments.models import Environment
+
+logger = logging.getLogger(__name__)
+
+ClientFactory = Callable[["Environment"], DataverseClient]
+
+# Reads may sleep through a short Retry-After; a longer one defers the job (and is shared through the
+# environment row with every other worker).
+IMPORT_RETRY = RetryPolicy(max_attempts=3, base_delay=0.5, max_delay=5.0, max_retry_after=5.0)
+# The upload can be large; its read timeout stays well below the task time limit.
+IMPORT_TIMEOUTS = Timeouts(connect=10.0, read=60.0, transfer_read=600.0)
+# Where to look for an operation a lost submit may have started (DESIGN section 4).
+ADOPTION_WINDOW = timedelta(minutes=5)
+# Each wait is this share of the time already waited (bounded by the two poll settings), so a short
+# import is seen soon after it ends and a long one costs few requests.
+POLL_BACKOFF_SHARE = 0.3
+# A target that is unreachable before anything was submitted is tried this many times, then the
+# promotion fails; once something runs there, the wait is bounded by ALM_IMPORT_MAX_WAIT instead.
+MAX_TRANSIENT_ATTEMPTS = 20
+# After a submit whose answer was lost, look for the operation this soon.
+ADOPT_AFTER_SECONDS = 2.0
+# The raw import log kept with a failed promotion (the parsed results are always kept).
+MAX_KEPT_LOG_CHARS = 512 * 1024
+
+IMPORT, UNINSTALL, DELETE_AND_PROMOTE = "import", "uninstall", "delete_and_promote"
+
+
+# --- settings (the lead adds them to the settings module; these are the defaults) -------------------------
+
+
+def import_max_wait() -> timedelta:
+    """ALM_IMPORT_MAX_WAIT (seconds, default 6 h): after this an operation's outcome is unknown."""
+    return timedelta(seconds=float(getattr(settings, "ALM_IMPORT_MAX_WAIT", 6 * 3600)))
+
+
+def poll_seconds() -> float:
+    """ALM_IMPORT_POLL_SECONDS (default 1): the first wait after a submit and the shortest between looks."""
+    return float(getattr(settings, "ALM_IMPORT_POLL_SECONDS", 1.0))
+
+
+def poll_max_seconds() -> float:
+    """ALM_IMPORT_POLL_MAX_SECONDS (default 15): the longest wait between two looks."""
+    return float(getattr(settings, "ALM_IMPORT_POLL_MAX_SECONDS", 15.0))
+
+
+def busy_retry_seconds() -> float:
+    """ALM_IMPORT_BUSY_RETRY_SECONDS (default 10): how soon to try again when the target runs another
+    solution operation (CustomizationLock)."""
+    return float(getattr(settings, "ALM_IMPORT_BUSY_RETRY_SECONDS", 10.0))
+
+
+def import_job_id_on_async() -> bool:
+    """ALM_IMPORT_JOB_ID_ON_ASYNC (default off): send a caller-chosen ImportJobId (UNCONFIRMED, DESIGN 4)."""
+    return bool(getattr(settings, "ALM_IMPORT_JOB_ID_ON_ASYNC", False))
+
+
+def poll_interval(*, waited: timedelta) -> float:
+    """Seconds until the next look, given how long the operation has been running."""
+    return min(poll_max_seconds(), max(poll_seconds(), waited.total_seconds() * POLL_BACKOFF_SHARE))
+
+
+# --- the plan ---------------------------------------------------------------------------------------------
+
+
+def planned_operations(*, promotion: Promotion) -> list[dict[str, Any]]:
+    """The Dataverse operations a promotion runs on its target, in order."""
+    name = promotion.solution.unique_name
+    strategy = promotion_strategy(promotion=promotion)
+    if strategy == RollbackStrategy.UNINSTALL_REINSTALL:
+        return [
+            {"kind": UNINSTALL, "solution": name},
+            {"kind": IMPORT, "solution": name, "mode": ImportMode.UPDATE},
+        ]
+    if strategy == RollbackStrategy.HOLDING_APPLY:
+        return [{"kind": DELETE_AND_PROMOTE, "solution": name}]
+    if strategy == RollbackStrategy.HOLDING_REMOVE:
+        return [{"kind": UNINSTALL, "solution": name + HOLDING_SUFFIX}]
+    return [{"kind": IMPORT, "solution": name, "mode": promotion_import_mode(promotion=promotion)}]
+
+
+def _operation_types(operation: dict[str, Any]) -> tuple[int, ...]:
+    if operation["kind"] == IMPORT:
+        if operation.get("mode") == ImportMode.UPGRADE:
+            return (AsyncOperationType.STAGE_AND_UPGRADE,)
+        return (AsyncOperationType.IMPORT_SOLUTION,)
+    if operation["kind"] == UNINSTALL:
+        return (AsyncOperationType.UNINSTALL_SOLUTION,)
+    return (AsyncOperationType.DELETE_AND_PROMOTE,)
+
+
+def _label(operation: dict[str, Any]) -> str:
+    if operation["kind"] == IMPORT:
+        action = "StageAndUpgradeAsync" if operation.get("mode") == ImportMode.UPGRADE else "ImportSolutionAsync"
+        return f"{action} of {operation['solution']}"
+    if operation["kind"] == UNINSTALL:
+        return f"UninstallSolutionAsync of {operation['solution']}"
+    return f"DeleteAndPromoteAsync of {operation['solution']}"
+
+
+# --- import log ------------------------------------------------------------------------------------------
+
+
+def import_log_summary(import_job: ImportJob | None, *, keep_xml: bool) -> dict[str, Any]:
+    """The parts of an import job people review: overall result, per-component results, missing dependencies;
+    the raw XML too when `keep_xml` (a failure), truncated to MAX_KEPT_LOG_CHARS."""
+    if import_job is None:
+        return {"available": False}
+    summary: dict[str, Any] = {
+        "available": True,
+        "import_job_id": str(import_job.import_job_id),
+        "solution": import_job.solution_name,
+        "progress": import_job.progress,
+        "started_on": import_job.started_on.isoformat() if import_job.started_on else None,
+        "completed_on": import_job.completed_on.isoformat() if import_job.completed_on else None,
+    }
+    log = import_job.log
+    if log is not None:
+        summary.update(
+            {
+                "version": log.solution_version,
+                "managed": log.managed,
+                "result": log.result,
+                "error_code": log.error_code,
+                "message": log.message[:4000],
+                "failures": len(log.failures),
+                "missing_dependencies": [
+                    {
+                        "required_type": entry.required_type,
+                        "required_name": entry.required_name,
+                        "required_solution": entry.required_solution,
+                        "dependent_type": entry.dependent_type,
+                        "dependent_name": entry.dependent_name,
+                    }
+                    for entry in log.missing_dependencies
+                ],
+            }
+        )
+    if keep_xml and import_job.data:
+        summary["xml"] = import_job.data[:MAX_KEPT_LOG_CHARS]
+        summary["xml_truncated"] = len(import_job.data) > MAX_KEPT_LOG_CHARS
+    return summary
+
+
+def import_log_components(import_job: ImportJob | None) -> list[dict[str, Any]]:
+    """Per-component results of the import log."""
+    if import_job is None or import_job.log is None:
+        return []
+    return [
+        {
+            "type": component.component_type,
+            "name": component.name,
+            "result": component.result,
+            "error_code": component.error_code,
+            "message": component.message[:1000],
+        }
+        for component in import_job.log.components
+    ]
+
+
+# --- the run ---------------------------------------------------------------------------------------------
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _parse_time(text: Any) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
+
+
+class ImportRun:
+    """One pass over a promotion's run job. Every decision reads the job row; every step writes it."""
+
+    def __init__(self, *, job: Job, promotion: Promotion, client: DataverseClient, context: AuditContext) -> None:
+        self.job = job
+        self.promotion = promotion
+        self.client = client
+        self.context = context
+        self.state: dict[str, Any] = dict(job.result or {})
+        self.client.import_job_id_mode = import_job_id_on_async()
+
+    # -- bookkeeping --
+
+    @property
+    def operations(self) -> list[dict[str, Any]]:
+        return list(self.state.get("ops") or [])
+
+    def _save(self, *, status: str, step: str, **fields: Any) -> None:
+        """Commit the step (and the run's state) on the job row now: the next worker starts from here."""
+        job_mark_step(self.job, status=status, step=step, result=self.state, **fields)
+
+    def _status(self, index: int, phase: str) -> str:
+        # The last operation (the import, when there is one) goes through submitting → polling as DESIGN
+        # section 4 says; an uninstall before it keeps the job claimed, because a job may not return from
+        # polling to submitting.
+        if index != len(self.operations) - 1:
+            return self.job.status
+        if phase == "submit" and self.job.status != JobStatus.POLLING:
+            return JobStatus.SUBMITTING
+        return JobStatus.POLLING
+
+    def _defer(self, seconds: float, *, step: str | None = None, message: str = "") -> NoReturn:
+        raise JobDeferred(seconds, status=self.job.status, step=step or self.job.step, message=message)
+
+    def _settings_row(self) -> DeploymentSettings | None:
+        if self.promotion.settings_version_id:
+            return DeploymentSettings.objects.get(pk=self.promotion.settings_version_id)
+        return current_settings_of(promotion=self.promotion)
+
+    def _refresh_promotion(self) -> None:
+        self.promotion.refresh_from_db()
+
+    # -- outcomes through the workflow --
+
+    def _ensure_running(self) -> None:
+        from deployments import workflow
+
+        if self.promotion.status == PromotionStatus.QUEUED:
+            workflow.promotion_mark_running(
+                promotion_id=self.promotion.pk,
+                job_id=self.job.pk,
+                previous_version=self.state.get("previous_version", ""),
+                context=self.context,
+            )
+            self._refresh_promotion()
+
+    def fail(self, code: str, message: str, *, result: dict[str, Any] | None = None) -> NoReturn:
+        """Record the failure on the promotion (once) and end the job as failed with the same code. A
+        promotion still queued fails from there: nothing ran on the target."""
+        from deployments import workflow
+
+        self._refresh_promotion()
+        if self.promotion.status in (PromotionStatus.QUEUED, PromotionStatus.RUNNING):
+            workflow.promotion_mark_failed(
+                promotion_id=self.promotion.pk,
+                error_code=code,
+                error_message=message,
+                result={**(result or {}), "operations": self.state.get("done", [])},
+                context=self.context,
+            )
+        raise JobFailed(code, message)
+
+    def attention(self, message: str) -> NoReturn:
+        """The outcome is unknown: flag the promotion and leave the job for an admin to resolve."""
+        from deployments import workflow
+
+        self._refresh_promotion()
+        if not self.promotion.attention_required:
+            workflow.promotion_set_attention(
+                promotion_id=self.promotion.pk, required=True, message=message, context=self.context
+            )
+        raise JobNeedsAttention(message)
+
+    # -- the steps --
+
+    def run(self) -> dict[str, Any]:
+        if "ops" not in self.state:
+            self._prepare()
+        if self.promotion.status == PromotionStatus.QUEUED:
+            refusal = self._start_refusal()
+            if refusal is not None:
+                return self._give_back(refusal.code, refusal.message)
+        if not self.state.get("checked"):
+            self._recheck()
+        self._ensure_running()
+        while self.state["op"] < len(self.operations):
+            self._operation(self.state["op"])
+        return self._finish()
+
+    def _prepare(self) -> None:
+        facts = read_target(client=self.client, unique_name=self.promotion.solution.unique_name)
+        self.state.update(
+            {
+                "promotion_id": self.promotion.pk,
+                "ops": planned_operations(promotion=self.promotion),
+                "op": 0,
+                "done": [],
+                "previous_version": facts.installed.version if facts.installed else "",
+            }
+        )
+        self._save(status=self.job.status, step="prepare")
+
+    def _start_refusal(self) -> Any:
+        """Why the promotion may not start now (window closed, stage frozen), or None: a run job may have
+        waited a long time for the environment's slot."""
+        from deployments import policy
+
+        now = timezone.now()
+        stage = self.promotion.stage
+        count = policy.approvals_count(promotion=self.promotion, approvals=self.promotion.approvals.all(), at=now)
+        return policy.start_refusal(
+            windows=list(stage.windows.all()),
+            freezes=list(stage.freezes.filter(ends_at__gt=now)),
+            scheduled_for=self.promotion.scheduled_for,
+            freeze_overridden=count.freeze_overridden,
+            at=now,
+        )
+
+    def _give_back(self, code: str, message: str) -> dict[str, Any]:
+        """queued → scheduled through the workflow; beat queues it again (with a new job) when it may start."""
+        from deployments import workflow
+
+        workflow.promotion_requeue(promotion_id=self.promotion.pk, reason=f"{code}: {message}", context=self.context)
+        return {"requeued": True, "reason": code, "message": message}
+
+    def _recheck(self) -> None:
+        """Pre-flight again just before submitting, without the package upload and the row counts (the
+        pre-flight job did those): blockers appear between approval and run (someone imported meanwhile)."""
+        report = promotion_preflight(
+            promotion=self.promotion,
+            client=self.client,
+            stage_package=False,
+            count_rows=False,
+            settings_row=self._settings_row(),
+        )
+        if report.blockers:
+            codes = ", ".join(check.code for check in report.blockers)
+            self.fail(
+                "preflight_blocked",
+                f"Pre-flight found blockers just before submitting: {codes}.",
+                result={"preflight": report.to_dict()},
+            )
+        self.state["checked"] = True
+        self.state["preflight"] = {"status": report.status, "codes": report.codes()}
+        self._save(status=self.job.status, step="checked")
+
+    def _operation(self, index: int) -> None:
+        operation = self.operations[index]
+        if not self.job.async_operation_id and not self.job.import_job_id:
+            if self._maybe_sent(index):
+                if not self._adopt(index):
+                    if not self._target_unchanged(index):
+                        self.attention(
+                            f"{_label(operation)} may have been submitted, no operation of it was found, and the "
+                            "target no longer has what it had before: the outcome is unknown."
+                        )
+                    self._submit(index, after_uncertainty=True)
+            else:
+                self._submit(index, after_uncertainty=False)
+        outcome = self._poll(index)
+        self._complete(index, outcome)
+
+    def _maybe_sent(self, index: int) -> bool:
+        """True when a submit of this operation may have reached Dataverse without us keeping its handle."""
+        step = self.job.step
+        if step == f"submit:{index}" or self.state.get("uncertain") == index:
+            return True
+        # Submitting (or polling) without a handle: a crash, or someone reset the row. Be careful.
+        return self.job.status in (JobStatus.SUBMITTING, JobStatus.POLLING) and step != f"wait:{index}"
+
+    def _attempt_started(self) -> datetime:
+        started = _parse_time(self.state.get("first_submitted_at"))
+        return started or self.job.submitted_at or self.job.claimed_at or timezone.now()
+
+    # -- submit --
+
+    def _submit(self, index: int, *, after_uncertainty: bool) -> NoReturn:
+        operation = self.operations[index]
+        status = self._status(index, "submit")
+        now = timezone.now()
+        if not after_uncertainty:
+            self.state["first_submitted_at"] = now.isoformat()
+        else:
+            self.state.setdefault("first_submitted_at", now.isoformat())
+        job_progress(self.job, 10 + 60 * index // max(1, len(self.operations)), f"Submitting {_label(operation)}")
+        try:
+            if operation["kind"] == IMPORT:
+                async_id, import_job_id = self._submit_import(index, operation, status=status, now=now)
+            else:
+                self._save(status=status, step=f"submit:{index}", submitted_at=now, async_operation_id="")
+                if operation["kind"] == UNINSTALL:
+                    async_id = str(self.client.uninstall_solution_async(operation["solution"]))
+                else:
+                    async_id = str(self.client.delete_and_promote_async(operation["solution"]))
+                import_job_id = ""
+        except (dv.EnvironmentBusy, dv.Throttled, dv.ConnectionFailed) as refused:
+            # Refused before anything started (the lock, a 429, no connection): nothing of ours runs
+            # because of this request. Unless an earlier submit may still be in flight, the next try
+            # submits directly instead of looking for an operation.
+            wait = refused.retry_after or busy_retry_seconds()
+            if isinstance(refused, dv.Throttled):
+                self._persist_throttle()
+            if after_uncertainty:
+                self.state["uncertain"] = index
+                self._save(status=status, step=f"submit:{index}")
+                self._defer(
+                    wait,
+                    message=f"{self.promotion.target_environment} is busy; our submit may still be "
+                    f"in flight ({refused.message}); looking again later",
+                )
+            self._save(status=status, step=f"wait:{index}")
+            self._defer(wait, message=f"{self.promotion.target_environment} is busy ({refused.message}); retrying")
+        except dv.TransientError as unknown:
+            # The request may have been accepted (lost answer, timeout, gateway error): never resubmit
+            # blindly; the next pass looks for the operation first.
+            self.state["uncertain"] = index
+            self._save(status=status, step=f"submit:{index}")
+            self._defer(ADOPT_AFTER_SECONDS, message=f"Submit outcome unknown ({unknown}); looking for the operation")
+        except dv.DataverseError as refusal:
+            if _is_duplicate_import_job_id(refusal):
+                # Our own ImportJobId exists already: the earlier submit arrived.
+                self.state["uncertain"] = index
+                self._save(status=status, step=f"submit:{index}")
+                self._defer(ADOPT_AFTER_SECONDS, message="The import was submitted before; adopting it")
+            self.fail(refusal.code or "dataverse_error", f"{_label(operation)} was refused: {refusal.message}")
+        self.state.pop("uncertain", None)
+        self._save(
+            status=self._status(index, "poll"),
+            step=f"poll:{index}",
+            async_operation_id=async_id,
+            import_job_id=import_job_id,
+        )
+        crash_point("after_submit")
+        self._defer(poll_seconds(), step=f"poll:{index}", message=f"Submitted {_label(operation)}")
+
+    def _submit_import(self, index: int, operation: dict[str, Any], *, status: str, now: datetime) -> tuple[str, str]:
+        version = self.promotion.version
+        with local_artifact(version=version) as artifact:
+            if artifact.sha256 != self.promotion.artifact_sha256:
+                self.fail(
+                    "checksum_mismatch",
+                    f"The stored artifact of {version} has SHA-256 {artifact.sha256}, not the "
+                    f"{self.promotion.artifact_sha256} the approvals were given for.",
+                )
+            sent_id = uuid.uuid4() if self.client.import_job_id_mode else None
+            # Committed before the call: a crash from here on leaves a row that says "maybe submitted".
+            self._save(
+                status=status,
+                step=f"submit:{index}",
+                submitted_at=now,
+                package_sha256=artifact.sha256,
+                async_operation_id="",
+                import_job_id=str(sent_id) if sent_id else "",
+            )
+            stage = self.promotion.stage
+            options: dict[str, Any] = {
+                "overwrite_unmanaged_customizations": stage.overwrite_unmanaged_customizations,
+                "publish_workflows": stage.activate_flows_and_plugins,
+                "settings": self._settings_document(),
+                "import_job_id": sent_id,
+            }
+            if operation.get("mode") == ImportMode.UPGRADE:
+                handle = self.client.stage_and_upgrade_async(artifact.path, **options)
+            else:
+                handle = self.client.import_solution_async(artifact.path, **options)
+        if handle.package_sha256 and handle.package_sha256 != artifact.sha256:
+            logger.warning("job %s: streamed %s, hashed %s", self.job.pk, handle.package_sha256, artifact.sha256)
+        return str(handle.async_operation_id), str(handle.import_job_id or "")
+
+    def _settings_document(self) -> SettingsDocument | None:
+        document = settings_document_of(self._settings_row())
+        return document or None
+
+    # -- adoption --
+
+    def _adopt(self, index: int) -> bool:
+        """Find the operation a submit that may have been sent started, and continue with it."""
+        operation = self.operations[index]
+        since = self._attempt_started() - ADOPTION_WINDOW
+        anchor = self._attempt_started()
+        others = Job.objects.filter(environment=self.job.environment).exclude(pk=self.job.pk)
+        known_operations = set(others.exclude(async_operation_id="").values_list("async_operation_id", flat=True))
+        known_operations |= {str(done.get("async_operation_id")) for done in self.state.get("done", [])}
+        known_imports = set(others.exclude(import_job_id="").values_list("import_job_id", flat=True))
+        candidates = [
+            found
+            for operation_type in _operation_types(operation)
+            for found in self.client.find_async_operations(operation_type, since)
+            if str(found.async_operation_id) not in known_operations
+        ]
+        chosen = min(candidates, key=lambda op: abs((op.created_on or anchor) - anchor), default=None)
+        import_job: ImportJob | None = None
+        import_jobs: list[ImportJob] = []
+        if operation["kind"] == IMPORT:
+            sent_id = self.job.import_job_id
+            if sent_id:
+                try:
+                    import_job = self.client.get_import_job(sent_id, with_log=False)
+                except dv.NotFound:
+                    import_job = None
+            if import_job is None:
+                import_jobs = [
+                    found
+                    for found in self.client.find_import_jobs(operation["solution"], since)
+                    if str(found.import_job_id) not in known_imports
+                ]
+                near = chosen.created_on if chosen is not None and chosen.created_on else anchor
+                import_job = min(import_jobs, key=lambda ij: abs((ij.created_on or near) - near), default=None)
+        if chosen is None and import_job is None:
+            return False
+        self.state["adopted"] = {
+            "async_operation_id": str(chosen.async_operation_id) if chosen else None,
+            "import_job_id": str(import_job.import_job_id) if import_job else None,
+            "operation_candidates": len(candidates),
+            "import_job_candidates": len(import_jobs),
+            "searched_since": since.isoformat(),
+        }
+        self.state.pop("uncertain", None)
+        self._save(
+            status=self._status(index, "poll"),
+            step=f"poll:{index}",
+            async_operation_id=str(chosen.async_operation_id) if chosen else "",
+            import_job_id=str(import_job.import_job_id) if import_job else "",
+        )
+        logger.info("job %s adopted %s", self.job.pk, self.state["adopted"])
+        return True
+
+    def _target_unchanged(self, index: int) -> bool:
+        """Whether the target still has what it had before this operation (then resubmitting is safe)."""
+        operation = self.operations[index]
+        live = self.client.get_solution(operation["solution"])
+        if operation["kind"] == IMPORT:
+            expected = self.state.get("previous_version", "") if index == 0 else ""
+            if live is None or not expected:
+                return live is None and not expected
+            current = solution_selectors.parse_version(live.version)
+            before = solution_selectors.parse_version(expected)
+            return current is not None and current == before
+        if operation["kind"] == UNINSTALL:
+            return live is not None
+        return self.client.get_solution(operation["solution"] + HOLDING_SUFFIX) is not None
+
+    # -- polling --
+
+    def _poll(self, index: int) -> dict[str, Any]:
+        """One look at the operation: its outcome when it has ended, else a deferral to the next look."""
+        operation = self.operations[index]
+        async_id = self.job.async_operation_id
+        if not async_id:
+            return self._poll_import_job(index)
+        try:
+            observed: AsyncOperation = self.client.get_async_operation(async_id)
+        except dv.NotFound:
+            if operation["kind"] == IMPORT and self.job.import_job_id:
+                return self._poll_import_job(index)
+            self.attention(f"The system job {async_id} of {_label(operation)} is gone: the outcome is unknown.")
+        crash_point("mid_poll")
+        if observed.is_completed:
+            error = observed.error(self.client.environment_url)
+            return {
+                "succeeded": observed.succeeded,
+                "status_code": observed.status_code,
+                "error_code": error.code if error else None,
+                "error_message": error.message if error else "",
+                "completed_on": _iso(observed.completed_on),
+            }
+        self._wait_more(index, f"Dataverse status {observed.status_code}")
+
+    def _poll_import_job(self, index: int) -> dict[str, Any]:
+        """Polling by the import job alone (adopted without a system job): ended when it has completedon."""
+        import_job = self._read_import_job(with_log=True)
+        crash_point("mid_poll")
+        if import_job is not None and import_job.completed_on is not None:
+            log = import_job.log
+            succeeded = log.succeeded if log is not None else False
+            return {
+                "succeeded": succeeded,
+                "status_code": None,
+                "error_code": None if succeeded or log is None else log.error_code,
+                "error_message": "" if succeeded or log is None else log.message,
+                "completed_on": _iso(import_job.completed_on),
+            }
+        self._wait_more(index, f"import progress {import_job.progress if import_job else '?'}%")
+
+    def _wait_more(self, index: int, what: str) -> NoReturn:
+        operation = self.operations[index]
+        waited = timezone.now() - self._attempt_started()
+        if waited > import_max_wait():
+            self.attention(
+                f"{_label(operation)} is still running after {waited.total_seconds() / 3600:.1f} h "
+                f"(ALM_IMPORT_MAX_WAIT): the outcome is unknown."
+            )
+        job_progress(self.job, 20 + 60 * index // max(1, len(self.operations)), f"{_label(operation)}: {what}")
+        self._defer(poll_interval(waited=waited), step=f"poll:{index}", message=f"{_label(operation)}: {what}")
+
+    def _read_import_job(self, *, with_log: bool) -> ImportJob | None:
+        if not self.job.import_job_id:
+            return None
+        try:
+            return self.client.get_import_job(self.job.import_job_id, with_log=with_log)
+        except dv.NotFound:
+            return None
+        except ImportLogError as unreadable:
+            logger.warning("job %s: unreadable import log: %s", self.job.pk, unreadable)
+            return self.client.get_import_job(self.job.import_job_id, with_log=False)
+
+    # -- completion --
+
+    def _complete(self, index: int, outcome: dict[str, Any]) -> None:
+        operation = self.operations[index]
+        record: dict[str, Any] = {
+            **operation,
+            "async_operation_id": self.job.async_operation_id or None,
+            "import_job_id": self.job.import_job_id or None,
+            "submitted_at": _iso(self.job.submitted_at),
+            "completed_on": outcome.get("completed_on"),
+            "succeeded": outcome["succeeded"],
+        }
+        import_job = self._read_import_job(with_log=True) if operation["kind"] == IMPORT else None
+        if operation["kind"] == IMPORT:
+            log_failed = import_job is not None and import_job.log is not None and not import_job.log.succeeded
+            if outcome["succeeded"] and log_failed:
+                record["log_warning"] = "The system job succeeded but the import log reports failures."
+            record["import_log"] = import_log_summary(import_job, keep_xml=not outcome["succeeded"])
+            record["components"] = import_log_components(import_job)
+        if not outcome["succeeded"]:
+            self.state.setdefault("done", []).append(record)
+            code = outcome.get("error_code") or record.get("import_log", {}).get("error_code") or "operation_failed"
+            message = outcome.get("error_message") or f"{_label(operation)} failed."
+            self.fail(
+                code,
+                message,
+                result={
+                    "failed_operation": _label(operation),
+                    "import_log": record.get("import_log"),
+                    "components": record.get("components", []),
+                    "async_operation_id": record["async_operation_id"],
+                    "import_job_id": record["import_job_id"],
+                    "previous_version": self.state.get("previous_version", ""),
+                },
+            )
+        record["adopted"] = self.state.pop("adopted", None)
+        self.state.setdefault("done", []).append(record)
+        self.state["op"] = index + 1
+        self.state.pop("first_submitted_at", None)
+        if index + 1 < len(self.operations):
+            # The next operation gets its own handles; this one's stay in the run's record.
+            self._save(status=self.job.status, step=f"done:{index}", async_operation_id="", import_job_id="")
+        else:
+            self._save(status=JobStatus.FINISHING, step="finish")
+
+    def _finish(self) -> dict[str, Any]:
+        from deployments import workflow
+
+        if self.job.status != JobStatus.FINISHING:
+            self._save(status=JobStatus.FINISHING, step="finish")
+        job_progress(self.job, 90, "Refreshing the target's inventory")
+        name = self.promotion.solution.unique_name
+        installed = self.client.get_solution(name)
+        holding = self.client.get_solution(name + HOLDING_SUFFIX)
+        imports = [done for done in self.state.get("done", []) if done["kind"] == IMPORT]
+        last_import = imports[-1] if imports else {}
+        result: dict[str, Any] = {
+            "operations": [
+                {key: value for key, value in done.items() if key not in ("import_log", "components")}
+                for done in self.state.get("done", [])
+            ],
+            "import_log": last_import.get("import_log", {"available": False}),
+            "components": last_import.get("components", []),
+            "previous_version": self.state.get("previous_version", ""),
+            "installed_version": installed.version if installed else None,
+            "holding_solution": holding.version if holding else None,
+            "async_operation_id": self.job.async_operation_id or None,
+            "import_job_id": self.job.import_job_id or None,
+            "adopted": next((done["adopted"] for done in self.state.get("done", []) if done.get("adopted")), None),
+            "flows": self._flows_result(bool(imports)),
+            "inventory": self._refresh_inventory(),
+        }
+        self._refresh_promotion()
+        if self.promotion.status == PromotionStatus.RUNNING:
+            workflow.promotion_mark_succeeded(promotion_id=self.promotion.pk, result=result, context=self.context)
+        return result
+
+    def _flows_result(self, imported: bool) -> dict[str, Any]:
+        # The client has no call to turn flows on one by one; PublishWorkflows on the import action
+        # activates processes and plug-in steps (reference 5.1), so nothing is left to do afterwards.
+        if not imported:
+            return {"activation": "not_applicable", "reason": "Nothing was imported."}
+        if self.promotion.stage.activate_flows_and_plugins:
+            return {"activation": "not_needed", "reason": "PublishWorkflows=true was sent with the import."}
+        return {"activation": "skipped", "reason": "The stage does not activate flows and plug-ins."}
+
+    def _refresh_inventory(self) -> dict[str, Any]:
+        from environments.services import InventorySyncFailed, environment_sync_inventory
+
+        try:
+            report = environment_sync_inventory(environment=self.promotion.target_environment, context=self.context)
+        except InventorySyncFailed as failure:
+            # The import is done whatever the inventory says; the next scheduled sync catches up.
+            return {"refreshed": False, "error_code": failure.code, "message": failure.message[:500]}
+        return {"refreshed": True, "changed": report.changed, "added": report.added, "removed": report.removed}
+
+    # -- transient trouble --
+
+    def _persist_throttle(self) -> None:
+        """Share a Retry-After with every worker through the environment row (only ever moved later)."""
+        from environments.models import Environment
+
+        until = throttle_not_before(self.client.environment_url)
+        if until is not None:
+            Environment.objects.filter(pk=self.promotion.target_environment_id).filter(
+                Q(throttled_until__isnull=True) | Q(throttled_until__lt=until)
+            ).update(throttled_until=until)
+
+    def transient(self, exc: dv.TransientError) -> NoReturn:
+        """A read failed for now (throttled, 5xx, timeout): come back later, within bounds."""
+        if isinstance(exc, dv.Throttled):
+            self._persist_throttle()
+        in_flight = bool(self.job.async_operation_id or self.job.import_job_id) or self._maybe_sent_any()
+        attempts = int(self.state.get("transient_attempts", 0)) + 1
+        self.state["transient_attempts"] = attempts
+        if not in_flight and attempts > MAX_TRANSIENT_ATTEMPTS:
+            self.fail("target_unreachable", f"Gave up after {attempts - 1} attempts: {exc}")
+        if in_flight and timezone.now() - self._attempt_started() > import_max_wait():
+            self.attention(f"The target did not answer for longer than ALM_IMPORT_MAX_WAIT: {exc}")
+        self._save(status=self.job.status, step=self.job.step)
+        wait = exc.retry_after or min(60.0, 2.0 * 2 ** min(attempts, 5))
+        self._defer(wait, message=f"Dataverse busy or unreachable ({exc}); retrying")
+
+    def _maybe_sent_any(self) -> bool:
+        return self.job.step.startswith("submit:") or self.job.status == JobStatus.SUBMITTING
+
+
+def _is_duplicate_import_job_id(refusal: dv.DataverseError) -> bool:
+    # "A duplicate import job id already exists" (reliability-security C2) is only possible when we send our
+    # own ImportJobId; its code is not documented (the emulator answers the generic 0x80048033), so the
+    # message decides.
+    return "duplicate import job id" in refusal.message.lower()
+
+
+def _settled(job: Job, promotion: Promotion) -> dict[str, Any] | None:
+    """A run that already reported its outcome (the worker died before the job's own finish)."""
+    if promotion.run_job_id != job.pk:
+        return None
+    if promotion.status in (PromotionStatus.SUCCEEDED, PromotionStatus.ROLLED_BACK):
+        return dict(promotion.result or {})
+    if promotion.status == PromotionStatus.FAILED:
+        raise JobFailed(promotion.error_code or "import_failed", promotion.error_message or "The import failed.")
+    return None
+
+
+def import_client_for(environment: Environment) -> DataverseClient:
+    """A client for the target, with the runner's retry policy and timeouts."""
+    return deployment_client_for(environment, retry_policy=IMPORT_RETRY, timeouts=IMPORT_TIMEOUTS)
+
+
+def promotion_run(*, job: Job, context: AuditContext, client_factory: ClientFactory | None = None) -> dict[str, Any]:
+    """Carry out an IMPORT (or HOLDING_CLEANUP) job: the promotion's Dataverse operations, crash-safe.
+
+    Safe to run any number of times: each pass continues from the step the job row records, and a pass
+    over a promotion whose outcome is already reported returns (or fails with) that outcome.
+    """
+    promotion = promotion_for_job(job=job)
+    if promotion is None:
+        raise JobFailed("promotion_not_found", "The promotion of this job does not exist.")
+    settled = _settled(job, promotion)
+    if settled is not None:
+        return settled
+    if promotion.status not in (PromotionStatus.QUEUED, PromotionStatus.RUNNING):
+        raise JobFailed("promotion_not_runnable", f"The promotion is {promotion.status}; nothing to run.")
+    if promotion.status == PromotionStatus.RUNNING and promotion.run_job_id not in (None, job.pk):
+        raise JobFailed("promotion_taken", f"Job {promotion.run_job_id} runs this promotion.")
+    client = (client_factory or import_client_for)(promotion.target_environment)
+    run = ImportRun(job=job, promotion=promotion, client=client, context=context)
+    with client:
+        try:
+            return run.run()
+        except dv.TransientError as exc:
+            run.transient(exc)
+        except dv.DataverseError as exc:
+            run.fail(exc.code or "dataverse_error", f"Dataverse refused a request: {exc.message}")
