@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from alm_portal.accounts.models import Team, User
-from alm_portal.audit.context import AuditContext
+from alm_portal.audit.context import AuditContext, ObjectRef
 from alm_portal.audit.services import record
 from alm_portal.errors import DomainError, InvalidState, ValidationFailed
 from deployments.choices import ImportMode, PromotionStatus
@@ -332,23 +332,9 @@ def stage_window_remove(*, window: StageWindow, context: AuditContext) -> None:
     with transaction.atomic():
         stage = window.stage
         facts = _window_facts(window)
-        reference = StageWindow.objects.get(pk=window.pk)
+        reference = ObjectRef.of(window)  # taken before delete() clears the primary key
         window.delete()
-        reference.pk = reference.pk  # keep the id for the event's object reference
-        record(
-            context=context,
-            action="stage_window.deleted",
-            target=_deleted_ref(reference),
-            related=stage,
-            before=facts,
-        )
-
-
-def _deleted_ref(instance: Any) -> Any:
-    from alm_portal.audit.context import ObjectRef
-
-    meta = instance._meta
-    return ObjectRef(type=f"{meta.app_label}.{meta.model_name}", id=str(instance.pk), repr=str(instance))
+        record(context=context, action="stage_window.deleted", target=reference, related=stage, before=facts)
 
 
 def _freeze_values(*, starts_at: Any, ends_at: Any, reason: str) -> dict[str, Any]:
@@ -429,7 +415,7 @@ def stage_freeze_remove(*, freeze: StageFreeze, context: AuditContext) -> None:
     with transaction.atomic():
         stage = freeze.stage
         facts = _freeze_facts(freeze)
-        reference = _deleted_ref(freeze)
+        reference = ObjectRef.of(freeze)
         freeze.delete()
         record(context=context, action="stage_freeze.deleted", target=reference, related=stage, before=facts)
 
