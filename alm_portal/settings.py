@@ -248,6 +248,7 @@ CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SCHEDULE = {
     "dispatch-jobs": {"task": "deployments.dispatch_jobs", "schedule": 30.0},
     "audit-checkpoint": {"task": "audit.checkpoint_write", "schedule": 3600.0},
+    "notifications-dispatch": {"task": "notifications.dispatch", "schedule": 10.0},
 }
 
 # --- REST framework ---------------------------------------------------------------------------
@@ -310,6 +311,21 @@ ALM_HOLDING_GRACE_MINUTES = env_int("ALM_HOLDING_GRACE_MINUTES", 30, minimum=1)
 # Extra Dataverse host suffixes (sovereign clouds) and Entra authority hosts beyond the built-in ones.
 ALM_DATAVERSE_EXTRA_SUFFIXES = env_list("ALM_DATAVERSE_EXTRA_SUFFIXES", [])
 ALM_AUTHORITY_EXTRA_HOSTS = env_list("ALM_AUTHORITY_EXTRA_HOSTS", [])
+
+# --- Notifications (webhooks and email) ---------------------------------------------------------
+ALM_WEBHOOK_CA_BUNDLE = env_optional("ALM_WEBHOOK_CA_BUNDLE")  # unset: the public CAs (certifi)
+ALM_NOTIFICATION_RETRY_HOURS = env_int("ALM_NOTIFICATION_RETRY_HOURS", 24, minimum=1, maximum=168)
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_optional("EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=PRODUCTION)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "alm-portal@localhost")
 
 # --- Logging: one line per record, with the request id ----------------------------------------
 LOGGING = {

@@ -68,7 +68,7 @@ class AttemptOutcome:
 
 
 def retry_window() -> timedelta:
-    return timedelta(hours=float(getattr(settings, "ALM_NOTIFICATION_RETRY_HOURS", 24)))
+    return timedelta(hours=float(settings.ALM_NOTIFICATION_RETRY_HOURS))
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -80,7 +80,7 @@ def retry_delay(attempts: int) -> timedelta:
 
 def _ca_bundle() -> str | None:
     """Public CAs (certifi) unless ALM_WEBHOOK_CA_BUNDLE names a bundle (a private CA, or tests)."""
-    return getattr(settings, "ALM_WEBHOOK_CA_BUNDLE", None) or None
+    return settings.ALM_WEBHOOK_CA_BUNDLE or None
 
 
 # --- claim and finish ------------------------------------------------------------------------------
