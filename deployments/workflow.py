@@ -536,8 +536,7 @@ def promotion_override_freeze(*, promotion: Promotion, user: User, reason: str, 
         starts_at = max(now, promotion.scheduled_for or now)
         freeze = policy.active_freeze(promotion.stage.freezes.filter(ends_at__gt=now), at=starts_at)
         if freeze is None:
-            raise_if_refused(Refusal("not_frozen", "No freeze covers this promotion's start; nothing to override."))
-            return promotion  # pragma: no cover - raise_if_refused raised
+            raise Refusal("not_frozen", "No freeze covers this promotion's start; nothing to override.").error()
         expired = _void_expired(promotion, now=now)
         live = _live_approvals(promotion)
         raise_if_refused(policy.already_decided_refusal(user=user, live_approvals=live))
@@ -705,18 +704,14 @@ def _void_and_record(
     reason: str,
     now: datetime,
     context: AuditContext,
-    extra_before: dict[str, Any] | None = None,
     extra_after: dict[str, Any] | None = None,
-    fields: dict[str, Any] | None = None,
 ) -> bool:
-    """Void `approvals`, apply `fields`, fall back to pending_approval if they no longer suffice and
-    write promotion.approvals_voided. Returns whether the status moved."""
-    before: dict[str, Any] = {"status": promotion.status, **(extra_before or {})}
+    """Void `approvals`, fall back to pending_approval if the rest no longer suffice and write
+    promotion.approvals_voided. Returns whether the status moved."""
+    before: dict[str, Any] = {"status": promotion.status}
     voided = _void(approvals, now=now, reason=reason)
-    if fields:
-        _touch(promotion, now=now, **fields)
     moved = _fall_back(promotion, now=now, context=context, reason=reason, count=_count(promotion, now=now))
-    if not voided and not moved and not fields:
+    if not voided and not moved:
         return False
     _audit(
         context,
@@ -1056,8 +1051,7 @@ def promotion_resolve_attention(
     if user is None:
         user = User.objects.filter(pk=context.actor_id).first() if context.actor_id else None
     if user is None:
-        raise_if_refused(Refusal("permission_denied", "Only an admin may resolve a promotion."))
-        return promotion  # pragma: no cover
+        raise Refusal("permission_denied", "Only an admin may resolve a promotion.").error()
     raise_if_refused(policy.admin_refusal(user=user, action="resolve a promotion that needs attention"))
     with transaction.atomic():
         now = _now()
