@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "alm_portal.audit",
     "alm_portal.accounts",
     "alm_portal.notifications",
+    "alm_portal.idempotency",
     "environments",
     "solutions",
     "deployments",
@@ -96,6 +97,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "alm_portal.api.idempotency.IdempotencyMiddleware",
 ]
 
 ROOT_URLCONF = "alm_portal.urls"
@@ -266,7 +268,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "alm_portal.api.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "alm_portal.api.exceptions.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "alm_portal.api.openapi.ApiAutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "DATETIME_FORMAT": "iso-8601",
