@@ -1,11 +1,405 @@
+"""API shapes of deployments (issue 6: field names are the contract; adding fields is fine).
+
+Output serializers are read-only and read only what the selectors join or prefetch. Input
+serializers list exactly the fields a caller may set: nothing else (status, approvals, environment
+URLs, …) can be assigned through the API, and unknown fields are refused (mass assignment).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from deployments.models import Job
+from deployments.choices import ApprovalDecision, ImportMode, JobStatus, RollbackStrategy
+from deployments.filtersets import MODEL_KIND_TO_API
+from deployments.models import Approval, Job, Pipeline, Promotion, Stage, StageFreeze, StageWindow
+from deployments.policy import COMMENT_MAX_LENGTH, approvals_required
+
+# --- references ------------------------------------------------------------------------------------
+
+
+class IdNameSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class SolutionRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    unique_name = serializers.CharField()
+
+
+class VersionRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    version = serializers.CharField(source="version_key")
+
+
+class UserRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+    display_name = serializers.CharField(source="shown_name")
+
+
+class JobRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    status = serializers.ChoiceField(choices=JobStatus.choices)
+    progress = serializers.IntegerField(min_value=0, max_value=100)
+
+
+class JobAcceptedSerializer(serializers.Serializer):
+    job = JobRefSerializer()
+
+
+class StrictInputSerializer(serializers.Serializer):
+    """Refuses fields it does not declare, so nobody believes they set something that was ignored."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if hasattr(data, "keys"):
+            unknown = sorted(set(data.keys()) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field; it cannot be set here."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+# --- promotions --------------------------------------------------------------------------------------
+
+
+API_DECISION = {ApprovalDecision.APPROVE: "approved", ApprovalDecision.REJECT: "rejected"}
+
+
+class ApprovalSerializer(serializers.ModelSerializer):
+    approver = UserRefSerializer()
+    decision = serializers.SerializerMethodField()
+    at = serializers.DateTimeField(source="decided_at")
+
+    class Meta:
+        model = Approval
+        fields = ["id", "approver", "decision", "comment", "at", "expires_at", "freeze_override", "voided_at"]
+
+    @extend_schema_field(serializers.ChoiceField(choices=["approved", "rejected"]))
+    def get_decision(self, approval: Approval) -> str:
+        return API_DECISION[approval.decision]  # type: ignore[index]
+
+
+class PreflightSerializer(serializers.Serializer):
+    status = serializers.CharField(source="preflight_status")
+    checked_at = serializers.SerializerMethodField()
+    checks = serializers.SerializerMethodField()
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_checked_at(self, promotion: Promotion) -> str | None:
+        result = promotion.preflight_result if isinstance(promotion.preflight_result, dict) else {}
+        return result.get("checked_at")
+
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
+    def get_checks(self, promotion: Promotion) -> list[Any]:
+        result = promotion.preflight_result if isinstance(promotion.preflight_result, dict) else {}
+        return list(result.get("checks") or [])
+
+
+class ErrorFieldSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class PromotionSerializer(serializers.ModelSerializer):
+    """A promotion (or rollback) as GET returns it; every action answers with this too."""
+
+    kind = serializers.SerializerMethodField()
+    solution = SolutionRefSerializer()
+    version = VersionRefSerializer()
+    stage = IdNameSerializer()
+    target_environment = IdNameSerializer()
+    requested_by = UserRefSerializer()
+    justification = serializers.CharField(source="comment")
+    required_approvals = serializers.SerializerMethodField()
+    approvals = ApprovalSerializer(many=True)
+    preflight = PreflightSerializer(source="*")
+    jobs = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Promotion
+        fields = [
+            "id",
+            "kind",
+            "status",
+            "solution",
+            "version",
+            "stage",
+            "target_environment",
+            "requested_by",
+            "requested_at",
+            "scheduled_for",
+            "justification",
+            "change_reference",
+            "backup_reference",
+            "required_approvals",
+            "approvals",
+            "preflight",
+            "jobs",
+            "result",
+            "error",
+            "previous_version",
+            "rollback_of",
+            "rollback_strategy",
+            "rolled_back_by",
+            "attention_required",
+            "attempt",
+            "started_at",
+            "finished_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ChoiceField(choices=["deploy", "rollback"]))
+    def get_kind(self, promotion: Promotion) -> str:
+        return MODEL_KIND_TO_API[promotion.kind]  # type: ignore[index]
+
+    @extend_schema_field(serializers.IntegerField())
+    def get_required_approvals(self, promotion: Promotion) -> int:
+        return approvals_required(promotion=promotion)
+
+    @extend_schema_field(JobRefSerializer(many=True))
+    def get_jobs(self, promotion: Promotion) -> list[dict[str, Any]]:
+        jobs = [job for job in (promotion.preflight_job, promotion.run_job) if job is not None]
+        return JobRefSerializer(jobs, many=True).data  # type: ignore[return-value]
+
+    @extend_schema_field(ErrorFieldSerializer(allow_null=True))
+    def get_error(self, promotion: Promotion) -> dict[str, str] | None:
+        if not promotion.error_code and not promotion.error_message:
+            return None
+        return {"code": promotion.error_code, "message": promotion.error_message}
+
+
+class PromotionCreateSerializer(StrictInputSerializer):
+    version = serializers.IntegerField(help_text="Id of the solution version to install.")
+    stage = serializers.IntegerField(help_text="Id of a stage of the solution's pipeline.")
+    justification = serializers.CharField(max_length=COMMENT_MAX_LENGTH)
+    scheduled_for = serializers.DateTimeField(required=False, allow_null=True)
+    change_reference = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    backup_reference = serializers.CharField(required=False, allow_blank=True, max_length=300)
+
+
+class ApproveSerializer(StrictInputSerializer):
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=COMMENT_MAX_LENGTH)
+    override_freeze = serializers.BooleanField(
+        required=False, default=False, help_text="Admins: start despite a freeze of the stage (needs `reason`)."
+    )
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=COMMENT_MAX_LENGTH)
+
+
+class CommentRequiredSerializer(StrictInputSerializer):
+    comment = serializers.CharField(max_length=COMMENT_MAX_LENGTH)
+
+
+class RetrySerializer(StrictInputSerializer):
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=COMMENT_MAX_LENGTH)
+
+
+class RollbackSerializer(StrictInputSerializer):
+    strategy = serializers.ChoiceField(choices=RollbackStrategy.choices)
+    justification = serializers.CharField(max_length=COMMENT_MAX_LENGTH)
+    confirm = serializers.CharField(
+        required=False, allow_blank=True, max_length=200, help_text="uninstall_reinstall: the solution's unique name."
+    )
+
+
+class RollbackStrategySerializer(serializers.Serializer):
+    strategy = serializers.CharField()
+    label = serializers.CharField()
+    available = serializers.BooleanField()
+    reason = serializers.CharField()
+    resulting_version = serializers.CharField(allow_null=True)
+    data_loss = serializers.ListField(child=serializers.DictField())
+    data_loss_known = serializers.BooleanField()
+    requires_admin = serializers.BooleanField()
+    requires_confirmation = serializers.BooleanField()
+    confirmation = serializers.CharField(allow_null=True)
+    import_mode = serializers.CharField(allow_null=True)
+    manual = serializers.BooleanField()
+
+
+class RollbackPlanSerializer(serializers.Serializer):
+    strategies = RollbackStrategySerializer(many=True)
+
+
+# --- pipelines and stages --------------------------------------------------------------------------
+
+
+class WindowSerializer(serializers.ModelSerializer):
+    days = serializers.ListField(source="weekdays", child=serializers.IntegerField(min_value=1, max_value=7))
+    start = serializers.TimeField(source="start_time", format="%H:%M")
+    end = serializers.TimeField(source="end_time", format="%H:%M")
+
+    class Meta:
+        model = StageWindow
+        fields = ["id", "days", "start", "end", "time_zone"]
+
+
+class FreezeSerializer(serializers.ModelSerializer):
+    start = serializers.DateTimeField(source="starts_at")
+    end = serializers.DateTimeField(source="ends_at")
+
+    class Meta:
+        model = StageFreeze
+        fields = ["id", "start", "end", "reason"]
+
+
+class ApproversSerializer(serializers.Serializer):
+    users = UserRefSerializer(many=True, source="approver_users.all")
+    teams = IdNameSerializer(many=True, source="approver_teams.all")
+
+
+class StageSerializer(serializers.ModelSerializer):
+    pipeline = serializers.IntegerField(source="pipeline_id")
+    environment = IdNameSerializer(source="target_environment")
+    approvers = ApproversSerializer(source="*")
+    windows = WindowSerializer(many=True, source="windows.all")
+    freezes = FreezeSerializer(many=True, source="freezes.all")
+
+    class Meta:
+        model = Stage
+        fields = [
+            "id",
+            "pipeline",
+            "order",
+            "name",
+            "environment",
+            "required_approvals",
+            "approvers",
+            "requires_previous_stage",
+            "import_mode",
+            "overwrite_unmanaged_customizations",
+            "activate_flows_and_plugins",
+            "change_reference_required",
+            "change_reference_pattern",
+            "backup_reference_required",
+            "windows",
+            "freezes",
+        ]
+        read_only_fields = fields
+
+
+class PipelineSerializer(serializers.ModelSerializer):
+    team = IdNameSerializer()
+    development_environment = IdNameSerializer()
+    stages = StageSerializer(many=True, source="stages.all")
+
+    class Meta:
+        model = Pipeline
+        fields = ["id", "name", "team", "development_environment", "description", "created_at", "stages"]
+        read_only_fields = fields
+
+
+class WindowInputSerializer(StrictInputSerializer):
+    days = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=7), min_length=1, help_text="ISO weekdays, 1 = Monday."
+    )
+    start = serializers.TimeField(help_text="HH:MM on the window's wall clock.")
+    end = serializers.TimeField(help_text="HH:MM; not after `start` means the window crosses midnight.")
+    time_zone = serializers.CharField(max_length=64, default="UTC")
+
+
+class FreezeInputSerializer(StrictInputSerializer):
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    reason = serializers.CharField(max_length=300)
+
+
+class FreezeUpdateSerializer(StrictInputSerializer):
+    start = serializers.DateTimeField(required=False)
+    end = serializers.DateTimeField(required=False)
+    reason = serializers.CharField(required=False, max_length=300)
+
+
+class StageUpdateSerializer(StrictInputSerializer):
+    """The stage's own fields; windows and freezes have their own endpoints."""
+
+    name = serializers.CharField(required=False, max_length=50)
+    environment = serializers.IntegerField(required=False, help_text="Id of the target environment.")
+    required_approvals = serializers.IntegerField(required=False, min_value=0, max_value=10)
+    approver_users = serializers.ListField(child=serializers.IntegerField(), required=False)
+    approver_teams = serializers.ListField(child=serializers.IntegerField(), required=False)
+    requires_previous_stage = serializers.BooleanField(required=False)
+    import_mode = serializers.ChoiceField(choices=ImportMode.choices, required=False)
+    overwrite_unmanaged_customizations = serializers.BooleanField(required=False)
+    activate_flows_and_plugins = serializers.BooleanField(required=False)
+    change_reference_required = serializers.BooleanField(required=False)
+    change_reference_pattern = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    backup_reference_required = serializers.BooleanField(required=False)
+
+
+class StageCreateSerializer(StageUpdateSerializer):
+    name = serializers.CharField(max_length=50)
+    environment = serializers.IntegerField(help_text="Id of the target environment.")
+    windows = WindowInputSerializer(many=True, required=False)
+    freezes = FreezeInputSerializer(many=True, required=False)
+
+
+class PipelineCreateSerializer(StrictInputSerializer):
+    name = serializers.CharField(max_length=100)
+    team = serializers.IntegerField()
+    development_environment = serializers.IntegerField()
+    description = serializers.CharField(required=False, allow_blank=True)
+    stages = StageCreateSerializer(many=True, required=False)
+
+
+class SettingsEntrySerializer(serializers.Serializer):
+    SchemaName = serializers.CharField()
+    Value = serializers.CharField(allow_blank=True)
+
+
+class ConnectionReferenceSerializer(serializers.Serializer):
+    LogicalName = serializers.CharField()
+    ConnectionId = serializers.CharField(allow_blank=True)
+    ConnectorId = serializers.CharField()
+
+
+class DeploymentSettingsDocumentSerializer(serializers.Serializer):
+    """The `pac solution create-settings` JSON shape."""
+
+    EnvironmentVariables = SettingsEntrySerializer(many=True)
+    ConnectionReferences = ConnectionReferenceSerializer(many=True)
+
+
+# --- jobs ----------------------------------------------------------------------------------------
+
+
+class DataverseHandlesSerializer(serializers.Serializer):
+    async_operation_id = serializers.CharField(allow_null=True)
+    import_job_key = serializers.CharField(allow_null=True)
+
+
+class ImportResultSerializer(serializers.Serializer):
+    component = serializers.CharField(allow_blank=True, allow_null=True)
+    type = serializers.CharField(allow_blank=True, allow_null=True)
+    result = serializers.CharField(allow_blank=True, allow_null=True)
+    message = serializers.CharField(allow_blank=True, allow_null=True)
+
+
+class JobLogEntrySerializer(serializers.Serializer):
+    seq = serializers.IntegerField()
+    at = serializers.DateTimeField(source="occurred_at")
+    action = serializers.CharField()
+    outcome = serializers.CharField()
+    message = serializers.CharField(allow_blank=True)
+    details = serializers.JSONField(source="after", allow_null=True)
+
+
+def _result(job: Job) -> dict[str, Any]:
+    return job.result if isinstance(job.result, dict) else {}
 
 
 class JobSerializer(serializers.ModelSerializer):
-    environment = serializers.SerializerMethodField()
-    created_by = serializers.SerializerMethodField()
+    environment = IdNameSerializer(allow_null=True)
+    created_by = UserRefSerializer(allow_null=True)
+    started_at = serializers.DateTimeField(source="claimed_at", allow_null=True)
+    dataverse = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField()
+    import_results = serializers.SerializerMethodField()
 
     class Meta:
         model = Job
@@ -18,21 +412,69 @@ class JobSerializer(serializers.ModelSerializer):
             "result",
             "progress",
             "progress_message",
+            "error",
             "error_code",
             "error_message",
             "attempts",
+            "dataverse",
+            "import_results",
             "not_before",
             "created_at",
             "created_by",
+            "started_at",
             "claimed_at",
+            "submitted_at",
             "finished_at",
         ]
+        read_only_fields = fields
 
-    def get_environment(self, job: Job) -> dict | None:
-        return {"id": job.environment_id, "name": job.environment.name} if job.environment_id else None
+    @extend_schema_field(DataverseHandlesSerializer)
+    def get_dataverse(self, job: Job) -> dict[str, str | None]:
+        result = _result(job)
+        operations = [op for op in result.get("operations") or [] if isinstance(op, dict)]
+        last = operations[-1] if operations else {}
+        return {
+            "async_operation_id": job.async_operation_id
+            or result.get("async_operation_id")
+            or last.get("async_operation_id"),
+            "import_job_key": job.import_job_id or result.get("import_job_id") or last.get("import_job_id"),
+        }
 
-    def get_created_by(self, job: Job) -> dict | None:
-        user = job.created_by
-        if user is None:
+    @extend_schema_field(ErrorFieldSerializer(allow_null=True))
+    def get_error(self, job: Job) -> dict[str, str] | None:
+        if not job.error_code and not job.error_message:
             return None
-        return {"id": user.pk, "username": user.username, "display_name": user.shown_name}
+        return {"code": job.error_code, "message": job.error_message}
+
+    @extend_schema_field(ImportResultSerializer(many=True))
+    def get_import_results(self, job: Job) -> list[dict[str, Any]]:
+        components = _result(job).get("components") or []
+        return [
+            {
+                "component": item.get("name"),
+                "type": None if item.get("type") is None else str(item.get("type")),
+                "result": item.get("result"),
+                "message": item.get("message"),
+            }
+            for item in components
+            if isinstance(item, dict)
+        ]
+
+
+class JobDetailSerializer(JobSerializer):
+    log = serializers.SerializerMethodField()
+
+    class Meta(JobSerializer.Meta):
+        fields = [*JobSerializer.Meta.fields, "log"]
+        read_only_fields = fields
+
+    @extend_schema_field(JobLogEntrySerializer(many=True))
+    def get_log(self, job: Job) -> list[dict[str, Any]]:
+        from deployments.selectors import job_log
+
+        return JobLogEntrySerializer(job_log(job=job), many=True).data  # type: ignore[return-value]
+
+
+class JobResolveSerializer(StrictInputSerializer):
+    succeeded = serializers.BooleanField(help_text="What the admin found on the target.")
+    note = serializers.CharField(max_length=COMMENT_MAX_LENGTH)

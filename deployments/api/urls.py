@@ -1,8 +1,11 @@
-from django.urls import path
+from rest_framework.routers import SimpleRouter
 
 from deployments.api import views
 
-urlpatterns = [
-    path("jobs/", views.JobListView.as_view(), name="job-list"),
-    path("jobs/<int:pk>/", views.JobDetailView.as_view(), name="job-detail"),
-]
+router = SimpleRouter()
+router.register("pipelines", views.PipelineViewSet, basename="pipeline")
+router.register("stages", views.StageViewSet, basename="stage")
+router.register("promotions", views.PromotionViewSet, basename="promotion")
+router.register("jobs", views.JobViewSet, basename="job")
+
+urlpatterns = router.urls
