@@ -10,6 +10,7 @@ api_v1 = [
     path("", include(("solutions.api.urls", "solutions"), namespace="solutions")),
     path("", include(("deployments.api.urls", "deployments"), namespace="deployments")),
     path("", include(("alm_portal.notifications.api.urls", "notifications"), namespace="notifications")),
+    path("", include(("alm_portal.audit.api.urls", "audit"), namespace="audit")),
 ]
 
 urlpatterns = [

@@ -71,8 +71,8 @@ class ApiAutoSchema(AutoSchema):
             codes.add("404")
         if self.method in ("POST", "PUT", "PATCH"):
             codes |= {"400", "415"}
-        elif getattr(view, "filterset_class", None) or getattr(view, "filterset_fields", None):
-            codes.add("400")
+        elif any(parameter.get("in") == "query" for parameter in self._get_parameters()):
+            codes.add("400")  # filters and query parameters are validated
         if self.method == "POST":
             codes.add("409")
         return codes

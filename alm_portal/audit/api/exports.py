@@ -1,0 +1,67 @@
+"""Streamed audit exports for the API: JSON Lines (re-verifiable offline) or CSV for spreadsheets.
+
+Rows are read in keyset pages in seq order, so memory stays flat however large the log is. The
+export is bounded by the head at the time it was requested: the `audit.exported` event written
+for it (before the first byte) is not part of it. CSV cells that a spreadsheet would run as a
+formula (starting with = + - @, tab or carriage return) are prefixed with a quote; use JSON Lines
+to verify hashes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from django.db.models import QuerySet
+
+from alm_portal.audit.canonical import CANONICAL_FIELDS
+from alm_portal.audit.models import AuditEvent
+from alm_portal.audit.services import export_line
+
+COLUMNS: tuple[str, ...] = (*CANONICAL_FIELDS, "hash")
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_CHUNK = 1000
+
+
+def neutralise_cell(value: Any) -> str:
+    """The text of one CSV cell, made inert for spreadsheets (OWASP CSV injection)."""
+    if value is None:
+        return ""
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def _rows(events: QuerySet[AuditEvent], *, to_seq: int) -> Iterator[dict[str, Any]]:
+    last = 0
+    while True:
+        page = list(events.filter(seq__gt=last, seq__lte=to_seq).order_by("seq").values(*COLUMNS)[:_CHUNK])
+        if not page:
+            return
+        yield from page
+        last = page[-1]["seq"]
+
+
+def jsonl_stream(events: QuerySet[AuditEvent], *, to_seq: int) -> Iterator[str]:
+    for row in _rows(events, to_seq=to_seq):
+        yield export_line(row) + "\n"
+
+
+def csv_stream(events: QuerySet[AuditEvent], *, to_seq: int) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+
+    def flush() -> str:
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    writer.writerow(COLUMNS)
+    yield flush()
+    for row in _rows(events, to_seq=to_seq):
+        fields = json.loads(export_line(row))  # the values exactly as hashed (time as text)
+        writer.writerow([neutralise_cell(fields[name]) for name in COLUMNS])
+        yield flush()

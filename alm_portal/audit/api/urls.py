@@ -1,0 +1,8 @@
+from rest_framework.routers import SimpleRouter
+
+from alm_portal.audit.api import views
+
+router = SimpleRouter()
+router.register("audit-events", views.AuditEventViewSet, basename="audit-event")
+
+urlpatterns = router.urls
