@@ -1,16 +1,27 @@
-"""The demo's environments and pipelines (DESIGN section 8), registered through the services against
-a running emulator. Idempotent: what exists is left as it is."""
+"""The demo's environments, pipelines and promotion history (DESIGN section 8), laid out through the
+services against a running emulator. Idempotent: what exists is left as it is."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
+
+import requests
+from django.utils import timezone
 
 from alm_portal.accounts.models import Team, User
 from alm_portal.audit.context import AuditContext
-from deployments.models import Pipeline
-from deployments.services import pipeline_create, stage_add
+from deployments import workflow
+from deployments.choices import JobStatus
+from deployments.jobs import job_run_now
+from deployments.models import Job, Pipeline, Promotion, Stage
+from deployments.services import pipeline_create, settings_current_etag, settings_update, stage_add
 from environments.models import Environment
 from environments.services.registry import environment_create
+from solutions.models import Solution, SolutionVersion
+from solutions.services.export import solution_export_request
+from solutions.services.registry import solution_register
 
 _KIND_BY_SUFFIX = {"-dev": "development", "-test": "test", "-prod": "production"}
 
@@ -77,3 +88,185 @@ def seed_demo_pipelines() -> list[Pipeline]:
         )
     pipelines.append(fabrikam)
     return pipelines
+
+
+# --- history (DESIGN section 8) -------------------------------------------------------------------------
+
+# Solutions of contoso-dev the history uses, in the order they are registered and exported.
+DEMO_SOLUTIONS = (
+    "IncidentReporting",
+    "PodcastCopilotSolution",
+    "UpdateCreatedBy",
+    "flowexcelgroupbyemailnotificationexample",
+)
+
+
+@dataclass(frozen=True)
+class DemoStory:
+    """One line of the seeded history, for seed_demo's output."""
+
+    solution: str
+    version: str
+    stage: str
+    status: str
+    note: str
+
+
+def _person(username: str) -> User:
+    return User.objects.get(username=username)
+
+
+def _as(user: User) -> AuditContext:
+    return AuditContext.for_user(user, auth_method="session", request_id="seed-demo")
+
+
+def _demo_settings_document(versions: list[SolutionVersion]) -> dict[str, Any]:
+    """A value for every connection reference and environment variable the exported packages declare
+    (their default where they have one), so pre-flight finds the settings complete; the emulator
+    accepts any connection id."""
+    references: dict[str, dict[str, str]] = {}
+    variables: dict[str, dict[str, str]] = {}
+    for version in versions:
+        manifest = version.managed_manifest or {}
+        for reference in manifest.get("connection_references") or []:
+            name = str(reference.get("logical_name") or "")
+            if name:
+                references[name.lower()] = {
+                    "LogicalName": name,
+                    "ConnectionId": f"demo-{name.lower()}",
+                    "ConnectorId": str(reference.get("connector_id") or "/providers/Microsoft.PowerApps/apis/demo"),
+                }
+        for variable in manifest.get("environment_variables") or []:
+            name = str(variable.get("schema_name") or "")
+            if name:
+                default = variable.get("default_value")
+                value = str(default) if default not in (None, "") else f"demo value for {name}"
+                variables[name.lower()] = {"SchemaName": name, "Value": value}
+    return {
+        "EnvironmentVariables": [variables[key] for key in sorted(variables)],
+        "ConnectionReferences": [references[key] for key in sorted(references)],
+    }
+
+
+def _export(solution: Solution, maker: User) -> SolutionVersion:
+    """Export a managed version from contoso-dev through the export job, run here and now."""
+    job = job_run_now(solution_export_request(solution=solution, bump="revision", user=maker, context=_as(maker)))
+    if job.status != JobStatus.SUCCEEDED:
+        raise RuntimeError(f"demo export of {solution} failed: {job.error_code} {job.error_message}")
+    return SolutionVersion.objects.get(pk=job.result["version_id"])
+
+
+def _run(job_id: int | None) -> None:
+    """Carry out a job inline; a worker started by `make run` may take it first, which is just as good."""
+    if job_id is not None:
+        job_run_now(Job.objects.get(pk=job_id))
+
+
+def _requested(version: SolutionVersion, stage: Stage, maker: User, **kwargs: Any) -> Promotion:
+    promotion = workflow.promotion_request(
+        version=version, stage=stage, requested_by=maker, context=_as(maker), **kwargs
+    )
+    _run(promotion.preflight_job_id)
+    promotion.refresh_from_db()
+    return promotion
+
+
+def _approved(promotion: Promotion, *people: User) -> Promotion:
+    for person in people:
+        workflow.promotion_approve(promotion=promotion, user=person, context=_as(person), comment="Reviewed the diff.")
+    promotion.refresh_from_db()
+    return promotion
+
+
+def _ran(promotion: Promotion) -> Promotion:
+    promotion.refresh_from_db()
+    _run(promotion.run_job_id)
+    promotion.refresh_from_db()
+    return promotion
+
+
+def _arm_missing_dependency_failure(emulator: dict[str, Any], org: str, unique_name: str) -> None:
+    """Make the emulator fail the next import into `org` as Dataverse does when a dependency went missing
+    after pre-flight (someone uninstalled it by hand). Demo only: the emulator's admin API, over HTTPS."""
+    response = requests.post(
+        f"{emulator['base_url']}/_emulator/orgs/{org}/faults",
+        json={
+            "import_failure": {
+                "code": "0x8004801D",
+                "message": f"The following solution cannot be imported: {unique_name}. Some dependencies are missing.",
+                "count": 1,
+            }
+        },
+        verify=emulator.get("ca_file") or True,
+        timeout=10,
+    )
+    response.raise_for_status()
+
+
+def seed_demo_history(emulator: dict[str, Any]) -> list[DemoStory]:
+    """Lay out DESIGN section 8's history through the services and the workflow against the emulator:
+    versions that succeeded to test and prod, one waiting for its second approval, one rejected, one failed
+    on a missing dependency, one scheduled; nothing left running. Skipped when the pipeline already has
+    promotions (idempotent)."""
+    pipeline = Pipeline.objects.get(name="Contoso")
+    if Promotion.objects.filter(stage__pipeline=pipeline).exists():
+        return []
+    maker, approver, approver2 = _person("maker"), _person("approver"), _person("approver2")
+    test, prod = pipeline.stages.get(name="test"), pipeline.stages.get(name="prod")
+    solutions = {}
+    for unique_name in DEMO_SOLUTIONS:
+        solutions[unique_name] = Solution.objects.filter(unique_name__iexact=unique_name).first() or solution_register(
+            unique_name=unique_name,
+            team=pipeline.team,
+            home_environment=pipeline.development_environment,
+            user=maker,
+            context=_as(maker),
+        )
+    incident_1 = _export(solutions["IncidentReporting"], maker)
+    podcast = _export(solutions["PodcastCopilotSolution"], maker)
+    created_by = _export(solutions["UpdateCreatedBy"], maker)
+    flow = _export(solutions["flowexcelgroupbyemailnotificationexample"], maker)
+    incident_2 = _export(solutions["IncidentReporting"], maker)
+    document = _demo_settings_document([incident_1, incident_2, podcast, created_by, flow])
+    for stage in (test, prod):
+        settings_update(
+            stage=stage,
+            document=document,
+            if_match=settings_current_etag(stage=stage),
+            context=_as(_person("admin")),
+            user=_person("admin"),
+        )
+
+    stories = []
+    # Succeeded to test, then to prod with two approvals.
+    done = _ran(_approved(_requested(incident_1, test, maker), approver))
+    stories.append(DemoStory("IncidentReporting", incident_1.version, "test", done.status, "approved by approver"))
+    done = _ran(_approved(_requested(incident_1, prod, maker), approver, approver2))
+    stories.append(DemoStory("IncidentReporting", incident_1.version, "prod", done.status, "approved by both"))
+    # In test, and waiting for its second approval in prod.
+    _ran(_approved(_requested(podcast, test, maker), approver2))
+    waiting = _approved(_requested(podcast, prod, maker), approver)
+    stories.append(DemoStory("PodcastCopilotSolution", podcast.version, "prod", waiting.status, "1 of 2 approvals"))
+    # Rejected in test.
+    rejected = _requested(incident_2, test, maker)
+    workflow.promotion_reject(
+        promotion=rejected,
+        user=approver2,
+        comment="The incident form lost its location field; please fix and export again.",
+        context=_as(approver2),
+    )
+    rejected.refresh_from_db()
+    stories.append(DemoStory("IncidentReporting", incident_2.version, "test", rejected.status, "by approver2"))
+    # Failed in test: a dependency went missing between pre-flight and the import.
+    failing = _approved(_requested(created_by, test, maker), approver)
+    _arm_missing_dependency_failure(emulator, test.target_environment.name, created_by.solution.unique_name)
+    failed = _ran(failing)
+    stories.append(DemoStory("UpdateCreatedBy", created_by.version, "test", failed.status, failed.error_code))
+    # Scheduled for next Saturday 02:00 UTC, approved, waiting for its time.
+    now = timezone.now()
+    saturday = (now + timedelta(days=(5 - now.weekday()) % 7 or 7)).replace(hour=2, minute=0, second=0, microsecond=0)
+    scheduled = _approved(_requested(flow, test, maker, scheduled_for=saturday), approver)
+    stories.append(
+        DemoStory(flow.solution.unique_name, flow.version, "test", scheduled.status, f"{saturday:%a %d %b %H:%M} UTC")
+    )
+    return stories

@@ -1,0 +1,74 @@
+"""seed_demo lays out DESIGN section 8's promotion history through the workflow, against the emulator."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+
+from alm_portal.audit.models import AuditEvent
+from alm_portal.audit.services import audit_verify
+from deployments.models import Promotion
+from environments.models import InventoryInterval
+from tests.support.emulator import start_emulator
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+@pytest.fixture(name="no_broker")
+def no_broker_fixture(monkeypatch):
+    """Jobs run inline in seed_demo; the after-commit nudge to a worker goes nowhere here."""
+    monkeypatch.setattr("alm_portal.celery.publish_best_effort", lambda *args, **kwargs: True)
+
+
+def test_seed_demo_lays_out_the_history_once(tmp_path, settings, capsys, no_broker):
+    settings.DEMO_PASSWORD = "demo-password-for-tests"
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    with start_emulator(tmp_path / "emulator", "--seed", "demo") as emulator:
+        settings.ALM_DATAVERSE_CA_BUNDLE = str(emulator.ca_file)
+        call_command("seed_demo", "--emulator-state", str(emulator.state_file), "--wait", "30")
+        first = capsys.readouterr().out
+        events = AuditEvent.objects.count()
+        call_command("seed_demo", "--emulator-state", str(emulator.state_file), "--wait", "30")
+        assert AuditEvent.objects.count() == events  # the second run changes nothing
+        counters = emulator.counters()["imports"]
+
+    history = [
+        (p.solution.unique_name, p.version.version, p.stage.name, p.status, p.error_code)
+        for p in Promotion.objects.select_related("solution", "version", "stage").order_by("pk")
+    ]
+    assert history == [
+        ("IncidentReporting", "1.0.0.5", "test", "succeeded", ""),
+        ("IncidentReporting", "1.0.0.5", "prod", "succeeded", ""),
+        ("PodcastCopilotSolution", "1.0.0.6", "test", "succeeded", ""),
+        ("PodcastCopilotSolution", "1.0.0.6", "prod", "pending_approval", ""),
+        ("IncidentReporting", "1.0.0.6", "test", "rejected", ""),
+        ("UpdateCreatedBy", "1.0.0.2", "test", "failed", "0x8004801D"),
+        ("flowexcelgroupbyemailnotificationexample", "1.0.0.8", "test", "scheduled", ""),
+    ]
+    waiting = Promotion.objects.get(status="pending_approval")
+    assert list(waiting.approvals.values_list("approver__username", flat=True)) == ["approver"]
+    assert not Promotion.objects.filter(status__in=("running", "queued", "approved")).exists()
+    # The emulator agrees: one import per succeeded or failed run, nothing else.
+    imports = sorted((row["org"], row["solution"], row["version"]) for row in counters)
+    assert imports == [
+        ("contoso-prod", "IncidentReporting", "1.0.0.5"),
+        ("contoso-test", "IncidentReporting", "1.0.0.5"),
+        ("contoso-test", "PodcastCopilotSolution", "1.0.0.6"),
+        ("contoso-test", "UpdateCreatedBy", "1.0.0.2"),
+    ]
+    assert all(row["count"] == 1 for row in counters)
+    installed = {
+        (row.environment.name, row.unique_name, row.version)
+        for row in InventoryInterval.objects.filter(
+            valid_to__isnull=True, environment__name__in=["contoso-test", "contoso-prod"]
+        )
+    }
+    assert installed >= {
+        ("contoso-test", "IncidentReporting", "1.0.0.5"),
+        ("contoso-test", "PodcastCopilotSolution", "1.0.0.6"),
+        ("contoso-prod", "IncidentReporting", "1.0.0.5"),
+    }
+    assert not any(name == "UpdateCreatedBy" for _, name, _ in installed)
+    assert audit_verify().ok
+    assert "promotion IncidentReporting 1.0.0.5 → prod: succeeded (approved by both)" in first
+    assert "promotion UpdateCreatedBy 1.0.0.2 → test: failed (0x8004801D)" in first
