@@ -234,8 +234,8 @@ class StageViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
         description="The stage's deployment settings in the `pac solution create-settings` shape; "
         "the ETag header is what PUT's If-Match must carry.",
     )
-    @action(detail=True, methods=["get"])
-    def settings(self, request: Request, pk: str) -> Response:
+    @action(detail=True, methods=["get"], url_path="settings")
+    def deployment_settings(self, request: Request, pk: str) -> Response:
         return self._settings_response(self.get_object())
 
     @extend_schema(
@@ -250,8 +250,8 @@ class StageViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
             412: E(description="precondition_failed (details.current_etag)"),
         },
     )
-    @settings.mapping.put
-    def settings_put(self, request: Request, pk: str) -> Response:
+    @deployment_settings.mapping.put
+    def deployment_settings_put(self, request: Request, pk: str) -> Response:
         """Save the next settings version if If-Match is the current ETag (412 precondition_failed otherwise)."""
         stage = self.get_object()
         services.settings_update(
