@@ -1,0 +1,339 @@
+#!/usr/bin/env python3
+"""almctl: request and follow ALM Portal promotions from CI (GitHub Actions, Azure DevOps, scripts).
+
+Standard library plus `requests` only, no Django: the file runs on its own (`python almctl.py …`), as
+`python -m alm_portal.cli …` in a checkout, or as the `almctl` entry point.
+
+    ALM_URL=https://alm.example.com ALM_TOKEN=alm_12_… almctl promote Contoso --version 1.2.0.0 --stage prod --wait
+
+Commands
+    promote SOLUTION --version V --stage NAME [--justification T] [--change-reference R] [--wait]
+    status ID [--wait]                 a promotion
+    approve ID [--comment T]
+    export SOLUTION [--bump revision|build|minor|major|none] [--wait]
+    upload FILE [--release-notes T]
+
+Exit codes: 0 succeeded (or accepted, without --wait), 1 failed, rejected, cancelled or refused by the
+portal, 2 usage (bad arguments, ALM_URL/ALM_TOKEN missing), 3 timed out while waiting.
+Every invocation sends its own Idempotency-Key, so a retried HTTP request never acts twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import requests
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
+PROMOTION_DONE = {"succeeded": EXIT_OK, "failed": EXIT_FAILED, "rejected": EXIT_FAILED, "cancelled": EXIT_FAILED}
+# A rolled-back deployment had succeeded, and was then replaced by its rollback.
+PROMOTION_DONE["rolled_back"] = EXIT_OK
+JOB_DONE = {"succeeded": EXIT_OK, "failed": EXIT_FAILED, "cancelled": EXIT_FAILED, "needs_attention": EXIT_FAILED}
+USER_AGENT = "almctl/1.0"
+
+
+class UsageError(Exception):
+    """Bad arguments or environment: exit 2."""
+
+
+class PortalError(Exception):
+    """The portal refused or failed: exit 1, with its error code and message."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
+class Portal:
+    """A thin client of /api/v1/ with the caller's bearer token."""
+
+    def __init__(self, url: str, token: str, *, timeout: float = 30.0, session: requests.Session | None = None):
+        self.base = url.rstrip("/") + "/api/v1/"
+        self.timeout = timeout
+        self.session = session or requests.Session()
+        self.session.headers.update(
+            {"Authorization": f"Bearer {token}", "Accept": "application/json", "User-Agent": USER_AGENT}
+        )
+        # One key per invocation; each POST path scopes it, so one run's different POSTs never collide.
+        self.idempotency_key = f"almctl-{uuid.uuid4()}"
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        headers = kwargs.pop("headers", {})
+        if method == "POST":
+            headers["Idempotency-Key"] = self.idempotency_key
+        try:
+            response = self.session.request(
+                method, self.base + path.lstrip("/"), headers=headers, timeout=self.timeout, **kwargs
+            )
+        except requests.RequestException as exc:
+            raise PortalError(0, "unreachable", f"{self.base} did not answer: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+                raise PortalError(response.status_code, error["code"], error["message"], error.get("details"))
+            except (ValueError, KeyError, TypeError):
+                raise PortalError(response.status_code, "http_error", response.text[:300]) from None
+        return response.json() if response.content else None
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params=params or None)
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> Any:
+        if "files" in kwargs:
+            return self.request("POST", path, data=body or {}, **kwargs)
+        return self.request("POST", path, json=body if body is not None else {}, **kwargs)
+
+    # -- lookups --
+
+    def solution(self, unique_name: str) -> dict[str, Any]:
+        found = self.get("solutions/", unique_name=unique_name)["results"]
+        if not found:
+            raise UsageError(f"No solution {unique_name!r} among those this token may see.")
+        return found[0]
+
+    def stage_id(self, solution: dict[str, Any], name: str) -> int:
+        """The stage named `name` of the solution's pipeline."""
+        pipeline = solution.get("pipeline")
+        if not pipeline:
+            raise UsageError(f"{solution['unique_name']} has no pipeline.")
+        stages = self.get(f"pipelines/{pipeline['id']}/")["stages"]
+        for stage in stages:
+            if stage["name"].casefold() == name.casefold():
+                return int(stage["id"])
+        names = ", ".join(stage["name"] for stage in stages)
+        raise UsageError(f"Pipeline {pipeline['name']!r} has no stage {name!r} (stages: {names}).")
+
+    def version_id(self, solution: dict[str, Any], version: str) -> int:
+        found = self.get("versions/", solution=solution["id"], version=version)["results"]
+        if not found:
+            raise UsageError(f"{solution['unique_name']} has no version {version} in the registry.")
+        return int(found[0]["id"])
+
+
+# --- output ------------------------------------------------------------------------------------------
+
+
+class Output:
+    def __init__(self, out: TextIO, *, as_json: bool) -> None:
+        self.out, self.as_json = out, as_json
+
+    def line(self, text: str) -> None:
+        if not self.as_json:
+            stamp = datetime.now(UTC).strftime("%H:%M:%S")
+            print(f"[{stamp}] {text}", file=self.out, flush=True)
+
+    def result(self, data: Any) -> None:
+        if self.as_json:
+            print(json.dumps(data, indent=2, sort_keys=True), file=self.out, flush=True)
+
+
+def describe_promotion(promotion: dict[str, Any]) -> str:
+    approvals = [
+        a for a in promotion.get("approvals", []) if a.get("decision") == "approved" and not a.get("voided_at")
+    ]
+    parts = [
+        f"promotion {promotion['id']} ({promotion['kind']}) {promotion['solution']['unique_name']} "
+        f"{promotion['version']['version']} → {promotion['stage']['name']}: {promotion['status']}",
+        f"approvals {len(approvals)}/{promotion['required_approvals']}",
+        f"pre-flight {promotion['preflight']['status']}",
+    ]
+    running = [job for job in promotion.get("jobs", []) if job["kind"] == "import"]
+    if running and promotion["status"] == "running":
+        parts.append(f"import {running[-1]['progress']}%")
+    if promotion.get("attention_required"):
+        parts.append("NEEDS ATTENTION")
+    if promotion.get("error"):
+        parts.append(f"error {promotion['error']['code']}: {promotion['error']['message'][:200]}")
+    return ", ".join(parts)
+
+
+def describe_job(job: dict[str, Any]) -> str:
+    text = f"job {job['id']} ({job['kind']}): {job['status']} {job['progress']}%"
+    if job.get("progress_message"):
+        text += f" {job['progress_message']}"
+    if job.get("error"):
+        text += f", error {job['error']['code']}: {job['error']['message'][:200]}"
+    return text
+
+
+def wait_for(
+    fetch: Callable[[], dict[str, Any]],
+    describe: Callable[[dict[str, Any]], str],
+    done: dict[str, int],
+    *,
+    output: Output,
+    timeout: float,
+    poll: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[int, dict[str, Any]]:
+    """Poll until the object reaches a final status; print each change. (exit code, last state)."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        state = fetch()
+        text = describe(state)
+        if text != last:
+            output.line(text)
+            last = text
+        if state["status"] in done:
+            return done[state["status"]], state
+        if time.monotonic() >= deadline:
+            output.line(f"timed out after {timeout:.0f} s; {state['status']} is not final")
+            return EXIT_TIMEOUT, state
+        sleep(poll)
+
+
+# --- commands --------------------------------------------------------------------------------------
+
+
+def _finish_promotion(portal: Portal, promotion: dict[str, Any], args: argparse.Namespace, output: Output) -> int:
+    if not args.wait:
+        output.line(describe_promotion(promotion))
+        output.result(promotion)
+        return PROMOTION_DONE.get(promotion["status"], EXIT_OK)
+    code, promotion = wait_for(
+        lambda: portal.get(f"promotions/{promotion['id']}/"),
+        describe_promotion,
+        PROMOTION_DONE,
+        output=output,
+        timeout=args.timeout,
+        poll=args.poll,
+    )
+    output.result(promotion)
+    return code
+
+
+def cmd_promote(portal: Portal, args: argparse.Namespace, output: Output) -> int:
+    solution = portal.solution(args.solution)
+    body: dict[str, Any] = {
+        "version": portal.version_id(solution, args.version),
+        "stage": portal.stage_id(solution, args.stage),
+        "justification": args.justification,
+    }
+    if args.change_reference:
+        body["change_reference"] = args.change_reference
+    promotion = portal.post("promotions/", body)
+    output.line(f"requested promotion {promotion['id']}")
+    return _finish_promotion(portal, promotion, args, output)
+
+
+def cmd_status(portal: Portal, args: argparse.Namespace, output: Output) -> int:
+    return _finish_promotion(portal, portal.get(f"promotions/{args.id}/"), args, output)
+
+
+def cmd_approve(portal: Portal, args: argparse.Namespace, output: Output) -> int:
+    promotion = portal.post(f"promotions/{args.id}/approve/", {"comment": args.comment or ""})
+    output.line(describe_promotion(promotion))
+    output.result(promotion)
+    return EXIT_OK
+
+
+def cmd_export(portal: Portal, args: argparse.Namespace, output: Output) -> int:
+    solution = portal.solution(args.solution)
+    job = portal.post(f"solutions/{solution['id']}/export/", {"bump": args.bump})["job"]
+    output.line(f"export of {solution['unique_name']} queued as job {job['id']}")
+    if not args.wait:
+        output.result(job)
+        return EXIT_OK
+    code, job = wait_for(
+        lambda: portal.get(f"jobs/{job['id']}/"),
+        describe_job,
+        JOB_DONE,
+        output=output,
+        timeout=args.timeout,
+        poll=args.poll,
+    )
+    if code == EXIT_OK and (job.get("result") or {}).get("version"):
+        output.line(f"exported version {job['result']['version']}")
+    output.result(job)
+    return code
+
+
+def cmd_upload(portal: Portal, args: argparse.Namespace, output: Output) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        raise UsageError(f"{path} is not a file.")
+    with path.open("rb") as stream:
+        version = portal.post(
+            "versions/",
+            {"release_notes": args.release_notes or ""},
+            files={"file": (path.name, stream, "application/zip")},
+        )
+    outcome = (version.get("upload") or {}).get("outcome", "stored")
+    output.line(f"{version['solution']['unique_name']} {version['version']}: {outcome} (version id {version['id']})")
+    output.result(version)
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="almctl", description="Request and follow ALM Portal promotions.")
+    root.add_argument("--url", default=os.environ.get("ALM_URL"), help="the portal (default: $ALM_URL)")
+    root.add_argument("--token", default=os.environ.get("ALM_TOKEN"), help="an API token (default: $ALM_TOKEN)")
+    root.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits at most (default 3600)")
+    root.add_argument("--poll", type=float, default=5.0, help="seconds between looks while waiting (default 5)")
+    root.add_argument("--json", action="store_true", help="print the final object as JSON instead of progress")
+    commands = root.add_subparsers(dest="command", required=True)
+
+    promote = commands.add_parser("promote", help="request a promotion of a version into a stage")
+    promote.add_argument("solution", help="the solution's unique name")
+    promote.add_argument("--version", required=True)
+    promote.add_argument("--stage", required=True, help="a stage name of the solution's pipeline")
+    promote.add_argument("--justification", default="Requested by almctl")
+    promote.add_argument("--change-reference", default="")
+    promote.add_argument("--wait", action="store_true", help="wait for the outcome")
+    promote.set_defaults(handler=cmd_promote)
+
+    status = commands.add_parser("status", help="show a promotion")
+    status.add_argument("id", type=int)
+    status.add_argument("--wait", action="store_true", help="wait for the outcome")
+    status.set_defaults(handler=cmd_status)
+
+    approve = commands.add_parser("approve", help="approve a promotion")
+    approve.add_argument("id", type=int)
+    approve.add_argument("--comment", default="")
+    approve.set_defaults(handler=cmd_approve)
+
+    export = commands.add_parser("export", help="export a solution from its development environment")
+    export.add_argument("solution")
+    export.add_argument("--bump", choices=["revision", "build", "minor", "major", "none"], default="revision")
+    export.add_argument("--wait", action="store_true", help="wait for the export job")
+    export.set_defaults(handler=cmd_export)
+
+    upload = commands.add_parser("upload", help="upload a solution zip to the registry")
+    upload.add_argument("file")
+    upload.add_argument("--release-notes", default="")
+    upload.set_defaults(handler=cmd_upload)
+    return root
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exit_:  # argparse prints usage and exits 2 (0 for --help)
+        return int(exit_.code or 0)
+    if not args.url or not args.token:
+        print("almctl: set ALM_URL and ALM_TOKEN (or --url and --token)", file=err)
+        return EXIT_USAGE
+    output = Output(out, as_json=args.json)
+    try:
+        return int(args.handler(Portal(args.url, args.token), args, output))
+    except UsageError as problem:
+        print(f"almctl: {problem}", file=err)
+        return EXIT_USAGE
+    except PortalError as refusal:
+        print(f"almctl: {refusal}", file=err)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
