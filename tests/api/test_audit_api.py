@@ -1,0 +1,161 @@
+"""The audit log over the API: who may read it, cursor pages on seq, filters, verification, and exports
+that verify offline (JSON Lines) or open safely in a spreadsheet (CSV); reading it is itself audited."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.db import transaction
+
+from alm_portal.audit.context import AuditContext, ObjectRef
+from alm_portal.audit.models import AuditEvent
+from alm_portal.audit.services import audit_verify, record
+
+pytestmark = pytest.mark.django_db
+VERIFIER = Path(__file__).resolve().parents[2] / "scripts" / "verify_audit_export.py"
+
+
+def emit(action: str, **kwargs) -> AuditEvent:
+    with transaction.atomic():
+        return record(context=AuditContext.system(), action=action, **kwargs)
+
+
+def stream_text(response) -> str:
+    return b"".join(response.streaming_content).decode("utf-8")
+
+
+@pytest.mark.parametrize("persona", ["maker", "maker2", "approver"])
+def test_only_auditors_and_admins_read_the_audit_log(api_world, persona):
+    for url in ("/api/v1/audit-events/", "/api/v1/audit-events/verification/", "/api/v1/audit-events/export/"):
+        response = api_world.client(persona).get(url)
+        assert response.status_code == 403, url
+        assert response.json()["error"]["code"] == "permission_denied"
+
+
+def test_the_list_is_newest_first_in_cursor_pages_without_a_count(api_world):
+    auditor = api_world.client("auditor")
+    head = AuditEvent.objects.order_by("-seq").first().seq
+    first = auditor.get("/api/v1/audit-events/?page_size=3").json()
+    assert set(first) == {"next", "previous", "results"}  # no count
+    assert [event["seq"] for event in first["results"]] == [head, head - 1, head - 2]
+    assert {"prev_hash", "hash", "occurred_at", "action", "outcome"} <= set(first["results"][0])
+
+    second = auditor.get(first["next"]).json()
+    assert [event["seq"] for event in second["results"]] == [head - 3, head - 4, head - 5]
+    assert auditor.get("/api/v1/audit-events/?page_size=500").status_code == 200  # capped at 200, not refused
+
+
+def test_every_query_writes_one_audit_viewed_event_with_its_filters(api_world):
+    auditor = api_world.client("auditor")
+    before = AuditEvent.objects.filter(action="audit.viewed").count()
+    auditor.get("/api/v1/audit-events/?action=promotion&outcome=success")
+    viewed = AuditEvent.objects.filter(action="audit.viewed").order_by("-seq")
+    assert viewed.count() == before + 1
+    event = viewed.first()
+    assert event.actor_id == api_world.users["auditor"].pk and event.actor_kind == "api_token"
+    assert event.after["filters"] == {"action": "promotion", "outcome": "success"}
+
+
+def test_filters(api_world):
+    auditor = api_world.client("auditor")
+    promotion = api_world.ids["promotion"]
+    by_object = auditor.get(
+        f"/api/v1/audit-events/?object_type=deployments.promotion&object_id={promotion}&page_size=200"
+    ).json()
+    assert {event["action"] for event in by_object["results"]} == {"promotion.requested"}
+    by_prefix = auditor.get("/api/v1/audit-events/?action=promotion&page_size=200").json()["results"]
+    assert by_prefix and all(event["action"].startswith("promotion.") for event in by_prefix)
+    stage = api_world.ids["stage_prod"]
+    related = auditor.get(f"/api/v1/audit-events/?related_object=deployments.stage:{stage}").json()["results"]
+    assert {event["action"] for event in related} >= {"stage_window.created", "stage_freeze.created"}
+    maker = api_world.users["maker"].pk
+    by_actor = auditor.get(f"/api/v1/audit-events/?actor={maker}&page_size=200").json()["results"]
+    assert by_actor and all(event["actor_id"] == maker for event in by_actor)
+    future = auditor.get("/api/v1/audit-events/?since=2999-01-01T00:00:00Z").json()["results"]
+    assert future == []
+    past = auditor.get("/api/v1/audit-events/?until=2000-01-01T00:00:00Z").json()["results"]
+    assert past == []
+    bad = auditor.get("/api/v1/audit-events/?since=yesterday&outcome=maybe")
+    assert bad.status_code == 400 and set(bad.json()["error"]["details"]) == {"since", "outcome"}
+
+
+def test_jsonl_export_verifies_offline_and_is_audited_outside_itself(api_world):
+    response = api_world.client("admin").get("/api/v1/audit-events/export/?file_format=jsonl")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("application/x-ndjson")
+    text = stream_text(response)
+    exported = AuditEvent.objects.filter(action="audit.exported").get()
+    assert exported.after["to_seq"] == exported.seq - 1
+    assert text.count("\n") == exported.seq - 1  # every event up to the head, not the export's own
+
+    result = subprocess.run(
+        [sys.executable, str(VERIFIER), "-"], input=text, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith(f"checked={exported.seq - 1} head_seq={exported.seq - 1}")
+
+
+def test_csv_export_neutralises_formula_cells(api_world):
+    target = ObjectRef(type="deployments.promotion", id="1", repr='=HYPERLINK("http://evil","click")')
+    emit("promotion.requested", target=target, after={"note": "@SUM(A1)"})
+    for text in ("+1", "-1", "\tx"):
+        emit("promotion.requested", target=ObjectRef(type="deployments.promotion", id="2", repr=text))
+    response = api_world.client("auditor").get(
+        "/api/v1/audit-events/export/?file_format=csv&object_type=deployments.promotion"
+    )
+    assert response["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(stream_text(response))))
+    reprs = [row["object_repr"] for row in rows]
+    assert '\'=HYPERLINK("http://evil","click")' in reprs
+    assert {"'+1", "'-1", "'\tx"} <= set(reprs)
+    assert not any(row[name].startswith(("=", "+", "-", "@")) for row in rows for name in row)
+    assert all(len(row["hash"]) == 64 for row in rows)
+    assert AuditEvent.objects.filter(action="audit.exported").get().after["file_format"] == "csv"
+
+
+def test_an_unknown_file_format_is_refused(api_world):
+    response = api_world.client("auditor").get("/api/v1/audit-events/export/?file_format=xlsx")
+    assert response.status_code == 400
+    assert "file_format" in response.json()["error"]["details"]
+
+
+def test_verification_is_queued_and_its_result_shown(api_world, monkeypatch):
+    auditor = api_world.client("auditor")
+    never = auditor.get("/api/v1/audit-events/verification/").json()
+    assert never["valid"] is None and never["verified_at"] is None
+
+    ran = []
+
+    def run_inline(context: AuditContext) -> str:
+        ran.append(audit_verify(context=context))
+        return "task-1"
+
+    monkeypatch.setattr("alm_portal.audit.api.views.queue_verification", run_inline)
+    accepted = auditor.post("/api/v1/audit-events/verification/")
+    assert accepted.status_code == 202
+    assert accepted.json()["job"] == {"id": "task-1", "kind": "audit_verify", "status": "queued", "progress": 0}
+    assert accepted["Location"] == "/api/v1/audit-events/verification/"
+
+    result = auditor.get("/api/v1/audit-events/verification/").json()
+    assert result["valid"] is True and result["reason"] is None and result["first_broken_seq"] is None
+    assert result["head_seq"] == ran[0].head_seq and result["head_hash"] == ran[0].head_hash
+    assert result["checked"] == ran[0].checked and result["verified_at"].endswith("Z")
+    verified = AuditEvent.objects.get(action="audit.verified")
+    assert verified.actor_id == api_world.users["auditor"].pk
+
+
+def test_a_broker_that_is_down_is_reported_not_hidden(api_world, monkeypatch):
+    from alm_portal.audit.tasks import audit_verify_run
+
+    def refuse(*args, **kwargs):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(audit_verify_run, "apply_async", refuse)
+    response = api_world.client("auditor").post("/api/v1/audit-events/verification/")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "queue_unavailable"
