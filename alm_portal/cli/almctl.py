@@ -11,7 +11,8 @@ Commands
     status ID [--wait]                 a promotion
     approve ID [--comment T]
     export SOLUTION [--bump revision|build|minor|major|none] [--wait]
-    upload FILE [--release-notes T]
+    upload FILE [--release-notes T] [--home-environment NAME]
+    rollback ID --strategy S [--justification T] [--confirm UNIQUE_NAME] [--wait]
 
 Exit codes: 0 succeeded (or accepted, without --wait), 1 failed, rejected, cancelled or refused by the
 portal, 2 usage (bad arguments, ALM_URL/ALM_TOKEN missing), 3 timed out while waiting.
@@ -34,6 +35,8 @@ from typing import Any, TextIO
 import requests
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
+# How --wait pauses between looks (tests replace it to run the worker's part inline).
+SLEEP: Callable[[float], None] = time.sleep
 PROMOTION_DONE = {"succeeded": EXIT_OK, "failed": EXIT_FAILED, "rejected": EXIT_FAILED, "cancelled": EXIT_FAILED}
 # A rolled-back deployment had succeeded, and was then replaced by its rollback.
 PROMOTION_DONE["rolled_back"] = EXIT_OK
@@ -173,7 +176,7 @@ def wait_for(
     output: Output,
     timeout: float,
     poll: float,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """Poll until the object reaches a final status; print each change. (exit code, last state)."""
     deadline = time.monotonic() + timeout
@@ -189,7 +192,7 @@ def wait_for(
         if time.monotonic() >= deadline:
             output.line(f"timed out after {timeout:.0f} s; {state['status']} is not final")
             return EXIT_TIMEOUT, state
-        sleep(poll)
+        (sleep or SLEEP)(poll)
 
 
 # --- commands --------------------------------------------------------------------------------------
@@ -237,6 +240,15 @@ def cmd_approve(portal: Portal, args: argparse.Namespace, output: Output) -> int
     return EXIT_OK
 
 
+def cmd_rollback(portal: Portal, args: argparse.Namespace, output: Output) -> int:
+    body = {"strategy": args.strategy, "justification": args.justification}
+    if args.confirm:
+        body["confirm"] = args.confirm
+    rollback = portal.post(f"promotions/{args.id}/rollback/", body)
+    output.line(f"requested rollback {rollback['id']} of promotion {args.id} ({args.strategy})")
+    return _finish_promotion(portal, rollback, args, output)
+
+
 def cmd_export(portal: Portal, args: argparse.Namespace, output: Output) -> int:
     solution = portal.solution(args.solution)
     job = portal.post(f"solutions/{solution['id']}/export/", {"bump": args.bump})["job"]
@@ -262,10 +274,16 @@ def cmd_upload(portal: Portal, args: argparse.Namespace, output: Output) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise UsageError(f"{path} is not a file.")
+    fields: dict[str, Any] = {"release_notes": args.release_notes or ""}
+    if args.home_environment:
+        found = portal.get("environments/", name=args.home_environment)["results"]
+        if not found:
+            raise UsageError(f"No environment {args.home_environment!r} among those this token may see.")
+        fields["home_environment"] = found[0]["id"]
     with path.open("rb") as stream:
         version = portal.post(
             "versions/",
-            {"release_notes": args.release_notes or ""},
+            fields,
             files={"file": (path.name, stream, "application/zip")},
         )
     outcome = (version.get("upload") or {}).get("outcome", "stored")
@@ -311,7 +329,20 @@ def parser() -> argparse.ArgumentParser:
     upload = commands.add_parser("upload", help="upload a solution zip to the registry")
     upload.add_argument("file")
     upload.add_argument("--release-notes", default="")
+    upload.add_argument("--home-environment", default="", help="for a solution's first upload: its dev environment")
     upload.set_defaults(handler=cmd_upload)
+
+    rollback = commands.add_parser("rollback", help="roll back a promotion (the latest succeeded one)")
+    rollback.add_argument("id", type=int)
+    rollback.add_argument(
+        "--strategy",
+        required=True,
+        choices=["reversion_upgrade", "reversion_update", "uninstall_reinstall", "holding_apply", "holding_remove"],
+    )
+    rollback.add_argument("--justification", default="Rollback requested by almctl")
+    rollback.add_argument("--confirm", default="", help="uninstall_reinstall: the solution's unique name")
+    rollback.add_argument("--wait", action="store_true", help="wait for the outcome")
+    rollback.set_defaults(handler=cmd_rollback)
     return root
 
 
