@@ -35,13 +35,13 @@ class VersionRefSerializer(serializers.Serializer):
     version = serializers.CharField(source="version_key")
 
 
-class UserRefSerializer(serializers.Serializer):
+class PersonSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     username = serializers.CharField()
     display_name = serializers.CharField(source="shown_name")
 
 
-class JobRefSerializer(serializers.Serializer):
+class JobSummarySerializer(serializers.Serializer):
     id = serializers.IntegerField()
     kind = serializers.CharField()
     status = serializers.ChoiceField(choices=JobStatus.choices)
@@ -49,7 +49,7 @@ class JobRefSerializer(serializers.Serializer):
 
 
 class JobAcceptedSerializer(serializers.Serializer):
-    job = JobRefSerializer()
+    job = JobSummarySerializer()
 
 
 class StrictInputSerializer(serializers.Serializer):
@@ -70,7 +70,7 @@ API_DECISION = {ApprovalDecision.APPROVE: "approved", ApprovalDecision.REJECT: "
 
 
 class ApprovalSerializer(serializers.ModelSerializer):
-    approver = UserRefSerializer()
+    approver = PersonSerializer()
     decision = serializers.SerializerMethodField()
     at = serializers.DateTimeField(source="decided_at")
 
@@ -112,13 +112,16 @@ class PromotionSerializer(serializers.ModelSerializer):
     version = VersionRefSerializer()
     stage = IdNameSerializer()
     target_environment = IdNameSerializer()
-    requested_by = UserRefSerializer()
+    requested_by = PersonSerializer()
     justification = serializers.CharField(source="comment")
     required_approvals = serializers.SerializerMethodField()
     approvals = ApprovalSerializer(many=True)
     preflight = PreflightSerializer(source="*")
     jobs = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
+    rollback_strategy = serializers.ChoiceField(
+        choices=RollbackStrategy.choices, allow_blank=True, help_text='Rollbacks only; "" otherwise.'
+    )
 
     class Meta:
         model = Promotion
@@ -162,10 +165,10 @@ class PromotionSerializer(serializers.ModelSerializer):
     def get_required_approvals(self, promotion: Promotion) -> int:
         return approvals_required(promotion=promotion)
 
-    @extend_schema_field(JobRefSerializer(many=True))
+    @extend_schema_field(JobSummarySerializer(many=True))
     def get_jobs(self, promotion: Promotion) -> list[dict[str, Any]]:
         jobs = [job for job in (promotion.preflight_job, promotion.run_job) if job is not None]
-        return JobRefSerializer(jobs, many=True).data  # type: ignore[return-value]
+        return JobSummarySerializer(jobs, many=True).data  # type: ignore[return-value]
 
     @extend_schema_field(ErrorFieldSerializer(allow_null=True))
     def get_error(self, promotion: Promotion) -> dict[str, str] | None:
@@ -229,10 +232,18 @@ class RollbackPlanSerializer(serializers.Serializer):
 # --- pipelines and stages --------------------------------------------------------------------------
 
 
+@extend_schema_field({"type": "string", "pattern": r"^([01]\d|2[0-3]):[0-5]\d$", "example": "08:00"})
+class HourMinuteField(serializers.TimeField):
+    """A time of day as "HH:MM" (the API's window format), not OpenAPI's HH:MM:SS `time`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(format="%H:%M", input_formats=["%H:%M", "%H:%M:%S"], **kwargs)
+
+
 class WindowSerializer(serializers.ModelSerializer):
     days = serializers.ListField(source="weekdays", child=serializers.IntegerField(min_value=1, max_value=7))
-    start = serializers.TimeField(source="start_time", format="%H:%M")
-    end = serializers.TimeField(source="end_time", format="%H:%M")
+    start = HourMinuteField(source="start_time")
+    end = HourMinuteField(source="end_time")
 
     class Meta:
         model = StageWindow
@@ -249,7 +260,7 @@ class FreezeSerializer(serializers.ModelSerializer):
 
 
 class ApproversSerializer(serializers.Serializer):
-    users = UserRefSerializer(many=True, source="approver_users.all")
+    users = PersonSerializer(many=True, source="approver_users.all")
     teams = IdNameSerializer(many=True, source="approver_teams.all")
 
 
@@ -298,8 +309,8 @@ class WindowInputSerializer(StrictInputSerializer):
     days = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=7), min_length=1, help_text="ISO weekdays, 1 = Monday."
     )
-    start = serializers.TimeField(help_text="HH:MM on the window's wall clock.")
-    end = serializers.TimeField(help_text="HH:MM; not after `start` means the window crosses midnight.")
+    start = HourMinuteField(help_text="HH:MM on the window's wall clock.")
+    end = HourMinuteField(help_text="HH:MM; not after `start` means the window crosses midnight.")
     time_zone = serializers.CharField(max_length=64, default="UTC")
 
 
@@ -395,7 +406,7 @@ def _result(job: Job) -> dict[str, Any]:
 
 class JobSerializer(serializers.ModelSerializer):
     environment = IdNameSerializer(allow_null=True)
-    created_by = UserRefSerializer(allow_null=True)
+    created_by = PersonSerializer(allow_null=True)
     started_at = serializers.DateTimeField(source="claimed_at", allow_null=True)
     dataverse = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
