@@ -127,15 +127,15 @@ class CheckedUrl:
 
 
 def loopback_allowed() -> bool:
-    return bool(getattr(settings, "ALM_ALLOW_LOOPBACK", False))
+    return bool(settings.ALM_ALLOW_LOOPBACK)
 
 
 def dataverse_suffixes() -> tuple[str, ...]:
-    return tuple(getattr(settings, "ALM_DATAVERSE_SUFFIXES", DEFAULT_DATAVERSE_SUFFIXES))
+    return (*DEFAULT_DATAVERSE_SUFFIXES, *settings.ALM_DATAVERSE_EXTRA_SUFFIXES)
 
 
 def authority_hosts() -> tuple[str, ...]:
-    return tuple(getattr(settings, "ALM_AUTHORITY_HOSTS", DEFAULT_AUTHORITY_HOSTS))
+    return (*DEFAULT_AUTHORITY_HOSTS, *settings.ALM_AUTHORITY_EXTRA_HOSTS)
 
 
 def _suffix_pattern(suffix: str) -> re.Pattern[str]:

@@ -73,7 +73,7 @@ def raise_if_refused(refusal: Refusal | None) -> None:
 
 def approval_ttl() -> timedelta:
     """How long an approval stays valid (settings.ALM_APPROVAL_TTL_DAYS, default 30 days)."""
-    return timedelta(days=getattr(settings, "ALM_APPROVAL_TTL_DAYS", 30))
+    return timedelta(days=settings.ALM_APPROVAL_TTL_DAYS)
 
 
 # --- people -----------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ SYNC_TIMEOUTS = Timeouts(connect=5.0, read=120.0, transfer_read=120.0)
 
 def ca_bundle() -> str | None:
     """The CA bundle Dataverse and authority certificates are verified against (None: certifi's)."""
-    return getattr(settings, "ALM_DATAVERSE_CA_BUNDLE", None)
+    return settings.ALM_DATAVERSE_CA_BUNDLE
 
 
 @dataclass(frozen=True)

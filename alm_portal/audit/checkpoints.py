@@ -77,7 +77,7 @@ def _storage() -> Storage:
 
 
 def _key() -> bytes:
-    key = getattr(settings, "ALM_AUDIT_CHECKPOINT_KEY", "")
+    key = settings.ALM_AUDIT_CHECKPOINT_KEY
     if not key:
         raise ImproperlyConfigured("ALM_AUDIT_CHECKPOINT_KEY must be set to sign audit checkpoints")
     return str(key).encode("utf-8")

@@ -110,7 +110,7 @@ def _probe(environment: Environment, credential: Credential | None) -> _Probe:
 
 
 def _warning_thresholds() -> list[int]:
-    return sorted(int(days) for days in getattr(settings, "ALM_CREDENTIAL_WARNING_DAYS", (30, 7)))
+    return sorted(int(days) for days in settings.ALM_CREDENTIAL_WARNING_DAYS)
 
 
 def _expiry_warning(

@@ -199,7 +199,7 @@ def _store_inventory(
             registered=selectors.registered_solution_names(names=set(installed)),
             environment_kind=current_env.kind,
             now=now,
-            holding_grace=timedelta(minutes=getattr(settings, "ALM_HOLDING_GRACE_MINUTES", 30)),
+            holding_grace=timedelta(minutes=settings.ALM_HOLDING_GRACE_MINUTES),
         )
         detected, resolved = _reconcile_drift(environment=current_env, findings=findings, now=now, notes=notes)
         EnvironmentNotification.objects.bulk_create(notes)

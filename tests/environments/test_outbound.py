@@ -108,11 +108,14 @@ def test_refusal_is_a_validation_error_with_a_stable_reason():
     assert refused.value.details == {"reason": "userinfo"}
 
 
-def test_sovereign_suffixes_come_from_settings(settings):
-    settings.ALM_DATAVERSE_SUFFIXES = [".crm.dynamics.com", ".crm.example.gov"]
-    assert check_url("https://agency.crm.example.gov", purpose=DATAVERSE).host == "agency.crm.example.gov"
+def test_extra_sovereign_suffixes_come_from_settings(settings):
     with pytest.raises(OutboundRefused):
-        check_url("https://agency.crm.microsoftdynamics.us", purpose=DATAVERSE)
+        check_url("https://agency.crm.example.gov", purpose=DATAVERSE)
+    settings.ALM_DATAVERSE_EXTRA_SUFFIXES = [".crm.example.gov"]
+    assert check_url("https://agency.crm.example.gov", purpose=DATAVERSE).host == "agency.crm.example.gov"
+    assert check_url("https://agency.crm.microsoftdynamics.us", purpose=DATAVERSE)  # built-in ones stay
+    with pytest.raises(OutboundRefused):
+        check_url("https://agency.crm.example.mil", purpose=DATAVERSE)
 
 
 @pytest.mark.parametrize(

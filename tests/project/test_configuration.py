@@ -85,6 +85,13 @@ def test_every_celery_setting_we_set_is_a_real_celery_setting():
     assert unknown == []
 
 
+def test_documented_defaults():
+    assert settings.ALM_MAX_UPLOAD_BYTES == 500 * 1024 * 1024
+    assert settings.ALM_APPROVAL_TTL_DAYS == 30
+    assert settings.ALM_CREDENTIAL_WARNING_DAYS == [30, 7]
+    assert settings.ALM_VISIBILITY_TIMEOUT == 7200
+
+
 def test_celery_contract():
     assert settings.CELERY_WORKER_PREFETCH_MULTIPLIER == 1
     assert settings.CELERY_TASK_ACKS_LATE is False  # only idempotent tasks opt in

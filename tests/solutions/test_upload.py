@@ -146,9 +146,9 @@ def test_too_large_is_refused_before_anything_is_stored(maker, upload, settings)
     assert not storages["artifacts"].exists("solutions")
 
 
-def test_default_limit_is_500_mib(settings):
-    del settings.ALM_MAX_UPLOAD_BYTES  # not configured: the documented default applies
-    assert services.max_upload_bytes() == 500 * 1024 * 1024
+def test_the_configured_limit_applies(settings):
+    settings.ALM_MAX_UPLOAD_BYTES = 1234567
+    assert services.max_upload_bytes() == 1234567
 
 
 def test_a_solution_of_another_team_cannot_get_versions(maker, outsider, upload):
