@@ -52,8 +52,22 @@ def offline_targets(monkeypatch):
     monkeypatch.setattr("alm_portal.audit.api.views.queue_verification", lambda context: "task-id")
 
 
+@pytest.fixture
+def connection_kept_open():
+    """Requests go through the real WSGI handler, which closes the database connection when a request
+    ends; inside the test's transaction it must stay open (Django's test client does the same)."""
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
 @pytest.mark.parametrize("persona", ["admin", "maker"])
-def test_every_operation_answers_as_the_schema_says(api_world, offline_targets, persona):
+def test_every_operation_answers_as_the_schema_says(api_world, offline_targets, connection_kept_open, persona):
     from alm_portal.wsgi import application
 
     schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
