@@ -156,13 +156,14 @@ def job_enqueue(
             created_by_id=context.actor_id if context.actor_kind in ("user", "api_token") else None,
             request_id=context.request_id,
         )
-        record(
-            context=context,
-            action="job.enqueued",
-            target=job,
-            related=environment,
-            after={"kind": kind, "params": params},
-        )
+        if _audited(job):
+            record(
+                context=context,
+                action="job.enqueued",
+                target=job,
+                related=environment,
+                after={"kind": kind, "params": params},
+            )
         _publish_on_commit(job.pk)
     return job
 
@@ -243,8 +244,8 @@ def _worker_context(job: Job) -> AuditContext:
 
 
 def _audited(job: Job) -> bool:
-    """Scheduled health checks and syncs succeed every few minutes; only people's jobs and all
-    failures are worth an audit row each."""
+    """Scheduled health checks and syncs run every few minutes for every environment: the job row is
+    their record, and only their failures (and any job a person asked for) get an audit row."""
     return job.created_by_id is not None or job.kind not in (JobKind.HEALTH_CHECK, JobKind.INVENTORY_SYNC)
 
 

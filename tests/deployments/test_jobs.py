@@ -216,3 +216,17 @@ def test_broker_down_never_breaks_enqueue(environment, monkeypatch):
     job = _enqueue(JobKind.HEALTH_CHECK, environment)  # publish fails after commit; the row remains
     assert len(attempts) == 1  # tried once, no retry loop
     assert Job.objects.filter(pk=job.pk, status=JobStatus.PENDING).exists()
+
+
+def test_scheduled_health_checks_are_not_audited_until_they_fail(environment, handler_calls):
+    _, behaviour = handler_calls
+    quiet = _enqueue(JobKind.HEALTH_CHECK, environment)
+    jobs.job_run_now(quiet)
+    assert not AuditEvent.objects.filter(object_type="deployments.job", object_id=str(quiet.pk)).exists()
+    behaviour[JobKind.HEALTH_CHECK] = lambda job: (_ for _ in ()).throw(jobs.JobFailed("unreachable", "No answer."))
+    failing = jobs.job_run_now(_enqueue(JobKind.HEALTH_CHECK, environment))
+    assert list(
+        AuditEvent.objects.filter(object_id=str(failing.pk), object_type="deployments.job").values_list(
+            "action", flat=True
+        )
+    ) == ["job.failed"]
