@@ -155,7 +155,9 @@ def api_world(api_settings: Any, no_publish: Any, make_user: Any, team: Any, tok
         context=maker_context,
         comment="Release 1.1 to test",
     )
-    job = job_enqueue(kind=JobKind.HEALTH_CHECK, environment=environments["test"], params={}, context=system)
+    # Asked for by a person (scheduled checks are not audited), so the job has a log.
+    admin_context = AuditContext.for_user(users["admin"], auth_method="session", request_id="req-api-world")
+    job = job_enqueue(kind=JobKind.HEALTH_CHECK, environment=environments["test"], params={}, context=admin_context)
     webhook = webhook_endpoint_create(
         name="ci-hook", url="https://127.0.0.1:9/hook", events=["promotion."], secret="s" * 32, context=system
     )
