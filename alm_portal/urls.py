@@ -20,6 +20,8 @@ urlpatterns = [
     path("accounts/", include("alm_portal.accounts.urls")),
     path("environments/", include("environments.urls")),
     path("solutions/", include("solutions.urls")),
+    path("deploy/", include("deployments.urls")),
+    path("audit/", include("alm_portal.audit.urls")),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -1,0 +1,9 @@
+from django.urls import path
+
+from alm_portal.audit import views
+
+app_name = "audit"
+
+urlpatterns = [
+    path("", views.audit_timeline, name="timeline"),
+]

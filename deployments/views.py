@@ -1,0 +1,423 @@
+"""Pages of promotions: detail (timeline, pre-flight, approvals, live progress, import log, rollback
+planner), the request form on a version, the approvals inbox and read-only pipeline pages.
+
+Thin: each view reads through selectors, asks deployments.policy what the user may do (so the page
+shows the same refusal sentences the API answers with) and calls one workflow function per POST.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from alm_portal.accounts import policy as account_policy
+from alm_portal.accounts.choices import Role
+from alm_portal.accounts.models import User
+from alm_portal.audit import selectors as audit_selectors
+from alm_portal.audit.context import AuditContext
+from alm_portal.audit.services import record_outcome
+from alm_portal.errors import DomainError
+from deployments import policy, selectors, workflow
+from deployments.choices import ApprovalDecision, PromotionKind, PromotionStatus
+from deployments.forms import CommentRequiredForm, DecisionForm, PromotionRequestForm, RollbackForm
+from deployments.models import Promotion, Stage
+from solutions import selectors as solution_selectors
+
+logger = logging.getLogger(__name__)
+
+# Statuses whose page polls for progress; the partial stops polling once the promotion is over.
+LIVE_STATUSES = (
+    PromotionStatus.PENDING_APPROVAL,
+    PromotionStatus.APPROVED,
+    PromotionStatus.SCHEDULED,
+    PromotionStatus.QUEUED,
+    PromotionStatus.RUNNING,
+)
+STATUS_TONE = {
+    PromotionStatus.SUCCEEDED: "ok",
+    PromotionStatus.FAILED: "bad",
+    PromotionStatus.REJECTED: "bad",
+    PromotionStatus.CANCELLED: "muted",
+    PromotionStatus.ROLLED_BACK: "muted",
+    PromotionStatus.RUNNING: "busy",
+    PromotionStatus.QUEUED: "busy",
+}
+PREFLIGHT_TONE = {"blocked": "bad", "warnings": "warn", "passed": "ok"}
+
+
+def _user(request: HttpRequest) -> User:
+    return request.user  # type: ignore[return-value]
+
+
+def _promotion(request: HttpRequest, pk: int) -> Promotion:
+    return get_object_or_404(selectors.promotions_visible_to(user=_user(request)), pk=pk)
+
+
+def _refused(request: HttpRequest, refusal: DomainError, *, doing: str, promotion: Promotion | None = None) -> None:
+    """Show a refusal in words; denied attempts are audited as the API's are."""
+    messages.error(request, refusal.message)
+    if refusal.status not in (401, 403):
+        return
+    try:
+        record_outcome(
+            context=AuditContext.from_request(request),
+            action="page.denied",
+            outcome="denied",
+            message=f"{refusal.code}: {refusal.message}"[:500],
+            target=promotion,
+            after={"method": request.method, "path": request.path, "doing": doing},
+        )
+    except Exception:  # the refusal must still reach the person
+        logger.exception("could not audit a refused page action")
+
+
+def _refusal_text(refusal: Any) -> str:
+    return refusal.message if refusal is not None else ""
+
+
+# --- facts for the detail page ------------------------------------------------------------------------
+
+
+def _approvals_facts(promotion: Promotion) -> dict[str, Any]:
+    """Decisions so far (newest last) and the people who still may approve (named on the stage, not
+    the requester nor the uploader, not yet decided)."""
+    now = timezone.now()
+    approvals = list(promotion.approvals.all())
+    decided = {approval.approver_id for approval in approvals if approval.voided_at is None}
+    count = policy.approvals_count(promotion=promotion, approvals=approvals, at=now)
+    candidates = User.objects.filter(
+        Q(approver_of_stages=promotion.stage) | Q(memberships__team__approver_of_stages=promotion.stage),
+        is_active=True,
+        role__in=(Role.APPROVER, Role.ADMIN),
+    ).distinct()
+    still = [
+        person.shown_name
+        for person in candidates.order_by("username")
+        if person.pk not in decided and policy.four_eyes_refusal(user=person, promotion=promotion) is None
+    ]
+    return {
+        "decisions": [
+            {
+                "who": approval.approver.shown_name,
+                "decision": approval.get_decision_display(),
+                "approve": approval.decision == ApprovalDecision.APPROVE,
+                "comment": approval.comment,
+                "at": approval.decided_at,
+                "valid": policy.approval_is_valid(approval, promotion=promotion, at=now),
+                "void_reason": approval.void_reason,
+                "freeze_override": approval.freeze_override,
+            }
+            for approval in approvals
+        ],
+        "valid": len(count.ordinary),
+        "required": count.required,
+        "still_may_approve": still,
+    }
+
+
+def _decision_refusal(user: User, promotion: Promotion) -> str:
+    """Why `user` may not approve or reject now, in words ("" when they may)."""
+    if promotion.status != PromotionStatus.PENDING_APPROVAL:
+        return f"This promotion is {promotion.get_status_display().lower()}; there is nothing to decide."
+    # The requester learns the four-eyes rule first: it is the reason that never changes.
+    refusal = policy.four_eyes_refusal(user=user, promotion=promotion) or policy.decision_refusal(
+        user=user, promotion=promotion
+    )
+    if refusal is None:
+        live = [approval for approval in promotion.approvals.all() if approval.voided_at is None]
+        refusal = policy.already_decided_refusal(user=user, live_approvals=live)
+    return _refusal_text(refusal)
+
+
+def _approve_refusal(promotion: Promotion) -> str:
+    return _refusal_text(policy.preflight_refusal(promotion=promotion))
+
+
+def _progress_context(promotion: Promotion) -> dict[str, Any]:
+    job = promotion.run_job
+    return {
+        "promotion": promotion,
+        "status_tone": STATUS_TONE.get(promotion.status, ""),
+        "live": promotion.status in LIVE_STATUSES,
+        "job": job,
+        "progress": job.progress if job is not None else (100 if promotion.status == PromotionStatus.SUCCEEDED else 0),
+        "progress_message": job.progress_message if job is not None else "",
+    }
+
+
+def _rollback_plan(promotion: Promotion, user: User) -> list[dict[str, Any]]:
+    """The planner for a succeeded promotion the user may act on; empty otherwise."""
+    if promotion.status != PromotionStatus.SUCCEEDED or not account_policy.changes_anything(user):
+        return []
+    if policy.request_refusal(user=user, solution=promotion.solution) is not None:
+        return []
+    from deployments.rollback import rollback_plan
+
+    try:
+        plan = rollback_plan(promotion=promotion)
+    except DomainError as refusal:
+        return [{"strategy": "", "label": "Rollback", "available": False, "reason": refusal.message}]
+    is_admin = account_policy.is_admin(user)
+    for entry in plan:
+        entry["allowed"] = bool(entry.get("available")) and (is_admin or not entry.get("requires_admin"))
+    return plan
+
+
+# --- pages ---------------------------------------------------------------------------------------------
+
+
+@login_required
+def promotion_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    promotion = _promotion(request, pk)
+    user = _user(request)
+    timeline = audit_selectors.audit_events(object_type="deployments.promotion", object_id=promotion.pk).order_by("seq")
+    preflight = promotion.preflight_result if isinstance(promotion.preflight_result, dict) else {}
+    result = promotion.result if isinstance(promotion.result, dict) else {}
+    may_change = account_policy.changes_anything(user)
+    cancel_refusal = policy.requester_or_admin_refusal(user=user, promotion=promotion, action="cancel")
+    context = {
+        **_progress_context(promotion),
+        "timeline": list(timeline),
+        "preflight_checks": preflight.get("checks", []),
+        "approvals": _approvals_facts(promotion),
+        "decision_refusal": _decision_refusal(user, promotion) if may_change else "",
+        "approve_refusal": _approve_refusal(promotion),
+        "show_decision": may_change,
+        "decision_form": DecisionForm(),
+        "reject_form": CommentRequiredForm(),
+        "may_cancel": cancel_refusal is None and promotion.status in policy.CANCELLABLE_STATUSES,
+        "may_retry": cancel_refusal is None and promotion.status == PromotionStatus.FAILED,
+        "cancel_form": CommentRequiredForm(),
+        "import_log": result.get("import_log") or {},
+        "components": result.get("components") or [],
+        "rollback_plan": _rollback_plan(promotion, user),
+        "is_rollback": promotion.kind == PromotionKind.ROLLBACK,
+    }
+    return render(request, "deployments/promotion_detail.html", context)
+
+
+@login_required
+def promotion_progress(request: HttpRequest, pk: int) -> HttpResponse:
+    """The live part of the detail page, polled by htmx every 2 s while the promotion is not over."""
+    promotion = _promotion(request, pk)
+    return render(request, "deployments/_promotion_progress.html", _progress_context(promotion))
+
+
+def _act(request: HttpRequest, pk: int, doing: str, call: Any, success: str) -> HttpResponse:
+    promotion = _promotion(request, pk)
+    if not account_policy.changes_anything(_user(request)):
+        raise PermissionDenied("Auditors read everything and change nothing.")
+    try:
+        call(promotion)
+    except DomainError as refusal:
+        _refused(request, refusal, doing=doing, promotion=promotion)
+    else:
+        messages.success(request, success)
+    return redirect("deployments:promotion-detail", pk=pk)
+
+
+@login_required
+@require_POST
+def promotion_approve(request: HttpRequest, pk: int) -> HttpResponse:
+    form = DecisionForm(request.POST)
+    comment = form.cleaned_data["comment"] if form.is_valid() else ""
+    return _act(
+        request,
+        pk,
+        "approve",
+        lambda promotion: workflow.promotion_approve(
+            promotion=promotion, user=_user(request), comment=comment, context=AuditContext.from_request(request)
+        ),
+        "Your approval is recorded.",
+    )
+
+
+@login_required
+@require_POST
+def promotion_reject(request: HttpRequest, pk: int) -> HttpResponse:
+    comment = request.POST.get("comment", "")
+    return _act(
+        request,
+        pk,
+        "reject",
+        lambda promotion: workflow.promotion_reject(
+            promotion=promotion, user=_user(request), comment=comment, context=AuditContext.from_request(request)
+        ),
+        "The promotion is rejected.",
+    )
+
+
+@login_required
+@require_POST
+def promotion_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    comment = request.POST.get("comment", "")
+    return _act(
+        request,
+        pk,
+        "cancel",
+        lambda promotion: workflow.promotion_cancel(
+            promotion=promotion, user=_user(request), comment=comment, context=AuditContext.from_request(request)
+        ),
+        "The promotion is cancelled.",
+    )
+
+
+@login_required
+@require_POST
+def promotion_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    return _act(
+        request,
+        pk,
+        "retry",
+        lambda promotion: workflow.promotion_retry(
+            promotion=promotion,
+            user=_user(request),
+            comment=request.POST.get("comment", ""),
+            context=AuditContext.from_request(request),
+        ),
+        "Trying again: pre-flight runs first.",
+    )
+
+
+@login_required
+@require_POST
+def promotion_rollback(request: HttpRequest, pk: int) -> HttpResponse:
+    promotion = _promotion(request, pk)
+    if not account_policy.changes_anything(_user(request)):
+        raise PermissionDenied("Auditors read everything and change nothing.")
+    form = RollbackForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a rollback strategy.")
+        return redirect("deployments:promotion-detail", pk=pk)
+    try:
+        rollback = workflow.rollback_request(
+            promotion=promotion,
+            strategy=form.cleaned_data["strategy"],
+            requested_by=_user(request),
+            confirm=form.cleaned_data["confirm"],
+            comment=form.cleaned_data["comment"],
+            context=AuditContext.from_request(request),
+        )
+    except DomainError as refusal:
+        _refused(request, refusal, doing="rollback", promotion=promotion)
+        return redirect("deployments:promotion-detail", pk=pk)
+    messages.success(request, f"Rollback {rollback.pk} requested; it needs an approval.")
+    return redirect("deployments:promotion-detail", pk=rollback.pk)
+
+
+def _stage_choices(version: Any) -> list[tuple[int, str]]:
+    pipeline_id = version.solution.pipeline_id
+    stages = Stage.objects.filter(pipeline_id=pipeline_id).select_related("target_environment").order_by("order", "pk")
+    return [(stage.pk, f"{stage.name} → {stage.target_environment.name}") for stage in stages]
+
+
+@login_required
+def promotion_request(request: HttpRequest, version_pk: int) -> HttpResponse:
+    user = _user(request)
+    version = get_object_or_404(
+        solution_selectors.versions_visible_to(user=user).select_related("solution"), pk=version_pk
+    )
+    refusal = policy.request_refusal(user=user, solution=version.solution)
+    if refusal is not None:
+        raise PermissionDenied(refusal.message)
+    stages = _stage_choices(version)
+    form = PromotionRequestForm(request.POST or None, stages=stages)
+    if request.method == "POST" and form.is_valid():
+        stage = get_object_or_404(Stage, pk=int(form.cleaned_data["stage"]))
+        try:
+            promotion = workflow.promotion_request(
+                version=version,
+                stage=stage,
+                requested_by=user,
+                comment=form.cleaned_data["comment"],
+                change_reference=form.cleaned_data["change_reference"],
+                backup_reference=form.cleaned_data["backup_reference"],
+                scheduled_for=form.cleaned_data["scheduled_for"],
+                context=AuditContext.from_request(request),
+            )
+        except DomainError as problem:
+            details = problem.details if isinstance(problem.details, dict) else {}
+            placed = False
+            for field, problems in details.items():
+                if field in form.fields:
+                    for text in problems if isinstance(problems, list) else [problems]:
+                        form.add_error(field, str(text))
+                        placed = True
+            if not placed:
+                form.add_error(None, problem.message)
+        else:
+            messages.success(request, "Promotion requested; pre-flight checks run now.")
+            return redirect("deployments:promotion-detail", pk=promotion.pk)
+    return render(
+        request, "deployments/promotion_request.html", {"version": version, "form": form, "has_stages": bool(stages)}
+    )
+
+
+@login_required
+def promotion_list(request: HttpRequest) -> HttpResponse:
+    promotions = selectors.promotions_visible_to(user=_user(request)).order_by("-requested_at", "-pk")
+    status = request.GET.get("status", "")
+    if status in PromotionStatus.values:
+        promotions = promotions.filter(status=status)
+    page = Paginator(promotions, 50).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "deployments/promotion_list.html",
+        {"page": page, "status": status, "statuses": PromotionStatus.choices, "tones": STATUS_TONE},
+    )
+
+
+def approvals_waiting_for(user: User) -> list[Promotion]:
+    """Promotions waiting for a decision `user` may make, oldest first (policy decides, per promotion)."""
+    if not account_policy.changes_anything(user) or user.role not in (Role.APPROVER, Role.ADMIN):
+        return []
+    waiting = (
+        selectors.promotions_visible_to(user=user)
+        .filter(status=PromotionStatus.PENDING_APPROVAL)
+        .order_by("requested_at", "pk")
+    )
+    result = []
+    for promotion in waiting:
+        if _decision_refusal(user, promotion) == "":
+            result.append(promotion)
+    return result
+
+
+@login_required
+def approvals_inbox(request: HttpRequest) -> HttpResponse:
+    user = _user(request)
+    if user.role not in (Role.APPROVER, Role.ADMIN):
+        raise PermissionDenied("The approvals inbox is for approvers and admins.")
+    rows = [
+        {
+            "promotion": promotion,
+            "preflight": promotion.get_preflight_status_display(),
+            "preflight_tone": PREFLIGHT_TONE.get(promotion.preflight_status, ""),
+            "production": promotion.target_environment.kind == "production",
+            "waiting_since": promotion.requested_at,
+        }
+        for promotion in approvals_waiting_for(user)
+    ]
+    return render(request, "deployments/approvals_inbox.html", {"rows": rows})
+
+
+@login_required
+def pipeline_list(request: HttpRequest) -> HttpResponse:
+    pipelines = selectors.pipelines_visible_to(user=_user(request)).order_by("name")
+    return render(request, "deployments/pipeline_list.html", {"pipelines": pipelines})
+
+
+@login_required
+def pipeline_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    pipeline = get_object_or_404(selectors.pipelines_visible_to(user=_user(request)), pk=pk)
+    return render(request, "deployments/pipeline_detail.html", {"pipeline": pipeline})
