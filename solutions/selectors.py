@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 
 from alm_portal.accounts import policy
 from alm_portal.accounts.models import User
@@ -37,6 +37,7 @@ def solutions_visible_to(*, user: User) -> QuerySet[Solution]:
     latest = SolutionVersion.objects.filter(solution=OuterRef("pk")).order_by(*VERSION_ORDER)
     queryset = (
         Solution.objects.select_related("team", "pipeline", "home_environment")
+        .prefetch_related(_deployments_prefetch())
         .annotate(
             latest_version_id=Subquery(latest.values("pk")[:1]),
             latest_version_text=Subquery(latest.values("version")[:1]),
@@ -146,12 +147,36 @@ def solution_next_allowed(*, solution: Solution, part: str = "revision", **exclu
     return highest.bump(part).canonical
 
 
-def solution_deployed(*, solution: Solution) -> list[dict[str, Any]]:
-    """[{environment: {id, name}, version: {id, version}}] of where the portal has deployed the solution.
+def _deployments_prefetch() -> Prefetch:
+    """Succeeded promotions, newest first, fetched in one query for a whole page of solutions."""
+    from deployments.choices import PromotionStatus
+    from deployments.models import Promotion
 
-    Empty until promotions exist (deployments issue); the list endpoint's contract already has it.
+    succeeded = (
+        Promotion.objects.filter(status=PromotionStatus.SUCCEEDED)
+        .select_related("target_environment", "version")
+        .order_by("-finished_at", "-id")
+    )
+    return Prefetch("promotions", queryset=succeeded, to_attr="succeeded_promotions")
+
+
+def solution_deployed(*, solution: Solution) -> list[dict[str, Any]]:
+    """[{environment: {id, name}, version: {id, version}}]: the newest successful deployment per environment.
+
+    A rolled-back promotion is no longer `succeeded`, so the environment shows what its rollback installed.
     """
-    return []
+    promotions = getattr(solution, "succeeded_promotions", None)
+    if promotions is None:
+        promotions = list(_deployments_prefetch().queryset.filter(solution=solution))
+    seen: dict[int, dict[str, Any]] = {}
+    for promotion in promotions:
+        environment = promotion.target_environment
+        if environment.pk not in seen:
+            seen[environment.pk] = {
+                "environment": {"id": environment.pk, "name": environment.name},
+                "version": {"id": promotion.version_id, "version": promotion.version.version_key},
+            }
+    return sorted(seen.values(), key=lambda row: row["environment"]["name"])
 
 
 def artifact_for_download(*, version: SolutionVersion, flavour: str) -> ArtifactSlot:

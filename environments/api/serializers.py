@@ -6,7 +6,6 @@ and raise ValidationFailed with details per field.
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -64,7 +63,7 @@ class EnvironmentSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
-    @extend_schema_field(OpenApiTypes.STR)
+    @extend_schema_field(serializers.CharField(allow_null=True))
     def get_client_id(self, environment: Environment) -> str | None:
         active = _active(environment)
         return active.client_id if active else None
@@ -74,7 +73,7 @@ class EnvironmentSerializer(serializers.ModelSerializer):
         active = _active(environment)
         return active.kind if active else None
 
-    @extend_schema_field(OpenApiTypes.DATETIME)
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
     def get_credential_expires_at(self, environment: Environment) -> str | None:
         active = _active(environment)
         if active is None or active.expires_at is None:

@@ -70,7 +70,7 @@ class SolutionSerializer(serializers.ModelSerializer):
             return None
         return {"id": version_id, "version": solution.latest_version_text}  # type: ignore[attr-defined]
 
-    @extend_schema_field(OpenApiTypes.OBJECT)
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
     def get_deployed(self, solution: Solution) -> list[dict[str, Any]]:
         return selectors.solution_deployed(solution=solution)
 

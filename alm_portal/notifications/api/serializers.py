@@ -103,7 +103,8 @@ class WebhookTestAcceptedSerializer(serializers.Serializer):
 
 class EmailSubscriptionSerializer(serializers.ModelSerializer):
     events = serializers.ListField(child=serializers.CharField(), help_text=EVENTS_HELP)
-    email = serializers.EmailField(source="user.email", read_only=True)
+    email = serializers.CharField(source="user.email", read_only=True, allow_null=True)
+    updated_at = serializers.DateTimeField(read_only=True, allow_null=True)
 
     class Meta:
         model = EmailSubscription
