@@ -147,17 +147,20 @@ def solution_next_allowed(*, solution: Solution, part: str = "revision", **exclu
     return highest.bump(part).canonical
 
 
-def _deployments_prefetch() -> Prefetch:
-    """Succeeded promotions, newest first, fetched in one query for a whole page of solutions."""
+def _succeeded_promotions() -> QuerySet[Any]:
     from deployments.choices import PromotionStatus
     from deployments.models import Promotion
 
-    succeeded = (
+    return (
         Promotion.objects.filter(status=PromotionStatus.SUCCEEDED)
         .select_related("target_environment", "version")
         .order_by("-finished_at", "-id")
     )
-    return Prefetch("promotions", queryset=succeeded, to_attr="succeeded_promotions")
+
+
+def _deployments_prefetch() -> Prefetch:
+    """Succeeded promotions, newest first, fetched in one query for a whole page of solutions."""
+    return Prefetch("promotions", queryset=_succeeded_promotions(), to_attr="succeeded_promotions")
 
 
 def solution_deployed(*, solution: Solution) -> list[dict[str, Any]]:
@@ -167,7 +170,7 @@ def solution_deployed(*, solution: Solution) -> list[dict[str, Any]]:
     """
     promotions = getattr(solution, "succeeded_promotions", None)
     if promotions is None:
-        promotions = list(_deployments_prefetch().queryset.filter(solution=solution))
+        promotions = list(_succeeded_promotions().filter(solution=solution))
     seen: dict[int, dict[str, Any]] = {}
     for promotion in promotions:
         environment = promotion.target_environment
