@@ -373,3 +373,45 @@ def test_adoption_ignores_operations_other_jobs_own(contoso, monkeypatch):
     assert promotion.status == "succeeded", promotion.error_message
     assert job_of(promotion).async_operation_id != job_of(first).async_operation_id
     assert contoso.orgs["test"].import_count(SUCCESS, "1.1.0.0") == 1
+
+
+# --- our own database in trouble ----------------------------------------------------------------------------
+
+
+def test_an_inventory_refresh_that_fails_does_not_fail_a_finished_import(contoso, monkeypatch):
+    from django.db import OperationalError
+
+    def deadlocked(**kwargs):
+        raise OperationalError("deadlock detected")
+
+    monkeypatch.setattr("environments.services.environment_sync_inventory", deadlocked)
+    promotion = contoso.promote(contoso.upload(success_package("1.0.0.0")), "test")
+
+    assert promotion.status == "succeeded"
+    assert promotion.result["inventory"] == {
+        "refreshed": False,
+        "error_code": "database_error",
+        "message": "deadlock detected",
+    }
+
+
+def test_a_deadlock_while_reporting_is_retried_not_left_running(contoso, monkeypatch):
+    from django.db import OperationalError
+
+    from deployments import workflow
+
+    original = workflow.promotion_mark_succeeded
+    calls = []
+
+    def first_time_deadlocked(**kwargs):
+        calls.append(kwargs["promotion_id"])
+        if len(calls) == 1:
+            raise OperationalError("deadlock detected")
+        return original(**kwargs)
+
+    monkeypatch.setattr(workflow, "promotion_mark_succeeded", first_time_deadlocked)
+    promotion = contoso.promote(contoso.upload(success_package("1.0.0.0")), "test")
+
+    assert promotion.status == "succeeded" and len(calls) == 2
+    assert job_of(promotion).status == JobStatus.SUCCEEDED
+    assert contoso.orgs["test"].import_count(SUCCESS) == 1

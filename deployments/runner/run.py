@@ -1,38 +1,14 @@
-"""The crash-safe import runner: one IMPORT job carries one promotion (or rollback) onto its target.
-
-DESIGN section 4, step by step, each step recorded on the job row before the next one starts, so a
-worker that dies anywhere leaves a row another worker continues from:
-
-1. The engine claims the job (conditional UPDATE; the environment's single solution-operation slot).
-2. ``prepare``: read what the target has (the version this promotion replaces) and plan the Dataverse
-   operations: one import (StageAndUpgradeAsync for upgrade, ImportSolutionAsync for update), or for a
-   rollback: uninstall then import, DeleteAndPromote, or uninstall of the ``_Upgrade`` holding solution.
-3. Mark the promotion running with the previous version; re-check the pre-flight blockers.
-4. ``submit:<n>``: re-hash the artifact from storage (``checksum_mismatch`` fails), commit the job as
-   submitting with submitted_at and the package SHA-256, then call Dataverse. The returned
-   AsyncOperationId / ImportJobKey are stored on the job at once (``poll:<n>``).
-5. Poll as a chain of short tasks: each look is one task; the next is a deferral whose interval grows
-   with the time already waited, and which honours Retry-After.
-6. On completion read the import log, record per-component results, refresh the target's inventory and
-   report the outcome to the workflow; on failure keep Dataverse's code, message and log.
-
-A job found with no handle for an operation that may have been sent (``submit:<n>``, or status
-submitting) is never resubmitted blindly: the runner looks for the operation it may have started
-(asyncoperations of that type created since submitted_at − 5 min, import jobs of the solution since then)
-and adopts it; a CustomizationLock then means "still in flight, look again later". It resubmits only when
-nothing is found and the target still has what it had before. An operation still running after
-ALM_IMPORT_MAX_WAIT (default 6 h) makes the job `needs_attention` and flags the promotion.
-"""
+"""One pass over a promotion's run job (see deployments/runner/__init__.py for the steps)."""
 
 from __future__ import annotations
 
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from django.conf import settings
+from django.db import OperationalError
 from django.db.models import Q
 from django.utils import timezone
 
@@ -40,7 +16,6 @@ from alm_portal.audit.context import AuditContext
 from alm_portal.dataverse import errors as dv
 from alm_portal.dataverse.client import (
     AsyncOperation,
-    AsyncOperationType,
     DataverseClient,
     ImportJob,
     RetryPolicy,
@@ -49,7 +24,8 @@ from alm_portal.dataverse.client import (
 )
 from alm_portal.dataverse.importlog import ImportLogError
 from alm_portal.dataverse.settings_document import DeploymentSettings as SettingsDocument
-from deployments.choices import ImportMode, JobStatus, PromotionStatus, RollbackStrategy
+from alm_portal.errors import DomainError
+from deployments.choices import ImportMode, JobStatus, PromotionStatus
 from deployments.jobs import JobDeferred, JobFailed, JobNeedsAttention, crash_point, job_mark_step, job_progress
 from deployments.models import DeploymentSettings, Job, Promotion
 from deployments.preflight import (
@@ -58,16 +34,26 @@ from deployments.preflight import (
     deployment_client_for,
     local_artifact,
     promotion_for_job,
-    promotion_import_mode,
     promotion_preflight,
-    promotion_strategy,
     read_target,
     settings_document_of,
 )
-from solutions import selectors as solution_selectors
+from deployments.runner.adoption import find_started_operation, target_unchanged
+from deployments.runner.plan import IMPORT, UNINSTALL, operation_label, planned_operations
+from deployments.runner.results import flows_result, import_log_components, import_log_summary, refresh_inventory
+from deployments.runner.timing import (
+    ADOPT_AFTER_SECONDS,
+    MAX_TRANSIENT_ATTEMPTS,
+    busy_retry_seconds,
+    import_job_id_on_async,
+    import_max_wait,
+    poll_interval,
+    poll_seconds,
+)
 
 if TYPE_CHECKING:
     from environments.models import Environment
+
 
 logger = logging.getLogger(__name__)
 
@@ -78,155 +64,6 @@ ClientFactory = Callable[["Environment"], DataverseClient]
 IMPORT_RETRY = RetryPolicy(max_attempts=3, base_delay=0.5, max_delay=5.0, max_retry_after=5.0)
 # The upload can be large; its read timeout stays well below the task time limit.
 IMPORT_TIMEOUTS = Timeouts(connect=10.0, read=60.0, transfer_read=600.0)
-# Where to look for an operation a lost submit may have started (DESIGN section 4).
-ADOPTION_WINDOW = timedelta(minutes=5)
-# Each wait is this share of the time already waited (bounded by the two poll settings), so a short
-# import is seen soon after it ends and a long one costs few requests.
-POLL_BACKOFF_SHARE = 0.3
-# A target that is unreachable before anything was submitted is tried this many times, then the
-# promotion fails; once something runs there, the wait is bounded by ALM_IMPORT_MAX_WAIT instead.
-MAX_TRANSIENT_ATTEMPTS = 20
-# After a submit whose answer was lost, look for the operation this soon.
-ADOPT_AFTER_SECONDS = 2.0
-# The raw import log kept with a failed promotion (the parsed results are always kept).
-MAX_KEPT_LOG_CHARS = 512 * 1024
-
-IMPORT, UNINSTALL, DELETE_AND_PROMOTE = "import", "uninstall", "delete_and_promote"
-
-
-# --- settings (the lead adds them to the settings module; these are the defaults) -------------------------
-
-
-def import_max_wait() -> timedelta:
-    """ALM_IMPORT_MAX_WAIT (seconds, default 6 h): after this an operation's outcome is unknown."""
-    return timedelta(seconds=float(getattr(settings, "ALM_IMPORT_MAX_WAIT", 6 * 3600)))
-
-
-def poll_seconds() -> float:
-    """ALM_IMPORT_POLL_SECONDS (default 1): the first wait after a submit and the shortest between looks."""
-    return float(getattr(settings, "ALM_IMPORT_POLL_SECONDS", 1.0))
-
-
-def poll_max_seconds() -> float:
-    """ALM_IMPORT_POLL_MAX_SECONDS (default 15): the longest wait between two looks."""
-    return float(getattr(settings, "ALM_IMPORT_POLL_MAX_SECONDS", 15.0))
-
-
-def busy_retry_seconds() -> float:
-    """ALM_IMPORT_BUSY_RETRY_SECONDS (default 10): how soon to try again when the target runs another
-    solution operation (CustomizationLock)."""
-    return float(getattr(settings, "ALM_IMPORT_BUSY_RETRY_SECONDS", 10.0))
-
-
-def import_job_id_on_async() -> bool:
-    """ALM_IMPORT_JOB_ID_ON_ASYNC (default off): send a caller-chosen ImportJobId (UNCONFIRMED, DESIGN 4)."""
-    return bool(getattr(settings, "ALM_IMPORT_JOB_ID_ON_ASYNC", False))
-
-
-def poll_interval(*, waited: timedelta) -> float:
-    """Seconds until the next look, given how long the operation has been running."""
-    return min(poll_max_seconds(), max(poll_seconds(), waited.total_seconds() * POLL_BACKOFF_SHARE))
-
-
-# --- the plan ---------------------------------------------------------------------------------------------
-
-
-def planned_operations(*, promotion: Promotion) -> list[dict[str, Any]]:
-    """The Dataverse operations a promotion runs on its target, in order."""
-    name = promotion.solution.unique_name
-    strategy = promotion_strategy(promotion=promotion)
-    if strategy == RollbackStrategy.UNINSTALL_REINSTALL:
-        return [
-            {"kind": UNINSTALL, "solution": name},
-            {"kind": IMPORT, "solution": name, "mode": ImportMode.UPDATE},
-        ]
-    if strategy == RollbackStrategy.HOLDING_APPLY:
-        return [{"kind": DELETE_AND_PROMOTE, "solution": name}]
-    if strategy == RollbackStrategy.HOLDING_REMOVE:
-        return [{"kind": UNINSTALL, "solution": name + HOLDING_SUFFIX}]
-    return [{"kind": IMPORT, "solution": name, "mode": promotion_import_mode(promotion=promotion)}]
-
-
-def _operation_types(operation: dict[str, Any]) -> tuple[int, ...]:
-    if operation["kind"] == IMPORT:
-        if operation.get("mode") == ImportMode.UPGRADE:
-            return (AsyncOperationType.STAGE_AND_UPGRADE,)
-        return (AsyncOperationType.IMPORT_SOLUTION,)
-    if operation["kind"] == UNINSTALL:
-        return (AsyncOperationType.UNINSTALL_SOLUTION,)
-    return (AsyncOperationType.DELETE_AND_PROMOTE,)
-
-
-def _label(operation: dict[str, Any]) -> str:
-    if operation["kind"] == IMPORT:
-        action = "StageAndUpgradeAsync" if operation.get("mode") == ImportMode.UPGRADE else "ImportSolutionAsync"
-        return f"{action} of {operation['solution']}"
-    if operation["kind"] == UNINSTALL:
-        return f"UninstallSolutionAsync of {operation['solution']}"
-    return f"DeleteAndPromoteAsync of {operation['solution']}"
-
-
-# --- import log ------------------------------------------------------------------------------------------
-
-
-def import_log_summary(import_job: ImportJob | None, *, keep_xml: bool) -> dict[str, Any]:
-    """The parts of an import job people review: overall result, per-component results, missing dependencies;
-    the raw XML too when `keep_xml` (a failure), truncated to MAX_KEPT_LOG_CHARS."""
-    if import_job is None:
-        return {"available": False}
-    summary: dict[str, Any] = {
-        "available": True,
-        "import_job_id": str(import_job.import_job_id),
-        "solution": import_job.solution_name,
-        "progress": import_job.progress,
-        "started_on": import_job.started_on.isoformat() if import_job.started_on else None,
-        "completed_on": import_job.completed_on.isoformat() if import_job.completed_on else None,
-    }
-    log = import_job.log
-    if log is not None:
-        summary.update(
-            {
-                "version": log.solution_version,
-                "managed": log.managed,
-                "result": log.result,
-                "error_code": log.error_code,
-                "message": log.message[:4000],
-                "failures": len(log.failures),
-                "missing_dependencies": [
-                    {
-                        "required_type": entry.required_type,
-                        "required_name": entry.required_name,
-                        "required_solution": entry.required_solution,
-                        "dependent_type": entry.dependent_type,
-                        "dependent_name": entry.dependent_name,
-                    }
-                    for entry in log.missing_dependencies
-                ],
-            }
-        )
-    if keep_xml and import_job.data:
-        summary["xml"] = import_job.data[:MAX_KEPT_LOG_CHARS]
-        summary["xml_truncated"] = len(import_job.data) > MAX_KEPT_LOG_CHARS
-    return summary
-
-
-def import_log_components(import_job: ImportJob | None) -> list[dict[str, Any]]:
-    """Per-component results of the import log."""
-    if import_job is None or import_job.log is None:
-        return []
-    return [
-        {
-            "type": component.component_type,
-            "name": component.name,
-            "result": component.result,
-            "error_code": component.error_code,
-            "message": component.message[:1000],
-        }
-        for component in import_job.log.components
-    ]
-
-
-# --- the run ---------------------------------------------------------------------------------------------
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -405,8 +242,8 @@ class ImportRun:
                 if not self._adopt(index):
                     if not self._target_unchanged(index):
                         self.attention(
-                            f"{_label(operation)} may have been submitted, no operation of it was found, and the "
-                            "target no longer has what it had before: the outcome is unknown."
+                            f"{operation_label(operation)} may have been submitted, no operation of it was found, "
+                            "and the target no longer has what it had before: the outcome is unknown."
                         )
                     self._submit(index, after_uncertainty=True)
             else:
@@ -436,7 +273,9 @@ class ImportRun:
             self.state["first_submitted_at"] = now.isoformat()
         else:
             self.state.setdefault("first_submitted_at", now.isoformat())
-        job_progress(self.job, 10 + 60 * index // max(1, len(self.operations)), f"Submitting {_label(operation)}")
+        job_progress(
+            self.job, 10 + 60 * index // max(1, len(self.operations)), f"Submitting {operation_label(operation)}"
+        )
         try:
             if operation["kind"] == IMPORT:
                 async_id, import_job_id = self._submit_import(index, operation, status=status, now=now)
@@ -476,7 +315,7 @@ class ImportRun:
                 self.state["uncertain"] = index
                 self._save(status=status, step=f"submit:{index}")
                 self._defer(ADOPT_AFTER_SECONDS, message="The import was submitted before; adopting it")
-            self.fail(refusal.code or "dataverse_error", f"{_label(operation)} was refused: {refusal.message}")
+            self.fail(refusal.code or "dataverse_error", f"{operation_label(operation)} was refused: {refusal.message}")
         self.state.pop("uncertain", None)
         self._save(
             status=self._status(index, "poll"),
@@ -485,7 +324,7 @@ class ImportRun:
             import_job_id=import_job_id,
         )
         crash_point("after_submit")
-        self._defer(poll_seconds(), step=f"poll:{index}", message=f"Submitted {_label(operation)}")
+        self._defer(poll_seconds(), step=f"poll:{index}", message=f"Submitted {operation_label(operation)}")
 
     def _submit_import(self, index: int, operation: dict[str, Any], *, status: str, now: datetime) -> tuple[str, str]:
         version = self.promotion.version
@@ -529,70 +368,31 @@ class ImportRun:
 
     def _adopt(self, index: int) -> bool:
         """Find the operation a submit that may have been sent started, and continue with it."""
-        operation = self.operations[index]
-        since = self._attempt_started() - ADOPTION_WINDOW
-        anchor = self._attempt_started()
-        others = Job.objects.filter(environment=self.job.environment).exclude(pk=self.job.pk)
-        known_operations = set(others.exclude(async_operation_id="").values_list("async_operation_id", flat=True))
-        known_operations |= {str(done.get("async_operation_id")) for done in self.state.get("done", [])}
-        known_imports = set(others.exclude(import_job_id="").values_list("import_job_id", flat=True))
-        candidates = [
-            found
-            for operation_type in _operation_types(operation)
-            for found in self.client.find_async_operations(operation_type, since)
-            if str(found.async_operation_id) not in known_operations
-        ]
-        chosen = min(candidates, key=lambda op: abs((op.created_on or anchor) - anchor), default=None)
-        import_job: ImportJob | None = None
-        import_jobs: list[ImportJob] = []
-        if operation["kind"] == IMPORT:
-            sent_id = self.job.import_job_id
-            if sent_id:
-                try:
-                    import_job = self.client.get_import_job(sent_id, with_log=False)
-                except dv.NotFound:
-                    import_job = None
-            if import_job is None:
-                import_jobs = [
-                    found
-                    for found in self.client.find_import_jobs(operation["solution"], since)
-                    if str(found.import_job_id) not in known_imports
-                ]
-                near = chosen.created_on if chosen is not None and chosen.created_on else anchor
-                import_job = min(import_jobs, key=lambda ij: abs((ij.created_on or near) - near), default=None)
-        if chosen is None and import_job is None:
+        found = find_started_operation(
+            client=self.client,
+            job=self.job,
+            operation=self.operations[index],
+            started=self._attempt_started(),
+            done=self.state.get("done", []),
+        )
+        if found is None:
             return False
-        self.state["adopted"] = {
-            "async_operation_id": str(chosen.async_operation_id) if chosen else None,
-            "import_job_id": str(import_job.import_job_id) if import_job else None,
-            "operation_candidates": len(candidates),
-            "import_job_candidates": len(import_jobs),
-            "searched_since": since.isoformat(),
-        }
+        self.state["adopted"] = found.facts
         self.state.pop("uncertain", None)
         self._save(
             status=self._status(index, "poll"),
             step=f"poll:{index}",
-            async_operation_id=str(chosen.async_operation_id) if chosen else "",
-            import_job_id=str(import_job.import_job_id) if import_job else "",
+            async_operation_id=found.async_operation_id,
+            import_job_id=found.import_job_id,
         )
-        logger.info("job %s adopted %s", self.job.pk, self.state["adopted"])
+        logger.info("job %s adopted %s", self.job.pk, found.facts)
         return True
 
     def _target_unchanged(self, index: int) -> bool:
         """Whether the target still has what it had before this operation (then resubmitting is safe)."""
-        operation = self.operations[index]
-        live = self.client.get_solution(operation["solution"])
-        if operation["kind"] == IMPORT:
-            expected = self.state.get("previous_version", "") if index == 0 else ""
-            if live is None or not expected:
-                return live is None and not expected
-            current = solution_selectors.parse_version(live.version)
-            before = solution_selectors.parse_version(expected)
-            return current is not None and current == before
-        if operation["kind"] == UNINSTALL:
-            return live is not None
-        return self.client.get_solution(operation["solution"] + HOLDING_SUFFIX) is not None
+        # After an uninstall the solution is absent; before the first operation it had previous_version.
+        expected = self.state.get("previous_version", "") if index == 0 else ""
+        return target_unchanged(client=self.client, operation=self.operations[index], expected_version=expected)
 
     # -- polling --
 
@@ -607,7 +407,9 @@ class ImportRun:
         except dv.NotFound:
             if operation["kind"] == IMPORT and self.job.import_job_id:
                 return self._poll_import_job(index)
-            self.attention(f"The system job {async_id} of {_label(operation)} is gone: the outcome is unknown.")
+            self.attention(
+                f"The system job {async_id} of {operation_label(operation)} is gone: the outcome is unknown."
+            )
         crash_point("mid_poll")
         if observed.is_completed:
             error = observed.error(self.client.environment_url)
@@ -641,11 +443,11 @@ class ImportRun:
         waited = timezone.now() - self._attempt_started()
         if waited > import_max_wait():
             self.attention(
-                f"{_label(operation)} is still running after {waited.total_seconds() / 3600:.1f} h "
+                f"{operation_label(operation)} is still running after {waited.total_seconds() / 3600:.1f} h "
                 f"(ALM_IMPORT_MAX_WAIT): the outcome is unknown."
             )
-        job_progress(self.job, 20 + 60 * index // max(1, len(self.operations)), f"{_label(operation)}: {what}")
-        self._defer(poll_interval(waited=waited), step=f"poll:{index}", message=f"{_label(operation)}: {what}")
+        job_progress(self.job, 20 + 60 * index // max(1, len(self.operations)), f"{operation_label(operation)}: {what}")
+        self._defer(poll_interval(waited=waited), step=f"poll:{index}", message=f"{operation_label(operation)}: {what}")
 
     def _read_import_job(self, *, with_log: bool) -> ImportJob | None:
         if not self.job.import_job_id:
@@ -668,6 +470,8 @@ class ImportRun:
             "import_job_id": self.job.import_job_id or None,
             "submitted_at": _iso(self.job.submitted_at),
             "completed_on": outcome.get("completed_on"),
+            # When the portal saw the end: next to completed_on it shows how late polling noticed.
+            "seen_at": timezone.now().isoformat(),
             "succeeded": outcome["succeeded"],
         }
         import_job = self._read_import_job(with_log=True) if operation["kind"] == IMPORT else None
@@ -680,12 +484,12 @@ class ImportRun:
         if not outcome["succeeded"]:
             self.state.setdefault("done", []).append(record)
             code = outcome.get("error_code") or record.get("import_log", {}).get("error_code") or "operation_failed"
-            message = outcome.get("error_message") or f"{_label(operation)} failed."
+            message = outcome.get("error_message") or f"{operation_label(operation)} failed."
             self.fail(
                 code,
                 message,
                 result={
-                    "failed_operation": _label(operation),
+                    "failed_operation": operation_label(operation),
                     "import_log": record.get("import_log"),
                     "components": record.get("components", []),
                     "async_operation_id": record["async_operation_id"],
@@ -727,32 +531,15 @@ class ImportRun:
             "async_operation_id": self.job.async_operation_id or None,
             "import_job_id": self.job.import_job_id or None,
             "adopted": next((done["adopted"] for done in self.state.get("done", []) if done.get("adopted")), None),
-            "flows": self._flows_result(bool(imports)),
-            "inventory": self._refresh_inventory(),
+            "flows": flows_result(stage=self.promotion.stage, imported=bool(imports)),
+            "inventory": refresh_inventory(
+                environment=self.promotion.target_environment, context=self.context, job_id=self.job.pk
+            ),
         }
         self._refresh_promotion()
         if self.promotion.status == PromotionStatus.RUNNING:
             workflow.promotion_mark_succeeded(promotion_id=self.promotion.pk, result=result, context=self.context)
         return result
-
-    def _flows_result(self, imported: bool) -> dict[str, Any]:
-        # The client has no call to turn flows on one by one; PublishWorkflows on the import action
-        # activates processes and plug-in steps (reference 5.1), so nothing is left to do afterwards.
-        if not imported:
-            return {"activation": "not_applicable", "reason": "Nothing was imported."}
-        if self.promotion.stage.activate_flows_and_plugins:
-            return {"activation": "not_needed", "reason": "PublishWorkflows=true was sent with the import."}
-        return {"activation": "skipped", "reason": "The stage does not activate flows and plug-ins."}
-
-    def _refresh_inventory(self) -> dict[str, Any]:
-        from environments.services import InventorySyncFailed, environment_sync_inventory
-
-        try:
-            report = environment_sync_inventory(environment=self.promotion.target_environment, context=self.context)
-        except InventorySyncFailed as failure:
-            # The import is done whatever the inventory says; the next scheduled sync catches up.
-            return {"refreshed": False, "error_code": failure.code, "message": failure.message[:500]}
-        return {"refreshed": True, "changed": report.changed, "added": report.added, "removed": report.removed}
 
     # -- transient trouble --
 
@@ -766,8 +553,9 @@ class ImportRun:
                 Q(throttled_until__isnull=True) | Q(throttled_until__lt=until)
             ).update(throttled_until=until)
 
-    def transient(self, exc: dv.TransientError) -> NoReturn:
-        """A read failed for now (throttled, 5xx, timeout): come back later, within bounds."""
+    def transient(self, exc: dv.TransientError | OperationalError) -> NoReturn:
+        """A read failed for now (throttled, 5xx, timeout; or our database: a deadlock victim, a lost
+        connection): come back later, within bounds. Every step is safe to repeat."""
         if isinstance(exc, dv.Throttled):
             self._persist_throttle()
         in_flight = bool(self.job.async_operation_id or self.job.import_job_id) or self._maybe_sent_any()
@@ -778,8 +566,9 @@ class ImportRun:
         if in_flight and timezone.now() - self._attempt_started() > import_max_wait():
             self.attention(f"The target did not answer for longer than ALM_IMPORT_MAX_WAIT: {exc}")
         self._save(status=self.job.status, step=self.job.step)
-        wait = exc.retry_after or min(60.0, 2.0 * 2 ** min(attempts, 5))
-        self._defer(wait, message=f"Dataverse busy or unreachable ({exc}); retrying")
+        retry_after = exc.retry_after if isinstance(exc, dv.TransientError) else None
+        wait = retry_after or min(60.0, 2.0 * 2 ** min(attempts, 5))
+        self._defer(wait, message=f"Temporary trouble ({type(exc).__name__}: {exc}); retrying")
 
     def _maybe_sent_any(self) -> bool:
         return self.job.step.startswith("submit:") or self.job.status == JobStatus.SUBMITTING
@@ -829,7 +618,11 @@ def promotion_run(*, job: Job, context: AuditContext, client_factory: ClientFact
     with client:
         try:
             return run.run()
-        except dv.TransientError as exc:
+        except (dv.TransientError, OperationalError) as exc:
             run.transient(exc)
+        except DomainError as refusal:
+            # The workflow refused a transition (e.g. the promotion is no longer this job's): end the job
+            # with the refusal's code instead of an internal error.
+            raise JobFailed(refusal.code, refusal.message) from refusal
         except dv.DataverseError as exc:
             run.fail(exc.code or "dataverse_error", f"Dataverse refused a request: {exc.message}")

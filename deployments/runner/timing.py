@@ -1,0 +1,51 @@
+"""Settings and timing of the runner: how long to wait, how often to look (the lead adds the ALM_IMPORT_*
+settings to the settings module; the defaults are here)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+
+# Where to look for an operation a lost submit may have started (DESIGN section 4).
+ADOPTION_WINDOW = timedelta(minutes=5)
+# Each wait is this share of the time already waited (bounded by the two poll settings): a short import is
+# seen soon after it ends (within a fifth of its duration), a long one is looked at every
+# ALM_IMPORT_POLL_MAX_SECONDS, as often as a fixed 10 s poller would (bench/bench_promotion_overhead.py).
+POLL_BACKOFF_SHARE = 0.2
+# A target that is unreachable before anything was submitted is tried this many times, then the
+# promotion fails; once something runs there, the wait is bounded by ALM_IMPORT_MAX_WAIT instead.
+MAX_TRANSIENT_ATTEMPTS = 20
+# After a submit whose answer was lost, look for the operation this soon.
+ADOPT_AFTER_SECONDS = 2.0
+
+
+def import_max_wait() -> timedelta:
+    """ALM_IMPORT_MAX_WAIT (seconds, default 6 h): after this an operation's outcome is unknown."""
+    return timedelta(seconds=float(getattr(settings, "ALM_IMPORT_MAX_WAIT", 6 * 3600)))
+
+
+def poll_seconds() -> float:
+    """ALM_IMPORT_POLL_SECONDS (default 1): the first wait after a submit and the shortest between looks."""
+    return float(getattr(settings, "ALM_IMPORT_POLL_SECONDS", 1.0))
+
+
+def poll_max_seconds() -> float:
+    """ALM_IMPORT_POLL_MAX_SECONDS (default 10): the longest wait between two looks."""
+    return float(getattr(settings, "ALM_IMPORT_POLL_MAX_SECONDS", 10.0))
+
+
+def busy_retry_seconds() -> float:
+    """ALM_IMPORT_BUSY_RETRY_SECONDS (default 10): how soon to try again when the target runs another
+    solution operation (CustomizationLock)."""
+    return float(getattr(settings, "ALM_IMPORT_BUSY_RETRY_SECONDS", 10.0))
+
+
+def import_job_id_on_async() -> bool:
+    """ALM_IMPORT_JOB_ID_ON_ASYNC (default off): send a caller-chosen ImportJobId (UNCONFIRMED, DESIGN 4)."""
+    return bool(getattr(settings, "ALM_IMPORT_JOB_ID_ON_ASYNC", False))
+
+
+def poll_interval(*, waited: timedelta) -> float:
+    """Seconds until the next look, given how long the operation has been running."""
+    return min(poll_max_seconds(), max(poll_seconds(), waited.total_seconds() * POLL_BACKOFF_SHARE))
