@@ -297,6 +297,23 @@ ALM_TEST_CRASH_AT = env_optional("ALM_TEST_CRASH_AT")
 ALM_DATAVERSE_CA_BUNDLE = env_optional("ALM_DATAVERSE_CA_BUNDLE")
 DEMO_PASSWORD = env_optional("DEMO_PASSWORD")
 
+# Entra ID single sign-on (issue 7): all three set, or none (the sign-in page then offers passwords only).
+# The authority's TLS is checked against ALM_DATAVERSE_CA_BUNDLE when set (the emulator's CA in the demo).
+ALM_SSO_AUTHORITY = env_optional("ALM_SSO_AUTHORITY")
+ALM_SSO_CLIENT_ID = env_optional("ALM_SSO_CLIENT_ID")
+ALM_SSO_CLIENT_SECRET = env_optional("ALM_SSO_CLIENT_SECRET")
+_sso_missing = [
+    name
+    for name, value in (
+        ("ALM_SSO_AUTHORITY", ALM_SSO_AUTHORITY),
+        ("ALM_SSO_CLIENT_ID", ALM_SSO_CLIENT_ID),
+        ("ALM_SSO_CLIENT_SECRET", ALM_SSO_CLIENT_SECRET),
+    )
+    if not value
+]
+if _sso_missing and len(_sso_missing) < 3:
+    raise ConfigurationError(_sso_missing[0], "single sign-on needs ALM_SSO_AUTHORITY, _CLIENT_ID and _CLIENT_SECRET")
+
 # Solution packages: uploads above this size are refused with 413 (match your proxy's body limit).
 ALM_MAX_UPLOAD_BYTES = env_int("ALM_MAX_UPLOAD_BYTES", 500 * 1024 * 1024, minimum=1024)
 # Export jobs look at Dataverse's async operation every few seconds for a short while, then defer

@@ -1,12 +1,19 @@
 """Sign-in pages and the caller's own API tokens."""
 
+from typing import Any
+
+from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.contrib.auth.views import LoginView
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render, resolve_url
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from alm_portal.accounts import policy, selectors, services
+from alm_portal.accounts import policy, selectors, services, sso
 from alm_portal.accounts.forms import ApiTokenForm
 from alm_portal.audit.context import AuditContext
 from alm_portal.errors import DomainError
@@ -50,3 +57,62 @@ def api_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     services.api_token_revoke(token=token, context=AuditContext.from_request(request))
     messages.success(request, f"Token {token.name!r} revoked.")
     return redirect("accounts:api-tokens")
+
+
+# --- sign-in: passwords and Entra ID single sign-on ---------------------------------------------------
+
+SSO_FLOW_KEY = "alm_sso_flow"
+SSO_NEXT_KEY = "alm_sso_next"
+
+
+class SignInView(LoginView):
+    """Django's password sign-in, plus the Entra ID button when single sign-on is configured."""
+
+    template_name = "accounts/login.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["sso_enabled"] = sso.sso_configured()
+        context["sso_error"] = self.request.session.pop("alm_sso_error", "")
+        return context
+
+
+def _safe_next(request: HttpRequest, target: str) -> str:
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=False):
+        return target
+    return resolve_url(settings.LOGIN_REDIRECT_URL)
+
+
+def sso_login(request: HttpRequest) -> HttpResponse:
+    """Start the authorization-code flow and send the browser to Entra ID."""
+    if not sso.sso_configured():
+        raise Http404("Single sign-on is not configured.")
+    flow = sso.flow_start(redirect_uri=request.build_absolute_uri(reverse("accounts:sso-callback")))
+    request.session[SSO_FLOW_KEY] = flow
+    request.session[SSO_NEXT_KEY] = _safe_next(request, request.GET.get("next", ""))
+    return redirect(flow["auth_uri"])
+
+
+def _refuse(request: HttpRequest, message: str) -> HttpResponse:
+    request.session["alm_sso_error"] = message
+    return redirect("accounts:login")
+
+
+def sso_callback(request: HttpRequest) -> HttpResponse:
+    """Entra ID's answer: redeem the code (msal checks state, nonce, PKCE), map the claims, sign in."""
+    if not sso.sso_configured():
+        raise Http404("Single sign-on is not configured.")
+    flow = request.session.pop(SSO_FLOW_KEY, None)
+    target = request.session.pop(SSO_NEXT_KEY, "") or resolve_url(settings.LOGIN_REDIRECT_URL)
+    if not flow:
+        return _refuse(request, "The sign-in took too long or was started elsewhere; please try again.")
+    try:
+        claims = sso.flow_finish(flow=flow, answer=request.GET.dict())
+        user = sso.user_from_claims(claims=claims, context=AuditContext.from_request(request))
+    except ValueError:  # msal: state mismatch and other protocol errors
+        return _refuse(request, "The answer from Entra ID did not match this sign-in; please try again.")
+    except sso.SignInRefused as refusal:
+        return _refuse(request, refusal.message)
+    request.sign_in_method = "entra"  # type: ignore[attr-defined]
+    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    return redirect(target)
