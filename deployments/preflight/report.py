@@ -32,7 +32,7 @@ class PreflightReport:
     checks: list[PreflightCheck] = field(default_factory=list)
     checked_at: str = field(default_factory=lambda: timezone.now().isoformat())
 
-    def add(self, code: str, severity: str, message: str, **details: Any) -> None:
+    def add(self, code: str, severity: str, message: str, /, **details: Any) -> None:
         self.checks.append(PreflightCheck(code, severity, message, details))
 
     @property

@@ -135,3 +135,30 @@ def test_a_rollback_runs_on_the_worker_and_marks_what_it_rolled_back(contoso, wo
     assert (promotion.status, promotion.rolled_back_by_id) == ("rolled_back", rollback.pk)
     assert contoso.installed("test")["version"] == "1.2.0.1"
     assert "ud_testentity9" not in contoso.tables("test")
+
+
+def test_two_promotions_to_one_environment_run_one_after_the_other_and_to_two_at_once(contoso, worker):
+    from deployments.models import Job
+
+    for org in contoso.orgs.values():
+        org.settings(operation_duration=2)
+    approver, second = contoso.approvers
+    first, other = (contoso.upload(success_package("1.0.0.0", unique_name=name)) for name in ("First", "Other"))
+    same = [request_and_check(contoso, worker, version, "test") for version in (first, other)]
+    for promotion in same:
+        approve(promotion, approver)
+    same = [finished(worker, promotion) for promotion in same]
+    jobs = sorted((Job.objects.get(pk=p.run_job_id) for p in same), key=lambda job: job.submitted_at)
+    assert all(p.status == "succeeded" for p in same)
+    assert jobs[1].submitted_at >= jobs[0].finished_at  # the environment's one slot
+
+    from deployments.services import stage_update
+
+    stage_update(stage=contoso.stages["prod"], context=as_user(contoso.admin), requires_previous_stage=False)
+    to_test = request_and_check(contoso, worker, contoso.upload(success_package("1.0.0.0", unique_name="Both")), "test")
+    to_prod = request_and_check(contoso, worker, contoso.upload(success_package("1.0.0.1", unique_name="Prod")), "prod")
+    approve(to_test, approver)
+    approve(to_prod, approver)
+    approve(to_prod, second)
+    a, b = (Job.objects.get(pk=finished(worker, p).run_job_id) for p in (to_test, to_prod))
+    assert a.submitted_at < b.finished_at and b.submitted_at < a.finished_at  # both at once

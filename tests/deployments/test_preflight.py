@@ -10,6 +10,7 @@ from deployments.models import Job
 from deployments.preflight import manifest_missing_dependencies, preflight_run
 from deployments.services import stage_update
 from tests.deployments.test_runner_fixtures import (  # noqa: F401 - fixtures are found by name
+    SUCCESS,
     WORKER,
     as_user,
     checks_by_code,
@@ -93,6 +94,19 @@ def test_missing_dependencies_found_by_stage_solution_block(contoso):
     assert "ud_testentity4" in required
 
 
+def test_what_stage_solution_refuses_on_the_target_blocks(contoso):
+    from tests.emulator.packages import make_solution
+
+    # The target has a Success from another publisher: a managed solution's publisher cannot change.
+    contoso.orgs["test"].install(make_solution(SUCCESS, "0.9.0.0", publisher="otherpub", prefix="oth"))
+    promotion, checks = preflight_of(contoso, contoso.upload(success_package("1.0.0.0")))
+
+    assert promotion.preflight_status == "blocked"
+    assert checks["version_upgrade"]["details"]["installed_version"] == "0.9.0.0"
+    refused = checks["stage_validation_failed"]
+    assert refused["severity"] == "blocker" and refused["details"]["error_code"] == "0x8004801C"
+
+
 def test_dependencies_on_named_solutions_are_checked_against_the_target():
     manifest = {
         "missing_dependencies": [
@@ -130,7 +144,10 @@ def test_complete_settings_pass(contoso):
     contoso.set_settings(
         "test",
         {
-            "EnvironmentVariables": [{"SchemaName": "new_ContosoURL", "Value": "https://test.contoso.com"}],
+            "EnvironmentVariables": [
+                {"SchemaName": "new_ContosoURL", "Value": "https://test.contoso.com"},
+                {"SchemaName": "new_Retired", "Value": "left over"},
+            ],
             "ConnectionReferences": [
                 {
                     "LogicalName": "new_D365connection",
@@ -144,6 +161,7 @@ def test_complete_settings_pass(contoso):
 
     assert "settings_incomplete" not in checks and "settings_package_values" not in checks
     assert checks["settings_complete"]["details"]["settings_version"] == 1
+    assert checks["settings_unused"]["details"]["names"] == ["new_Retired"]
 
 
 def test_an_upgrade_that_drops_a_table_reports_the_rows_it_deletes(contoso):

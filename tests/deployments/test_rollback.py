@@ -173,6 +173,9 @@ def test_uninstall_reinstall_goes_back_to_the_old_version_itself(contoso, deploy
     assert "ud_testentity9" not in tables and set(BASE_TABLES) <= set(tables)
     kinds = [operation["kind"] for operation in rollback.result["operations"]]
     assert kinds == ["uninstall", "import"]
+    checks = checks_by_code(rollback.preflight_result)
+    assert checks["version_rollback"]["details"] == {"installed_version": "1.2.0.0", "version": "1.1.0.0"}
+    assert {entry["table"] for entry in checks["data_loss"]["details"]["data_loss"]} == set(WITH_EXTRA)
     assert job_of(rollback).status == JobStatus.SUCCEEDED
     assert contoso.orgs["test"].import_count(SUCCESS, "1.1.0.0") == 2  # first deployment, then the reinstall
 
