@@ -96,6 +96,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "alm_portal.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "alm_portal.api.idempotency.IdempotencyMiddleware",
 ]
@@ -154,6 +155,8 @@ CSRF_COOKIE_SECURE = PRODUCTION
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# alm_portal/csp.py sets the Content-Security-Policy; these path prefixes keep their own (inline-script) markup.
+ALM_CSP_EXEMPT_PATHS = env_list("ALM_CSP_EXEMPT_PATHS", ["/api/docs/"])
 if PRODUCTION:
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if ALM_TRUSTED_PROXY_HEADER else None
