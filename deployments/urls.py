@@ -15,6 +15,7 @@ urlpatterns = [
     path("promotions/<int:pk>/rollback/", views.promotion_rollback, name="promotion-rollback"),
     path("versions/<int:version_pk>/promote/", views.promotion_request, name="promotion-request"),
     path("approvals/", views.approvals_inbox, name="approvals-inbox"),
+    path("metrics/", views.delivery_metrics_page, name="metrics"),
     path("pipelines/", views.pipeline_list, name="pipeline-list"),
     path("pipelines/<int:pk>/", views.pipeline_detail, name="pipeline-detail"),
 ]

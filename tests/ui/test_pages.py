@@ -44,6 +44,7 @@ PAGES: dict[str, tuple[str, str | None, dict[str, int]]] = {
         {"maker": 403, "maker2": 403, "approver": 200, "admin": 200, "auditor": 403},
     ),
     "deployments:pipeline-list": ("get", None, ALL_OK),
+    "deployments:metrics": ("get", None, ALL_OK),
     "deployments:pipeline-detail": ("get", "pipeline", TEAM_OK),
     "audit:timeline": ("get", None, {"maker": 403, "maker2": 403, "approver": 403, "admin": 200, "auditor": 200}),
 }

@@ -1,0 +1,88 @@
+"""Delivery metrics on fixed data: frequency per week, lead time, change failure rate, time to restore."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from deployments.metrics import delivery_metrics
+from deployments.models import Promotion
+from solutions.models import SolutionVersion
+
+pytestmark = pytest.mark.django_db
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # a Monday: ISO week 2026-W02
+
+
+@pytest.fixture
+def history(api_world: Any) -> dict[str, Any]:
+    versions = api_world.objects["versions"]
+    SolutionVersion.objects.filter(pk=versions["1.0"].pk).update(created_at=T0 - timedelta(days=2))
+    SolutionVersion.objects.filter(pk=versions["1.1"].pk).update(created_at=T0 - timedelta(days=1))
+    prod = api_world.objects["stages"]["prod"]
+
+    def row(version: str, status: str, finished: datetime, kind: str = "promotion", **extra: Any) -> Promotion:
+        return Promotion.objects.create(
+            kind=kind,
+            status=status,
+            solution=versions[version].solution,
+            version=versions[version],
+            stage=extra.pop("stage", prod),
+            target_environment=extra.pop("target", prod.target_environment),
+            artifact_sha256="0" * 64,
+            requested_by=api_world.users["maker"],
+            requested_at=extra.pop("requested_at", finished - timedelta(minutes=30)),
+            finished_at=finished,
+            **extra,
+        )
+
+    row("1.0", "succeeded", T0)
+    row("1.1", "failed", T0 + timedelta(days=1))
+    row("1.1", "succeeded", T0 + timedelta(days=1, hours=3))
+    original = row("1.1", "rolled_back", T0 + timedelta(days=7))
+    row(
+        "1.0",
+        "succeeded",
+        T0 + timedelta(days=7, hours=2),
+        kind="rollback",
+        requested_at=T0 + timedelta(days=7, hours=1),
+        rollback_of=original,
+    )
+    test_stage = api_world.objects["stages"]["test"]
+    row("1.1", "succeeded", T0, stage=test_stage, target=test_stage.target_environment)  # not production
+    return {"world": api_world}
+
+
+def test_the_four_metrics_on_fixed_data(history: dict[str, Any]) -> None:
+    metrics = delivery_metrics(
+        promotions=Promotion.objects.all(), since=T0 - timedelta(days=1), until=T0 + timedelta(30)
+    )
+    assert metrics.deployments_per_week == [("2026-W02", 2), ("2026-W03", 1)]
+    assert metrics.lead_time_median == timedelta(days=2, hours=3)
+    assert metrics.lead_time_p90 == timedelta(days=8)
+    assert (metrics.failed_or_rolled_back, metrics.production_outcomes) == (2, 4)
+    assert metrics.change_failure_rate == 0.5
+    assert metrics.restores == 2 and metrics.time_to_restore_median == timedelta(hours=1)
+
+
+def test_an_empty_window_has_no_numbers(history: dict[str, Any]) -> None:
+    metrics = delivery_metrics(
+        promotions=Promotion.objects.all(), since=T0 + timedelta(days=60), until=T0 + timedelta(days=90)
+    )
+    assert metrics.deployments_per_week == [] and metrics.change_failure_rate is None
+    assert metrics.lead_time_median is None and metrics.time_to_restore_median is None
+
+
+def test_the_page_shows_them_to_everyone_who_sees_the_promotions(history: dict[str, Any]) -> None:
+    world = history["world"]
+    client = Client()
+    client.force_login(world.users["auditor"])
+    response = client.get(reverse("deployments:metrics"), {"from": "2026-01-04", "to": "2026-02-04"})
+    body = response.content.decode()
+    assert response.status_code == 200 and "2026-W02" in body and "50%" in body
+    outsider = Client()
+    outsider.force_login(world.users["maker2"])
+    assert "No production deployments" in outsider.get(reverse("deployments:metrics")).content.decode()
