@@ -341,6 +341,29 @@ def test_a_crash_after_the_request_left_adopts_what_it_started(contoso, monkeypa
     assert contoso.orgs["test"].import_count(SUCCESS) == 1
 
 
+def test_a_caller_chosen_import_job_id_is_committed_before_the_call_and_finds_the_import(
+    contoso, monkeypatch, settings
+):
+    settings.ALM_IMPORT_JOB_ID_ON_ASYNC = True
+    contoso.orgs["test"].settings(import_job_id_on_async="honour")
+    promotion = approved(contoso, contoso.upload(success_package("1.0.0.0")))
+    job = job_of(promotion)
+    crash_the_next_submit(monkeypatch, after_sending=True)
+    with pytest.raises(Crash):
+        job_run(job.pk)
+    job.refresh_from_db()
+    sent = job.import_job_id
+    assert sent and job.async_operation_id == ""
+    lease_runs_out(job)
+
+    promotion = contoso.run(promotion)
+
+    job.refresh_from_db()
+    assert promotion.status == "succeeded", promotion.error_message
+    assert job.import_job_id == sent and promotion.result["import_log"]["import_job_id"] == sent
+    assert contoso.orgs["test"].import_count(SUCCESS) == 1
+
+
 def test_nothing_found_and_a_changed_target_needs_attention(contoso, monkeypatch):
     promotion = approved(contoso, contoso.upload(success_package("1.0.0.0")))
     job = job_of(promotion)
