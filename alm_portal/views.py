@@ -59,7 +59,7 @@ def release_matrices(*, user: User) -> list[dict[str, Any]]:
     if not pipelines:
         return []
     solutions = list(solution_selectors.solutions_visible_to(user=user).filter(pipeline__in=[p.pk for p in pipelines]))
-    by_pipeline: dict[int, list[Any]] = {}
+    by_pipeline: dict[int | None, list[Any]] = {}
     for solution in solutions:
         by_pipeline.setdefault(solution.pipeline_id, []).append(solution)
     environment_ids = {stage.target_environment_id for p in pipelines for stage in p.stages.all()}
@@ -89,14 +89,14 @@ def release_matrices(*, user: User) -> list[dict[str, Any]]:
         for solution in by_pipeline.get(pipeline.pk, [])[:MATRIX_SOLUTIONS]:
             cells = []
             for stage in stages:
-                promotion = latest_promotion.get((solution.pk, stage.pk))
+                latest = latest_promotion.get((solution.pk, stage.pk))
                 cells.append(
                     _cell(
                         installed=installed.get((stage.target_environment_id, solution.unique_name)),
                         latest=solution.latest_version_text,
-                        failed=promotion is not None and promotion.status == PromotionStatus.FAILED,
+                        failed=latest is not None and latest.status == PromotionStatus.FAILED,
                         drift=(stage.target_environment_id, solution.unique_name) in drift,
-                        promotion=promotion,
+                        promotion=latest,
                     )
                 )
             rows.append({"solution": solution, "latest": solution.latest_version_text or "—", "cells": cells})

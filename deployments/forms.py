@@ -28,7 +28,8 @@ class PromotionRequestForm(forms.Form):
 
     def __init__(self, *args: Any, stages: list[tuple[int, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["stage"].choices = [(str(pk), label) for pk, label in stages]
+        field: forms.ChoiceField = self.fields["stage"]  # type: ignore[assignment]
+        field.choices = [(str(pk), label) for pk, label in stages]
 
 
 class DecisionForm(forms.Form):

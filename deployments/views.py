@@ -46,7 +46,7 @@ LIVE_STATUSES = (
     PromotionStatus.QUEUED,
     PromotionStatus.RUNNING,
 )
-STATUS_TONE = {
+STATUS_TONE: dict[str, str] = {
     PromotionStatus.SUCCEEDED: "ok",
     PromotionStatus.FAILED: "bad",
     PromotionStatus.REJECTED: "bad",

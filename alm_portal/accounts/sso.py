@@ -73,7 +73,7 @@ def msal_app() -> Any:
 
 def flow_start(*, redirect_uri: str) -> dict[str, Any]:
     """Begin the flow: msal makes state, nonce and the PKCE verifier; the caller keeps the dict in the session."""
-    return msal_app().initiate_auth_code_flow(scopes=[], redirect_uri=redirect_uri)  # type: ignore[no-any-return]
+    return msal_app().initiate_auth_code_flow(scopes=[], redirect_uri=redirect_uri)
 
 
 def flow_finish(*, flow: dict[str, Any], answer: dict[str, str]) -> dict[str, Any]:

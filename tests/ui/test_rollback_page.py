@@ -62,3 +62,22 @@ def test_uninstall_without_the_typed_name_is_refused_in_words(contoso: Any, depl
     response = client.post(url, {"strategy": "uninstall_reinstall", "confirm": "nope"}, follow=True)
     assert "confirm with its unique name" in response.content.decode()
     assert not Promotion.objects.filter(rollback_of=deployed).exists()
+
+
+def test_production_needs_a_second_approver_and_the_page_says_who(contoso: Any) -> None:
+    version = contoso.upload(success_package("1.0.0.0"))
+    contoso.promote(version, "test")
+    promotion = contoso.preflight(contoso.request(version, "prod"))
+    first, second = contoso.approvers
+    url = reverse("deployments:promotion-approve", args=[promotion.pk])
+    _as(first).post(url, {"comment": "fine by me"})
+    page = _as(second).get(reverse("deployments:promotion-detail", args=[promotion.pk]))
+    approvals = page.context["approvals"]
+    assert (approvals["valid"], approvals["required"]) == (1, 2)
+    assert approvals["still_may_approve"] == [second.shown_name]
+    assert "Approvals (1 of 2)" in page.content.decode()
+    again = _as(first).get(reverse("deployments:promotion-detail", args=[promotion.pk])).content.decode()
+    assert "You have already decided on this promotion." in again
+    _as(second).post(url)
+    promotion.refresh_from_db()
+    assert promotion.status == "queued"
