@@ -6,4 +6,5 @@ app_name = "audit"
 
 urlpatterns = [
     path("", views.audit_timeline, name="timeline"),
+    path("verify/", views.audit_verify, name="verify"),
 ]

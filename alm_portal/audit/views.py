@@ -4,18 +4,24 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.dateparse import parse_date
 from django.utils.http import urlencode
+from django.views.decorators.http import require_POST
 
 from alm_portal.accounts.choices import Role
 from alm_portal.accounts.models import User
 from alm_portal.audit import selectors
+from alm_portal.audit.api.views import queue_verification
 from alm_portal.audit.choices import Outcome
+from alm_portal.audit.context import AuditContext
+from alm_portal.errors import DomainError
 
 PAGE_SIZE = 50
 
@@ -28,11 +34,32 @@ def _day(text: str, *, end: bool = False) -> datetime | None:
     return start + timedelta(days=1) if end else start
 
 
-@login_required
-def audit_timeline(request: HttpRequest) -> HttpResponse:
+def _require_reader(request: HttpRequest) -> User:
     user: User = request.user  # type: ignore[assignment]
     if not user.is_active or user.role not in (Role.AUDITOR, Role.ADMIN):
         raise PermissionDenied("The audit log is for auditors and admins.")
+    return user
+
+
+def _export_url(filters: dict[str, str], actor_id: int | None, file_format: str) -> str:
+    """The API's streamed export (session-authenticated GET) with the page's filters."""
+    query = {
+        "file_format": file_format,
+        "action": filters["what"],
+        "object_type": filters["object_type"],
+        "object_id": filters["object_id"],
+        "outcome": filters["outcome"],
+        "actor": str(actor_id) if actor_id else "",
+    }
+    since, until = _day(filters["from"]), _day(filters["to"], end=True)
+    query["since"] = since.isoformat().replace("+00:00", "Z") if since else ""
+    query["until"] = until.isoformat().replace("+00:00", "Z") if until else ""
+    return reverse("api:audit:audit-event-export") + "?" + urlencode({k: v for k, v in query.items() if v})
+
+
+@login_required
+def audit_timeline(request: HttpRequest) -> HttpResponse:
+    _require_reader(request)
     query = request.GET
     actor = User.objects.filter(username=query.get("who", "").strip()).only("pk").first() if query.get("who") else None
     filters = {
@@ -68,5 +95,21 @@ def audit_timeline(request: HttpRequest) -> HttpResponse:
             "outcomes": Outcome.choices,
             "unknown_actor": unknown_actor,
             "verification": selectors.audit_last_verification(),
+            "export_csv": _export_url(filters, actor.pk if actor else None, "csv"),
+            "export_jsonl": _export_url(filters, actor.pk if actor else None, "jsonl"),
         },
     )
+
+
+@login_required
+@require_POST
+def audit_verify(request: HttpRequest) -> HttpResponse:
+    """Queue a full verification of the chain; its `audit.verified` event becomes the shown result."""
+    _require_reader(request)
+    try:
+        queue_verification(AuditContext.from_request(request))
+    except DomainError as problem:
+        messages.error(request, problem.message)
+    else:
+        messages.success(request, "Verification queued; its result appears here when it is done.")
+    return redirect("audit:timeline")

@@ -48,3 +48,24 @@ def test_shows_before_after_and_the_empty_verification_state(api_world: Any) -> 
     body = _page(api_world, what="promotion.requested").content.decode()
     assert "before:" in body and "after:" in body
     assert "The chain has not been verified yet." in body
+
+
+def test_exports_carry_the_filters_and_stream_for_the_session(api_world: Any) -> None:
+    response = _page(api_world, what="promotion", outcome="success", who="maker")
+    csv_url = response.context["export_csv"]
+    assert "action=promotion" in csv_url and "outcome=success" in csv_url
+    assert f"actor={api_world.users['maker'].pk}" in csv_url
+    client = Client()
+    client.force_login(api_world.users["auditor"])
+    exported = client.get(csv_url)
+    assert exported.status_code == 200 and exported["Content-Type"].startswith("text/csv")
+    assert "promotion.requested" in b"".join(exported.streaming_content).decode()
+
+
+def test_verify_now_queues_and_says_so(api_world: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    queued: list[Any] = []
+    monkeypatch.setattr("alm_portal.audit.views.queue_verification", lambda context: queued.append(context) or "t1")
+    client = Client()
+    client.force_login(api_world.users["auditor"])
+    response = client.post(reverse("audit:verify"), follow=True)
+    assert "Verification queued" in response.content.decode() and len(queued) == 1
