@@ -254,6 +254,7 @@ CELERY_BEAT_SCHEDULE = {
     "dispatch-jobs": {"task": "deployments.dispatch_jobs", "schedule": 30.0},
     "audit-checkpoint": {"task": "audit.checkpoint_write", "schedule": 3600.0},
     "notifications-dispatch": {"task": "notifications.dispatch", "schedule": 10.0},
+    "release-scheduled-promotions": {"task": "deployments.release_scheduled_promotions", "schedule": 60.0},
 }
 
 # --- REST framework ---------------------------------------------------------------------------
@@ -324,6 +325,15 @@ ALM_MAX_UPLOAD_BYTES = env_int("ALM_MAX_UPLOAD_BYTES", 500 * 1024 * 1024, minimu
 ALM_EXPORT_POLL_SECONDS = env_int("ALM_EXPORT_POLL_SECONDS", 2, minimum=1)
 ALM_EXPORT_WAIT_IN_TASK_SECONDS = env_int("ALM_EXPORT_WAIT_IN_TASK_SECONDS", 30, minimum=0, maximum=120)
 ALM_EXPORT_MAX_SECONDS = env_int("ALM_EXPORT_MAX_SECONDS", 3600, minimum=60)
+# Imports: a running operation is looked at after ALM_IMPORT_POLL_SECONDS, then ever less often up to
+# the maximum gap; after ALM_IMPORT_MAX_WAIT its outcome counts as unknown (needs attention).
+ALM_IMPORT_MAX_WAIT = env_int("ALM_IMPORT_MAX_WAIT", 6 * 3600, minimum=60)
+ALM_IMPORT_POLL_SECONDS = env_int("ALM_IMPORT_POLL_SECONDS", 1, minimum=1)
+ALM_IMPORT_POLL_MAX_SECONDS = env_int("ALM_IMPORT_POLL_MAX_SECONDS", 10, minimum=1, maximum=60)
+ALM_IMPORT_BUSY_RETRY_SECONDS = env_int("ALM_IMPORT_BUSY_RETRY_SECONDS", 10, minimum=1, maximum=60)
+# Send our own ImportJobId on ImportSolutionAsync/StageAndUpgradeAsync. Whether Dataverse honours
+# it is UNCONFIRMED (Microsoft's own client strips it), so it is off by default (DESIGN section 4).
+ALM_IMPORT_JOB_ID_ON_ASYNC = env_bool("ALM_IMPORT_JOB_ID_ON_ASYNC", default=False)
 # Credentials warn this many days before they expire.
 ALM_CREDENTIAL_WARNING_DAYS = [
     int(days) for days in env_list("ALM_CREDENTIAL_WARNING_DAYS", ["30", "7"]) if days.strip().isdigit()

@@ -39,8 +39,10 @@ logger = logging.getLogger(__name__)
 JobHandler = Callable[[Job, AuditContext], dict[str, Any]]
 _HANDLERS: dict[str, JobHandler] = {}
 
-# A job whose environment slot is taken waits this long before it tries again.
+# A job whose environment slot is taken waits this long before it tries again (or until the job
+# holding the slot finishes and wakes it).
 SLOT_BUSY_RETRY = timedelta(seconds=5)
+WAITING_FOR_SLOT = "Waiting for the environment's current solution operation to finish."
 # The dispatcher re-sends rows that have waited longer than this without a live lease.
 DISPATCH_AFTER = timedelta(seconds=30)
 # Follow-up messages never wait longer than this in the broker (longer waits live in not_before).
@@ -210,7 +212,9 @@ def _claim(job_id: int, owner: str) -> Job | None:
             )
     except IntegrityError:
         # The environment's solution-operation slot is taken: stay pending, try again shortly.
-        Job.objects.filter(pk=job_id, status=JobStatus.PENDING).update(not_before=now + SLOT_BUSY_RETRY, updated_at=now)
+        Job.objects.filter(pk=job_id, status=JobStatus.PENDING).update(
+            not_before=now + SLOT_BUSY_RETRY, updated_at=now, progress_message=WAITING_FOR_SLOT
+        )
         _publish_on_commit(job_id, countdown=SLOT_BUSY_RETRY.total_seconds())
         return None
     if changed != 1:
@@ -249,12 +253,36 @@ def _audited(job: Job) -> bool:
     return job.created_by_id is not None or job.kind not in (JobKind.HEALTH_CHECK, JobKind.INVENTORY_SYNC)
 
 
+def _publish_next_for_environment(job: Job) -> None:
+    """The slot is free: wake the oldest job waiting for it now rather than after SLOT_BUSY_RETRY."""
+    if job.environment_id is None:
+        return
+    waiting = (
+        Job.objects.filter(
+            environment_id=job.environment_id,
+            uses_solution_slot=True,
+            status=JobStatus.PENDING,
+            progress_message=WAITING_FOR_SLOT,
+        )
+        .exclude(pk=job.pk)
+        .order_by("created_at", "id")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if waiting is not None:
+        # Only the slot wait is cut short; a start time someone chose (not_before at enqueue) is kept.
+        Job.objects.filter(pk=waiting).update(not_before=None)
+        _publish_on_commit(waiting)
+
+
 def _finish(job: Job, owner: str, *, status: str, **fields: Any) -> bool:
     now = timezone.now()
     with transaction.atomic():
         done = _transition(
             job, to=status, owner=owner, finished_at=now, lease_owner="", lease_expires_at=None, **fields
         )
+        if done and job.uses_solution_slot:
+            _publish_next_for_environment(job)
         if done and (status != JobStatus.SUCCEEDED or _audited(job)):
             record(
                 context=_worker_context(job),

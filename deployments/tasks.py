@@ -12,7 +12,7 @@ from celery import shared_task
 
 from alm_portal.audit.context import AuditContext
 from alm_portal.middleware import bind_request_id_for_logs
-from deployments import jobs, preflight, runner
+from deployments import jobs, preflight, runner, workflow
 from deployments.choices import JobKind
 from deployments.jobs import register_job_handler
 from deployments.models import Job
@@ -31,6 +31,12 @@ def run_job(job_id: int) -> str:
 def dispatch_jobs() -> int:
     """Beat, every 30 s: re-send job rows that were never picked up or whose worker died."""
     return jobs.jobs_dispatch()
+
+
+@shared_task(name="deployments.release_scheduled_promotions", acks_late=True, ignore_result=True)
+def release_scheduled_promotions() -> int:
+    """Beat, every minute: queue scheduled promotions whose time has come (each moves at most once)."""
+    return workflow.promotions_release_scheduled()
 
 
 @register_job_handler(JobKind.PREFLIGHT)

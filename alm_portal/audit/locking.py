@@ -21,4 +21,8 @@ def hold_transaction_lock(key: int) -> None:
         raise RuntimeError("a transaction lock is only meaningful inside transaction.atomic()")
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
+            # Django's foreign keys are DEFERRABLE INITIALLY DEFERRED: their checks would run at
+            # COMMIT, while we hold this lock, and could wait there for a row another transaction
+            # holds while it waits for this lock (a deadlock). Run them now, before taking it.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])

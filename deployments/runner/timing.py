@@ -22,28 +22,28 @@ ADOPT_AFTER_SECONDS = 2.0
 
 def import_max_wait() -> timedelta:
     """ALM_IMPORT_MAX_WAIT (seconds, default 6 h): after this an operation's outcome is unknown."""
-    return timedelta(seconds=float(getattr(settings, "ALM_IMPORT_MAX_WAIT", 6 * 3600)))
+    return timedelta(seconds=float(settings.ALM_IMPORT_MAX_WAIT))
 
 
 def poll_seconds() -> float:
     """ALM_IMPORT_POLL_SECONDS (default 1): the first wait after a submit and the shortest between looks."""
-    return float(getattr(settings, "ALM_IMPORT_POLL_SECONDS", 1.0))
+    return float(settings.ALM_IMPORT_POLL_SECONDS)
 
 
 def poll_max_seconds() -> float:
     """ALM_IMPORT_POLL_MAX_SECONDS (default 10): the longest wait between two looks."""
-    return float(getattr(settings, "ALM_IMPORT_POLL_MAX_SECONDS", 10.0))
+    return float(settings.ALM_IMPORT_POLL_MAX_SECONDS)
 
 
 def busy_retry_seconds() -> float:
     """ALM_IMPORT_BUSY_RETRY_SECONDS (default 10): how soon to try again when the target runs another
     solution operation (CustomizationLock)."""
-    return float(getattr(settings, "ALM_IMPORT_BUSY_RETRY_SECONDS", 10.0))
+    return float(settings.ALM_IMPORT_BUSY_RETRY_SECONDS)
 
 
 def import_job_id_on_async() -> bool:
     """ALM_IMPORT_JOB_ID_ON_ASYNC (default off): send a caller-chosen ImportJobId (UNCONFIRMED, DESIGN 4)."""
-    return bool(getattr(settings, "ALM_IMPORT_JOB_ID_ON_ASYNC", False))
+    return bool(settings.ALM_IMPORT_JOB_ID_ON_ASYNC)
 
 
 def poll_interval(*, waited: timedelta) -> float:

@@ -175,7 +175,7 @@ def environment_check_health(
         status = HealthStatus.CREDENTIAL_EXPIRING
     notes: list[EnvironmentNotification] = []
     with transaction.atomic():
-        current = Environment.objects.select_for_update().get(pk=environment.pk)
+        current = Environment.objects.select_for_update(no_key=True).get(pk=environment.pk)
         before = {"health_status": current.health_status, "health_error_code": current.health_error_code}
         current.health_status = status
         current.health_checked_at = now

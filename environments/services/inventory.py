@@ -136,7 +136,9 @@ def _store_inventory(
     report.solutions = len(seen)
     notes: list[EnvironmentNotification] = []
     with transaction.atomic():
-        current_env = Environment.objects.select_for_update().get(pk=environment.pk)
+        # no_key: the sync changes no key, so rows that merely reference this environment (jobs,
+        # promotions, audit checks) are not blocked behind it.
+        current_env = Environment.objects.select_for_update(no_key=True).get(pk=environment.pk)
         current = {
             row.unique_name.lower(): row
             for row in InventoryInterval.objects.filter(environment=current_env, valid_to__isnull=True)

@@ -230,3 +230,32 @@ def test_scheduled_health_checks_are_not_audited_until_they_fail(environment, ha
             "action", flat=True
         )
     ) == ["job.failed"]
+
+
+def test_a_job_waiting_for_the_slot_is_woken_when_the_slot_frees(environment, handler_calls, monkeypatch):
+    _, behaviour = handler_calls
+    state = {"first": True}
+
+    def defer_once(job):
+        if state["first"]:
+            state["first"] = False
+            raise jobs.JobDeferred(0)
+        return {}
+
+    behaviour[JobKind.EXPORT] = defer_once
+    first = _enqueue(JobKind.EXPORT, environment)
+    second = _enqueue(JobKind.IMPORT, environment)
+    jobs.job_run(first.pk)  # holds the slot (polling)
+    assert not jobs.job_run(second.pk).ran
+    second.refresh_from_db()
+    assert second.not_before is not None and second.progress_message == jobs.WAITING_FOR_SLOT
+
+    published: list[int] = []
+    monkeypatch.setattr(
+        "alm_portal.celery.publish_best_effort", lambda task, args=(), countdown=None: published.append(args[0]) or True
+    )
+    assert jobs.job_run(first.pk).status == JobStatus.SUCCEEDED  # frees the slot
+    second.refresh_from_db()
+    assert second.not_before is None
+    assert second.pk in published
+    assert jobs.job_run(second.pk).status == JobStatus.SUCCEEDED
