@@ -111,6 +111,22 @@ def release_matrices(*, user: User) -> list[dict[str, Any]]:
     return matrices
 
 
+def environment_counts(matrices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per stage environment of the matrices: how many solutions are behind, drifted or failed there."""
+    counts: dict[int, dict[str, Any]] = {}
+    for matrix in matrices:
+        for index, stage in enumerate(matrix["stages"]):
+            row = counts.setdefault(
+                stage.target_environment_id,
+                {"environment": stage.target_environment, "behind": 0, "drift": 0, "failed": 0, "ok": 0},
+            )
+            for solution_row in matrix["rows"]:
+                state = solution_row["cells"][index]["state"]
+                key = {"warn": "behind", "muted": "behind", "drift": "drift", "bad": "failed", "ok": "ok"}[state]
+                row[key] += 1
+    return sorted(counts.values(), key=lambda row: row["environment"].name)
+
+
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
@@ -131,8 +147,10 @@ def home(request: HttpRequest) -> HttpResponse:
         .select_related("environment")
         .order_by("-last_seen_at", "pk")[:20]
     )
+    matrices = release_matrices(user=user)
     context = {
-        "matrices": release_matrices(user=user),
+        "matrices": matrices,
+        "environment_counts": environment_counts(matrices),
         "waiting": approvals_waiting_for(user),
         "running": list(running),
         "failures": list(failures),

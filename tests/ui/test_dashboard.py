@@ -35,12 +35,15 @@ def test_the_matrix_shows_installed_versions_coloured(api_world: Any) -> None:
     name = api_world.objects["versions"]["1.1"].solution.unique_name
     _installed(environments["test"], name, "1.1.0.0")
     _installed(environments["prod"], name, "1.0.0.0")
-    matrix = _as(api_world.users["maker"]).get(reverse("home")).context["matrices"][0]
+    response = _as(api_world.users["maker"]).get(reverse("home"))
+    matrix = response.context["matrices"][0]
     assert [stage.name for stage in matrix["stages"]] == ["test", "prod"]
     test_cell, prod_cell = matrix["rows"][0]["cells"]
     assert (test_cell["installed"], test_cell["label"], test_cell["state"]) == ("1.1.0.0", "up to date", "ok")
     assert (prod_cell["installed"], prod_cell["label"]) == ("1.0.0.0", "behind")
     assert test_cell["promotion_id"] == api_world.ids["promotion"]
+    counts = {row["environment"].name: row for row in response.context["environment_counts"]}
+    assert (counts["contoso-test"]["ok"], counts["contoso-prod"]["behind"]) == (1, 1)
 
 
 def test_drift_marks_the_cell_and_is_listed(api_world: Any) -> None:
