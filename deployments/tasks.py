@@ -6,11 +6,13 @@ job row records (a second run continues or does nothing).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from celery import shared_task
 
 from alm_portal.audit.context import AuditContext
+from alm_portal.errors import InvalidState
 from alm_portal.middleware import bind_request_id_for_logs
 from deployments import jobs, preflight, runner, workflow
 from deployments.choices import JobKind
@@ -48,7 +50,27 @@ def preflight_handler(job: Job, context: AuditContext) -> dict[str, Any]:
 @register_job_handler(JobKind.IMPORT)
 def import_handler(job: Job, context: AuditContext) -> dict[str, Any]:
     """Run a promotion's Dataverse operations: an import, or a rollback by its strategy."""
-    return runner.promotion_run(job=job, context=context)
+    try:
+        return runner.promotion_run(job=job, context=context)
+    except (jobs.JobDeferred, jobs.JobNeedsAttention):
+        raise
+    except Exception as exc:
+        # The runner fails the promotion itself for every failure it knows; anything else would
+        # otherwise leave the promotion queued or running behind a failed job.
+        _fail_promotion_of(job, exc, context)
+        raise
+
+
+def _fail_promotion_of(job: Job, exc: Exception, context: AuditContext) -> None:
+    code = exc.code if isinstance(exc, jobs.JobFailed) else "internal_error"
+    message = exc.message if isinstance(exc, jobs.JobFailed) else f"{type(exc).__name__}: {exc}"
+    promotion_id = job.params.get("promotion_id")
+    if promotion_id is None:
+        return
+    with contextlib.suppress(InvalidState):  # already failed (or finished) by the runner
+        workflow.promotion_mark_failed(
+            promotion_id=promotion_id, error_code=code, error_message=message[:2000], result={}, context=context
+        )
 
 
 @register_job_handler(JobKind.HOLDING_CLEANUP)

@@ -259,3 +259,17 @@ def test_a_job_waiting_for_the_slot_is_woken_when_the_slot_frees(environment, ha
     assert second.not_before is None
     assert second.pk in published
     assert jobs.job_run(second.pk).status == JobStatus.SUCCEEDED
+
+
+def test_an_unexpected_runner_error_fails_the_promotion_too(monkeypatch):
+    """The import handler's safety net: a crash the runner did not anticipate still fails the promotion."""
+    from deployments import tasks
+
+    calls: list[dict] = []
+    monkeypatch.setattr(tasks.runner, "promotion_run", lambda job, context: 1 / 0)
+    monkeypatch.setattr(tasks.workflow, "promotion_mark_failed", lambda **kwargs: calls.append(kwargs))
+    job = Job(kind=JobKind.IMPORT, params={"promotion_id": 7})
+    with pytest.raises(ZeroDivisionError):
+        tasks.import_handler(job, AuditContext.system())
+    assert calls[0]["promotion_id"] == 7
+    assert calls[0]["error_code"] == "internal_error"
