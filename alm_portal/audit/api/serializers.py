@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from alm_portal.audit.canonical import CANONICAL_FIELDS
 from alm_portal.audit.choices import ActorKind, Outcome
 from alm_portal.audit.models import AuditEvent
 
@@ -13,30 +14,8 @@ class AuditEventSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = AuditEvent
-        fields = [
-            "seq",
-            "occurred_at",
-            "actor_id",
-            "actor_display",
-            "actor_kind",
-            "auth_method",
-            "action",
-            "object_type",
-            "object_id",
-            "object_repr",
-            "related_type",
-            "related_id",
-            "related_repr",
-            "before",
-            "after",
-            "outcome",
-            "message",
-            "request_id",
-            "client_ip",
-            "user_agent",
-            "prev_hash",
-            "hash",
-        ]
+        # Every hashed field plus the hash: an API reader can re-verify the chain (README, audit hash).
+        fields = [*CANONICAL_FIELDS, "hash"]
         read_only_fields = fields
 
 
