@@ -98,12 +98,20 @@ def notifications_of(*, environment: Environment) -> QuerySet[EnvironmentNotific
 def expected_installations(*, environment: Environment) -> dict[str, Expected]:
     """What the portal deployed to `environment` and believes is installed: {unique_name: Expected}.
 
-    The promotion workflow (deployments: the newest succeeded deploy or rollback per solution and
-    target environment) will fill this; until that model exists nothing has been deployed, so the
-    map is empty and only the drift kinds that need no expectations (holding solutions, solutions
-    nobody registered) can be found. Drift is computed and tested against explicit maps meanwhile.
+    The newest succeeded promotion (deploy or rollback) per solution on this target; the portal only
+    ever installs managed packages. A rolled-back promotion is no longer `succeeded`, so its rollback
+    is what counts. Read through the app registry: deployments imports environments, not the reverse.
     """
-    return {}
+    promotion_model = apps.get_model("deployments", "Promotion")
+    rows = (
+        promotion_model.objects.filter(target_environment=environment, status="succeeded")
+        .order_by("solution_id", "-finished_at", "-id")
+        .values_list("solution__unique_name", "version__version_key")
+    )
+    expected: dict[str, Expected] = {}
+    for unique_name, version in rows:
+        expected.setdefault(unique_name, Expected(version=version, is_managed=True))
+    return expected
 
 
 def registered_solution_names(*, names: set[str]) -> set[str] | None:

@@ -438,3 +438,20 @@ def test_a_deadlock_while_reporting_is_retried_not_left_running(contoso, monkeyp
     assert promotion.status == "succeeded" and len(calls) == 2
     assert job_of(promotion).status == JobStatus.SUCCEEDED
     assert contoso.orgs["test"].import_count(SUCCESS) == 1
+
+
+def test_drift_compares_the_inventory_with_what_the_portal_deployed(contoso):
+    """A version changed behind the portal's back is found by the next sync, against the last deployment."""
+    from alm_portal.audit.context import AuditContext
+    from environments.models import DriftFinding
+    from environments.selectors import expected_installations
+    from environments.services.inventory import environment_sync_inventory
+
+    contoso.promote(contoso.upload(success_package("1.0.0.0")), "test")
+    environment = contoso.environments["test"]
+    assert expected_installations(environment=environment)[SUCCESS].version == "1.0.0.0"
+
+    contoso.orgs["test"].install(success_package("1.2.0.0"), mode="upgrade")  # outside the portal
+    environment_sync_inventory(environment=environment, context=AuditContext.system())
+    finding = DriftFinding.objects.get(environment=environment, unique_name=SUCCESS, resolved_at__isnull=True)
+    assert finding.kind == "version_changed"
