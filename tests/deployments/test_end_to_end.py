@@ -45,8 +45,11 @@ def approve(promotion, person):
 
 
 def finished(worker, promotion):
+    """Wait until the promotion and its run job have both ended: the promotion's outcome is committed
+    first, the job's own finish a moment later in its own transaction."""
     worker.wait_for(lambda: status_of(promotion)[0] in ("succeeded", "failed"), timeout=90)
     promotion.refresh_from_db()
+    worker.wait_for(lambda: job_of(promotion).status in ("succeeded", "failed", "needs_attention"), timeout=90)
     return promotion
 
 
