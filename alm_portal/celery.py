@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 from celery import Celery, Task
+from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alm_portal.settings")
 
@@ -46,3 +47,20 @@ def check_time_limits(settings: Any) -> list[str]:
         if task_limit >= limit:
             problems.append(f"{name}: time limit {task_limit}s is not below {limit:.0f}s")
     return problems
+
+
+class UnsafeTimeLimits(SystemExit):
+    """A task could outlive the broker's visibility timeout and be delivered a second time.
+
+    SystemExit, because Celery logs and swallows ordinary exceptions from signal receivers: this one
+    must stop the worker."""
+
+
+@worker_init.connect
+def refuse_unsafe_time_limits(sender: Any = None, **kwargs: Any) -> None:
+    """Checked when a worker starts (DESIGN section 1): a worker with an unsafe task limit does not start."""
+    from django.conf import settings
+
+    problems = check_time_limits(settings)
+    if problems:
+        raise UnsafeTimeLimits("; ".join(problems) + " (raise ALM_VISIBILITY_TIMEOUT or lower the task's limit)")

@@ -117,6 +117,10 @@ def test_a_task_whose_limit_is_too_long_is_reported(settings):
 
     try:
         assert any("tests.too_long" in problem for problem in check_time_limits(settings))
+        from alm_portal.celery import UnsafeTimeLimits, refuse_unsafe_time_limits
+
+        with pytest.raises(UnsafeTimeLimits, match=r"tests\.too_long"):
+            refuse_unsafe_time_limits()
     finally:
         app.tasks.pop("tests.too_long", None)
 
