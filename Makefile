@@ -33,6 +33,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
+	$(PY) scripts/audit_dependencies.py
 
 # The whole suite: lint, architecture contracts, types, then every test. With DATABASE_URL and
 # REDIS_URL set it runs against them; otherwise on SQLite, skipping (with a reason) what needs them.
