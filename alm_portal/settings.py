@@ -162,6 +162,8 @@ if PRODUCTION:
     SESSION_COOKIE_NAME = "__Host-sessionid"
     CSRF_COOKIE_NAME = "__Host-csrftoken"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Error reports hide every POST field whose name looks secret, not only those of marked views.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "alm_portal.error_reports.SecretFieldsReporterFilter"
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 if PRODUCTION:

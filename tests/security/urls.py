@@ -32,6 +32,9 @@ class ApiThatFails(APIView):
     def get(self, request: Request) -> Response:
         raise RuntimeError(f"api failed with {EXCEPTION_MARKER}")
 
+    def post(self, request: Request) -> Response:
+        raise RuntimeError(f"api failed with {EXCEPTION_MARKER} after reading {sorted(request.data)}")
+
 
 urlpatterns = [
     *project_urlpatterns,
