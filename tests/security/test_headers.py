@@ -126,11 +126,13 @@ def test_a_failing_api_call_answers_the_error_shape_without_a_trace(production: 
     assert "Traceback" not in body and EXCEPTION_MARKER not in body and "RuntimeError" not in body
 
 
-def test_the_api_docs_page_needs_no_inline_script(production: dict[str, Any]) -> None:
+def test_the_api_docs_page_needs_no_inline_script_or_style(production: dict[str, Any]) -> None:
     body = _https(production, "api_docs")["body"]
 
-    for tag in re.findall(r"<script\b[^>]*>", body):
-        assert "src=" in tag, tag
+    tags = re.findall(r"<script\b[^>]*>", body)
+    assert len(tags) == 3 and all("src=" in tag for tag in tags), tags
+    assert "<style" not in body and not re.search(r"\sstyle\s*=", body)
+    assert "/static/css/swagger.css" in body
 
 
 # --- the same policy in the settings every other test runs with ---------------------------------------
