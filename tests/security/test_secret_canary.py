@@ -265,3 +265,16 @@ def test_no_secret_leaks_from_any_flow(
         f"{name} in column {column}" for name, canary in canaries.items() for column in all_columns_containing(canary)
     ]
     assert leaks == []
+
+
+def test_error_reports_hide_secret_looking_fields_of_any_view(rf: Any) -> None:
+    """Django hides POST fields only for views marked @sensitive_post_parameters; ours hides any field
+    named like a secret, wherever the crash happened, and leaves the others readable."""
+    request = rf.post("/anywhere/", {"client_secret": CLIENT_SECRET, "api_token": "t0k3n", "name": "visible-name"})
+    try:
+        raise RuntimeError("crash")
+    except RuntimeError as exc:
+        report = ExceptionReporter(request, type(exc), exc, exc.__traceback__, is_email=True).get_traceback_text()
+
+    assert CLIENT_SECRET not in report and "t0k3n" not in report
+    assert "visible-name" in report
