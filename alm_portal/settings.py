@@ -255,6 +255,9 @@ CELERY_BEAT_SCHEDULE = {
     "audit-checkpoint": {"task": "audit.checkpoint_write", "schedule": 3600.0},
     "notifications-dispatch": {"task": "notifications.dispatch", "schedule": 10.0},
     "release-scheduled-promotions": {"task": "deployments.release_scheduled_promotions", "schedule": 60.0},
+    "idempotency-purge-expired": {"task": "idempotency.purge_expired", "schedule": 3600.0},
+    # A full verification as a job once a day, so the last result (pages, /metrics) never grows old.
+    "audit-verify-daily": {"task": "audit.verify", "schedule": 86400.0},
 }
 
 # --- REST framework ---------------------------------------------------------------------------
