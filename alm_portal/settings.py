@@ -303,6 +303,10 @@ ALM_TEST_CRASH_AT = env_optional("ALM_TEST_CRASH_AT")
 # tests point it at the emulator's CA.
 ALM_DATAVERSE_CA_BUNDLE = env_optional("ALM_DATAVERSE_CA_BUNDLE")
 DEMO_PASSWORD = env_optional("DEMO_PASSWORD")
+# Bearer token a Prometheus scraper presents to GET /metrics (admins' and auditors' API tokens work too).
+ALM_METRICS_TOKEN = env_optional("ALM_METRICS_TOKEN")
+if ALM_METRICS_TOKEN is not None and len(ALM_METRICS_TOKEN) < 32:
+    raise ConfigurationError("ALM_METRICS_TOKEN", "must be at least 32 characters (e.g. openssl rand -hex 32)")
 
 # Entra ID single sign-on (issue 7): all three set, or none (the sign-in page then offers passwords only).
 # The authority's TLS is checked against ALM_DATAVERSE_CA_BUNDLE when set (the emulator's CA in the demo).
