@@ -366,16 +366,22 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=PRODUCTION)
 EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "alm-portal@localhost")
 
-# --- Logging: one line per record, with the request id ----------------------------------------
+# --- Logging: one line per record, with the request id and the job id (alm_portal/logformat.py) ---
+# json: one JSON object per line (the default in production, for log shippers); text: for terminals.
+ALM_LOG_FORMAT = env_choice("ALM_LOG_FORMAT", "json" if PRODUCTION else "text", ("json", "text"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "alm_portal.middleware.RequestIdLogFilter"}},
+    "filters": {
+        "request_id": {"()": "alm_portal.middleware.RequestIdLogFilter"},
+        "job_id": {"()": "alm_portal.logformat.JobIdLogFilter"},
+    },
     "formatters": {
-        "line": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "text": {"()": "alm_portal.logformat.TextLogFormatter"},
+        "json": {"()": "alm_portal.logformat.JsonLogFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "line", "filters": ["request_id"]},
+        "console": {"class": "logging.StreamHandler", "formatter": ALM_LOG_FORMAT, "filters": ["request_id", "job_id"]},
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
