@@ -196,3 +196,15 @@ def test_an_unreachable_broker_is_reported_not_an_error(api_world, scraper_token
     parsed = samples(response.content.decode())
     assert value(parsed, "alm_broker_up") == 0
     assert value(parsed, "alm_jobs_needs_attention") == 0
+
+
+def test_every_series_is_documented_in_the_readme(api_world):
+    from pathlib import Path
+
+    from alm_portal.monitoring.selectors import metric_families
+
+    _world_state(api_world)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    operations = readme[readme.index("## Operations") :]
+    for family in metric_families():
+        assert f"`{family.name}" in operations, family.name
