@@ -189,3 +189,14 @@ def test_a_broker_that_is_down_still_queues_the_verification(
     # The job row is its own outbox: the dispatcher sends it once the broker is back.
     assert response.status_code == 202
     assert Job.objects.get(pk=response.json()["job"]["id"]).status == "pending"
+
+
+def test_beat_queues_a_daily_verification_job_once(api_world, settings):
+    from alm_portal.audit.tasks import audit_verify_run
+
+    schedule = {entry["task"]: entry["schedule"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert schedule["audit.verify"] <= 86400
+    first = audit_verify_run.apply().get()
+    second = audit_verify_run.apply().get()
+    job = Job.objects.get(kind="audit_verify")
+    assert first == second == job.pk and job.created_by is None
