@@ -17,6 +17,7 @@ from alm_portal.config import (
     env_bool,
     env_choice,
     env_int,
+    env_json_str_map,
     env_list,
     env_optional,
     env_secret,
@@ -95,6 +96,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "alm_portal.accounts.middleware.SessionLifetimeMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "alm_portal.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -107,6 +109,8 @@ AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "accounts:login"
+# Django's model backend behind the sign-in lockout, so every password form (ours, the admin's) honours it.
+AUTHENTICATION_BACKENDS = ["alm_portal.accounts.backends.LockoutModelBackend"]
 
 TEMPLATES = [
     {
@@ -147,7 +151,14 @@ DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Sessions, security ---------------------------------------------------------------------
-SESSION_COOKIE_AGE = 12 * 60 * 60  # absolute session lifetime
+# A browser session ends after ALM_SESSION_IDLE_MINUTES without activity or ALM_SESSION_ABSOLUTE_HOURS
+# after sign-in, whichever comes first (alm_portal.accounts.middleware enforces both server side).
+ALM_SESSION_IDLE_MINUTES = env_int("ALM_SESSION_IDLE_MINUTES", 30, minimum=1, maximum=24 * 60)
+ALM_SESSION_ABSOLUTE_HOURS = env_int("ALM_SESSION_ABSOLUTE_HOURS", 12, minimum=1, maximum=7 * 24)
+SESSION_COOKIE_AGE = ALM_SESSION_ABSOLUTE_HOURS * 60 * 60
+# Password sign-in: this many failures for one username from one address lock that pair for the cool-off.
+ALM_SIGN_IN_MAX_FAILURES = env_int("ALM_SIGN_IN_MAX_FAILURES", 5, minimum=1)
+ALM_SIGN_IN_COOLOFF_MINUTES = env_int("ALM_SIGN_IN_COOLOFF_MINUTES", 15, minimum=1)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = PRODUCTION
@@ -317,6 +328,18 @@ _sso_missing = [
 ]
 if _sso_missing and len(_sso_missing) < 3:
     raise ConfigurationError(_sso_missing[0], "single sign-on needs ALM_SSO_AUTHORITY, _CLIENT_ID and _CLIENT_SECRET")
+# App roles or group object ids (both claims are read) → our roles; with several, the most powerful wins.
+ALM_SSO_ROLE_MAP = env_json_str_map(
+    "ALM_SSO_ROLE_MAP",
+    {"ALM.Admin": "admin", "ALM.Approver": "approver", "ALM.Maker": "maker", "ALM.Auditor": "auditor"},
+    allowed_values=("maker", "approver", "admin", "auditor"),  # accounts.choices.Role; a test keeps them equal
+)
+# App roles or group object ids → team slugs. Sign-in adds and removes memberships of these teams only;
+# teams not named here are managed in the portal.
+ALM_SSO_GROUP_TEAM_MAP = env_json_str_map("ALM_SSO_GROUP_TEAM_MAP", {}, value_pattern=r"^[-a-zA-Z0-9_]+$")
+# Link a first Entra ID sign-in to an unlinked local account of the same username. Off: anyone who
+# controls a matching name in the tenant would take over the account. The demo turns it on.
+ALM_SSO_LINK_BY_USERNAME = env_bool("ALM_SSO_LINK_BY_USERNAME", default=False)
 
 # Solution packages: uploads above this size are refused with 413 (match your proxy's body limit).
 ALM_MAX_UPLOAD_BYTES = env_int("ALM_MAX_UPLOAD_BYTES", 500 * 1024 * 1024, minimum=1024)

@@ -11,6 +11,8 @@ from django.test import Client
 from django.urls import URLPattern, reverse
 
 from alm_portal import urls as root_urls
+from alm_portal.accounts import urls as account_urls
+from alm_portal.accounts.models import ApiToken
 from alm_portal.audit import urls as audit_urls
 from deployments import urls as deployment_urls
 
@@ -20,6 +22,7 @@ PERSONAS = ("anonymous", "maker", "maker2", "approver", "admin", "auditor")
 ALL_OK = dict.fromkeys(PERSONAS[1:], 200)
 TEAM_OK = {"maker": 200, "maker2": 404, "approver": 200, "admin": 200, "auditor": 200}
 # POST actions: refusals come back as a redirect to the page with the reason; unseen objects are 404.
+ADMIN_ONLY = {"maker": 403, "maker2": 403, "approver": 403, "admin": 200, "auditor": 403}
 ACTION = {"maker": 302, "maker2": 404, "approver": 302, "admin": 302, "auditor": 403}
 
 # (namespace:name) -> (method, argument kind, expected status per signed-in persona)
@@ -48,13 +51,25 @@ PAGES: dict[str, tuple[str, str | None, dict[str, int]]] = {
     "deployments:pipeline-detail": ("get", "pipeline", TEAM_OK),
     "audit:timeline": ("get", None, {"maker": 403, "maker2": 403, "approver": 403, "admin": 200, "auditor": 200}),
     "audit:verify": ("post", None, {"maker": 403, "maker2": 403, "approver": 403, "admin": 302, "auditor": 302}),
+    "accounts:api-tokens": ("get", None, ALL_OK),
+    "accounts:api-token-revoke": (
+        "post",
+        "token",  # the maker's own token: everyone else is told it does not exist
+        {"maker": 302, "maker2": 404, "approver": 404, "admin": 404, "auditor": 404},
+    ),
+    "accounts:user-list": ("get", None, ADMIN_ONLY),
+    "accounts:user-sessions": ("get", "user", ADMIN_ONLY),
+    "accounts:user-sessions-end": ("post", "user", {**ADMIN_ONLY, "admin": 302}),
 }
+# Sign-in and sign-out serve anonymous visitors; tests/ui/test_sso.py and tests/accounts/ cover them.
+SIGN_IN_PAGES = {"accounts:login", "accounts:sso-login", "accounts:sso-callback", "accounts:logout"}
 
 
 def _names() -> set[str]:
     names = {f"deployments:{p.name}" for p in deployment_urls.urlpatterns if isinstance(p, URLPattern)}
     names |= {f"audit:{p.name}" for p in audit_urls.urlpatterns if isinstance(p, URLPattern)}
     names |= {p.name for p in root_urls.urlpatterns if isinstance(p, URLPattern) and p.name == "home"}
+    names |= {f"accounts:{p.name}" for p in account_urls.urlpatterns if isinstance(p, URLPattern)} - SIGN_IN_PAGES
     return names
 
 
@@ -67,6 +82,10 @@ def test_every_ui_page_has_an_expectation_per_persona() -> None:
 def _url(name: str, arg: str | None, world: Any) -> str:
     if arg is None:
         return reverse(name)
+    if arg == "user":
+        return reverse(name, args=[world.users["maker"].pk])
+    if arg == "token":
+        return reverse(name, args=[ApiToken.objects.get(user=world.users["maker"], name="maker-token").pk])
     key = {"promotion": "promotion", "version": "version", "pipeline": "pipeline"}[arg]
     return reverse(name, args=[world.ids[key]])
 
