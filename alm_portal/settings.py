@@ -317,6 +317,19 @@ DEMO_PASSWORD = env_optional("DEMO_PASSWORD")
 ALM_SSO_AUTHORITY = env_optional("ALM_SSO_AUTHORITY")
 ALM_SSO_CLIENT_ID = env_optional("ALM_SSO_CLIENT_ID")
 ALM_SSO_CLIENT_SECRET = env_optional("ALM_SSO_CLIENT_SECRET")
+# The demo (`make run`) signs in through the emulator: its sign-in client comes from the
+# demo-credentials.json the emulator writes at start (absent before the first start: no SSO yet).
+ALM_SSO_DEMO_CREDENTIALS = env_optional("ALM_SSO_DEMO_CREDENTIALS")
+if ALM_SSO_DEMO_CREDENTIALS and PRODUCTION:
+    raise ConfigurationError("ALM_SSO_DEMO_CREDENTIALS", "is for the demo and must not be set in production")
+if ALM_SSO_DEMO_CREDENTIALS and not ALM_SSO_AUTHORITY and Path(ALM_SSO_DEMO_CREDENTIALS).exists():
+    try:
+        _demo_sso = json.loads(Path(ALM_SSO_DEMO_CREDENTIALS).read_text())
+        ALM_SSO_AUTHORITY = str(_demo_sso["authority"])
+        ALM_SSO_CLIENT_ID = str(_demo_sso["sso_client"]["client_id"])
+        ALM_SSO_CLIENT_SECRET = str(_demo_sso["sso_client"]["client_secret"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigurationError("ALM_SSO_DEMO_CREDENTIALS", "is not the emulator's demo-credentials.json") from None
 _sso_missing = [
     name
     for name, value in (

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 from datetime import timedelta
@@ -24,6 +25,7 @@ from alm_portal.audit.context import AuditContext, ObjectRef
 from alm_portal.audit.services import record, record_outcome
 from alm_portal.errors import DomainError, NotFound, ValidationFailed
 
+logger = logging.getLogger(__name__)
 TOKEN_PREFIX = "alm_"
 _TOKEN_PATTERN = re.compile(r"^alm_(?P<id>[1-9][0-9]{0,18})_(?P<secret>[A-Za-z0-9_-]{43})$")
 # last_used_at is a hint for people, not a log: writing it on every call would turn reads into writes.
@@ -183,6 +185,21 @@ def team_remove_member(*, team: Team, user: User, context: AuditContext) -> None
         deleted, _ = TeamMembership.objects.filter(team=team, user=user).delete()
         if deleted:
             record(context=context, action="team.member_removed", target=team, related=user)
+
+
+def user_sync_teams(*, user: User, team_slugs: set[str], managed_slugs: set[str], context: AuditContext) -> None:
+    """Make the user a member of exactly `team_slugs` among the `managed_slugs` teams (single sign-on's
+    group mapping); memberships of other teams are left alone. Each change is audited by the team
+    service; a mapped team that does not exist yet is skipped with a warning."""
+    teams = {team.slug: team for team in Team.objects.filter(slug__in=managed_slugs)}
+    for missing in sorted((team_slugs | managed_slugs) - set(teams)):
+        logger.warning("single sign-on maps to team %r, which does not exist", missing)
+    current = set(user.memberships.filter(team__slug__in=managed_slugs).values_list("team__slug", flat=True))
+    for slug in sorted(team_slugs - current):
+        if slug in teams:
+            team_add_member(team=teams[slug], user=user, context=context)
+    for slug in sorted(current - team_slugs):
+        team_remove_member(team=teams[slug], user=user, context=context)
 
 
 def _end_sessions(user: User) -> int:
