@@ -96,46 +96,64 @@ def _purge_queue() -> None:
         client.delete(key)
 
 
+def start_worker_process(
+    log_path: Path, env: dict[str, str] | None = None, concurrency: int = 1, name: str = "w"
+) -> WorkerProcess:
+    """Start one worker and wait until it is ready; the caller stops it. For fixtures of a wider scope
+    than the factory below (e.g. one worker for a module of browser tests)."""
+    handle = log_path.open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "alm_portal",
+            "worker",
+            "--concurrency",
+            str(concurrency),
+            "--pool",
+            "prefork",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-n",
+            f"{name}@%h",
+        ],
+        cwd=ROOT,
+        env=_worker_env(env),
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, so crash points kill only the worker
+    )
+    worker = WorkerProcess(process=process, log_path=log_path, env=env or {})
+    try:
+        worker.wait_for(lambda: "ready." in worker.log(), timeout=60)
+    except BaseException:
+        worker.stop()
+        raise
+    return worker
+
+
+def purge_queue() -> None:
+    """Drop messages a previous test left in this Redis database."""
+    if settings.REDIS_URL:
+        _purge_queue()
+
+
 @pytest.fixture
 def celery_worker_factory(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
     def start(env: dict[str, str] | None = None, concurrency: int = 1, name: str = "w") -> WorkerProcess:
         log_path = tmp_path / f"worker-{name}-{len(started)}.log"
-        handle = log_path.open("wb")
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "alm_portal",
-                "worker",
-                "--concurrency",
-                str(concurrency),
-                "--pool",
-                "prefork",
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-n",
-                f"{name}{len(started)}@%h",
-            ],
-            cwd=ROOT,
-            env=_worker_env(env),
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so crash points kill only the worker
-        )
-        worker = WorkerProcess(process=process, log_path=log_path, env=env or {})
+        worker = start_worker_process(log_path, env, concurrency, f"{name}{len(started)}")
         started.append(worker)
-        worker.wait_for(lambda: "ready." in worker.log(), timeout=60)
         return worker
 
-    if settings.REDIS_URL:
-        _purge_queue()
+    purge_queue()
     yield start
     for worker in started:
         worker.stop()
