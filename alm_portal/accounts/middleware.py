@@ -15,6 +15,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import SESSION_KEY, logout
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import resolve_url
 
 SIGNED_IN_AT_KEY = "alm_signed_in_at"
 LAST_SEEN_KEY = "alm_last_seen"
@@ -36,8 +37,11 @@ class SessionLifetimeMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.user.is_authenticated:
-            self._check(request)
+        if request.user.is_authenticated and self._check(request) and _is_polling(request):
+            # A live part of a page must not swap the sign-in page into itself: send the whole tab there.
+            ended = HttpResponse(status=204)
+            ended["HX-Redirect"] = resolve_url(settings.LOGIN_URL)
+            return ended
         response = self.get_response(request)
         # Signed in by this request (login() gave it a new session key). Asking the session, not
         # request.user: DRF sets request.user for bearer tokens too, and those must not get a session.
@@ -52,21 +56,25 @@ class SessionLifetimeMiddleware:
         request.session[LAST_SEEN_KEY] = now
         request.session.set_expiry(_expiry(now=now, signed_in_at=now))
 
-    def _check(self, request: HttpRequest) -> None:
+    def _check(self, request: HttpRequest) -> bool:
+        """Apply the limits; True when they ended the session."""
         session = request.session
         signed_in_at = session.get(SIGNED_IN_AT_KEY)
         if signed_in_at is None:
             self._start(request)
-            return
+            return False
         now = time.time()
         last_seen = session.get(LAST_SEEN_KEY, signed_in_at)
         if now - signed_in_at >= settings.ALM_SESSION_ABSOLUTE_HOURS * 3600:
             self._end(request, "absolute")
-        elif now - last_seen >= settings.ALM_SESSION_IDLE_MINUTES * 60:
+            return True
+        if now - last_seen >= settings.ALM_SESSION_IDLE_MINUTES * 60:
             self._end(request, "idle")
-        elif not _is_polling(request) and now - last_seen >= ACTIVITY_RESOLUTION_SECONDS:
+            return True
+        if not _is_polling(request) and now - last_seen >= ACTIVITY_RESOLUTION_SECONDS:
             session[LAST_SEEN_KEY] = now
             session.set_expiry(_expiry(now=now, signed_in_at=signed_in_at))
+        return False
 
     @staticmethod
     def _end(request: HttpRequest, reason: str) -> None:

@@ -311,6 +311,10 @@ def sign_in_failed(*, username: str, context: AuditContext, locked_out: bool) ->
     now = timezone.now()
     cooloff = timedelta(minutes=settings.ALM_SIGN_IN_COOLOFF_MINUTES)
     with transaction.atomic():
+        # Counts that no longer matter go, so guessing many usernames cannot grow the table for ever.
+        SignInThrottle.objects.filter(first_failure_at__lte=now - cooloff).exclude(locked_until__gt=now).exclude(
+            username=name, client_ip=address
+        ).delete()
         throttle, _ = SignInThrottle.objects.select_for_update().get_or_create(
             username=name, client_ip=address, defaults={"first_failure_at": now}
         )

@@ -88,6 +88,29 @@ def flow_finish(*, flow: dict[str, Any], answer: dict[str, str]) -> dict[str, An
     return dict(result.get("id_token_claims") or {})
 
 
+STALE_FLOW = "The sign-in took too long or was started elsewhere; please try again."
+MISMATCH = "The answer from Entra ID did not match this sign-in; please try again."
+
+
+def sign_in_from_answer(*, flow: dict[str, Any] | None, answer: dict[str, str], context: AuditContext) -> User:
+    """The callback's whole use case: redeem Entra ID's answer for the flow this browser started, then
+    map the claims to a user. Every way it can end without a user raises SignInRefused and is audited."""
+    if not flow:
+        raise _failed(context=context, reason="no sign-in in progress for this browser", message=STALE_FLOW)
+    try:
+        claims = flow_finish(flow=flow, answer=answer)
+    except ValueError as problem:  # msal: state mismatch and other protocol errors
+        raise _failed(context=context, reason=f"answer did not match the flow: {problem}", message=MISMATCH) from None
+    except SignInRefused as refusal:  # Entra ID answered with an error
+        raise _failed(context=context, reason=refusal.message, message=refusal.message) from None
+    return user_from_claims(claims=claims, context=context)
+
+
+def _failed(*, context: AuditContext, reason: str, message: str) -> SignInRefused:
+    record_outcome(context=context, action="auth.sso_failed", outcome="failed", message=reason[:500])
+    return SignInRefused(message)
+
+
 def _claim_values(claims: dict[str, Any]) -> set[str]:
     """App role names and group object ids: the two claims the maps may name."""
     values: set[str] = set()

@@ -107,13 +107,8 @@ def sso_callback(request: HttpRequest) -> HttpResponse:
         raise Http404("Single sign-on is not configured.")
     flow = request.session.pop(SSO_FLOW_KEY, None)
     target = request.session.pop(SSO_NEXT_KEY, "") or resolve_url(settings.LOGIN_REDIRECT_URL)
-    if not flow:
-        return _refuse(request, "The sign-in took too long or was started elsewhere; please try again.")
     try:
-        claims = sso.flow_finish(flow=flow, answer=request.GET.dict())
-        user = sso.user_from_claims(claims=claims, context=AuditContext.from_request(request))
-    except ValueError:  # msal: state mismatch and other protocol errors
-        return _refuse(request, "The answer from Entra ID did not match this sign-in; please try again.")
+        user = sso.sign_in_from_answer(flow=flow, answer=request.GET.dict(), context=AuditContext.from_request(request))
     except sso.SignInRefused as refusal:
         return _refuse(request, refusal.message)
     request.sign_in_method = "entra"  # type: ignore[attr-defined]

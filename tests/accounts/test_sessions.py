@@ -78,6 +78,14 @@ def test_thirty_idle_minutes_end_the_session(maker: Any) -> None:
     assert "without activity" in client.get(response["Location"]).content.decode()
 
 
+def test_a_live_part_of_a_page_sends_the_whole_tab_to_sign_in_when_the_session_ends(maker: Any) -> None:
+    client = _signed_in("maker")
+    _age(client, seen_ago=31 * 60)
+    response = client.get("/", HTTP_HX_REQUEST="true")
+    assert response.status_code == 204 and response["HX-Redirect"] == "/accounts/login/"
+    assert AuditEvent.objects.get(action="auth.session_expired").after == {"reason": "idle"}
+
+
 def test_twelve_hours_end_the_session_however_active(maker: Any) -> None:
     client = _signed_in("maker")
     _age(client, signed_in_ago=12 * 3600 - 60, seen_ago=0)

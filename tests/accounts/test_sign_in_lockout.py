@@ -104,3 +104,11 @@ def test_the_limit_and_cool_off_are_settings(client: Client, maker: Any, setting
     assert LOCKED in second and "3 minutes" in second
     lock = SignInThrottle.objects.get()
     assert timedelta(minutes=2) < lock.locked_until - timezone.now() <= timedelta(minutes=3)
+
+
+def test_counts_past_their_cool_off_are_pruned_but_live_locks_stay(client: Client, maker: Any) -> None:
+    _fail(client, "old-guess", 1)
+    _fail(client, "locked-guess", 5)
+    SignInThrottle.objects.update(first_failure_at=timezone.now() - timedelta(hours=1))
+    _fail(client, "new-guess", 1)
+    assert set(SignInThrottle.objects.values_list("username", flat=True)) == {"locked-guess", "new-guess"}

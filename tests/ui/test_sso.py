@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from django.contrib.sessions.models import Session
 from django.test import Client
 from django.urls import reverse
 
@@ -116,6 +117,27 @@ def test_a_tampered_state_is_refused(sso_settings: Any, entra: Any) -> None:
     assert response["Location"] == reverse("accounts:login")
     assert "did not match" in client.get(reverse("accounts:login")).content.decode()
     assert not User.objects.filter(username="maker@contoso.example").exists()
+    failed = AuditEvent.objects.get(action="auth.sso_failed")
+    assert failed.outcome == "failed" and failed.message.startswith("answer did not match the flow")
+
+
+def test_a_callback_without_a_sign_in_in_progress_is_refused_and_audited(sso_settings: Any) -> None:
+    client = Client()
+    response = client.get("/accounts/sso/callback/?code=stolen&state=whatever")
+    assert response["Location"] == reverse("accounts:login")
+    assert "took too long or was started elsewhere" in client.get(reverse("accounts:login")).content.decode()
+    assert AuditEvent.objects.get(action="auth.sso_failed").message == "no sign-in in progress for this browser"
+
+
+def test_signing_in_with_entra_id_gives_a_new_session_key(sso_settings: Any, entra: Any) -> None:
+    server, _ = entra
+    client = Client()
+    client.get(reverse("accounts:sso-login"))  # the flow is kept in an anonymous session
+    anonymous_key = client.cookies["sessionid"].value
+    _sign_in(client, server, "maker")
+    assert client.cookies["sessionid"].value != anonymous_key
+    assert not Session.objects.filter(session_key=anonymous_key).exists()
+    assert client.get(reverse("home")).status_code == 200
 
 
 def test_without_linking_a_local_account_of_the_same_name_is_left_alone(
