@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 from django.contrib.sessions.models import Session
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from alm_portal.accounts.middleware import LAST_SEEN_KEY, SIGNED_IN_AT_KEY
@@ -153,3 +155,18 @@ def test_only_admins_see_or_end_sessions(persona: str, maker: Any, approver: Any
     assert client.get(f"/accounts/users/{maker.pk}/sessions/").status_code == 403
     assert client.post(f"/accounts/users/{maker.pk}/sessions/end/").status_code == 403
     assert not AuditEvent.objects.filter(action="user.sessions_ended").exists()
+
+
+def test_the_people_page_costs_the_same_queries_for_few_and_many(admin_user: Any, make_user: Any) -> None:
+    admin = _signed_in("admin")
+    admin.get("/accounts/users/")  # the first request of a session writes its start times
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert admin.get("/accounts/users/").status_code == 200
+        return len(captured)
+
+    few = queries()
+    for number in range(15):
+        _signed_in(make_user(f"person{number}").username)
+    assert queries() == few
