@@ -34,6 +34,10 @@ from alm_portal.audit.services import record, record_outcome
 ROLE_PRECEDENCE: tuple[str, ...] = (Role.ADMIN, Role.APPROVER, Role.MAKER, Role.AUDITOR)
 NO_APP_ROLE = "Your Entra ID account has no ALM Portal app role; ask an admin to assign one."
 DISABLED = "Your ALM Portal account is disabled; ask an admin."
+GROUPS_LEFT_OUT = (
+    "Entra ID did not list your groups (you are in too many), so the portal cannot tell your role; "
+    "ask an admin to assign you an ALM Portal app role, or to limit the groups sent to this app."
+)
 USERNAME_TAKEN = (
     "An ALM Portal account named {username} already exists and is not linked to your Entra ID identity; "
     "ask an admin to link it."
@@ -128,6 +132,13 @@ def role_for(claims: dict[str, Any]) -> str | None:
     return next((role for role in ROLE_PRECEDENCE if role in granted), None)
 
 
+def _groups_left_out(claims: dict[str, Any]) -> bool:
+    """Entra ID leaves the `groups` claim out when a user is in too many groups (the "overage"), and
+    points to Microsoft Graph instead."""
+    names = claims.get("_claim_names")
+    return bool(claims.get("hasgroups")) or (isinstance(names, dict) and "groups" in names)
+
+
 def team_slugs_for(claims: dict[str, Any]) -> set[str]:
     """The mapped teams these claims make the user a member of, by ALM_SSO_GROUP_TEAM_MAP."""
     mapping: dict[str, str] = settings.ALM_SSO_GROUP_TEAM_MAP
@@ -175,6 +186,11 @@ def user_from_claims(*, claims: dict[str, Any], context: AuditContext) -> User:
     role = role_for(claims)
     user = _find(identity)
     subject = ObjectRef(type="accounts.user", id=str(user.pk) if user else "", repr=identity.username)
+    if role is None and _groups_left_out(claims):
+        # The claims do not say which groups the user is in, so they cannot say the user lost access.
+        raise _refuse(
+            context=context, subject=subject, oid=identity.oid, reason="groups overage", message=GROUPS_LEFT_OUT
+        )
     if role is None:
         if user is not None and user.is_active:
             services.user_disable(user=user, context=context, reason="Entra ID sign-in without an app role")
@@ -206,7 +222,7 @@ def user_from_claims(*, claims: dict[str, Any], context: AuditContext) -> User:
             record(context=context, action="user.sso_linked", target=user, after=changed)
     if user.role != role:
         user = services.user_set_role(user=user, role=role, context=context)
-    if settings.ALM_SSO_GROUP_TEAM_MAP:
+    if settings.ALM_SSO_GROUP_TEAM_MAP and not _groups_left_out(claims):
         services.user_sync_teams(
             user=user,
             team_slugs=team_slugs_for(claims),

@@ -67,3 +67,21 @@ def test_no_mapped_group_disables_the_account(group_maps: Any) -> None:
     user.refresh_from_db()
     assert not user.is_active
     assert AuditEvent.objects.filter(action="user.disabled", object_id=str(user.pk)).count() == 1
+
+
+def test_a_groups_overage_is_refused_without_disabling_or_touching_teams(group_maps: Any) -> None:
+    user = _sign_in(_claims(MAKERS_GROUP))
+    overage = {**_claims(), "_claim_names": {"groups": "src1"}, "_claim_sources": {"src1": {"endpoint": "x"}}}
+    del overage["groups"]
+    with pytest.raises(sso.SignInRefused, match="did not list your groups"):
+        _sign_in(overage)
+    user.refresh_from_db()
+    assert user.is_active and list(user.teams.values_list("slug", flat=True)) == ["contoso"]
+    assert AuditEvent.objects.get(action="auth.sso_refused").message == "groups overage"
+
+
+def test_an_overage_with_an_app_role_signs_in_and_keeps_teams(group_maps: Any) -> None:
+    group_maps.ALM_SSO_ROLE_MAP = {**group_maps.ALM_SSO_ROLE_MAP, "ALM.Approver": "approver"}
+    _sign_in(_claims(MAKERS_GROUP))
+    user = _sign_in({**_claims(), "groups": None, "hasgroups": True, "roles": ["ALM.Approver"]})
+    assert user.role == "approver" and list(user.teams.values_list("slug", flat=True)) == ["contoso"]
