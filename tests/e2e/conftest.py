@@ -7,8 +7,8 @@ Dataverse orgs and a second emulator (`--seed demo`) as Entra ID with its demo i
 Expensive parts are shared per module: the browser, the worker and the Entra ID emulator. Each test
 still gets fresh rows (transactional database), fresh browser contexts (cookies) and its own orgs.
 
-When a test fails, every page it opened is saved as a screenshot under var/e2e-screenshots/ and the
-paths are printed.
+When a test fails, every page it opened is saved as a screenshot under var/e2e-screenshots/ (of
+ALM_VAR_DIR when set) and the paths are printed.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 from django.urls import reverse
 
 from deployments.models import Job, Promotion
@@ -34,8 +35,8 @@ from tests.support.worker import WorkerProcess, purge_queue, start_worker_proces
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 PASSWORD = "correct-horse-battery"  # tests/conftest.py make_user
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "e2e-screenshots"
-FINISHED = ("succeeded", "failed", "needs_attention", "cancelled")
+PROMOTION_ENDED = ("succeeded", "failed")
+JOB_ENDED = ("succeeded", "failed", "needs_attention", "cancelled")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -83,10 +84,11 @@ def new_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Callable[
 
     yield open_page
     if _failed(request.node):
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        screenshots = Path(django_settings.VAR_DIR) / "e2e-screenshots"
+        screenshots.mkdir(parents=True, exist_ok=True)
         reporter = request.config.pluginmanager.get_plugin("terminalreporter")
         for index, page in enumerate(opened):
-            path = SCREENSHOTS / f"{request.node.name}-{index}.png"
+            path = screenshots / f"{request.node.name}-{index}.png"
             try:
                 page.screenshot(path=str(path), full_page=True)
                 line = f"screenshot of page {index} ({page.url}): {path}"
@@ -203,9 +205,9 @@ def preflight_done(worker: WorkerProcess, promotion: Promotion) -> Promotion:
 
 def run_finished(worker: WorkerProcess, promotion: Promotion) -> Promotion:
     """The promotion's outcome commits first and the job's own finish a moment later: wait for both."""
-    worker.wait_for(lambda: Promotion.objects.get(pk=promotion.pk).status in FINISHED[:2], timeout=90)
+    worker.wait_for(lambda: Promotion.objects.get(pk=promotion.pk).status in PROMOTION_ENDED, timeout=90)
     promotion.refresh_from_db()
-    worker.wait_for(lambda: Job.objects.get(pk=promotion.run_job_id).status in FINISHED, timeout=60)
+    worker.wait_for(lambda: Job.objects.get(pk=promotion.run_job_id).status in JOB_ENDED, timeout=60)
     return promotion
 
 
