@@ -30,7 +30,7 @@ from tests.deployments.test_runner_fixtures import (  # noqa: F401 - fixtures ar
     runner_settings_fixture,
 )
 from tests.support.emulator import start_emulator
-from tests.support.worker import WorkerProcess, purge_queue, start_worker_process
+from tests.support.worker import WorkerProcess, purge_queue, start_worker
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -137,7 +137,7 @@ def worker(
         "ALM_IMPORT_POLL_MAX_SECONDS": "1",
         "ALM_IMPORT_BUSY_RETRY_SECONDS": "1",
     }
-    process = start_worker_process(log, env, name="e2e")
+    process = start_worker(log, env, 1, "e2e@%h")
     yield process
     process.stop()
 

@@ -22,7 +22,9 @@ from django.urls import reverse
 from alm_portal.audit.models import AuditEvent
 from deployments.models import Promotion
 from tests.deployments.test_runner_fixtures import success_package
-from tests.e2e.conftest import (
+from tests.e2e.conftest import (  # noqa: F401 - PASSWORD and browser: other modules import them from here
+    PASSWORD,
+    browser,
     preflight_done,
     promoted_by_the_worker,
     promotion_url,

@@ -96,11 +96,10 @@ def _purge_queue() -> None:
         client.delete(key)
 
 
-def start_worker_process(
-    log_path: Path, env: dict[str, str] | None = None, concurrency: int = 1, name: str = "w"
+def start_worker(
+    log_path: Path, env: dict[str, str] | None = None, concurrency: int = 1, node_name: str = "w@%h"
 ) -> WorkerProcess:
-    """Start one worker and wait until it is ready; the caller stops it. For fixtures of a wider scope
-    than the factory below (e.g. one worker for a module of browser tests)."""
+    """Start a worker process in its own process group and wait until it is ready."""
     handle = log_path.open("wb")
     process = subprocess.Popen(
         [
@@ -120,7 +119,7 @@ def start_worker_process(
             "--without-mingle",
             "--without-heartbeat",
             "-n",
-            f"{name}@%h",
+            node_name,
         ],
         cwd=ROOT,
         env=_worker_env(env),
@@ -132,15 +131,9 @@ def start_worker_process(
     try:
         worker.wait_for(lambda: "ready." in worker.log(), timeout=60)
     except BaseException:
-        worker.stop()
+        worker.stop(signal.SIGKILL)
         raise
     return worker
-
-
-def purge_queue() -> None:
-    """Drop messages a previous test left in this Redis database."""
-    if settings.REDIS_URL:
-        _purge_queue()
 
 
 @pytest.fixture
@@ -149,11 +142,12 @@ def celery_worker_factory(tmp_path: Path) -> Iterator[Callable[..., WorkerProces
 
     def start(env: dict[str, str] | None = None, concurrency: int = 1, name: str = "w") -> WorkerProcess:
         log_path = tmp_path / f"worker-{name}-{len(started)}.log"
-        worker = start_worker_process(log_path, env, concurrency, f"{name}{len(started)}")
+        worker = start_worker(log_path, env, concurrency, f"{name}{len(started)}@%h")
         started.append(worker)
         return worker
 
-    purge_queue()
+    if settings.REDIS_URL:
+        _purge_queue()
     yield start
     for worker in started:
         worker.stop()
@@ -162,3 +156,9 @@ def celery_worker_factory(tmp_path: Path) -> Iterator[Callable[..., WorkerProces
 @pytest.fixture
 def celery_worker_process(celery_worker_factory: Callable[..., WorkerProcess]) -> Any:
     return celery_worker_factory()
+
+
+def purge_queue() -> None:
+    """Drop messages an earlier test left in this Redis database (for worker fixtures of a wider scope)."""
+    if settings.REDIS_URL:
+        _purge_queue()
