@@ -266,6 +266,9 @@ CELERY_BEAT_SCHEDULE = {
     "audit-checkpoint": {"task": "audit.checkpoint_write", "schedule": 3600.0},
     "notifications-dispatch": {"task": "notifications.dispatch", "schedule": 10.0},
     "release-scheduled-promotions": {"task": "deployments.release_scheduled_promotions", "schedule": 60.0},
+    "idempotency-purge-expired": {"task": "idempotency.purge_expired", "schedule": 3600.0},
+    # A full verification as a job once a day, so the last result (pages, /metrics) never grows old.
+    "audit-verify-daily": {"task": "audit.verify", "schedule": 86400.0},
 }
 
 # --- REST framework ---------------------------------------------------------------------------
@@ -311,6 +314,10 @@ ALM_TEST_CRASH_AT = env_optional("ALM_TEST_CRASH_AT")
 # tests point it at the emulator's CA.
 ALM_DATAVERSE_CA_BUNDLE = env_optional("ALM_DATAVERSE_CA_BUNDLE")
 DEMO_PASSWORD = env_optional("DEMO_PASSWORD")
+# Bearer token a Prometheus scraper presents to GET /metrics (admins' and auditors' API tokens work too).
+ALM_METRICS_TOKEN = env_optional("ALM_METRICS_TOKEN")
+if ALM_METRICS_TOKEN is not None and len(ALM_METRICS_TOKEN) < 32:
+    raise ConfigurationError("ALM_METRICS_TOKEN", "must be at least 32 characters (e.g. openssl rand -hex 32)")
 
 # Entra ID single sign-on (issue 7): all three set, or none (the sign-in page then offers passwords only).
 # The authority's TLS is checked against ALM_DATAVERSE_CA_BUNDLE when set (the emulator's CA in the demo).
@@ -395,16 +402,22 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=PRODUCTION)
 EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "alm-portal@localhost")
 
-# --- Logging: one line per record, with the request id ----------------------------------------
+# --- Logging: one line per record, with the request id and the job id (alm_portal/logformat.py) ---
+# json: one JSON object per line (the default in production, for log shippers); text: for terminals.
+ALM_LOG_FORMAT = env_choice("ALM_LOG_FORMAT", "json" if PRODUCTION else "text", ("json", "text"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "alm_portal.middleware.RequestIdLogFilter"}},
+    "filters": {
+        "request_id": {"()": "alm_portal.middleware.RequestIdLogFilter"},
+        "job_id": {"()": "alm_portal.logformat.JobIdLogFilter"},
+    },
     "formatters": {
-        "line": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "text": {"()": "alm_portal.logformat.TextLogFormatter"},
+        "json": {"()": "alm_portal.logformat.JsonLogFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "line", "filters": ["request_id"]},
+        "console": {"class": "logging.StreamHandler", "formatter": ALM_LOG_FORMAT, "filters": ["request_id", "job_id"]},
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
