@@ -17,6 +17,7 @@ from alm_portal.config import (
     env_bool,
     env_choice,
     env_int,
+    env_json_str_map,
     env_list,
     env_optional,
     env_secret,
@@ -96,6 +97,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "alm_portal.accounts.middleware.SessionLifetimeMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -108,6 +110,8 @@ AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "accounts:login"
+# Django's model backend behind the sign-in lockout, so every password form (ours, the admin's) honours it.
+AUTHENTICATION_BACKENDS = ["alm_portal.accounts.backends.LockoutModelBackend"]
 
 TEMPLATES = [
     {
@@ -148,7 +152,14 @@ DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Sessions, security ---------------------------------------------------------------------
-SESSION_COOKIE_AGE = 12 * 60 * 60  # absolute session lifetime
+# A browser session ends after ALM_SESSION_IDLE_MINUTES without activity or ALM_SESSION_ABSOLUTE_HOURS
+# after sign-in, whichever comes first (alm_portal.accounts.middleware enforces both server side).
+ALM_SESSION_IDLE_MINUTES = env_int("ALM_SESSION_IDLE_MINUTES", 30, minimum=1, maximum=24 * 60)
+ALM_SESSION_ABSOLUTE_HOURS = env_int("ALM_SESSION_ABSOLUTE_HOURS", 12, minimum=1, maximum=7 * 24)
+SESSION_COOKIE_AGE = ALM_SESSION_ABSOLUTE_HOURS * 60 * 60
+# Password sign-in: this many failures for one username from one address lock that pair for the cool-off.
+ALM_SIGN_IN_MAX_FAILURES = env_int("ALM_SIGN_IN_MAX_FAILURES", 5, minimum=1)
+ALM_SIGN_IN_COOLOFF_MINUTES = env_int("ALM_SIGN_IN_COOLOFF_MINUTES", 15, minimum=1)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = PRODUCTION
@@ -365,6 +376,19 @@ if ALM_METRICS_TOKEN is not None and len(ALM_METRICS_TOKEN) < 32:
 ALM_SSO_AUTHORITY = env_optional("ALM_SSO_AUTHORITY")
 ALM_SSO_CLIENT_ID = env_optional("ALM_SSO_CLIENT_ID")
 ALM_SSO_CLIENT_SECRET = env_optional("ALM_SSO_CLIENT_SECRET")
+# The demo (`make run`) signs in through the emulator: its sign-in client comes from the
+# demo-credentials.json the emulator writes at start (absent before the first start: no SSO yet).
+ALM_SSO_DEMO_CREDENTIALS = env_optional("ALM_SSO_DEMO_CREDENTIALS")
+if ALM_SSO_DEMO_CREDENTIALS and PRODUCTION:
+    raise ConfigurationError("ALM_SSO_DEMO_CREDENTIALS", "is for the demo and must not be set in production")
+if ALM_SSO_DEMO_CREDENTIALS and not ALM_SSO_AUTHORITY and Path(ALM_SSO_DEMO_CREDENTIALS).exists():
+    try:
+        _demo_sso = json.loads(Path(ALM_SSO_DEMO_CREDENTIALS).read_text())
+        ALM_SSO_AUTHORITY = str(_demo_sso["authority"])
+        ALM_SSO_CLIENT_ID = str(_demo_sso["sso_client"]["client_id"])
+        ALM_SSO_CLIENT_SECRET = str(_demo_sso["sso_client"]["client_secret"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigurationError("ALM_SSO_DEMO_CREDENTIALS", "is not the emulator's demo-credentials.json") from None
 _sso_missing = [
     name
     for name, value in (
@@ -376,6 +400,18 @@ _sso_missing = [
 ]
 if _sso_missing and len(_sso_missing) < 3:
     raise ConfigurationError(_sso_missing[0], "single sign-on needs ALM_SSO_AUTHORITY, _CLIENT_ID and _CLIENT_SECRET")
+# App roles or group object ids (both claims are read) → our roles; with several, the most powerful wins.
+ALM_SSO_ROLE_MAP = env_json_str_map(
+    "ALM_SSO_ROLE_MAP",
+    {"ALM.Admin": "admin", "ALM.Approver": "approver", "ALM.Maker": "maker", "ALM.Auditor": "auditor"},
+    allowed_values=("maker", "approver", "admin", "auditor"),  # accounts.choices.Role; a test keeps them equal
+)
+# App roles or group object ids → team slugs. Sign-in adds and removes memberships of these teams only;
+# teams not named here are managed in the portal.
+ALM_SSO_GROUP_TEAM_MAP = env_json_str_map("ALM_SSO_GROUP_TEAM_MAP", {}, value_pattern=r"^[-a-zA-Z0-9_]+$")
+# Link a first Entra ID sign-in to an unlinked local account of the same username. Off: anyone who
+# controls a matching name in the tenant would take over the account. The demo turns it on.
+ALM_SSO_LINK_BY_USERNAME = env_bool("ALM_SSO_LINK_BY_USERNAME", default=False)
 
 # Solution packages: uploads above this size are refused with 413 (match your proxy's body limit).
 ALM_MAX_UPLOAD_BYTES = env_int("ALM_MAX_UPLOAD_BYTES", 500 * 1024 * 1024, minimum=1024)

@@ -14,6 +14,8 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from alm_portal.accounts.models import ApiToken
+
 pytestmark = pytest.mark.django_db
 
 PERSONAS = ("anonymous", "maker", "maker2", "approver", "admin", "auditor")
@@ -67,15 +69,18 @@ PAGES: dict[str, tuple[str, str | None, dict[str, int]]] = {
     "solutions:version-compare": ("get", "version", dict.fromkeys(PERSONAS[1:], 302)),
     "solutions:version-diff": ("get", "version-pair", TEAM_OK),
     "accounts:api-tokens": ("get", None, ALL_OK),
-    # The spare token is the maker's: everyone else's token list does not hold it.
     "accounts:api-token-revoke": (
         "post",
-        "token",
+        "token",  # the maker's own token: everyone else is told it does not exist
         {"maker": 302, "maker2": 404, "approver": 404, "admin": 404, "auditor": 404},
     ),
+    "accounts:user-list": ("get", None, ADMIN_ONLY),
+    "accounts:user-sessions": ("get", "user", ADMIN_ONLY),
+    "accounts:user-sessions-end": ("post", "user", {**ADMIN_ONLY, "admin": 302}),
 }
 
-# Pages that answer without a session: (method, status for anonymous).
+# Pages that answer without a session: (method, status for anonymous). Sign-in and sign-out are covered
+# in depth by tests/ui/test_sso.py and tests/accounts/.
 PUBLIC: dict[str, tuple[str, int]] = {
     "accounts:login": ("get", 200),
     "accounts:logout": ("post", 302),
@@ -121,6 +126,10 @@ def test_every_ui_page_has_an_expectation_per_persona() -> None:
 def _url(name: str, arg: str | None, world: Any) -> str:
     if arg is None:
         return reverse(name)
+    if arg == "user":
+        return reverse(name, args=[world.users["maker"].pk])
+    if arg == "token":
+        return reverse(name, args=[ApiToken.objects.get(user=world.users["maker"], name="maker-token").pk])
     if arg == "version-pair":
         return reverse(name, args=[world.ids["version"], world.ids["old_version"]])
     return reverse(name, args=[world.ids[arg]])
