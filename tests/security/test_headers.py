@@ -22,6 +22,7 @@ KINDS = {
     "api_500": "/api/v1/security-probe/fail/",
     "api_docs": "/api/docs/",
     "session": "/security-probe/session/",
+    "message": "/security-probe/message/",
 }
 STRICT_REFERRER_POLICIES = {"no-referrer", "same-origin", "strict-origin", "strict-origin-when-cross-origin"}
 
@@ -79,6 +80,7 @@ def test_the_expected_kinds_actually_answered(production: dict[str, Any]) -> Non
         "api_500": 500,
         "api_docs": 200,
         "session": 204,
+        "message": 204,
     }
 
 
@@ -94,6 +96,15 @@ def test_cookies_are_host_prefixed_secure_httponly_and_same_site(
     assert attributes["secure"] and attributes["path"] == "/" and attributes["domain"] == ""
     assert attributes["httponly"]
     assert attributes["samesite"] in ("Lax", "Strict")
+
+
+def test_every_other_cookie_is_secure_httponly_and_same_site_too(production: dict[str, Any]) -> None:
+    cookies = {name: value for answer in production.values() for name, value in answer["cookies"].items()}
+
+    assert "messages" in cookies  # flash messages ride in a cookie until the next page shows them
+    for name, attributes in cookies.items():
+        assert attributes["secure"] and attributes["httponly"], name
+        assert attributes["samesite"] in ("Lax", "Strict"), name
 
 
 def test_admin_sets_the_same_host_prefixed_csrf_cookie(production: dict[str, Any]) -> None:

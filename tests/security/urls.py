@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 from rest_framework.permissions import AllowAny
@@ -25,6 +26,12 @@ def session_writer(request: HttpRequest) -> HttpResponse:
     return HttpResponse(status=204)
 
 
+def message_writer(request: HttpRequest) -> HttpResponse:
+    """Leaves a flash message for the next page, which the cookie storage keeps in a cookie."""
+    messages.info(request, "Saved.")
+    return HttpResponse(status=204)
+
+
 class ApiThatFails(APIView):
     authentication_classes: list[type] = []
     permission_classes = [AllowAny]
@@ -40,6 +47,7 @@ urlpatterns = [
     *project_urlpatterns,
     path("security-probe/fail/", page_that_fails),
     path("security-probe/session/", session_writer),
+    path("security-probe/message/", message_writer),
     path("api/v1/security-probe/fail/", ApiThatFails.as_view()),
 ]
 
