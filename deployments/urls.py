@@ -1,6 +1,6 @@
 from django.urls import path
 
-from deployments import views
+from deployments import views, views_dashboard
 
 app_name = "deployments"
 
@@ -18,4 +18,5 @@ urlpatterns = [
     path("metrics/", views.delivery_metrics_page, name="metrics"),
     path("pipelines/", views.pipeline_list, name="pipeline-list"),
     path("pipelines/<int:pk>/", views.pipeline_detail, name="pipeline-detail"),
+    path("jobs/running/", views_dashboard.running_jobs, name="running-jobs"),
 ]

@@ -381,19 +381,10 @@ def promotion_list(request: HttpRequest) -> HttpResponse:
 
 
 def approvals_waiting_for(user: User) -> list[Promotion]:
-    """Promotions waiting for a decision `user` may make, oldest first (policy decides, per promotion)."""
-    if not account_policy.changes_anything(user) or user.role not in (Role.APPROVER, Role.ADMIN):
+    """Promotions waiting for a decision `user` may make, oldest first (auditors and makers: none)."""
+    if not account_policy.changes_anything(user):
         return []
-    waiting = (
-        selectors.promotions_visible_to(user=user)
-        .filter(status=PromotionStatus.PENDING_APPROVAL)
-        .order_by("requested_at", "pk")
-    )
-    result = []
-    for promotion in waiting:
-        if _decision_refusal(user, promotion) == "":
-            result.append(promotion)
-    return result
+    return selectors.promotions_awaiting_decision_by(user=user)
 
 
 @login_required

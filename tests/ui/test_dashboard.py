@@ -37,8 +37,8 @@ def test_the_matrix_shows_installed_versions_coloured(api_world: Any) -> None:
     _installed(environments["prod"], name, "1.0.0.0")
     response = _as(api_world.users["maker"]).get(reverse("home"))
     matrix = response.context["matrices"][0]
-    assert [stage.name for stage in matrix["stages"]] == ["test", "prod"]
-    test_cell, prod_cell = matrix["rows"][0]["cells"]
+    assert [stage.name for stage in matrix.stages] == ["test", "prod"]
+    test_cell, prod_cell = matrix.rows[0]["cells"]
     assert (test_cell["installed"], test_cell["label"], test_cell["state"]) == ("1.1.0.0", "up to date", "ok")
     assert (prod_cell["installed"], prod_cell["label"]) == ("1.0.0.0", "behind")
     assert test_cell["promotion_id"] == api_world.ids["promotion"]
@@ -55,7 +55,7 @@ def test_drift_marks_the_cell_and_is_listed(api_world: Any) -> None:
         environment=environments["prod"], kind="version_mismatch", unique_name=name, first_seen_at=now, last_seen_at=now
     )
     response = _as(api_world.users["admin"]).get(reverse("home"))
-    assert response.context["matrices"][0]["rows"][0]["cells"][1]["label"] == "drift"
+    assert response.context["matrices"][0].rows[0]["cells"][1]["label"] == "drift"
     assert "contoso-prod" in response.content.decode().split('id="drift"')[1]
 
 
