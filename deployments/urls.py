@@ -1,6 +1,6 @@
 from django.urls import path
 
-from deployments import views, views_dashboard
+from deployments import views, views_dashboard, views_preflight
 
 app_name = "deployments"
 
@@ -19,4 +19,9 @@ urlpatterns = [
     path("pipelines/", views.pipeline_list, name="pipeline-list"),
     path("pipelines/<int:pk>/", views.pipeline_detail, name="pipeline-detail"),
     path("jobs/running/", views_dashboard.running_jobs, name="running-jobs"),
+    path(
+        "versions/<int:version_pk>/promote/preview/",
+        views_preflight.promotion_request_preview,
+        name="promotion-request-preview",
+    ),
 ]

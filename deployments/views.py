@@ -34,6 +34,8 @@ from deployments.choices import ApprovalDecision, PromotionKind, PromotionStatus
 from deployments.forms import CommentRequiredForm, DecisionForm, PromotionRequestForm, RollbackForm
 from deployments.metrics import delivery_metrics
 from deployments.models import Promotion, Stage
+from deployments.target_diff import promotion_target_diff
+from deployments.views_preflight import preview_trigger_attributes
 from solutions import selectors as solution_selectors
 
 logger = logging.getLogger(__name__)
@@ -205,6 +207,7 @@ def promotion_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "components": result.get("components") or [],
         "rollback_plan": _rollback_plan(promotion, user),
         "is_rollback": promotion.kind == PromotionKind.ROLLBACK,
+        "target": promotion_target_diff(promotion=promotion),
     }
     return render(request, "deployments/promotion_detail.html", context)
 
@@ -335,6 +338,7 @@ def promotion_request(request: HttpRequest, version_pk: int) -> HttpResponse:
         raise PermissionDenied(refusal.message)
     stages = _stage_choices(version)
     form = PromotionRequestForm(request.POST or None, stages=stages)
+    form.fields["stage"].widget.attrs.update(preview_trigger_attributes(version_pk=version.pk))
     if request.method == "POST" and form.is_valid():
         stage = get_object_or_404(Stage, pk=int(form.cleaned_data["stage"]))
         try:

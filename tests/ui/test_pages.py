@@ -38,6 +38,11 @@ PAGES: dict[str, tuple[str, str | None, dict[str, int]]] = {
         "version",
         {"maker": 200, "maker2": 404, "approver": 200, "admin": 200, "auditor": 403},
     ),
+    "deployments:promotion-request-preview": (
+        "get",
+        "version",
+        {"maker": 200, "maker2": 404, "approver": 200, "admin": 200, "auditor": 403},
+    ),
     "deployments:approvals-inbox": (
         "get",
         None,
