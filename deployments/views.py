@@ -25,8 +25,8 @@ from django.views.decorators.http import require_POST
 from alm_portal.accounts import policy as account_policy
 from alm_portal.accounts.choices import Role
 from alm_portal.accounts.models import User
-from alm_portal.audit import selectors as audit_selectors
 from alm_portal.audit.context import AuditContext
+from alm_portal.audit.history import object_history_context
 from alm_portal.audit.services import record_outcome
 from alm_portal.errors import DomainError
 from deployments import policy, selectors, workflow
@@ -185,14 +185,12 @@ def _rollback_plan(promotion: Promotion, user: User) -> list[dict[str, Any]]:
 def promotion_detail(request: HttpRequest, pk: int) -> HttpResponse:
     promotion = _promotion(request, pk)
     user = _user(request)
-    timeline = audit_selectors.audit_events(object_type="deployments.promotion", object_id=promotion.pk).order_by("seq")
     preflight = promotion.preflight_result if isinstance(promotion.preflight_result, dict) else {}
     result = promotion.result if isinstance(promotion.result, dict) else {}
     may_change = account_policy.changes_anything(user)
     cancel_refusal = policy.requester_or_admin_refusal(user=user, promotion=promotion, action="cancel")
     context = {
         **_progress_context(promotion),
-        "timeline": list(timeline),
         "preflight_checks": preflight.get("checks", []),
         "approvals": _approvals_facts(promotion),
         "decision_refusal": _decision_refusal(user, promotion) if may_change else "",
@@ -208,6 +206,7 @@ def promotion_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "rollback_plan": _rollback_plan(promotion, user),
         "is_rollback": promotion.kind == PromotionKind.ROLLBACK,
         "target": promotion_target_diff(promotion=promotion),
+        **object_history_context(user=user, instance=promotion, page_number=request.GET.get("history_page")),
     }
     return render(request, "deployments/promotion_detail.html", context)
 
@@ -418,7 +417,10 @@ def pipeline_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def pipeline_detail(request: HttpRequest, pk: int) -> HttpResponse:
     pipeline = get_object_or_404(selectors.pipelines_visible_to(user=_user(request)), pk=pk)
-    return render(request, "deployments/pipeline_detail.html", {"pipeline": pipeline})
+    history = object_history_context(
+        user=_user(request), instance=pipeline, page_number=request.GET.get("history_page")
+    )
+    return render(request, "deployments/pipeline_detail.html", {"pipeline": pipeline, **history})
 
 
 @login_required

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 from alm_portal.accounts import policy
 from alm_portal.accounts.choices import Scope
 from alm_portal.audit.context import AuditContext
+from alm_portal.audit.history import object_history_context
 from alm_portal.errors import DomainError
 from solutions import selectors, services
 from solutions.forms import ExportForm, VersionUploadForm
@@ -62,6 +63,11 @@ def solution_detail(request: HttpRequest, pk: int) -> HttpResponse:
             ),
             "export_form": ExportForm(),
             "may_request": _may_request(request.user),
+            **object_history_context(
+                user=request.user,  # type: ignore[arg-type]
+                instance=solution,
+                page_number=request.GET.get("history_page"),
+            ),
         },
     )
 
@@ -125,6 +131,11 @@ def version_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "manifest": manifest,
             "components": [(group.replace("_", " "), items) for group, items in components if items],
             "others": selectors.solution_versions(solution=version.solution).exclude(pk=version.pk),
+            **object_history_context(
+                user=request.user,  # type: ignore[arg-type]
+                instance=version,
+                page_number=request.GET.get("history_page"),
+            ),
         },
     )
 

@@ -143,6 +143,8 @@ def crowd(world: Any) -> dict[str, Any]:
     with transaction.atomic():
         for index in range(300):
             record(context=context, action="promotion.viewed", target=promotions[index % len(promotions)])
+        for index in range(40):  # more than a page of history on the solution whose page is measured
+            record(context=context, action="solution.touched", target=solutions[0], after={"n": index})
     return {"solution": solutions[0], "environment": environments[0], "pipeline": pipelines[0]}
 
 
