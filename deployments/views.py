@@ -8,7 +8,6 @@ shows the same refusal sentences the API answers with) and calls one workflow fu
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from django.contrib import messages
@@ -19,7 +18,6 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_POST
 
 from alm_portal.accounts import policy as account_policy
@@ -32,7 +30,6 @@ from alm_portal.errors import DomainError
 from deployments import policy, selectors, workflow
 from deployments.choices import ApprovalDecision, PromotionKind, PromotionStatus
 from deployments.forms import CommentRequiredForm, DecisionForm, PromotionRequestForm, RollbackForm
-from deployments.metrics import delivery_metrics
 from deployments.models import Promotion, Stage
 from deployments.target_diff import promotion_target_diff
 from deployments.views_preflight import preview_trigger_attributes
@@ -421,33 +418,3 @@ def pipeline_detail(request: HttpRequest, pk: int) -> HttpResponse:
         user=_user(request), instance=pipeline, page_number=request.GET.get("history_page")
     )
     return render(request, "deployments/pipeline_detail.html", {"pipeline": pipeline, **history})
-
-
-@login_required
-def delivery_metrics_page(request: HttpRequest) -> HttpResponse:
-    """Delivery metrics over what the user may see, for a time range (default the last 90 days)."""
-    today = timezone.now().date()
-    start = parse_date(request.GET.get("from", "")) or today - timedelta(days=90)
-    end = parse_date(request.GET.get("to", "")) or today
-    metrics = delivery_metrics(
-        promotions=selectors.promotions_visible_to(user=_user(request)),
-        since=datetime.combine(start, time.min, tzinfo=UTC),
-        until=datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC),
-    )
-    peak = max((count for _, count in metrics.deployments_per_week), default=0)
-    return render(
-        request,
-        "deployments/metrics.html",
-        {
-            "metrics": metrics,
-            "start": start,
-            "end": end,
-            "weeks": [
-                {"week": week, "count": count, "percent": round(100 * count / peak) if peak else 0}
-                for week, count in metrics.deployments_per_week
-            ],
-            "failure_percent": (
-                round(100 * metrics.change_failure_rate) if metrics.change_failure_rate is not None else None
-            ),
-        },
-    )
