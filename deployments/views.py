@@ -373,10 +373,11 @@ def promotion_list(request: HttpRequest) -> HttpResponse:
     if status in PromotionStatus.values:
         promotions = promotions.filter(status=status)
     page = Paginator(promotions, 50).get_page(request.GET.get("page"))
+    rows = [{"promotion": promotion, "tone": STATUS_TONE.get(promotion.status, "muted")} for promotion in page]
     return render(
         request,
         "deployments/promotion_list.html",
-        {"page": page, "status": status, "statuses": PromotionStatus.choices, "tones": STATUS_TONE},
+        {"page": page, "rows": rows, "status": status, "statuses": PromotionStatus.choices},
     )
 
 
