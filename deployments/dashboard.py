@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, Exists, OuterRef, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.http import urlencode
 
@@ -141,23 +141,26 @@ def release_matrices(*, user: User, page_numbers: Mapping[str, str] | None = Non
     shown_ids = [solution_id for matrix in matrices for solution_id in matrix.page.object_list]
     # The shown solutions, without the list page's prefetch of deployments (not needed here).
     solutions = {s.pk: s for s in visible.prefetch_related(None).filter(pk__in=shown_ids)} if shown_ids else {}
-    environment_ids = {stage.target_environment_id for matrix in matrices for stage in matrix.stages}
-    names = {solution.unique_name for solution in solutions.values()}
+    # Only the cells shown: per pipeline, its stages' environments × its page of solutions (an OR of
+    # one pair of IN lists per pipeline, not the cross product of every environment and solution).
+    shown_cells = Q()
+    for matrix in matrices:
+        page_names = [solutions[solution_id].unique_name for solution_id in matrix.page.object_list]
+        environment_ids = [stage.target_environment_id for stage in matrix.stages]
+        if page_names and environment_ids:
+            shown_cells |= Q(environment_id__in=environment_ids, unique_name__in=page_names)
     installed: dict[tuple[int, str], str] = {}
     drift: set[tuple[int, str]] = set()
     latest: dict[tuple[int, int], Promotion] = {}
-    if solutions and environment_ids:
+    if shown_cells:
         installed = {
             (environment_id, name): version
             for environment_id, name, version in InventoryInterval.objects.filter(
-                valid_to__isnull=True, environment_id__in=environment_ids, unique_name__in=names
+                shown_cells, valid_to__isnull=True
             ).values_list("environment_id", "unique_name", "version")
         }
-        drift = set(
-            DriftFinding.objects.filter(
-                resolved_at__isnull=True, environment_id__in=environment_ids, unique_name__in=names
-            ).values_list("environment_id", "unique_name")
-        )
+        drift_rows = DriftFinding.objects.filter(shown_cells, resolved_at__isnull=True)
+        drift = set(drift_rows.values_list("environment_id", "unique_name"))
         latest = _latest_promotions(
             solution_ids=solutions, stage_ids=[stage.pk for matrix in matrices for stage in matrix.stages]
         )
@@ -217,11 +220,24 @@ def environment_status_counts(*, user: User, page_number: str | None = None) -> 
     for environment_id, pipeline_id in stages:
         if environment_id in shown_ids:
             expected.setdefault(environment_id, {}).update(latest_by_pipeline.get(pipeline_id, {}))
-    all_names = {name for names in expected.values() for name in names}
+    # Per pipeline, its shown environments × its solutions: only the rows that count.
+    environments_by_pipeline: dict[int, list[int]] = {}
+    for environment_id, pipeline_id in stages:
+        if environment_id in shown_ids:
+            environments_by_pipeline.setdefault(pipeline_id, []).append(environment_id)
+    wanted = Q()
+    for pipeline_id, pipeline_environments in environments_by_pipeline.items():
+        if latest_by_pipeline.get(pipeline_id):
+            wanted |= Q(environment_id__in=pipeline_environments, unique_name__in=list(latest_by_pipeline[pipeline_id]))
     counts = {pk: {UP_TO_DATE: 0, BEHIND: 0, DRIFT: 0, FAILED: 0, NOT_INSTALLED: 0} for pk in shown_ids}
-    for environment_id, name, version in InventoryInterval.objects.filter(
-        valid_to__isnull=True, environment_id__in=shown_ids, unique_name__in=all_names
-    ).values_list("environment_id", "unique_name", "version"):
+    current: list[tuple[int, str, str]] = []
+    if wanted:  # nothing to count while no pipeline has a solution
+        current = list(
+            InventoryInterval.objects.filter(wanted, valid_to__isnull=True).values_list(
+                "environment_id", "unique_name", "version"
+            )
+        )
+    for environment_id, name, version in current:
         if name in expected.get(environment_id, {}):
             state = cell_state(installed=version, latest=expected[environment_id][name], failed=False, drift=False)
             counts[environment_id][state] += 1

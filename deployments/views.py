@@ -388,6 +388,12 @@ def approvals_waiting_for(user: User) -> list[Promotion]:
     return selectors.promotions_awaiting_decision_by(user=user)
 
 
+def _deletes_data(promotion: Promotion) -> bool:
+    """Pre-flight found custom tables or columns whose data the import would delete."""
+    result = promotion.preflight_result if isinstance(promotion.preflight_result, dict) else {}
+    return any((check.get("details") or {}).get("data_loss") for check in result.get("checks") or [])
+
+
 @login_required
 def approvals_inbox(request: HttpRequest) -> HttpResponse:
     user = _user(request)
@@ -399,6 +405,7 @@ def approvals_inbox(request: HttpRequest) -> HttpResponse:
             "preflight": promotion.get_preflight_status_display(),
             "preflight_tone": PREFLIGHT_TONE.get(promotion.preflight_status, ""),
             "production": promotion.target_environment.kind == "production",
+            "data_loss": _deletes_data(promotion),
             "waiting_since": promotion.requested_at,
         }
         for promotion in approvals_waiting_for(user)

@@ -93,3 +93,38 @@ def test_the_dashboard_costs_the_same_queries_with_more_solutions(api_world: Any
     with CaptureQueriesContext(connection) as many:
         client.get(reverse("home"))
     assert len(many) == len(few)
+
+
+def test_a_failed_latest_promotion_marks_the_cell_and_counts_for_its_environment(api_world: Any) -> None:
+    from deployments.models import Promotion
+
+    Promotion.objects.filter(pk=api_world.ids["promotion"]).update(status="failed", finished_at=timezone.now())
+    response = _as(api_world.users["admin"]).get(reverse("home"))
+    test_cell = response.context["matrices"][0].rows[0]["cells"][0]
+    assert (test_cell["status"], test_cell["label"], test_cell["state"]) == ("failed", "failed", "bad")
+    counts = {row["environment"].name: row for row in response.context["environment_counts"]}
+    assert counts["contoso-test"]["failed"] == 1 and counts["contoso-prod"]["failed"] == 0
+    assert 'id="failures"' in response.content.decode()
+
+
+def test_running_jobs_poll_every_two_seconds_with_progress_bars(api_world: Any) -> None:
+    from deployments.models import Job
+
+    Job.objects.filter(pk=api_world.ids["job"]).update(progress=40, progress_message="Reading solutions")
+    client = _as(api_world.users["admin"])
+    body = client.get(reverse("home")).content.decode()
+    running = reverse("deployments:running-jobs")
+    assert f'hx-get="{running}" hx-trigger="every 2s"' in body
+    partial = client.get(running).content.decode()
+    assert f'<progress id="job-{api_world.ids["job"]}" value="40" max="100">' in partial
+    assert "Reading solutions" in partial and "<html" not in partial
+
+
+def test_the_approvals_inbox_flags_promotions_that_delete_data(api_world: Any) -> None:
+    result = {"checks": [{"code": "data_loss", "severity": "warning", "message": "", "details": {"data_loss": [{}]}}]}
+    workflow.promotion_preflight_finished(
+        promotion_id=api_world.ids["promotion"], status="warnings", result=result, context=AuditContext.system()
+    )
+    response = _as(api_world.users["approver"]).get(reverse("deployments:approvals-inbox"))
+    assert response.context["rows"][0]["data_loss"] is True
+    assert "deletes data" in response.content.decode()
