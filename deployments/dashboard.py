@@ -15,6 +15,7 @@ from typing import Any
 
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 
@@ -69,9 +70,22 @@ def cell_state(*, installed: str | None, latest: str | None, failed: bool, drift
     return BEHIND
 
 
-def _cell(*, state: str, installed: str | None, promotion_id: int | None) -> dict[str, Any]:
+def _cell(
+    *, state: str, installed: str | None, promotion_id: int | None, solution_id: int, environment: Environment
+) -> dict[str, Any]:
     tone, label = CELL_STATES[state]
-    return {"installed": installed or "—", "state": tone, "status": state, "label": label, "promotion_id": promotion_id}
+    return {
+        "installed": installed or "—",
+        "state": tone,
+        "status": state,
+        "label": label,
+        "promotion_id": promotion_id,
+        # Every promotion of this solution into this environment, newest first.
+        "history_url": reverse("deployments:promotion-list")
+        + "?"
+        + urlencode({"solution": solution_id, "environment": environment.pk}),
+        "environment_name": environment.name,
+    }
 
 
 def _failed_latest_promotions() -> QuerySet[Promotion]:
@@ -182,6 +196,8 @@ def release_matrices(*, user: User, page_numbers: Mapping[str, str] | None = Non
                         state=state,
                         installed=installed.get(where),
                         promotion_id=promotion.pk if promotion is not None else None,
+                        solution_id=solution.pk,
+                        environment=stage.target_environment,
                     )
                 )
             matrix.rows.append({"solution": solution, "latest": solution.latest_version_text or "—", "cells": cells})

@@ -18,6 +18,7 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
 from alm_portal.accounts import policy as account_policy
@@ -368,16 +369,33 @@ def promotion_request(request: HttpRequest, version_pk: int) -> HttpResponse:
 
 @login_required
 def promotion_list(request: HttpRequest) -> HttpResponse:
-    promotions = selectors.promotions_visible_to(user=_user(request)).order_by("-requested_at", "-pk")
+    # The list shows no approvals: skip their prefetch.
+    promotions = (
+        selectors.promotions_visible_to(user=_user(request)).prefetch_related(None).order_by("-requested_at", "-pk")
+    )
     status = request.GET.get("status", "")
     if status in PromotionStatus.values:
         promotions = promotions.filter(status=status)
+    # The dashboard's matrix cells link here for one solution's history in one environment.
+    narrowed = {key: request.GET.get(key, "") for key in ("solution", "environment")}
+    narrowed = {key: value for key, value in narrowed.items() if value.isdigit()}
+    if "solution" in narrowed:
+        promotions = promotions.filter(solution_id=int(narrowed["solution"]))
+    if "environment" in narrowed:
+        promotions = promotions.filter(target_environment_id=int(narrowed["environment"]))
     page = Paginator(promotions, 50).get_page(request.GET.get("page"))
     rows = [{"promotion": promotion, "tone": STATUS_TONE.get(promotion.status, "muted")} for promotion in page]
     return render(
         request,
         "deployments/promotion_list.html",
-        {"page": page, "rows": rows, "status": status, "statuses": PromotionStatus.choices},
+        {
+            "page": page,
+            "rows": rows,
+            "status": status,
+            "statuses": PromotionStatus.choices,
+            "narrowed": narrowed,
+            "keep": urlencode({key: value for key, value in {"status": status, **narrowed}.items() if value}),
+        },
     )
 
 

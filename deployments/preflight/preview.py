@@ -20,6 +20,7 @@ from django.utils import timezone
 from alm_portal.dataverse.client import Solution as LiveSolution
 from deployments import policy
 from deployments.choices import ImportMode, PromotionKind, PromotionStatus
+from deployments.jobs import JobFailed
 from deployments.models import Promotion, Stage
 from deployments.preflight.checks import (
     _check_managed,
@@ -145,6 +146,9 @@ def promotion_preflight_preview(*, version: SolutionVersion, stage: Stage) -> Pr
             f"{environment} lacks {len(missing)} solution(s) the package depends on; the import would fail.",
             manifest=missing,
         )
-    _check_settings(report, manifest=manifest, row=current_settings_of(promotion=draft))
+    try:
+        _check_settings(report, manifest=manifest, row=current_settings_of(promotion=draft))
+    except JobFailed as problem:  # a stored settings document that no longer parses: the job would fail too
+        report.add(problem.code, BLOCKER, problem.message)
     check_diff(report, promotion=draft, version=full, facts=facts, mode=stage.import_mode or ImportMode.UPGRADE)
     return report

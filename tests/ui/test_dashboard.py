@@ -128,3 +128,19 @@ def test_the_approvals_inbox_flags_promotions_that_delete_data(api_world: Any) -
     response = _as(api_world.users["approver"]).get(reverse("deployments:approvals-inbox"))
     assert response.context["rows"][0]["data_loss"] is True
     assert "deletes data" in response.content.decode()
+
+
+def test_a_cell_clicks_through_to_that_solutions_history_in_that_environment(api_world: Any) -> None:
+    client = _as(api_world.users["maker"])
+    cell = client.get(reverse("home")).context["matrices"][0].rows[0]["cells"][0]
+    environment = api_world.objects["environments"]["test"]
+    assert cell["history_url"] == (
+        reverse("deployments:promotion-list") + f"?solution={api_world.ids['solution']}&environment={environment.pk}"
+    )
+    listed = client.get(cell["history_url"])
+    assert [row["promotion"].pk for row in listed.context["rows"]] == [api_world.ids["promotion"]]
+    other = client.get(
+        reverse("deployments:promotion-list"),
+        {"solution": api_world.ids["solution"], "environment": api_world.objects["environments"]["prod"].pk},
+    )
+    assert other.context["rows"] == [] and "Show all promotions" in other.content.decode()

@@ -147,3 +147,14 @@ def test_a_new_install_says_everything_is_new(api_world: Any) -> None:
         reverse("deployments:promotion-detail", args=[api_world.ids["promotion"]])
     )
     assert "is not installed in contoso-test: everything is new." in response.content.decode()
+
+
+def test_an_unreadable_settings_document_is_a_blocker_not_a_crash(api_world: Any) -> None:
+    from deployments.models import DeploymentSettings
+
+    DeploymentSettings.objects.create(
+        stage_id=api_world.ids["stage"], version=1, document={"EnvironmentVariables": "not a list"}, etag="x"
+    )
+    response = _preview(api_world, "maker", "stage")
+    assert response.status_code == 200
+    assert "settings_invalid" in _codes(response) and response.context["report"].status == "blocked"
