@@ -187,7 +187,7 @@ def release_matrices(*, user: User, page_numbers: Mapping[str, str] | None = Non
                 promotion = latest.get((solution.pk, stage.pk))
                 state = cell_state(
                     installed=installed.get(where),
-                    latest=solution.latest_version_text,
+                    latest=solution.latest_version_text,  # type: ignore[attr-defined]  # annotated by the selector
                     failed=promotion is not None and promotion.status == PromotionStatus.FAILED,
                     drift=where in drift,
                 )
@@ -200,7 +200,8 @@ def release_matrices(*, user: User, page_numbers: Mapping[str, str] | None = Non
                         environment=stage.target_environment,
                     )
                 )
-            matrix.rows.append({"solution": solution, "latest": solution.latest_version_text or "—", "cells": cells})
+            latest_text = solution.latest_version_text  # type: ignore[attr-defined]  # annotated by the selector
+            matrix.rows.append({"solution": solution, "latest": latest_text or "—", "cells": cells})
     return matrices
 
 
@@ -228,7 +229,7 @@ def environment_status_counts(*, user: User, page_number: str | None = None) -> 
         return page
     visible = solution_selectors.solutions_visible_to(user=user).prefetch_related(None)
     latest_by_pipeline: dict[int, dict[str, str | None]] = {}
-    for pipeline_id, name, latest in visible.filter(pipeline__in=pipelines).values_list(
+    for pipeline_id, name, latest in visible.filter(pipeline__in=pipelines).values_list(  # type: ignore[misc]
         "pipeline_id", "unique_name", "latest_version_text"
     ):
         latest_by_pipeline.setdefault(pipeline_id, {})[name] = latest
@@ -284,7 +285,7 @@ def environment_status_counts(*, user: User, page_number: str | None = None) -> 
                 "failed": failed.get(environment.pk, 0),
             }
         )
-    page.object_list = rows
+    page.object_list = rows  # type: ignore[assignment]  # the page carries rows, not environments
     return page
 
 

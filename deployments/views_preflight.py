@@ -55,7 +55,7 @@ def promotion_request_preview(request: HttpRequest, version_pk: int) -> HttpResp
     ]
     # Blockers first, then warnings, then the rest, each in the order the checks ran.
     order = {BLOCKER: 0, WARNING: 1}
-    checks.sort(key=lambda check: order.get(check["severity"], 2))
+    checks.sort(key=lambda check: order.get(str(check["severity"]), 2))
     return render(
         request,
         "deployments/_preflight_preview.html",
