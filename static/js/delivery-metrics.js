@@ -45,7 +45,8 @@
         data: {
           labels: group.labels,
           datasets: [
-            { label: "Deployments", data: group.deployments, backgroundColor: deployed, yAxisID: "y" },
+            // A lower order is drawn on top: the failure rate stays visible over the bars.
+            { label: "Deployments", data: group.deployments, backgroundColor: deployed, yAxisID: "y", order: 1 },
             {
               label: "Change failure rate (%)",
               data: group.failure_percent,
@@ -53,6 +54,8 @@
               borderColor: failed,
               backgroundColor: failed,
               yAxisID: "percent",
+              order: 0,
+              pointRadius: 5,
             },
           ],
         },
