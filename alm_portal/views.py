@@ -19,6 +19,7 @@ from deployments.views import approvals_waiting_for
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
+    running = dashboard.running_jobs(user=user)
     environments = dashboard.environment_status_counts(user=user, page_number=request.GET.get("environments_page"))
     context = {
         "matrices": dashboard.release_matrices(user=user, page_numbers=request.GET),
@@ -35,7 +36,8 @@ def home(request: HttpRequest) -> HttpResponse:
             else ""
         ),
         "waiting": approvals_waiting_for(user),
-        "running": dashboard.running_jobs(user=user),
+        "running": running,
+        "running_poll": dashboard.running_jobs_poll_interval(running),
         "failures": dashboard.recent_failures(user=user),
         "drift": dashboard.open_drift(user=user),
         "is_admin": user.role == "admin",

@@ -309,6 +309,12 @@ def running_jobs(*, user: User, limit: int = 20) -> list[dict[str, Any]]:
     ]
 
 
+def running_jobs_poll_interval(rows: list[dict[str, Any]]) -> str:
+    """How often the card asks again: every 2 s while something runs, slower while nothing does (a new job
+    still shows up within 10 s, and idle dashboards left open cost little)."""
+    return "2s" if rows else "10s"
+
+
 def recent_failures(*, user: User, days: int = RECENT_FAILURE_DAYS, limit: int = 10) -> list[Promotion]:
     """Promotions that failed in the last `days` days, newest first."""
     since = timezone.now() - timedelta(days=days)

@@ -13,4 +13,5 @@ from deployments import dashboard
 def running_jobs(request: HttpRequest) -> HttpResponse:
     """The dashboard's "Running jobs" card with fresh progress bars."""
     rows = dashboard.running_jobs(user=request.user)  # type: ignore[arg-type]
-    return render(request, "deployments/_running_jobs.html", {"running": rows})
+    poll = dashboard.running_jobs_poll_interval(rows)
+    return render(request, "deployments/_running_jobs.html", {"running": rows, "running_poll": poll})

@@ -144,3 +144,11 @@ def test_a_cell_clicks_through_to_that_solutions_history_in_that_environment(api
         {"solution": api_world.ids["solution"], "environment": api_world.objects["environments"]["prod"].pk},
     )
     assert other.context["rows"] == [] and "Show all promotions" in other.content.decode()
+
+
+def test_an_idle_running_jobs_card_polls_less_often(api_world: Any) -> None:
+    from deployments.models import Job
+
+    Job.objects.update(status="succeeded")
+    body = _as(api_world.users["admin"]).get(reverse("deployments:running-jobs")).content.decode()
+    assert 'hx-trigger="every 10s"' in body and "Nothing is running." in body
