@@ -1,6 +1,6 @@
 from django.urls import path
 
-from deployments import views
+from deployments import views, views_dashboard, views_metrics, views_preflight
 
 app_name = "deployments"
 
@@ -15,7 +15,13 @@ urlpatterns = [
     path("promotions/<int:pk>/rollback/", views.promotion_rollback, name="promotion-rollback"),
     path("versions/<int:version_pk>/promote/", views.promotion_request, name="promotion-request"),
     path("approvals/", views.approvals_inbox, name="approvals-inbox"),
-    path("metrics/", views.delivery_metrics_page, name="metrics"),
+    path("metrics/", views_metrics.delivery_metrics_page, name="metrics"),
     path("pipelines/", views.pipeline_list, name="pipeline-list"),
     path("pipelines/<int:pk>/", views.pipeline_detail, name="pipeline-detail"),
+    path("jobs/running/", views_dashboard.running_jobs, name="running-jobs"),
+    path(
+        "versions/<int:version_pk>/promote/preview/",
+        views_preflight.promotion_request_preview,
+        name="promotion-request-preview",
+    ),
 ]

@@ -41,6 +41,11 @@ PAGES: dict[str, tuple[str, str | None, dict[str, int]]] = {
         "version",
         {"maker": 200, "maker2": 404, "approver": 200, "admin": 200, "auditor": 403},
     ),
+    "deployments:promotion-request-preview": (
+        "get",
+        "version",
+        {"maker": 200, "maker2": 404, "approver": 200, "admin": 200, "auditor": 403},
+    ),
     "deployments:approvals-inbox": (
         "get",
         None,
@@ -49,6 +54,7 @@ PAGES: dict[str, tuple[str, str | None, dict[str, int]]] = {
     "deployments:pipeline-list": ("get", None, ALL_OK),
     "deployments:metrics": ("get", None, ALL_OK),
     "deployments:pipeline-detail": ("get", "pipeline", TEAM_OK),
+    "deployments:running-jobs": ("get", None, ALL_OK),
     "audit:timeline": ("get", None, {"maker": 403, "maker2": 403, "approver": 403, "admin": 200, "auditor": 200}),
     "audit:verify": ("post", None, {"maker": 403, "maker2": 403, "approver": 403, "admin": 302, "auditor": 302}),
     "accounts:api-tokens": ("get", None, ALL_OK),
