@@ -10,21 +10,8 @@ from datetime import datetime
 from typing import Any
 
 from alm_portal.dataverse import unconfirmed
-from alm_portal.dataverse.client.odata import (
-    _ASYNC_SELECT,
-    _IMPORT_JOB_SELECT,
-    _odata_datetime,
-    _odata_string,
-    _query,
-)
-from alm_portal.dataverse.client.results import (
-    AsyncOperation,
-    ImportJob,
-    _datetime,
-    _int,
-    _required_uuid,
-    _str,
-)
+from alm_portal.dataverse.client.odata import _ASYNC_SELECT, _IMPORT_JOB_SELECT, _odata_datetime, _odata_string, _query
+from alm_portal.dataverse.client.results import AsyncOperation, ImportJob, _datetime, _int, _required_uuid, _str
 from alm_portal.dataverse.client.transport import DataverseTransport
 from alm_portal.dataverse.errors import (
     InvalidResponse,

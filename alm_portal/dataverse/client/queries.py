@@ -7,12 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from alm_portal.dataverse import unconfirmed
-from alm_portal.dataverse.client.odata import (
-    _HISTORY_SELECT,
-    _odata_datetime,
-    _odata_string,
-    _query,
-)
+from alm_portal.dataverse.client.odata import _HISTORY_SELECT, _odata_datetime, _odata_string, _query
 from alm_portal.dataverse.client.results import (
     SolutionHistoryEntry,
     WhoAmI,

@@ -38,12 +38,7 @@ from alm_portal.dataverse.client.results import (
 )
 from alm_portal.dataverse.client.streaming import Base64JsonBody, _Base64FieldWriter, base64_json_body
 from alm_portal.dataverse.client.transport import DataverseTransport
-from alm_portal.dataverse.errors import (
-    ConnectionFailed,
-    InvalidResponse,
-    error_from_dataverse,
-    normalize_error_code,
-)
+from alm_portal.dataverse.errors import ConnectionFailed, InvalidResponse, error_from_dataverse, normalize_error_code
 from alm_portal.dataverse.settings_document import DeploymentSettings
 
 _DOWNLOAD_CHUNK_SIZE = 1024 * 1024

@@ -13,9 +13,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from alm_portal.dataverse.errors import (
-    InvalidResponse,
-)
+from alm_portal.dataverse.errors import InvalidResponse
 
 #: Base64 is produced from and consumed in blocks of whole 3-byte groups / 4-character quanta.
 _UPLOAD_READ_SIZE = 3 * 256 * 1024  # 768 KiB of zip → 1 MiB of base64 per chunk
