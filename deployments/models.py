@@ -198,7 +198,7 @@ class DeploymentSettings(models.Model):
 class Promotion(models.Model):
     """A request to install one solution version into one stage's environment (or to roll one back).
 
-    Status changes only through deployments/workflow.py: one function per transition, a
+    Status changes only through deployments/workflow/: one function per transition, a
     conditional UPDATE that must hit one row, and one audit event in the same transaction.
     """
 
