@@ -1,6 +1,6 @@
 from django.urls import path
 
-from deployments import views
+from deployments import pipeline_views, views
 
 app_name = "deployments"
 
@@ -16,6 +16,20 @@ urlpatterns = [
     path("versions/<int:version_pk>/promote/", views.promotion_request, name="promotion-request"),
     path("approvals/", views.approvals_inbox, name="approvals-inbox"),
     path("metrics/", views.delivery_metrics_page, name="metrics"),
-    path("pipelines/", views.pipeline_list, name="pipeline-list"),
-    path("pipelines/<int:pk>/", views.pipeline_detail, name="pipeline-detail"),
+    path("pipelines/", pipeline_views.pipeline_list, name="pipeline-list"),
+    path("pipelines/new/", pipeline_views.pipeline_create, name="pipeline-create"),
+    path("pipelines/<int:pk>/", pipeline_views.pipeline_detail, name="pipeline-detail"),
+    path("pipelines/<int:pk>/edit/", pipeline_views.pipeline_edit, name="pipeline-edit"),
+    path("pipelines/<int:pk>/delete/", pipeline_views.pipeline_delete, name="pipeline-delete"),
+    path("pipelines/<int:pk>/stages/new/", pipeline_views.stage_create, name="stage-create"),
+    path("stages/<int:pk>/", pipeline_views.stage_edit, name="stage-edit"),
+    path("stages/<int:pk>/delete/", pipeline_views.stage_delete, name="stage-delete"),
+    path("stages/<int:pk>/move/", pipeline_views.stage_move, name="stage-move"),
+    path("stages/<int:pk>/windows/", pipeline_views.window_create, name="window-create"),
+    path("stages/<int:pk>/freezes/", pipeline_views.freeze_create, name="freeze-create"),
+    path("stages/<int:pk>/settings/", pipeline_views.stage_settings, name="stage-settings"),
+    path("stages/<int:pk>/settings/import/", pipeline_views.stage_settings_import, name="stage-settings-import"),
+    path("stages/<int:pk>/settings/export/", pipeline_views.stage_settings_export, name="stage-settings-export"),
+    path("windows/<int:pk>/delete/", pipeline_views.window_delete, name="window-delete"),
+    path("freezes/<int:pk>/delete/", pipeline_views.freeze_delete, name="freeze-delete"),
 ]

@@ -21,6 +21,9 @@ ALL_OK = dict.fromkeys(PERSONAS[1:], 200)
 TEAM_OK = {"maker": 200, "maker2": 404, "approver": 200, "admin": 200, "auditor": 200}
 # POST actions: refusals come back as a redirect to the page with the reason; unseen objects are 404.
 ACTION = {"maker": 302, "maker2": 404, "approver": 302, "admin": 302, "auditor": 403}
+# The pipeline editor: admins only; everyone else is refused before any object is looked up.
+ADMIN_PAGE = {"maker": 403, "maker2": 403, "approver": 403, "admin": 200, "auditor": 403}
+ADMIN_ACTION = {**ADMIN_PAGE, "admin": 302}
 
 # (namespace:name) -> (method, argument kind, expected status per signed-in persona)
 PAGES: dict[str, tuple[str, str | None, dict[str, int]]] = {
@@ -46,6 +49,21 @@ PAGES: dict[str, tuple[str, str | None, dict[str, int]]] = {
     "deployments:pipeline-list": ("get", None, ALL_OK),
     "deployments:metrics": ("get", None, ALL_OK),
     "deployments:pipeline-detail": ("get", "pipeline", TEAM_OK),
+    "deployments:pipeline-create": ("get", None, ADMIN_PAGE),
+    "deployments:pipeline-edit": ("get", "pipeline", ADMIN_PAGE),
+    "deployments:pipeline-delete": ("get", "pipeline", ADMIN_PAGE),
+    "deployments:stage-create": ("get", "pipeline", ADMIN_PAGE),
+    "deployments:stage-edit": ("get", "stage", ADMIN_PAGE),
+    "deployments:stage-delete": ("post", "stage", ADMIN_ACTION),
+    "deployments:stage-move": ("post", "stage", ADMIN_ACTION),
+    # Invalid input (the matrix posts a comment) shows the stage page again with the errors.
+    "deployments:window-create": ("post", "stage", ADMIN_PAGE),
+    "deployments:freeze-create": ("post", "stage", ADMIN_PAGE),
+    "deployments:window-delete": ("post", "window", ADMIN_ACTION),
+    "deployments:freeze-delete": ("post", "freeze", ADMIN_ACTION),
+    "deployments:stage-settings": ("get", "stage", ADMIN_PAGE),
+    "deployments:stage-settings-import": ("post", "stage", ADMIN_PAGE),
+    "deployments:stage-settings-export": ("get", "stage", ADMIN_PAGE),
     "audit:timeline": ("get", None, {"maker": 403, "maker2": 403, "approver": 403, "admin": 200, "auditor": 200}),
     "audit:verify": ("post", None, {"maker": 403, "maker2": 403, "approver": 403, "admin": 302, "auditor": 302}),
 }
@@ -67,7 +85,14 @@ def test_every_ui_page_has_an_expectation_per_persona() -> None:
 def _url(name: str, arg: str | None, world: Any) -> str:
     if arg is None:
         return reverse(name)
-    key = {"promotion": "promotion", "version": "version", "pipeline": "pipeline"}[arg]
+    key = {
+        "promotion": "promotion",
+        "version": "version",
+        "pipeline": "pipeline",
+        "stage": "stage_prod",
+        "window": "window",
+        "freeze": "freeze",
+    }[arg]
     return reverse(name, args=[world.ids[key]])
 
 
