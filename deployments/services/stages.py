@@ -197,10 +197,16 @@ def stage_add(
             stage.approver_teams.set(teams)
             record(context=context, action="stage.created", target=stage, related=pipeline, after=_facts(stage))
     except IntegrityError:
-        raise ValidationFailed(
-            "The pipeline already has a stage with this name.", details={"name": ["Already taken."]}
-        ) from None
+        raise _taken_meanwhile() from None
     return stage
+
+
+def _taken_meanwhile() -> ValidationFailed:
+    """Two admins saved at once and the unique constraints caught what the checks above could not."""
+    return ValidationFailed(
+        "Another stage of the pipeline took this name or target environment meanwhile; reload and try again.",
+        details={"name": ["Maybe taken."], "target_environment": ["Maybe taken."]},
+    )
 
 
 def stage_update(*, stage: Stage, context: AuditContext, **changes: Any) -> Stage:
@@ -212,11 +218,18 @@ def stage_update(*, stage: Stage, context: AuditContext, **changes: Any) -> Stag
     back to waiting for approval (deployments.workflow.promotions_retarget). Refused while an import
     into the stage is running. Event: stage.updated with before/after of the changed fields.
     """
-    from deployments.workflow import promotions_retarget
-
     unknown = sorted(set(changes) - _UPDATABLE)
     if unknown:
         raise ValidationFailed("Unknown stage fields.", details={name: ["Not a stage field."] for name in unknown})
+    try:
+        return _stage_update(stage=stage, context=context, changes=changes)
+    except IntegrityError:
+        raise _taken_meanwhile() from None
+
+
+def _stage_update(*, stage: Stage, context: AuditContext, changes: dict[str, Any]) -> Stage:
+    from deployments.workflow import promotions_retarget
+
     with transaction.atomic():
         # Lock, then re-read into the caller's instance, so they see what was saved.
         Stage.objects.select_for_update().filter(pk=stage.pk).first()

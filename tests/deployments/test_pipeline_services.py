@@ -164,6 +164,13 @@ def test_an_environment_is_the_target_of_one_stage_per_pipeline(pipeline, enviro
     )
 
 
+def test_the_database_backs_up_one_stage_per_environment(pipeline, environments):
+    from django.db import IntegrityError, transaction
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Stage.objects.create(pipeline=pipeline, name="again", order=9, target_environment=environments["test"])
+
+
 def test_required_approvals_cannot_exceed_the_people_who_can_approve(stage_prod, approver, maker, admin_user):
     error = refused(
         "validation_error",

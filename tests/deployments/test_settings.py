@@ -187,7 +187,7 @@ def test_missing_sections_and_values_are_filled_in_as_pac_writes_them(stage_test
     }
 
 
-def test_import_and_export_round_trip_the_pac_file(stage_test, stage_prod, admin_user):
+def test_import_and_export_round_trip_the_pac_file(stage_test, stage_prod, environments, admin_user):
     context = as_user(admin_user)
     content = b"\xef\xbb\xbf" + json.dumps(PAC_FILE, indent=2).encode()  # with a BOM, as some editors save it
     imported = services.settings_import(stage=stage_test, content=content, if_match=None, context=context)
@@ -202,7 +202,7 @@ def test_import_and_export_round_trip_the_pac_file(stage_test, stage_prod, admin
 
     assert services.settings_export(stage=stage_prod, version=1)[0] == exported
     empty, no_etag = services.settings_export(
-        stage=stage_test.pipeline.stages.create(name="uat", order=9, target_environment=stage_test.target_environment)
+        stage=stage_test.pipeline.stages.create(name="uat", order=9, target_environment=environments["prod2"])
     )
     assert (json.loads(empty), no_etag) == ({"EnvironmentVariables": [], "ConnectionReferences": []}, "")
 
