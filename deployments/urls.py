@@ -1,6 +1,6 @@
 from django.urls import path
 
-from deployments import pipeline_views, views
+from deployments import pipeline_views, settings_views, views
 
 app_name = "deployments"
 
@@ -27,9 +27,11 @@ urlpatterns = [
     path("stages/<int:pk>/move/", pipeline_views.stage_move, name="stage-move"),
     path("stages/<int:pk>/windows/", pipeline_views.window_create, name="window-create"),
     path("stages/<int:pk>/freezes/", pipeline_views.freeze_create, name="freeze-create"),
-    path("stages/<int:pk>/settings/", pipeline_views.stage_settings, name="stage-settings"),
-    path("stages/<int:pk>/settings/import/", pipeline_views.stage_settings_import, name="stage-settings-import"),
-    path("stages/<int:pk>/settings/export/", pipeline_views.stage_settings_export, name="stage-settings-export"),
+    path("stages/<int:pk>/settings/", settings_views.stage_settings, name="stage-settings"),
+    path("stages/<int:pk>/settings/import/", settings_views.stage_settings_import, name="stage-settings-import"),
+    path("stages/<int:pk>/settings/export/", settings_views.stage_settings_export, name="stage-settings-export"),
+    path("windows/<int:pk>/", pipeline_views.window_edit, name="window-edit"),
+    path("freezes/<int:pk>/", pipeline_views.freeze_edit, name="freeze-edit"),
     path("windows/<int:pk>/delete/", pipeline_views.window_delete, name="window-delete"),
     path("freezes/<int:pk>/delete/", pipeline_views.freeze_delete, name="freeze-delete"),
 ]

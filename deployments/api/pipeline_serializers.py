@@ -172,17 +172,30 @@ class WindowUpdateSerializer(StrictInputSerializer):
 
 
 class StageReplaceSerializer(StageCreateSerializer):
-    """PUT of a stage: every field of the stage; `windows` and `freezes` replace the stage's lists
-    (entries equal to an existing one keep it; omitted lists stay as they are)."""
+    """PUT of a stage: the whole stage, so an omitted field gets its default (as when the stage was
+    created) and omitted approver lists become empty; `windows` and `freezes` replace the stage's
+    lists when given (entries equal to an existing one keep it) and stay as they are when omitted."""
+
+    required_approvals = serializers.IntegerField(min_value=0, max_value=10, default=1)
+    approver_users = serializers.ListField(child=serializers.IntegerField(), default=list)
+    approver_teams = serializers.ListField(child=serializers.IntegerField(), default=list)
+    requires_previous_stage = serializers.BooleanField(default=True)
+    import_mode = serializers.ChoiceField(choices=ImportMode.choices, default=ImportMode.UPGRADE)
+    overwrite_unmanaged_customizations = serializers.BooleanField(default=False)
+    activate_flows_and_plugins = serializers.BooleanField(default=True)
+    change_reference_required = serializers.BooleanField(default=False)
+    change_reference_pattern = serializers.CharField(allow_blank=True, max_length=200, default="")
+    backup_reference_required = serializers.BooleanField(default=False)
 
 
 class PipelineUpdateSerializer(StrictInputSerializer):
-    """PUT of a pipeline (PATCH: any subset). Stages have their own endpoints (`stages/`, `reorder/`)."""
+    """PUT of a pipeline (an omitted description becomes empty; PATCH: any subset). Stages have their
+    own endpoints (`stages/`, `reorder/`)."""
 
     name = serializers.CharField(max_length=100)
     team = serializers.IntegerField()
     development_environment = serializers.IntegerField()
-    description = serializers.CharField(required=False, allow_blank=True)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
 
 
 class StageReorderSerializer(StrictInputSerializer):

@@ -123,6 +123,7 @@ def test_stages_are_reordered_and_a_stage_with_history_stays(api_world):
 def test_put_of_a_stage_replaces_its_fields_windows_and_freezes(api_world):
     admin = api_world.client("admin")
     url = f"/api/v1/stages/{api_world.ids['stage_prod']}/"
+    assert admin.patch(url, {"activate_flows_and_plugins": False}, format="json").status_code == 200
     body = {
         "name": "production",
         "environment": api_world.objects["environments"]["prod"].pk,
@@ -138,6 +139,7 @@ def test_put_of_a_stage_replaces_its_fields_windows_and_freezes(api_world):
     assert response.status_code == 200, response.json()
     stage = response.json()
     assert (stage["name"], stage["required_approvals"], stage["import_mode"]) == ("production", 1, "update")
+    assert stage["activate_flows_and_plugins"] is True  # omitted from the PUT: back to its default
     assert [w["time_zone"] for w in stage["windows"]] == ["America/New_York"]
     assert stage["freezes"] == []
     assert StageFreeze.objects.filter(stage_id=api_world.ids["stage_prod"]).count() == 0

@@ -59,6 +59,8 @@ PAGES: dict[str, tuple[str, str | None, dict[str, int]]] = {
     # Invalid input (the matrix posts a comment) shows the stage page again with the errors.
     "deployments:window-create": ("post", "stage", ADMIN_PAGE),
     "deployments:freeze-create": ("post", "stage", ADMIN_PAGE),
+    "deployments:window-edit": ("post", "window", ADMIN_PAGE),
+    "deployments:freeze-edit": ("post", "freeze", ADMIN_PAGE),
     "deployments:window-delete": ("post", "window", ADMIN_ACTION),
     "deployments:freeze-delete": ("post", "freeze", ADMIN_ACTION),
     "deployments:stage-settings": ("get", "stage", ADMIN_PAGE),

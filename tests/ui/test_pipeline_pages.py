@@ -127,6 +127,30 @@ def test_windows_and_freezes_are_added_refused_and_removed_on_the_stage_page(api
     freeze = StageFreeze.objects.get(stage_id=stage_id, reason="Year end")
     assert freeze.starts_at.isoformat() == "2031-01-01T00:00:00+00:00"
 
+    changed = admin.post(
+        reverse("deployments:window-edit", args=[window.pk]),
+        {
+            f"window-{window.pk}-weekdays": ["2"],
+            f"window-{window.pk}-start_time": "07:00",
+            f"window-{window.pk}-end_time": "08:30",
+            f"window-{window.pk}-time_zone": "Asia/Tokyo",
+        },
+    )
+    assert changed.status_code == 302
+    window.refresh_from_db()
+    assert (window.weekdays, window.start_time.hour) == ([2], 7)
+    ended = f"freeze-{freeze.pk}"
+    early = {f"{ended}-starts_at": "2031-01-01T00:00", f"{ended}-reason": "Year end"}
+    refused = admin.post(
+        reverse("deployments:freeze-edit", args=[freeze.pk]), {**early, f"{ended}-ends_at": "2030-12-31T00:00"}
+    )
+    assert f'id="id_{ended}-ends_at_error">Must be after the start.' in refused.content.decode()
+    admin.post(reverse("deployments:freeze-edit", args=[freeze.pk]), {**early, f"{ended}-ends_at": "2031-01-01T12:00"})
+    freeze.refresh_from_db()
+    assert freeze.ends_at.isoformat() == "2031-01-01T12:00:00+00:00"
+    event = AuditEvent.objects.filter(action="stage_freeze.updated", object_id=str(freeze.pk)).get()
+    assert event.after == {"ends_at": "2031-01-01T12:00:00Z"}
+
     assert admin.post(reverse("deployments:window-delete", args=[window.pk])).status_code == 302
     assert admin.post(reverse("deployments:freeze-delete", args=[freeze.pk])).status_code == 302
     assert not StageWindow.objects.filter(pk=window.pk).exists()
