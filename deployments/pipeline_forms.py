@@ -8,13 +8,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
-from zoneinfo import available_timezones
 
 from django import forms
 
 from alm_portal.accounts.models import Team, User
 from deployments.choices import ImportMode
-from deployments.services.calendar import FREEZE_REASON_MAX_LENGTH
+from deployments.services.calendar import FREEZE_REASON_MAX_LENGTH, known_time_zones
 from deployments.services.stages import APPROVING_ROLES, MAX_REQUIRED_APPROVALS
 from environments.models import Environment
 
@@ -31,8 +30,9 @@ WEEKDAYS = [
 
 @lru_cache(maxsize=1)
 def time_zone_choices() -> list[tuple[str, str]]:
-    """Every IANA zone name, UTC first (the list does not change while the process runs)."""
-    names = sorted(name for name in available_timezones() if "/" in name and not name.startswith(("Etc/", "SystemV")))
+    """Every IANA zone name the services accept, UTC first, so a window saved through the API with any
+    of them can still be edited here."""
+    names = sorted(known_time_zones() - {"UTC"})
     return [("UTC", "UTC"), *[(name, name.replace("_", " ")) for name in names]]
 
 

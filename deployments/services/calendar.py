@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, time
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -75,6 +76,12 @@ def _delete(rows: _CalendarRows, *, row: Any, context: AuditContext) -> None:
 # --- windows -----------------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=1)
+def known_time_zones() -> frozenset[str]:
+    """The IANA zone names of the installed tz database (read from disk once per process)."""
+    return frozenset(available_timezones())
+
+
 def time_zone_refusal(name: Any) -> str:
     """Why `name` is not an IANA time zone ("" when it is). ZoneInfo alone would also accept file
     paths of the tz database that are not zone names (e.g. "posixrules"), so the name must be listed."""
@@ -84,7 +91,7 @@ def time_zone_refusal(name: Any) -> str:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
         return f"{name!r} is not a known IANA time zone (e.g. Europe/Berlin)."
-    if name != "UTC" and name not in available_timezones():
+    if name != "UTC" and name not in known_time_zones():
         return f"{name!r} is not a known IANA time zone (e.g. Europe/Berlin)."
     return ""
 
@@ -146,7 +153,7 @@ def stage_window_add(
     *, stage: Stage, weekdays: list[int], start_time: time, end_time: time, time_zone: str, context: AuditContext
 ) -> StageWindow:
     """Add a weekly window in which imports into the stage may start (read on `time_zone`'s wall
-    clock; an end not after the start crosses midnight, an end equal to the start is the whole day).
+    clock; an end not after the start crosses midnight, an end equal to the start means 24 hours).
     Event: stage_window.created."""
     values = _window_values(weekdays=weekdays, start_time=start_time, end_time=end_time, time_zone=time_zone)
     window: StageWindow = _create(_WINDOWS, stage=stage, values=values, context=context)

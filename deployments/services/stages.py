@@ -14,12 +14,12 @@ from django.db.models import F, Q
 
 from alm_portal.accounts.choices import Role
 from alm_portal.accounts.models import Team, User
-from alm_portal.audit.context import AuditContext
+from alm_portal.audit.context import AuditContext, ObjectRef
 from alm_portal.audit.services import record
 from alm_portal.errors import InvalidState, ValidationFailed
 from deployments.choices import ImportMode, PromotionStatus
 from deployments.models import Pipeline, Promotion, Stage
-from deployments.services.auditing import delete_recorded, record_changes
+from deployments.services.auditing import record_changes
 
 NAME_MAX_LENGTH = 50
 MAX_REQUIRED_APPROVALS = 10
@@ -292,7 +292,7 @@ def stage_delete(*, stage: Stage, context: AuditContext) -> None:
     Deactivating instead would leave a stage that still counts for gating and for the release matrix
     without taking promotions, which is more surprising than a refusal; to stop using such a stage,
     move it last and turn off gating on the stage after it, or retire the whole pipeline's use.
-    Event: stage.deleted with what it was (and the new orders of the stages after it).
+    Event: stage.deleted with what it was (its order included).
     """
     with transaction.atomic():
         Pipeline.objects.select_for_update().filter(pk=stage.pipeline_id).first()
@@ -309,14 +309,16 @@ def stage_delete(*, stage: Stage, context: AuditContext) -> None:
                 details={"current": "has_history", "allowed": ["a stage without promotions"], "promotions": history},
             )
         pipeline, order = stage.pipeline, stage.order
-        facts = _facts(stage)
-        delete_recorded(context=context, action="stage.deleted", row=stage, related=pipeline, facts=facts)
+        facts, reference = _facts(stage), ObjectRef.of(stage)
+        stage.delete()
         # Orders stay contiguous (1..n): the stages after the gap move up, in two steps (see the offset).
         later = Stage.objects.filter(pipeline=pipeline, order__gt=order)
         later.update(order=F("order") + _ORDER_PARKING_OFFSET)
         Stage.objects.filter(pipeline=pipeline, order__gt=_ORDER_PARKING_OFFSET).update(
             order=F("order") - _ORDER_PARKING_OFFSET - 1
         )
+        # Last, after the writes: the audit chain's lock is then held only until commit.
+        record(context=context, action="stage.deleted", target=reference, related=pipeline, before=facts)
 
 
 def stage_reorder(*, pipeline: Pipeline, stage_ids: Sequence[int], context: AuditContext) -> list[Stage]:
