@@ -202,3 +202,43 @@ class StageReorderSerializer(StrictInputSerializer):
     stages = serializers.ListField(
         child=serializers.IntegerField(), min_length=1, help_text="Every stage id of the pipeline once, first first."
     )
+
+
+class SettingsNamesSerializer(serializers.Serializer):
+    EnvironmentVariables = serializers.ListField(child=serializers.CharField())
+    ConnectionReferences = serializers.ListField(child=serializers.CharField())
+
+
+class MissingVariableSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.CharField(allow_blank=True)
+    packaged = serializers.BooleanField(help_text="The package carries a value or default that would be used.")
+    listed = serializers.BooleanField(help_text="The settings list the name, with an empty value.")
+
+
+class MissingReferenceSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    connector_id = serializers.CharField(allow_blank=True)
+    listed = serializers.BooleanField()
+
+
+class MissingSettingsSerializer(serializers.Serializer):
+    EnvironmentVariables = MissingVariableSerializer(many=True)
+    ConnectionReferences = MissingReferenceSerializer(many=True)
+
+
+class ConnectorMismatchSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    given = serializers.CharField()
+    expected = serializers.CharField()
+
+
+class SettingsCheckSerializer(serializers.Serializer):
+    """The stage's current settings checked against a solution version's manifest."""
+
+    version = serializers.DictField(help_text="{id, version, solution}")
+    settings_version = serializers.IntegerField(allow_null=True, help_text="null while nothing was saved.")
+    complete = serializers.BooleanField(help_text="Nothing is missing without a packaged fallback.")
+    unknown = SettingsNamesSerializer(help_text="Names the settings set that the version does not have.")
+    missing = MissingSettingsSerializer(help_text="Names the version has that the settings give no value.")
+    connector_mismatch = ConnectorMismatchSerializer(many=True)

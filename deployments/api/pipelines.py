@@ -32,6 +32,7 @@ from deployments.api.pipeline_serializers import (
     PipelineCreateSerializer,
     PipelineSerializer,
     PipelineUpdateSerializer,
+    SettingsCheckSerializer,
     StageCreateSerializer,
     StageReorderSerializer,
     StageReplaceSerializer,
@@ -43,6 +44,7 @@ from deployments.api.pipeline_serializers import (
 )
 from deployments.filtersets import PipelineFilterSet
 from deployments.models import Pipeline, Stage, StageFreeze, StageWindow
+from deployments.settings_documents import settings_document_coverage
 from environments.models import Environment
 
 E = OpenApiResponse
@@ -300,6 +302,41 @@ class StageViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
             user=request.user,  # type: ignore[arg-type]
         )
         return self._settings_response(stage)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("version", int, OpenApiParameter.QUERY, required=True)],
+        responses={200: SettingsCheckSerializer},
+        description="What a version of one of the pipeline's solutions needs that the stage's current "
+        "settings lack, and what they set that the version does not have (the pre-flight's settings check, "
+        "before a promotion exists).",
+    )
+    @action(detail=True, methods=["get"], url_path="settings/check")
+    def settings_check(self, request: Request, pk: str) -> Response:
+        from solutions.models import SolutionVersion
+
+        stage = self.get_object()
+        raw = request.query_params.get("version", "")
+        version = (
+            SolutionVersion.objects.filter(pk=int(raw), solution__pipeline_id=stage.pipeline_id)
+            .select_related("solution")
+            .first()
+            if raw.isdigit()
+            else None
+        )
+        if version is None:
+            raise ValidationFailed(
+                "Name a version of one of this pipeline's solutions.",
+                details={"version": ["Give the id of a version of a solution of this stage's pipeline."]},
+            )
+        current = services.settings_current(stage=stage)
+        document = current.document if current is not None else {}
+        coverage = settings_document_coverage(document, version.managed_manifest or version.unmanaged_manifest)
+        body = {
+            "version": {"id": version.pk, "version": version.version_key, "solution": version.solution.unique_name},
+            "settings_version": current.version if current is not None else None,
+            **coverage,
+        }
+        return Response(SettingsCheckSerializer(body).data)
 
     @extend_schema(request=WindowInputSerializer, responses={201: WindowSerializer})
     @action(detail=True, methods=["post"])

@@ -49,6 +49,7 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/api/v1/solutions/{pk}/versions/"): (401, 200, 404, 200, 200, 200, 200),
     ("GET", "/api/v1/stages/{pk}/"): (401, 200, 404, 200, 200, 200, 200),
     ("GET", "/api/v1/stages/{pk}/settings/"): (401, 200, 404, 200, 200, 200, 200),
+    ("GET", "/api/v1/stages/{pk}/settings/check/"): (401, 400, 404, 400, 400, 400, 400),
     ("GET", "/api/v1/tokens/"): (401, 200, 200, 200, 200, 200, 200),
     ("GET", "/api/v1/versions/"): (401, 200, 200, 200, 200, 200, 200),
     ("GET", "/api/v1/versions/{pk}/"): (401, 200, 404, 200, 200, 200, 200),

@@ -170,3 +170,36 @@ def test_a_window_is_changed_through_its_own_endpoint(api_world):
     _error(admin.patch(url, {"time_zone": "Nowhere/Land"}, format="json"), 400, "validation_error")
     other_stage = f"/api/v1/stages/{api_world.ids['stage']}/windows/{api_world.ids['window']}/"
     _error(admin.patch(other_stage, {"start": "07:30"}, format="json"), 404, "not_found")
+
+
+def test_a_ci_checks_the_stage_settings_against_a_version_before_requesting(api_world):
+    from alm_portal.audit.context import AuditContext
+    from solutions.services import solution_version_upload
+    from tests.support.api import corpus_file
+
+    maker = api_world.users["maker"]
+    version = solution_version_upload(
+        file=corpus_file("flow-excel-groupbyemail-notification-example.v1_0_0_7.zip"),
+        user=maker,
+        context=AuditContext.for_user(maker, auth_method="session"),
+        home_environment=api_world.objects["environments"]["dev"],
+    ).version
+    url = f"/api/v1/stages/{api_world.ids['stage_prod']}/settings/check/"
+    client = api_world.client("maker")
+    before = client.get(url, {"version": version.pk})
+    assert before.status_code == 200
+    body = before.json()
+    assert body["settings_version"] is None and body["complete"] is False
+    assert len(body["missing"]["ConnectionReferences"]) == 3
+    assert body["version"] == {"id": version.pk, "version": "1.0.0.7", "solution": version.solution.unique_name}
+
+    admin = api_world.client("admin")
+    settings_url = f"/api/v1/stages/{api_world.ids['stage_prod']}/settings/"
+    document = {"EnvironmentVariables": [{"SchemaName": "gsllc_Excel_Tabel_Name", "Value": "typo"}]}
+    assert admin.put(settings_url, document, format="json", HTTP_IF_MATCH='""').status_code == 200
+    after = client.get(url, {"version": version.pk}).json()
+    assert after["settings_version"] == 1
+    assert after["unknown"] == {"EnvironmentVariables": ["gsllc_Excel_Tabel_Name"], "ConnectionReferences": []}
+
+    for unknown in ("999999", "abc", ""):
+        _error(client.get(url, {"version": unknown}), 400, "validation_error")
