@@ -94,11 +94,15 @@ def pipeline_detail(request: HttpRequest, pk: int) -> HttpResponse:
         }
         for index, stage in enumerate(stages)
     ]
-    return render(
-        request,
-        "deployments/pipeline_detail.html",
-        {"pipeline": pipeline, "rows": rows, "is_admin": _is_admin(request)},
-    )
+    # The history tab: what changed and who changed it, for those who read the audit log.
+    reads_audit = account_policy.sees_all_teams(request_user(request))
+    context = {
+        "pipeline": pipeline,
+        "rows": rows,
+        "is_admin": _is_admin(request),
+        "history": selectors.pipeline_history(pipeline=pipeline) if reads_audit else None,
+    }
+    return render(request, "deployments/pipeline_detail.html", context)
 
 
 @login_required

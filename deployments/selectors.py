@@ -93,3 +93,17 @@ def settings_check_versions(*, pipeline: Pipeline, limit: int = 100) -> QuerySet
         .defer("managed_manifest", "unmanaged_manifest")
         .order_by("-created_at", "-pk")[:limit]
     )
+
+
+def pipeline_history(*, pipeline: Pipeline, limit: int = 50) -> list[AuditEvent]:
+    """The newest audit events about the pipeline and its stages (their windows, freezes and settings
+    name the stage as related object), newest first."""
+    stage_ids = [str(pk) for pk in pipeline.stages.values_list("pk", flat=True)]
+    pipeline_id = str(pipeline.pk)
+    about = (
+        Q(object_type="deployments.pipeline", object_id=pipeline_id)
+        | Q(related_type="deployments.pipeline", related_id=pipeline_id)
+        | Q(object_type="deployments.stage", object_id__in=stage_ids)
+        | Q(related_type="deployments.stage", related_id__in=stage_ids)
+    )
+    return list(AuditEvent.objects.filter(about).order_by("-seq")[:limit])

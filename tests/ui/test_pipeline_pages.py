@@ -248,3 +248,16 @@ def test_people_who_are_not_admins_change_nothing(api_world: Any, persona: str) 
     assert not DeploymentSettings.objects.filter(stage_id=stage_id).exists()
     body = client.get(reverse("deployments:pipeline-detail", args=[api_world.ids["pipeline"]])).content.decode()
     assert "Edit pipeline" not in body and "Add a stage" not in body
+
+
+def test_auditors_and_admins_see_the_pipeline_history_and_makers_do_not(api_world: Any) -> None:
+    admin = _as(api_world, "admin")
+    admin.post(
+        reverse("deployments:stage-edit", args=[api_world.ids["stage_prod"]]),
+        _stage_form(api_world, import_mode="update"),
+    )
+    detail = reverse("deployments:pipeline-detail", args=[api_world.ids["pipeline"]])
+    body = _as(api_world, "auditor").get(detail).content.decode()
+    assert 'id="history-title"' in body
+    assert "<td>stage.updated</td>" in body and "<td>stage_freeze.created</td>" in body
+    assert 'id="history-title"' not in _as(api_world, "maker").get(detail).content.decode()
