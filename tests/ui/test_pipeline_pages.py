@@ -261,3 +261,5 @@ def test_auditors_and_admins_see_the_pipeline_history_and_makers_do_not(api_worl
     assert 'id="history-title"' in body
     assert "<td>stage.updated</td>" in body and "<td>stage_freeze.created</td>" in body
     assert 'id="history-title"' not in _as(api_world, "maker").get(detail).content.decode()
+    # prod needs 2 approvals and names exactly 2 people who can approve.
+    assert "needs every named approver" in body
