@@ -11,6 +11,8 @@ class JobKind(models.TextChoices):
     INVENTORY_SYNC = "inventory_sync", "Inventory sync"
     HEALTH_CHECK = "health_check", "Health check"
     HOLDING_CLEANUP = "holding_cleanup", "Holding solution clean-up"
+    # Not a Dataverse operation: a full verification of the audit chain, queued from the API or pages.
+    AUDIT_VERIFY = "audit_verify", "Audit chain verification"
 
 
 class JobStatus(models.TextChoices):

@@ -717,7 +717,9 @@ class DataverseClient:
     the process-wide msal application is used, with the same CA bundle). ``import_job_id_mode`` sends a
     caller-chosen ``ImportJobId`` on the async import actions (DESIGN section 4; off by default, UNCONFIRMED).
     ``sleep`` is injectable so tests and callers control waiting; ``page_size`` is the ``odata.maxpagesize``
-    asked for collections (all pages are followed). A client holds one HTTP session: use one per thread or task.
+    asked for collections (all pages are followed). ``on_throttled`` is called with the Retry-After (seconds,
+    or None) for every service-protection 429 received, so the caller can count them durably; an error it
+    raises is logged and never fails the call. A client holds one HTTP session: use one per thread or task.
     """
 
     def __init__(
@@ -734,6 +736,7 @@ class DataverseClient:
         sleep: Callable[[float], None] = time.sleep,
         page_size: int = 500,
         user_agent: str = "alm-portal-dataverse/1",
+        on_throttled: Callable[[float | None], None] | None = None,
     ) -> None:
         parts = urlsplit(environment_url)
         if parts.scheme != "https" or not parts.hostname:
@@ -753,6 +756,7 @@ class DataverseClient:
             raise ValueError("page_size must be between 1 and 5000 (Dataverse's maximum page size)")
         self.page_size = page_size
         self._sleep = sleep
+        self._on_throttled = on_throttled
         self._rng = random.Random()  # noqa: S311 - jitter, not cryptography
         self._session = VerifiedSession(
             ca_bundle=ca_bundle,
@@ -950,6 +954,8 @@ class DataverseClient:
                     response.close()
                 if status == 429 and isinstance(failure, TransientError) and failure.retry_after is not None:
                     _extend_not_before(self._key, time.time() + failure.retry_after)
+                if status == 429 and isinstance(failure, Throttled):
+                    self._report_throttled(failure.retry_after)
                 if not idempotent and status in (502, 504):
                     failure = SubmissionOutcomeUnknown(
                         f"gateway error {status}; the request may have been accepted: {failure.message}",
@@ -972,6 +978,14 @@ class DataverseClient:
             )
             if delay > 0:
                 self._sleep(delay)
+
+    def _report_throttled(self, retry_after: float | None) -> None:
+        if self._on_throttled is None:
+            return
+        try:
+            self._on_throttled(retry_after)
+        except Exception:  # counting is observability; it must never change what the call does
+            logger.warning("on_throttled callback failed for %s", self.environment_url, exc_info=True)
 
     def _should_retry(self, failure: DataverseError, idempotent: bool, attempt: int) -> bool:
         if not idempotent or attempt >= self.retry_policy.max_attempts:

@@ -103,7 +103,6 @@ def quiet_refusals(monkeypatch):
     """Denied requests are audited in a transaction of their own, which cannot open inside the savepoint
     each cell runs in; the matrix is about statuses (tests/api/test_audit_api.py covers the events)."""
     monkeypatch.setattr("alm_portal.api.exceptions.record_outcome", lambda **kwargs: None)
-    monkeypatch.setattr("alm_portal.audit.api.views.queue_verification", lambda context: "task-id")
     # The rollback plan reads the target best effort; these environments do not exist, so use the inventory.
     monkeypatch.setattr("deployments.rollback._plan_client", lambda promotion, factory: None)
 

@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from alm_portal.audit.context import AuditContext
 from deployments.models import DeploymentSettings, Stage
-from tests.e2e.test_promotion_in_the_browser import PASSWORD, browser  # noqa: F401 - fixture found by name
+from tests.e2e.conftest import sign_in_with_password
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -34,23 +34,16 @@ def stage(team: Any, settings: Any) -> Stage:
 
 
 def test_an_admin_adds_a_settings_row_with_the_script_and_is_asked_before_deleting(
-    browser: Any,  # noqa: F811 - the fixture imported above
-    live_server: Any,
-    make_user: Any,
-    stage: Stage,
+    new_page: Any, live_server: Any, make_user: Any, stage: Stage
 ) -> None:
     make_user("boss", "admin")
-    page = browser.new_context().new_page()
+    page = new_page()
     violations: list[str] = []
     page.on(
         "console",
         lambda message: violations.append(message.text) if "Content Security Policy" in message.text else None,
     )
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", "boss")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("#password-sign-in")
-    page.wait_for_url(f"{live_server.url}/")
+    sign_in_with_password(page, live_server, "boss")
 
     page.goto(live_server.url + reverse("deployments:stage-settings", args=[stage.pk]))
     assert page.locator("#ev-rows tr").count() == 2  # the spare rows a page without script has

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('deployments', '0002_promotions'),
+        ('deployments', '0003_job_kind_audit_verify'),
     ]
 
     operations = [
