@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import Prefetch, Q, QuerySet
 
 from alm_portal.accounts import policy
@@ -105,3 +107,17 @@ def promotions_awaiting_decision_by(*, user: User) -> list[Promotion]:
             continue
         result.append(promotion)
     return result
+
+
+def settings_check_versions(*, pipeline: Pipeline, limit: int = 100) -> QuerySet[Any]:
+    """Versions of the pipeline's solutions that have a parsed manifest, newest first: what a stage's
+    deployment settings can be checked against."""
+    from solutions.models import SolutionVersion
+
+    return (
+        SolutionVersion.objects.filter(solution__pipeline=pipeline)
+        .filter(Q(managed_manifest__isnull=False) | Q(unmanaged_manifest__isnull=False))
+        .select_related("solution")
+        .defer("managed_manifest", "unmanaged_manifest")
+        .order_by("-created_at", "-pk")[:limit]
+    )

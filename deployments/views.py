@@ -1,5 +1,6 @@
 """Pages of promotions: detail (timeline, pre-flight, approvals, live progress, import log, rollback
-planner), the request form on a version, the approvals inbox and read-only pipeline pages.
+planner), the request form on a version, the approvals inbox and delivery metrics (pipeline pages:
+deployments/pipeline_views.py).
 
 Thin: each view reads through selectors, asks deployments.policy what the user may do (so the page
 shows the same refusal sentences the API answers with) and calls one workflow function per POST.
@@ -429,18 +430,3 @@ def approvals_inbox(request: HttpRequest) -> HttpResponse:
         for promotion in approvals_waiting_for(user)
     ]
     return render(request, "deployments/approvals_inbox.html", {"rows": rows})
-
-
-@login_required
-def pipeline_list(request: HttpRequest) -> HttpResponse:
-    pipelines = selectors.pipelines_visible_to(user=_user(request)).order_by("name")
-    return render(request, "deployments/pipeline_list.html", {"pipelines": pipelines})
-
-
-@login_required
-def pipeline_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    pipeline = get_object_or_404(selectors.pipelines_visible_to(user=_user(request)), pk=pk)
-    history = object_history_context(
-        user=_user(request), instance=pipeline, page_number=request.GET.get("history_page")
-    )
-    return render(request, "deployments/pipeline_detail.html", {"pipeline": pipeline, **history})

@@ -24,6 +24,8 @@ TEAM_OK = {"maker": 200, "maker2": 404, "approver": 200, "admin": 200, "auditor"
 # POST actions: refusals come back as a redirect to the page with the reason; unseen objects are 404.
 ADMIN_ONLY = {"maker": 403, "maker2": 403, "approver": 403, "admin": 200, "auditor": 403}
 ACTION = {"maker": 302, "maker2": 404, "approver": 302, "admin": 302, "auditor": 403}
+# The pipeline editor is for admins: everyone else is refused before any object is looked up.
+ADMIN_ACTION = {**ADMIN_ONLY, "admin": 302}
 
 # (namespace:name) -> (method, argument kind, expected status per signed-in persona)
 PAGES: dict[str, tuple[str, str | None, dict[str, int]]] = {
@@ -55,6 +57,23 @@ PAGES: dict[str, tuple[str, str | None, dict[str, int]]] = {
     "deployments:metrics": ("get", None, ALL_OK),
     "deployments:pipeline-detail": ("get", "pipeline", TEAM_OK),
     "deployments:running-jobs": ("get", None, ALL_OK),
+    "deployments:pipeline-create": ("get", None, ADMIN_ONLY),
+    "deployments:pipeline-edit": ("get", "pipeline", ADMIN_ONLY),
+    "deployments:pipeline-delete": ("get", "pipeline", ADMIN_ONLY),
+    "deployments:stage-create": ("get", "pipeline", ADMIN_ONLY),
+    "deployments:stage-edit": ("get", "stage", ADMIN_ONLY),
+    "deployments:stage-delete": ("post", "stage", ADMIN_ACTION),
+    "deployments:stage-move": ("post", "stage", ADMIN_ACTION),
+    # Invalid input (the matrix posts a comment) shows the stage page again with the errors.
+    "deployments:window-create": ("post", "stage", ADMIN_ONLY),
+    "deployments:freeze-create": ("post", "stage", ADMIN_ONLY),
+    "deployments:window-edit": ("post", "window", ADMIN_ONLY),
+    "deployments:freeze-edit": ("post", "freeze", ADMIN_ONLY),
+    "deployments:window-delete": ("post", "window", ADMIN_ACTION),
+    "deployments:freeze-delete": ("post", "freeze", ADMIN_ACTION),
+    "deployments:stage-settings": ("get", "stage", ADMIN_ONLY),
+    "deployments:stage-settings-import": ("post", "stage", ADMIN_ONLY),
+    "deployments:stage-settings-export": ("get", "stage", ADMIN_ONLY),
     "audit:timeline": ("get", None, {"maker": 403, "maker2": 403, "approver": 403, "admin": 200, "auditor": 200}),
     "audit:verify": ("post", None, {"maker": 403, "maker2": 403, "approver": 403, "admin": 302, "auditor": 302}),
     "accounts:api-tokens": ("get", None, ALL_OK),
@@ -92,7 +111,14 @@ def _url(name: str, arg: str | None, world: Any) -> str:
         return reverse(name, args=[world.users["maker"].pk])
     if arg == "token":
         return reverse(name, args=[ApiToken.objects.get(user=world.users["maker"], name="maker-token").pk])
-    key = {"promotion": "promotion", "version": "version", "pipeline": "pipeline"}[arg]
+    key = {
+        "promotion": "promotion",
+        "version": "version",
+        "pipeline": "pipeline",
+        "stage": "stage_prod",
+        "window": "window",
+        "freeze": "freeze",
+    }[arg]
     return reverse(name, args=[world.ids[key]])
 
 
