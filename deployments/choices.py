@@ -74,7 +74,7 @@ class PromotionStatus(models.TextChoices):
     ROLLED_BACK = "rolled_back", "Rolled back"
 
 
-# DESIGN section 3: the only moves a promotion may make (deployments/workflow.py enforces them).
+# DESIGN section 3: the only moves a promotion may make (deployments/workflow/ enforces them).
 PROMOTION_TRANSITIONS: dict[str, tuple[str, ...]] = {
     PromotionStatus.PENDING_APPROVAL: (PromotionStatus.APPROVED, PromotionStatus.REJECTED, PromotionStatus.CANCELLED),
     # `approved` is transient: the same transaction moves on to queued or scheduled.

@@ -26,7 +26,9 @@ from tests.support.api import PERSONAS
 pytestmark = pytest.mark.django_db
 
 MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
+    ("DELETE", "/api/v1/pipelines/{pk}/"): (401, 403, 403, 403, 409, 403, 403),
     ("DELETE", "/api/v1/stages/{pk}/freezes/{freeze_id}/"): (401, 403, 403, 403, 204, 403, 403),
+    ("DELETE", "/api/v1/stages/{pk}/"): (401, 403, 403, 403, 204, 403, 403),
     ("DELETE", "/api/v1/stages/{pk}/windows/{window_id}/"): (401, 403, 403, 403, 204, 403, 403),
     ("DELETE", "/api/v1/webhooks/{pk}/"): (401, 403, 403, 403, 204, 403, 403),
     ("GET", "/api/v1/audit-events/"): (401, 403, 403, 403, 200, 200, 200),
@@ -51,6 +53,7 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/api/v1/solutions/{pk}/versions/"): (401, 200, 404, 200, 200, 200, 200),
     ("GET", "/api/v1/stages/{pk}/"): (401, 200, 404, 200, 200, 200, 200),
     ("GET", "/api/v1/stages/{pk}/settings/"): (401, 200, 404, 200, 200, 200, 200),
+    ("GET", "/api/v1/stages/{pk}/settings/check/"): (401, 400, 404, 400, 400, 400, 400),
     ("GET", "/api/v1/tokens/"): (401, 200, 200, 200, 200, 200, 200),
     ("GET", "/api/v1/versions/"): (401, 200, 200, 200, 200, 200, 200),
     ("GET", "/api/v1/versions/{pk}/"): (401, 200, 404, 200, 200, 200, 200),
@@ -61,8 +64,10 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/api/v1/webhooks/{pk}/"): (401, 403, 403, 403, 200, 200, 200),
     ("GET", "/api/v1/webhooks/{pk}/deliveries/"): (401, 403, 403, 403, 200, 200, 200),
     ("PATCH", "/api/v1/environments/{pk}/"): (401, 403, 403, 403, 200, 403, 403),
+    ("PATCH", "/api/v1/pipelines/{pk}/"): (401, 403, 403, 403, 200, 403, 403),
     ("PATCH", "/api/v1/stages/{pk}/"): (401, 403, 403, 403, 200, 403, 403),
     ("PATCH", "/api/v1/stages/{pk}/freezes/{freeze_id}/"): (401, 403, 403, 403, 200, 403, 403),
+    ("PATCH", "/api/v1/stages/{pk}/windows/{window_id}/"): (401, 403, 403, 403, 200, 403, 403),
     ("PATCH", "/api/v1/webhooks/{pk}/"): (401, 403, 403, 403, 200, 403, 403),
     ("POST", "/api/v1/audit-events/verification/"): (401, 403, 403, 403, 202, 202, 202),
     ("POST", "/api/v1/environments/"): (401, 403, 403, 403, 400, 403, 403),
@@ -71,6 +76,7 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/api/v1/jobs/{pk}/resolve/"): (401, 403, 403, 403, 400, 403, 403),
     ("POST", "/api/v1/pipelines/"): (401, 403, 403, 403, 400, 403, 403),
     ("POST", "/api/v1/pipelines/{pk}/stages/"): (401, 403, 403, 403, 400, 403, 403),
+    ("POST", "/api/v1/pipelines/{pk}/reorder/"): (401, 403, 403, 403, 400, 403, 403),
     ("POST", "/api/v1/promotions/"): (401, 400, 400, 400, 400, 403, 403),
     ("POST", "/api/v1/promotions/{pk}/approve/"): (401, 403, 403, 409, 403, 403, 403),
     ("POST", "/api/v1/promotions/{pk}/cancel/"): (401, 400, 404, 400, 400, 403, 403),
@@ -89,6 +95,8 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/api/v1/webhooks/{pk}/test/"): (401, 403, 403, 403, 202, 403, 403),
     ("PUT", "/api/v1/environments/{pk}/"): (401, 403, 403, 403, 400, 403, 403),
     ("PUT", "/api/v1/me/notifications/"): (401, 400, 400, 400, 400, 400, 400),
+    ("PUT", "/api/v1/pipelines/{pk}/"): (401, 403, 403, 403, 400, 403, 403),
+    ("PUT", "/api/v1/stages/{pk}/"): (401, 403, 403, 403, 400, 403, 403),
     ("PUT", "/api/v1/stages/{pk}/settings/"): (401, 403, 403, 403, 200, 403, 403),
     ("PUT", "/api/v1/webhooks/{pk}/"): (401, 403, 403, 403, 400, 403, 403),
 }
@@ -96,12 +104,16 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
 
 # The scope each non-GET operation needs (DESIGN section 5); a GET needs `read` unless listed here.
 REQUIRED_SCOPE: dict[tuple[str, str], str] = {
+    ("DELETE", "/api/v1/pipelines/{pk}/"): "admin",
+    ("DELETE", "/api/v1/stages/{pk}/"): "admin",
     ("DELETE", "/api/v1/stages/{pk}/freezes/{freeze_id}/"): "admin",
     ("DELETE", "/api/v1/stages/{pk}/windows/{window_id}/"): "admin",
     ("DELETE", "/api/v1/webhooks/{pk}/"): "admin",
     ("PATCH", "/api/v1/environments/{pk}/"): "admin",
+    ("PATCH", "/api/v1/pipelines/{pk}/"): "admin",
     ("PATCH", "/api/v1/stages/{pk}/"): "admin",
     ("PATCH", "/api/v1/stages/{pk}/freezes/{freeze_id}/"): "admin",
+    ("PATCH", "/api/v1/stages/{pk}/windows/{window_id}/"): "admin",
     ("PATCH", "/api/v1/webhooks/{pk}/"): "admin",
     ("POST", "/api/v1/audit-events/verification/"): "read",  # auditors start verifications
     ("POST", "/api/v1/environments/"): "admin",
@@ -109,6 +121,7 @@ REQUIRED_SCOPE: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/environments/{pk}/sync/"): "admin",
     ("POST", "/api/v1/jobs/{pk}/resolve/"): "admin",
     ("POST", "/api/v1/pipelines/"): "admin",
+    ("POST", "/api/v1/pipelines/{pk}/reorder/"): "admin",
     ("POST", "/api/v1/pipelines/{pk}/stages/"): "admin",
     ("POST", "/api/v1/promotions/"): "request",
     ("POST", "/api/v1/promotions/{pk}/approve/"): "approve",
@@ -128,6 +141,8 @@ REQUIRED_SCOPE: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/webhooks/{pk}/test/"): "admin",
     ("PUT", "/api/v1/environments/{pk}/"): "admin",
     ("PUT", "/api/v1/me/notifications/"): "read",
+    ("PUT", "/api/v1/pipelines/{pk}/"): "admin",
+    ("PUT", "/api/v1/stages/{pk}/"): "admin",
     ("PUT", "/api/v1/stages/{pk}/settings/"): "admin",
     ("PUT", "/api/v1/webhooks/{pk}/"): "admin",
 }

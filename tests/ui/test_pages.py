@@ -21,11 +21,13 @@ pytestmark = pytest.mark.django_db
 PERSONAS = ("anonymous", "maker", "maker2", "approver", "admin", "auditor")
 ALL_OK = dict.fromkeys(PERSONAS[1:], 200)
 TEAM_OK = {"maker": 200, "maker2": 404, "approver": 200, "admin": 200, "auditor": 200}
+ADMIN_ONLY = {"maker": 403, "maker2": 403, "approver": 403, "admin": 200, "auditor": 403}
 # POST actions: refusals come back as a redirect to the page with the reason; unseen objects are 404.
 ACTION = {"maker": 302, "maker2": 404, "approver": 302, "admin": 302, "auditor": 403}
-ADMIN_ONLY = {"maker": 403, "maker2": 403, "approver": 403, "admin": 200, "auditor": 403}
+# The pipeline editor is for admins: everyone else is refused before any object is looked up.
+ADMIN_ACTION = {**ADMIN_ONLY, "admin": 302}
 # Admin-only actions on a team's object: other teams do not see it at all.
-ADMIN_ACTION = {"maker": 403, "maker2": 404, "approver": 403, "admin": 302, "auditor": 403}
+TEAM_ADMIN_ACTION = {"maker": 403, "maker2": 404, "approver": 403, "admin": 302, "auditor": 403}
 
 # (namespace:name) -> (method, argument kind, expected status per signed-in persona)
 PAGES: dict[str, tuple[str, str | None, dict[str, int]]] = {
@@ -43,6 +45,11 @@ PAGES: dict[str, tuple[str, str | None, dict[str, int]]] = {
         "version",
         {"maker": 200, "maker2": 404, "approver": 200, "admin": 200, "auditor": 403},
     ),
+    "deployments:promotion-request-preview": (
+        "get",
+        "version",
+        {"maker": 200, "maker2": 404, "approver": 200, "admin": 200, "auditor": 403},
+    ),
     "deployments:approvals-inbox": (
         "get",
         None,
@@ -51,15 +58,33 @@ PAGES: dict[str, tuple[str, str | None, dict[str, int]]] = {
     "deployments:pipeline-list": ("get", None, ALL_OK),
     "deployments:metrics": ("get", None, ALL_OK),
     "deployments:pipeline-detail": ("get", "pipeline", TEAM_OK),
+    "deployments:running-jobs": ("get", None, ALL_OK),
+    "deployments:pipeline-create": ("get", None, ADMIN_ONLY),
+    "deployments:pipeline-edit": ("get", "pipeline", ADMIN_ONLY),
+    "deployments:pipeline-delete": ("get", "pipeline", ADMIN_ONLY),
+    "deployments:stage-create": ("get", "pipeline", ADMIN_ONLY),
+    "deployments:stage-edit": ("get", "stage", ADMIN_ONLY),
+    "deployments:stage-delete": ("post", "stage", ADMIN_ACTION),
+    "deployments:stage-move": ("post", "stage", ADMIN_ACTION),
+    # Invalid input (the matrix posts a comment) shows the stage page again with the errors.
+    "deployments:window-create": ("post", "stage", ADMIN_ONLY),
+    "deployments:freeze-create": ("post", "stage", ADMIN_ONLY),
+    "deployments:window-edit": ("post", "window", ADMIN_ONLY),
+    "deployments:freeze-edit": ("post", "freeze", ADMIN_ONLY),
+    "deployments:window-delete": ("post", "window", ADMIN_ACTION),
+    "deployments:freeze-delete": ("post", "freeze", ADMIN_ACTION),
+    "deployments:stage-settings": ("get", "stage", ADMIN_ONLY),
+    "deployments:stage-settings-import": ("post", "stage", ADMIN_ONLY),
+    "deployments:stage-settings-export": ("get", "stage", ADMIN_ONLY),
     "audit:timeline": ("get", None, {"maker": 403, "maker2": 403, "approver": 403, "admin": 200, "auditor": 200}),
     "audit:verify": ("post", None, {"maker": 403, "maker2": 403, "approver": 403, "admin": 302, "auditor": 302}),
     "environments:list": ("get", None, ALL_OK),
     "environments:register": ("get", None, ADMIN_ONLY),
     "environments:detail": ("get", "environment", TEAM_OK),
-    "environments:edit": ("get", "environment", {**ADMIN_ACTION, "admin": 200}),
-    "environments:rotate": ("post", "environment", {**ADMIN_ACTION, "admin": 400}),
-    "environments:check": ("post", "environment", ADMIN_ACTION),
-    "environments:sync": ("post", "environment", ADMIN_ACTION),
+    "environments:edit": ("get", "environment", {**TEAM_ADMIN_ACTION, "admin": 200}),
+    "environments:rotate": ("post", "environment", {**TEAM_ADMIN_ACTION, "admin": 400}),
+    "environments:check": ("post", "environment", TEAM_ADMIN_ACTION),
+    "environments:sync": ("post", "environment", TEAM_ADMIN_ACTION),
     "solutions:solution-list": ("get", None, ALL_OK),
     "solutions:solution-detail": ("get", "solution", TEAM_OK),
     "solutions:solution-export": ("post", "solution", ACTION),
@@ -132,7 +157,8 @@ def _url(name: str, arg: str | None, world: Any) -> str:
         return reverse(name, args=[ApiToken.objects.get(user=world.users["maker"], name="maker-token").pk])
     if arg == "version-pair":
         return reverse(name, args=[world.ids["version"], world.ids["old_version"]])
-    return reverse(name, args=[world.ids[arg]])
+    key = {"stage": "stage_prod"}.get(arg, arg)
+    return reverse(name, args=[world.ids[key]])
 
 
 def _client(world: Any, persona: str) -> Client:
