@@ -121,13 +121,22 @@ class InvariantReport:
     by_status: dict[str, int] = field(default_factory=dict)
 
 
-def check_invariants(emulator: Any, *, verify_audit: bool = True) -> InvariantReport:
-    """Assert the invariants over every job and promotion in the database; returns what it counted."""
+def check_invariants(
+    emulator: Any, *, environments: Iterable[Any] | None = None, verify_audit: bool = True
+) -> InvariantReport:
+    """Assert the invariants over every job and promotion in the database (or those of `environments`);
+    returns what it counted."""
     from alm_portal.audit.services import audit_verify
     from deployments.models import Job, Promotion
 
     report = InvariantReport()
-    jobs = list(Job.objects.select_related("environment"))
+    job_rows = Job.objects.select_related("environment")
+    promotion_rows = Promotion.objects.all()
+    if environments is not None:
+        scope = [environment.pk for environment in environments]
+        job_rows = job_rows.filter(environment_id__in=scope)
+        promotion_rows = promotion_rows.filter(target_environment_id__in=scope)
+    jobs = list(job_rows)
     report.jobs = len(jobs)
     report.by_status = dict(Counter(job.status for job in jobs))
 
@@ -149,16 +158,14 @@ def check_invariants(emulator: Any, *, verify_audit: bool = True) -> InvariantRe
 
     # No promotion running without a live lease (or a visible needs_attention).
     now = timezone.now()
-    for promotion in Promotion.objects.filter(status="running").select_related("run_job"):
+    for promotion in promotion_rows.filter(status="running").select_related("run_job"):
         job = promotion.run_job
         assert job is not None, f"promotion {promotion.pk} runs without a job"
         live = bool(job.lease_owner) and job.lease_expires_at is not None and job.lease_expires_at > now
         waiting = job.status not in TERMINAL and not job.lease_owner
         flagged = job.status == "needs_attention" and promotion.attention_required
         assert live or waiting or flagged, f"promotion {promotion.pk} running without a live lease: job {job.pk}"
-    stale = Promotion.objects.filter(status="running").filter(
-        Q(run_job__status__in=("succeeded", "failed", "cancelled"))
-    )
+    stale = promotion_rows.filter(status="running").filter(Q(run_job__status__in=("succeeded", "failed", "cancelled")))
     assert not stale.exists(), f"promotions running behind ended jobs: {list(stale.values_list('pk', flat=True))}"
 
     # One import per job, per (org, solution, version).
