@@ -21,6 +21,7 @@ point of its progress), provided the chaos period (the first 60 % of the bound) 
 from __future__ import annotations
 
 import random
+import re
 import signal
 import time
 from collections import Counter
@@ -29,7 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from alm_portal.audit.context import AuditContext
-from tests.support.invariants import InvariantReport, check_invariants, dispatch, expire_dead_leases
+from tests.support.invariants import (
+    InvariantReport,
+    check_invariants,
+    check_leases,
+    dispatch,
+    expire_dead_leases,
+)
 from tests.support.private_services import PrivateRedis, point_celery_at
 from tests.support.worker import WorkerProcess, start_worker
 
@@ -52,9 +59,11 @@ class SoakReport:
     faults: dict[str, int] = field(default_factory=dict)
     workers_started: int = 0
     leases_expired: int = 0
+    lease_checks: int = 0
     messages_redispatched: int = 0
     job_passes: int = 0
-    transient_retries: int = 0
+    client_retries: int = 0
+    adoptions: int = 0
     jobs: int = 0
     needs_attention: int = 0
     audit_events_verified: int = 0
@@ -68,10 +77,12 @@ class SoakReport:
             + " ".join(f"{status}={count}" for status, count in sorted(self.promotions_by_status.items())),
             f"imports_seen_by_emulator={self.imports_seen}",
             f"jobs={self.jobs} job_passes={self.job_passes} needs_attention={self.needs_attention}",
-            f"retries: transient={self.transient_retries} redispatched_messages={self.messages_redispatched} "
+            f"retries: dataverse_calls_retried={self.client_retries} operations_adopted={self.adoptions} "
+            f"redispatched_messages={self.messages_redispatched} "
             f"expired_leases_of_killed_workers={self.leases_expired}",
             "faults: " + " ".join(f"{kind}={self.faults.get(kind, 0)}" for kind in FAULT_KINDS),
-            f"workers_started={self.workers_started} audit_events_verified={self.audit_events_verified}",
+            f"workers_started={self.workers_started} audit_events_verified={self.audit_events_verified} "
+            f"lease_checks_during_run={self.lease_checks}",
             "invariants: ok",
         ]
         return "\n".join(lines)
@@ -190,11 +201,17 @@ def run_soak(
                 throttle={"code": "requests", "retry_after": rng.choice((1, 2, 4, 8)), "count": rng.randint(1, 3)},
             )
 
+    next_progress = started_at + 30
+
     try:
         for _ in range(workers):
             start_one()
         while True:
             now = time.monotonic()
+            if now >= next_progress:
+                next_progress = now + 30
+                ended = report.promotions_requested - sum(lane.current is not None for lane in lanes)
+                log(f"  {now - started_at:.0f}s: {ended}/{promotions} promotions ended, faults {report.faults}")
             # Request the next version where an environment is idle.
             for lane in lanes:
                 if lane.current is not None:
@@ -227,6 +244,8 @@ def run_soak(
                     log(f"worker exited on its own: {worker.log_path}")
                     running.remove(worker)
                     start_one()
+            check_leases(all_environments)
+            report.lease_checks += 1
             report.leases_expired += expire_dead_leases()
             report.messages_redispatched += dispatch(idle_seconds=3.0)
             time.sleep(tick)
@@ -257,8 +276,10 @@ def run_soak(
     report.jobs = checked.jobs
     report.needs_attention = checked.needs_attention
     report.job_passes = sum(jobs.values_list("attempts", flat=True))
-    results = jobs.values_list("result", flat=True)
-    report.transient_retries = sum(int((result or {}).get("transient_attempts", 0)) for result in results)
+    # The workers' logs say what they retried: the client logs each retried call, the runner each adoption.
+    logs = [path.read_text(errors="replace") for path in sorted(workdir.glob("worker-*.log"))]
+    report.client_retries = sum(len(re.findall(r"dataverse\.client .* retrying ", text)) for text in logs)
+    report.adoptions = sum(len(re.findall(r"job \d+ adopted", text)) for text in logs)
     report.audit_events_verified = checked.audit_checked
     report.seconds = time.monotonic() - started_at
     return report

@@ -25,7 +25,6 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.db.models import Q
 from django.utils import timezone
 
 TERMINAL = ("succeeded", "failed", "cancelled", "needs_attention")
@@ -111,6 +110,28 @@ def all_alive(*workers: Any) -> Callable[[], str | None]:
     return problem
 
 
+def check_leases(environments: Iterable[Any] | None = None) -> int:
+    """The invariant that can be checked at any moment, not only at the end: no running promotion's job has
+    ended, and no job is worked on under an expired lease (a live owner past its lease could race the next
+    claimant). Returns the number of running promotions looked at."""
+    from deployments.models import Job, Promotion
+
+    now = timezone.now()
+    running = Promotion.objects.filter(status="running")
+    held = Job.objects.exclude(lease_owner="").filter(lease_expires_at__lt=now)
+    if environments is not None:
+        scope = [environment.pk for environment in environments]
+        running = running.filter(target_environment_id__in=scope)
+        held = held.filter(environment_id__in=scope)
+    ended = running.filter(run_job__status__in=("succeeded", "failed", "cancelled"))
+    assert not ended.exists(), f"promotions running behind ended jobs: {list(ended.values_list('pk', flat=True))}"
+    for job_id, owner in held.values_list("pk", "lease_owner"):
+        parts = owner.split(":")
+        alive = len(parts) >= 2 and parts[1].isdigit() and _pid_alive(int(parts[1]))
+        assert not alive, f"job {job_id} is held by a live worker ({owner}) past its lease"
+    return running.count()
+
+
 @dataclass
 class InvariantReport:
     jobs: int = 0
@@ -165,8 +186,7 @@ def check_invariants(
         waiting = job.status not in TERMINAL and not job.lease_owner
         flagged = job.status == "needs_attention" and promotion.attention_required
         assert live or waiting or flagged, f"promotion {promotion.pk} running without a live lease: job {job.pk}"
-    stale = promotion_rows.filter(status="running").filter(Q(run_job__status__in=("succeeded", "failed", "cancelled")))
-    assert not stale.exists(), f"promotions running behind ended jobs: {list(stale.values_list('pk', flat=True))}"
+    check_leases(environments)
 
     # One import per job, per (org, solution, version).
     imports = [job for job in jobs if job.kind == "import"]
@@ -203,4 +223,13 @@ def check_invariants(
     return report
 
 
-__all__ = ["InvariantReport", "all_alive", "check_invariants", "dispatch", "expire_dead_leases", "org_of", "settle"]
+__all__ = [
+    "InvariantReport",
+    "all_alive",
+    "check_invariants",
+    "check_leases",
+    "dispatch",
+    "expire_dead_leases",
+    "org_of",
+    "settle",
+]
