@@ -109,14 +109,17 @@ class PrivateRedis:
 def point_celery_at(url: str) -> Callable[[], None]:
     """Make this process publish to `url` (Celery caches its connection pool); returns the undo."""
     from django.conf import settings
+    from kombu import pools
 
     from alm_portal.celery import app
 
     previous = (app.conf.broker_url, settings.REDIS_URL)
 
     def switch(broker: str | None, redis_url: str | None) -> None:
+        # kombu keeps connection and producer pools in process-wide registries keyed by connection: closing
+        # only the app's pool would leave a closed pool registered for the URL we come back to.
         with contextlib.suppress(Exception):
-            app.pool.force_close_all()
+            pools.reset()
         app.conf.broker_url = broker
         settings.REDIS_URL = redis_url
         app._pool = None
