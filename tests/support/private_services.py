@@ -8,21 +8,38 @@
 `point_celery_at(url)` re-points this process's Celery app (and settings.REDIS_URL) at another broker, so the
 test process publishes where its workers consume; it returns a function that undoes it.
 
-PostgreSQL faults go through tests/support/fault_proxy.py in front of the test database instead of a private
-server (see tests/faults/test_postgres_faults.py for why).
+    with PrivatePostgres() as pg:                     # initdb + pg_ctl on a free port, data in a temp dir
+        pg.create_database("alm"); pg.url("alm")        # postgres://postgres@127.0.0.1:<port>/alm
+        pg.restart()                                    # pg_ctl restart -m fast: sessions are terminated
+
+The server binaries come from /usr/lib/postgresql/<version>/bin (or PATH). initdb refuses to run as root, so
+as root the server runs as the `postgres` system user (which the PostgreSQL packages create).
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
+import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def _postgres_bin() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if found:
+        return Path(found[-1]).parent
+    on_path = shutil.which("pg_ctl")
+    if on_path:
+        return Path(on_path).parent
+    raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
 
 
 def free_port() -> int:
@@ -106,6 +123,82 @@ class PrivateRedis:
         self.stop()
 
 
+class PrivatePostgres:
+    """A PostgreSQL server of its own (trust auth, fsync off, 127.0.0.1 on a fixed free port)."""
+
+    def __init__(self, *, port: int | None = None) -> None:
+        # Its own directory under the system temp dir: pytest's tmp_path sits below a 0700 directory of the
+        # test user, which the postgres system user could not enter.
+        self.directory = Path(tempfile.mkdtemp(prefix="alm-private-pg-"))
+        self.data = self.directory / "data"
+        self.port = port or free_port()
+        self.bin = _postgres_bin()
+        self.restarts = 0
+        self._as_postgres = os.geteuid() == 0
+        if self._as_postgres:
+            shutil.chown(self.directory, user="postgres")
+
+    def _run(self, *command: str, timeout: float = 60.0) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if self._as_postgres else []
+        subprocess.run([*prefix, *command], check=True, capture_output=True, timeout=timeout)
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> PrivatePostgres:
+        if not (self.data / "PG_VERSION").exists():
+            self._run(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8")
+        self._pg_ctl("start")
+        return self
+
+    def _pg_ctl(self, action: str, *extra: str) -> None:
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.directory / "log"),
+            "-w",
+            action,
+            *extra,
+        )
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._pg_ctl("stop", "-m", "fast")
+
+    def restart(self) -> None:
+        """A real restart: every session is terminated, new connections fail until the server is back."""
+        self._pg_ctl("restart", "-m", "fast")
+        self.restarts += 1
+
+    def create_database(self, name: str) -> str:
+        import psycopg2
+
+        conn = psycopg2.connect(self.url())
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cursor:
+                cursor.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            conn.close()
+        return self.url(name)
+
+    def log(self) -> str:
+        path = self.directory / "log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def __enter__(self) -> PrivatePostgres:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
 def point_celery_at(url: str) -> Callable[[], None]:
     """Make this process publish to `url` (Celery caches its connection pool); returns the undo."""
     from django.conf import settings
@@ -130,4 +223,4 @@ def point_celery_at(url: str) -> Callable[[], None]:
     return lambda: switch(*previous)
 
 
-__all__ = ["PrivateRedis", "free_port", "point_celery_at"]
+__all__ = ["PrivatePostgres", "PrivateRedis", "free_port", "point_celery_at"]
