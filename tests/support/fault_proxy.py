@@ -108,6 +108,10 @@ class FaultProxy:
     def _close_listener(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
+            # shutdown() first: it stops the listening at once and wakes an accept() blocked in another thread
+            # (close() alone leaves the port accepting until that accept() returns).
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 listener.close()
 
@@ -122,6 +126,9 @@ class FaultProxy:
             except (TimeoutError, OSError):
                 continue
             self.connections_accepted += 1
+            if self.mode == "refuse":
+                _reset(client)
+                continue
             if self.mode == "blackhole":
                 with self._lock:
                     self._pairs.append((client, None))
