@@ -116,7 +116,7 @@ def _world(*, emulator: Any, environments: int, versions: int) -> tuple[list[_La
     uploaded = []
     for index in range(versions):
         outcome = solution_version_upload(
-            file=upload_file(success_package(f"1.0.{index}.0")),
+            file=upload_file(success_package(f"1.0.{index}.0", unique_name=f"Soak{suffix}")),
             user=maker,
             context=AuditContext.for_user(maker, auth_method="session", request_id="soak"),
             home_environment=dev,
