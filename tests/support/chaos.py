@@ -58,6 +58,7 @@ class SoakReport:
     imports_seen: int = 0
     faults: dict[str, int] = field(default_factory=dict)
     workers_started: int = 0
+    workers_exited_on_their_own: int = 0
     leases_expired: int = 0
     lease_checks: int = 0
     messages_redispatched: int = 0
@@ -81,7 +82,8 @@ class SoakReport:
             f"redispatched_messages={self.messages_redispatched} "
             f"expired_leases_of_killed_workers={self.leases_expired}",
             "faults: " + " ".join(f"{kind}={self.faults.get(kind, 0)}" for kind in FAULT_KINDS),
-            f"workers_started={self.workers_started} audit_events_verified={self.audit_events_verified} "
+            f"workers_started={self.workers_started} workers_exited_on_their_own={self.workers_exited_on_their_own} "
+            f"audit_events_verified={self.audit_events_verified} "
             f"lease_checks_during_run={self.lease_checks}",
             "invariants: ok",
         ]
@@ -240,8 +242,12 @@ def run_soak(
                         forced.pop(kind, None)
                         inject(kind)
             for worker in list(running):
-                if worker.process.poll() is not None:  # died by itself: that is a finding, but keep going
+                if worker.process.poll() is not None:
+                    # Not a fault we injected: replaced as a process manager would (docker-compose restarts
+                    # it), and counted, so the summary shows it. Seen: kombu's "Unrecoverable error" while
+                    # reconnecting after a Redis restart.
                     log(f"worker exited on its own: {worker.log_path}")
+                    report.workers_exited_on_their_own += 1
                     running.remove(worker)
                     start_one()
             check_leases(all_environments)
