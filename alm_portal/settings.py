@@ -17,6 +17,7 @@ from alm_portal.config import (
     env_bool,
     env_choice,
     env_int,
+    env_json_str_map,
     env_list,
     env_optional,
     env_secret,
@@ -95,6 +96,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "alm_portal.accounts.middleware.SessionLifetimeMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "alm_portal.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -107,6 +109,8 @@ AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "accounts:login"
+# Django's model backend behind the sign-in lockout, so every password form (ours, the admin's) honours it.
+AUTHENTICATION_BACKENDS = ["alm_portal.accounts.backends.LockoutModelBackend"]
 
 TEMPLATES = [
     {
@@ -147,7 +151,14 @@ DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Sessions, security ---------------------------------------------------------------------
-SESSION_COOKIE_AGE = 12 * 60 * 60  # absolute session lifetime
+# A browser session ends after ALM_SESSION_IDLE_MINUTES without activity or ALM_SESSION_ABSOLUTE_HOURS
+# after sign-in, whichever comes first (alm_portal.accounts.middleware enforces both server side).
+ALM_SESSION_IDLE_MINUTES = env_int("ALM_SESSION_IDLE_MINUTES", 30, minimum=1, maximum=24 * 60)
+ALM_SESSION_ABSOLUTE_HOURS = env_int("ALM_SESSION_ABSOLUTE_HOURS", 12, minimum=1, maximum=7 * 24)
+SESSION_COOKIE_AGE = ALM_SESSION_ABSOLUTE_HOURS * 60 * 60
+# Password sign-in: this many failures for one username from one address lock that pair for the cool-off.
+ALM_SIGN_IN_MAX_FAILURES = env_int("ALM_SIGN_IN_MAX_FAILURES", 5, minimum=1)
+ALM_SIGN_IN_COOLOFF_MINUTES = env_int("ALM_SIGN_IN_COOLOFF_MINUTES", 15, minimum=1)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = PRODUCTION
@@ -255,6 +266,9 @@ CELERY_BEAT_SCHEDULE = {
     "audit-checkpoint": {"task": "audit.checkpoint_write", "schedule": 3600.0},
     "notifications-dispatch": {"task": "notifications.dispatch", "schedule": 10.0},
     "release-scheduled-promotions": {"task": "deployments.release_scheduled_promotions", "schedule": 60.0},
+    "idempotency-purge-expired": {"task": "idempotency.purge_expired", "schedule": 3600.0},
+    # A full verification as a job once a day, so the last result (pages, /metrics) never grows old.
+    "audit-verify-daily": {"task": "audit.verify", "schedule": 86400.0},
 }
 
 # --- REST framework ---------------------------------------------------------------------------
@@ -300,12 +314,29 @@ ALM_TEST_CRASH_AT = env_optional("ALM_TEST_CRASH_AT")
 # tests point it at the emulator's CA.
 ALM_DATAVERSE_CA_BUNDLE = env_optional("ALM_DATAVERSE_CA_BUNDLE")
 DEMO_PASSWORD = env_optional("DEMO_PASSWORD")
+# Bearer token a Prometheus scraper presents to GET /metrics (admins' and auditors' API tokens work too).
+ALM_METRICS_TOKEN = env_optional("ALM_METRICS_TOKEN")
+if ALM_METRICS_TOKEN is not None and len(ALM_METRICS_TOKEN) < 32:
+    raise ConfigurationError("ALM_METRICS_TOKEN", "must be at least 32 characters (e.g. openssl rand -hex 32)")
 
 # Entra ID single sign-on (issue 7): all three set, or none (the sign-in page then offers passwords only).
 # The authority's TLS is checked against ALM_DATAVERSE_CA_BUNDLE when set (the emulator's CA in the demo).
 ALM_SSO_AUTHORITY = env_optional("ALM_SSO_AUTHORITY")
 ALM_SSO_CLIENT_ID = env_optional("ALM_SSO_CLIENT_ID")
 ALM_SSO_CLIENT_SECRET = env_optional("ALM_SSO_CLIENT_SECRET")
+# The demo (`make run`) signs in through the emulator: its sign-in client comes from the
+# demo-credentials.json the emulator writes at start (absent before the first start: no SSO yet).
+ALM_SSO_DEMO_CREDENTIALS = env_optional("ALM_SSO_DEMO_CREDENTIALS")
+if ALM_SSO_DEMO_CREDENTIALS and PRODUCTION:
+    raise ConfigurationError("ALM_SSO_DEMO_CREDENTIALS", "is for the demo and must not be set in production")
+if ALM_SSO_DEMO_CREDENTIALS and not ALM_SSO_AUTHORITY and Path(ALM_SSO_DEMO_CREDENTIALS).exists():
+    try:
+        _demo_sso = json.loads(Path(ALM_SSO_DEMO_CREDENTIALS).read_text())
+        ALM_SSO_AUTHORITY = str(_demo_sso["authority"])
+        ALM_SSO_CLIENT_ID = str(_demo_sso["sso_client"]["client_id"])
+        ALM_SSO_CLIENT_SECRET = str(_demo_sso["sso_client"]["client_secret"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigurationError("ALM_SSO_DEMO_CREDENTIALS", "is not the emulator's demo-credentials.json") from None
 _sso_missing = [
     name
     for name, value in (
@@ -317,6 +348,18 @@ _sso_missing = [
 ]
 if _sso_missing and len(_sso_missing) < 3:
     raise ConfigurationError(_sso_missing[0], "single sign-on needs ALM_SSO_AUTHORITY, _CLIENT_ID and _CLIENT_SECRET")
+# App roles or group object ids (both claims are read) → our roles; with several, the most powerful wins.
+ALM_SSO_ROLE_MAP = env_json_str_map(
+    "ALM_SSO_ROLE_MAP",
+    {"ALM.Admin": "admin", "ALM.Approver": "approver", "ALM.Maker": "maker", "ALM.Auditor": "auditor"},
+    allowed_values=("maker", "approver", "admin", "auditor"),  # accounts.choices.Role; a test keeps them equal
+)
+# App roles or group object ids → team slugs. Sign-in adds and removes memberships of these teams only;
+# teams not named here are managed in the portal.
+ALM_SSO_GROUP_TEAM_MAP = env_json_str_map("ALM_SSO_GROUP_TEAM_MAP", {}, value_pattern=r"^[-a-zA-Z0-9_]+$")
+# Link a first Entra ID sign-in to an unlinked local account of the same username. Off: anyone who
+# controls a matching name in the tenant would take over the account. The demo turns it on.
+ALM_SSO_LINK_BY_USERNAME = env_bool("ALM_SSO_LINK_BY_USERNAME", default=False)
 
 # Solution packages: uploads above this size are refused with 413 (match your proxy's body limit).
 ALM_MAX_UPLOAD_BYTES = env_int("ALM_MAX_UPLOAD_BYTES", 500 * 1024 * 1024, minimum=1024)
@@ -362,16 +405,22 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=PRODUCTION)
 EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "alm-portal@localhost")
 
-# --- Logging: one line per record, with the request id ----------------------------------------
+# --- Logging: one line per record, with the request id and the job id (alm_portal/logformat.py) ---
+# json: one JSON object per line (the default in production, for log shippers); text: for terminals.
+ALM_LOG_FORMAT = env_choice("ALM_LOG_FORMAT", "json" if PRODUCTION else "text", ("json", "text"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "alm_portal.middleware.RequestIdLogFilter"}},
+    "filters": {
+        "request_id": {"()": "alm_portal.middleware.RequestIdLogFilter"},
+        "job_id": {"()": "alm_portal.logformat.JobIdLogFilter"},
+    },
     "formatters": {
-        "line": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "text": {"()": "alm_portal.logformat.TextLogFormatter"},
+        "json": {"()": "alm_portal.logformat.JsonLogFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "line", "filters": ["request_id"]},
+        "console": {"class": "logging.StreamHandler", "formatter": ALM_LOG_FORMAT, "filters": ["request_id", "job_id"]},
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from alm_portal import probes, views
+from alm_portal.monitoring import views as monitoring_views
 
 api_v1 = [
     path("", include(("alm_portal.accounts.api.urls", "accounts"), namespace="accounts")),
@@ -17,6 +18,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", probes.healthz, name="healthz"),
     path("readyz", probes.readyz, name="readyz"),
+    path("metrics", monitoring_views.metrics, name="metrics"),
     path("accounts/", include("alm_portal.accounts.urls")),
     path("environments/", include("environments.urls")),
     path("solutions/", include("solutions.urls")),

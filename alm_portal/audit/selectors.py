@@ -63,3 +63,12 @@ def audit_event_get(*, seq: int) -> AuditEvent | None:
 def audit_last_verification() -> AuditEvent | None:
     """The newest `audit.verified` event: what pages show as the state of the chain."""
     return AuditEvent.objects.filter(action="audit.verified").order_by("-seq").first()
+
+
+def object_history(*, object_type: str, object_id: str | int) -> QuerySet[AuditEvent]:
+    """What happened to one object, newest first: events about it and events that name it as their
+    related object (a stage's change for its pipeline, a credential's for its environment)."""
+    object_id = str(object_id)
+    return AuditEvent.objects.filter(
+        Q(object_type=object_type, object_id=object_id) | Q(related_type=object_type, related_id=object_id)
+    ).order_by("-seq")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, Protocol
@@ -357,7 +357,11 @@ class VerificationResult:
 
 
 def audit_verify(
-    *, context: AuditContext | None = None, chunk_size: int = _CHUNK_SIZE, write_checkpoint: bool = True
+    *,
+    context: AuditContext | None = None,
+    chunk_size: int = _CHUNK_SIZE,
+    write_checkpoint: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> VerificationResult:
     """Recompute the whole chain and compare it with every signed checkpoint.
 
@@ -367,6 +371,8 @@ def audit_verify(
     newest rows were deleted, or has another hash; or a checkpoint file is forged, altered or
     missing from the sequence). When the chain is intact a new checkpoint of the verified head is
     written. Either way one `audit.verified` event (success or failed) is appended afterwards.
+    `on_progress(checked, total)` is called after every chunk (a job reports progress and renews
+    its lease with it).
     """
     context = context or AuditContext.system()
     # Checkpoints first, then the head: every checkpointed seq was committed before we look, so a
@@ -392,6 +398,8 @@ def audit_verify(
                     break
         if found is not None:
             break
+        if on_progress is not None and walker.checked % chunk_size == 0:
+            on_progress(walker.checked, stop_at)
     if found is None and walker.head_seq < stop_at:
         found = ChainBreak(walker.head_seq + 1, BreakReason.SEQ_GAP, f"seq {walker.head_seq + 1} is missing")
     if found is None:

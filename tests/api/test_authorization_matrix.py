@@ -22,7 +22,9 @@ from tests.support.api import PERSONAS
 pytestmark = pytest.mark.django_db
 
 MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
+    ("DELETE", "/api/v1/pipelines/{pk}/"): (401, 403, 403, 403, 409, 403, 403),
     ("DELETE", "/api/v1/stages/{pk}/freezes/{freeze_id}/"): (401, 403, 403, 403, 204, 403, 403),
+    ("DELETE", "/api/v1/stages/{pk}/"): (401, 403, 403, 403, 204, 403, 403),
     ("DELETE", "/api/v1/stages/{pk}/windows/{window_id}/"): (401, 403, 403, 403, 204, 403, 403),
     ("DELETE", "/api/v1/webhooks/{pk}/"): (401, 403, 403, 403, 204, 403, 403),
     ("GET", "/api/v1/audit-events/"): (401, 403, 403, 403, 200, 200, 200),
@@ -47,6 +49,7 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/api/v1/solutions/{pk}/versions/"): (401, 200, 404, 200, 200, 200, 200),
     ("GET", "/api/v1/stages/{pk}/"): (401, 200, 404, 200, 200, 200, 200),
     ("GET", "/api/v1/stages/{pk}/settings/"): (401, 200, 404, 200, 200, 200, 200),
+    ("GET", "/api/v1/stages/{pk}/settings/check/"): (401, 400, 404, 400, 400, 400, 400),
     ("GET", "/api/v1/tokens/"): (401, 200, 200, 200, 200, 200, 200),
     ("GET", "/api/v1/versions/"): (401, 200, 200, 200, 200, 200, 200),
     ("GET", "/api/v1/versions/{pk}/"): (401, 200, 404, 200, 200, 200, 200),
@@ -57,8 +60,10 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/api/v1/webhooks/{pk}/"): (401, 403, 403, 403, 200, 200, 200),
     ("GET", "/api/v1/webhooks/{pk}/deliveries/"): (401, 403, 403, 403, 200, 200, 200),
     ("PATCH", "/api/v1/environments/{pk}/"): (401, 403, 403, 403, 200, 403, 403),
+    ("PATCH", "/api/v1/pipelines/{pk}/"): (401, 403, 403, 403, 200, 403, 403),
     ("PATCH", "/api/v1/stages/{pk}/"): (401, 403, 403, 403, 200, 403, 403),
     ("PATCH", "/api/v1/stages/{pk}/freezes/{freeze_id}/"): (401, 403, 403, 403, 200, 403, 403),
+    ("PATCH", "/api/v1/stages/{pk}/windows/{window_id}/"): (401, 403, 403, 403, 200, 403, 403),
     ("PATCH", "/api/v1/webhooks/{pk}/"): (401, 403, 403, 403, 200, 403, 403),
     ("POST", "/api/v1/audit-events/verification/"): (401, 403, 403, 403, 202, 202, 202),
     ("POST", "/api/v1/environments/"): (401, 403, 403, 403, 400, 403, 403),
@@ -67,6 +72,7 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/api/v1/jobs/{pk}/resolve/"): (401, 403, 403, 403, 400, 403, 403),
     ("POST", "/api/v1/pipelines/"): (401, 403, 403, 403, 400, 403, 403),
     ("POST", "/api/v1/pipelines/{pk}/stages/"): (401, 403, 403, 403, 400, 403, 403),
+    ("POST", "/api/v1/pipelines/{pk}/reorder/"): (401, 403, 403, 403, 400, 403, 403),
     ("POST", "/api/v1/promotions/"): (401, 400, 400, 400, 400, 403, 403),
     ("POST", "/api/v1/promotions/{pk}/approve/"): (401, 403, 403, 409, 403, 403, 403),
     ("POST", "/api/v1/promotions/{pk}/cancel/"): (401, 400, 404, 400, 400, 403, 403),
@@ -85,6 +91,8 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/api/v1/webhooks/{pk}/test/"): (401, 403, 403, 403, 202, 403, 403),
     ("PUT", "/api/v1/environments/{pk}/"): (401, 403, 403, 403, 400, 403, 403),
     ("PUT", "/api/v1/me/notifications/"): (401, 400, 400, 400, 400, 400, 400),
+    ("PUT", "/api/v1/pipelines/{pk}/"): (401, 403, 403, 403, 400, 403, 403),
+    ("PUT", "/api/v1/stages/{pk}/"): (401, 403, 403, 403, 400, 403, 403),
     ("PUT", "/api/v1/stages/{pk}/settings/"): (401, 403, 403, 403, 200, 403, 403),
     ("PUT", "/api/v1/webhooks/{pk}/"): (401, 403, 403, 403, 400, 403, 403),
 }
@@ -95,7 +103,6 @@ def quiet_refusals(monkeypatch):
     """Denied requests are audited in a transaction of their own, which cannot open inside the savepoint
     each cell runs in; the matrix is about statuses (tests/api/test_audit_api.py covers the events)."""
     monkeypatch.setattr("alm_portal.api.exceptions.record_outcome", lambda **kwargs: None)
-    monkeypatch.setattr("alm_portal.audit.api.views.queue_verification", lambda context: "task-id")
     # The rollback plan reads the target best effort; these environments do not exist, so use the inventory.
     monkeypatch.setattr("deployments.rollback._plan_client", lambda promotion, factory: None)
 

@@ -156,3 +156,9 @@ def celery_worker_factory(tmp_path: Path) -> Iterator[Callable[..., WorkerProces
 @pytest.fixture
 def celery_worker_process(celery_worker_factory: Callable[..., WorkerProcess]) -> Any:
     return celery_worker_factory()
+
+
+def purge_queue() -> None:
+    """Drop messages an earlier test left in this Redis database (for worker fixtures of a wider scope)."""
+    if settings.REDIS_URL:
+        _purge_queue()
