@@ -12,7 +12,6 @@ from solutions import selectors
 from solutions.choices import Bump
 from solutions.models import Solution, SolutionVersion
 
-
 # A reference that may be absent: declared nullable so clients and schema checks expect null.
 NULLABLE_OBJECT = serializers.DictField(allow_null=True)
 
