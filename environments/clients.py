@@ -100,7 +100,7 @@ def _throttle_counter(environment_id: int) -> Callable[[float | None], None]:
         # Imported here: environments.services imports this module.
         from environments.services.throttling import environment_count_throttled_response
 
-        environment_count_throttled_response(environment_id=environment_id)
+        environment_count_throttled_response(environment_id=environment_id, retry_after=retry_after)
 
     return count
 

@@ -122,6 +122,30 @@ def test_every_429_received_is_counted_on_the_environment(emulator_org, register
     assert environment.last_throttled_at is not None
 
 
+def test_a_short_retry_after_is_shared_through_the_environment_row(emulator_org, register, admin_context):
+    """Even a Retry-After short enough for one process to sleep through reaches every other process."""
+    environment = register(emulator_org)
+    emulator_org.set_faults(throttle={"code": "requests", "retry_after": 3, "count": 1})
+    before = timezone.now()
+    services.environment_check_health(environment=environment, context=admin_context)
+    environment.refresh_from_db()
+    assert environment.throttled_until is not None
+    assert before + timedelta(seconds=3) <= environment.throttled_until <= timezone.now() + timedelta(seconds=3)
+
+
+def test_a_shared_throttle_only_moves_later(emulator_org, register):
+    from environments.services.throttling import environment_count_throttled_response
+
+    environment = register(emulator_org)
+    counted_before = environment.throttled_responses
+    environment_count_throttled_response(environment_id=environment.pk, retry_after=60)
+    environment.refresh_from_db()
+    later = environment.throttled_until
+    environment_count_throttled_response(environment_id=environment.pk, retry_after=2)
+    environment.refresh_from_db()
+    assert environment.throttled_until == later and environment.throttled_responses == counted_before + 2
+
+
 def test_an_unchanged_status_writes_no_audit_event(emulator_org, register, admin_context):
     environment = register(emulator_org)
     services.environment_check_health(environment=environment, context=admin_context)
