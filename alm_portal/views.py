@@ -12,6 +12,8 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
+from django.db.models import Count, F, Window
+from django.db.models.functions import RowNumber
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -24,6 +26,7 @@ from deployments.views import approvals_waiting_for
 from environments import selectors as environment_selectors
 from environments.models import DriftFinding, InventoryInterval
 from solutions import selectors as solution_selectors
+from solutions.models import Solution
 
 MATRIX_SOLUTIONS = 50  # solutions per pipeline on the dashboard (a page)
 RECENT_FAILURE_DAYS = 7
@@ -58,7 +61,21 @@ def release_matrices(*, user: User) -> list[dict[str, Any]]:
     pipelines = list(deployment_selectors.pipelines_visible_to(user=user).order_by("name"))
     if not pipelines:
         return []
-    solutions = list(solution_selectors.solutions_visible_to(user=user).filter(pipeline__in=[p.pk for p in pipelines]))
+    visible = solution_selectors.solutions_visible_to(user=user).filter(pipeline__in=[p.pk for p in pipelines])
+    # Only the solutions a matrix shows (the first MATRIX_SOLUTIONS by name per pipeline) are read,
+    # with what the rows need; the rest is counted. Reading every visible solution (and, through the
+    # list prefetch, all their deployments) cost seconds with thousands of solutions.
+    totals = dict(
+        Solution.objects.filter(pk__in=visible.values("pk"))
+        .order_by()
+        .values("pipeline_id")
+        .annotate(n=Count("pk"))
+        .values_list("pipeline_id", "n")
+    )
+    ranked = visible.prefetch_related(None).annotate(
+        matrix_rank=Window(RowNumber(), partition_by=[F("pipeline_id")], order_by=F("unique_name").asc())
+    )
+    solutions = list(ranked.filter(matrix_rank__lte=MATRIX_SOLUTIONS).order_by("unique_name"))
     by_pipeline: dict[int | None, list[Any]] = {}
     for solution in solutions:
         by_pipeline.setdefault(solution.pipeline_id, []).append(solution)
@@ -86,7 +103,7 @@ def release_matrices(*, user: User) -> list[dict[str, Any]]:
     for pipeline in pipelines:
         stages = list(pipeline.stages.all())
         rows = []
-        for solution in by_pipeline.get(pipeline.pk, [])[:MATRIX_SOLUTIONS]:
+        for solution in by_pipeline.get(pipeline.pk, []):
             cells = []
             for stage in stages:
                 latest = latest_promotion.get((solution.pk, stage.pk))
@@ -105,7 +122,7 @@ def release_matrices(*, user: User) -> list[dict[str, Any]]:
                 "pipeline": pipeline,
                 "stages": stages,
                 "rows": rows,
-                "more": max(0, len(by_pipeline.get(pipeline.pk, [])) - MATRIX_SOLUTIONS),
+                "more": max(0, totals.get(pipeline.pk, 0) - MATRIX_SOLUTIONS),
             }
         )
     return matrices
