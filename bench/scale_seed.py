@@ -136,7 +136,8 @@ PROMOTION_STATUS_MIX: tuple[tuple[str, int], ...] = (
 
 
 def _status_for(index: int) -> str:
-    slot = index % sum(weight for _, weight in PROMOTION_STATUS_MIX)
+    # 37 is coprime with the total weight (100): consecutive promotions spread over the whole mix.
+    slot = (index * 37) % sum(weight for _, weight in PROMOTION_STATUS_MIX)
     for status, weight in PROMOTION_STATUS_MIX:
         if slot < weight:
             return status
