@@ -391,6 +391,7 @@ def approvals_waiting_for(user: User) -> list[Promotion]:
     waiting = (
         selectors.promotions_visible_to(user=user)
         .filter(status=PromotionStatus.PENDING_APPROVAL, stage_id__in=named_stages)
+        .prefetch_related("stage__approver_users", "stage__approver_teams")
         .order_by("requested_at", "pk")
     )
     result = []
