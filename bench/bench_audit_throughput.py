@@ -19,6 +19,7 @@ Prints events/s (and MB/s for exports). Never pass/fail.
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import time
 from pathlib import Path
@@ -29,14 +30,23 @@ sys.path.insert(0, str(HERE))
 import scale_seed  # noqa: E402
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the verification workers); PostgreSQL's
+    own backends are not included."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def verify(workers: int) -> tuple[str, int, float, str]:
     from alm_portal.audit.context import AuditContext
     from alm_portal.audit.services import audit_verify
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     result = audit_verify(context=AuditContext.system(), workers=workers)
     elapsed = time.perf_counter() - started
     outcome = "ok" if result.ok else " ".join(result.lines()[1:])
+    outcome += f"; {cpu_seconds() - cpu:.0f} CPU s in Python processes"
     return f"verify_audit --workers {workers}", result.checked, elapsed, outcome
 
 
