@@ -279,6 +279,12 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=30, help="seconds per scenario (default 30)")
     parser.add_argument("--connections", type=int, default=8, help="wrk keep-alive connections (default 8)")
     parser.add_argument(
+        "--dashboard-connections",
+        type=int,
+        default=2,
+        help="connections for the dashboard scenarios (default 2: full page renders, a few people at once)",
+    )
+    parser.add_argument(
         "--wrk-threads", type=int, default=1, help="wrk threads (default 1: one core stays for the server)"
     )
     parser.add_argument("--workers", type=int, default=3, help="gunicorn workers (Dockerfile: 3)")
@@ -314,6 +320,9 @@ def main() -> None:
         database=args.database, pg=args.pg, port=args.port, workers=args.workers, threads=args.threads
     )
     results: dict[str, WrkResult] = {}
+    connections_of = {
+        name: args.dashboard_connections if SCENARIOS[name][0] == "dashboard" else args.connections for name in only
+    }
     try:
         for name in only:
             # A short warm-up per scenario: first requests fill caches and open pooled connections.
@@ -322,7 +331,7 @@ def main() -> None:
                 paths=paths[name],
                 header=headers[SCENARIOS[name][2]],
                 duration=3,
-                connections=args.connections,
+                connections=connections_of[name],
                 threads=args.wrk_threads,
             )
             results[name] = run_wrk(
@@ -330,7 +339,7 @@ def main() -> None:
                 paths=paths[name],
                 header=headers[SCENARIOS[name][2]],
                 duration=args.duration,
-                connections=args.connections,
+                connections=connections_of[name],
                 threads=args.wrk_threads,
             )
             r = results[name]
@@ -342,13 +351,14 @@ def main() -> None:
     print(f"Machine: {machine()}")
     print(
         f"gunicorn {args.workers} workers x {args.threads} threads; wrk {args.wrk_threads} thread(s), "
-        f"{args.connections} connections, {args.duration} s per scenario after a 3 s warm-up; "
+        f"{args.connections} connections ({args.dashboard_connections} for dashboards), {args.duration} s per "
+        "scenario after a 3 s warm-up; requests slower than 10 s count as timeouts (errors); "
         "database, server and load generator on the same machine."
     )
     print()
     header = (
         f"| {'scenario':<18} | {'req/s':>7} | {'p50 ms':>7} | {'p95 ms':>7} | {'p99 ms':>7} | {'max ms':>7} "
-        f"| {'errors':>6} | {'SQL/req':>7} | {'target':<24} |"
+        f"| {'errors':>6} | {'SQL/req':>7} | {'conns':>5} | {'target':<26} |"
     )
     print(header)
     print("|" + "|".join("-" * (len(cell) + 0) for cell in header.split("|")[1:-1]) + "|")
@@ -360,7 +370,7 @@ def main() -> None:
         queries = f"{low}" if low == high else f"{low}-{high}"
         print(
             f"| {name:<18} | {r.rps:7.1f} | {r.p50_ms:7.1f} | {r.p95_ms:7.1f} | {r.p99_ms:7.1f} | {r.max_ms:7.1f} "
-            f"| {r.errors:>6} | {queries:>7} | {target:<24} |"
+            f"| {r.errors:>6} | {queries:>7} | {connections_of[name]:>5} | {target:<26} |"
         )
 
 
