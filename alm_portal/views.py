@@ -93,10 +93,14 @@ def release_matrices(*, user: User) -> list[dict[str, Any]]:
         ).values_list("environment_id", "unique_name")
     )
     latest_promotion: dict[tuple[int, int], Promotion] = {}
+    newest_first = Window(
+        RowNumber(), partition_by=[F("solution_id"), F("stage_id")], order_by=[F("requested_at").desc(), F("pk").desc()]
+    )
     for promotion in (
         Promotion.objects.filter(solution_id__in=[s.pk for s in solutions])
         .only("pk", "solution_id", "stage_id", "status", "requested_at")
-        .order_by("requested_at", "pk")
+        .annotate(newest=newest_first)
+        .filter(newest=1)  # only the latest promotion per (solution, stage) leaves the database
     ):
         latest_promotion[(promotion.solution_id, promotion.stage_id)] = promotion
     matrices = []
