@@ -259,6 +259,28 @@ def run_wrk(
         os.unlink(paths_file)
 
 
+def server_cpu_seconds(master: int, database: str) -> dict[int, float]:
+    """CPU seconds so far of every gunicorn worker and every PostgreSQL client backend on `database`
+    (PostgreSQL's short-lived parallel query workers are not included)."""
+    pids = [int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+    listed = subprocess.run(
+        ["psql", "-At", "-c", f"SELECT pid FROM pg_stat_activity WHERE datname = '{database}'"],
+        env={**os.environ, "PGHOST": "127.0.0.1", "PGUSER": "postgres", "PGDATABASE": "postgres"},
+        capture_output=True,
+        text=True,
+    ).stdout
+    pids += [int(pid) for pid in listed.split()]
+    ticks = os.sysconf("SC_CLK_TCK")
+    seconds = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    return seconds
+
+
 def machine() -> str:
     uname = " ".join(os.uname())
     with open("/proc/meminfo") as handle:
@@ -320,6 +342,7 @@ def main() -> None:
         database=args.database, pg=args.pg, port=args.port, workers=args.workers, threads=args.threads
     )
     results: dict[str, WrkResult] = {}
+    cpu_ms: dict[str, float] = {}
     connections_of = {
         name: args.dashboard_connections if SCENARIOS[name][0] == "dashboard" else args.connections for name in only
     }
@@ -334,6 +357,7 @@ def main() -> None:
                 connections=connections_of[name],
                 threads=args.wrk_threads,
             )
+            cpu_before = server_cpu_seconds(server.pid, args.database)
             results[name] = run_wrk(
                 port=args.port,
                 paths=paths[name],
@@ -342,6 +366,9 @@ def main() -> None:
                 connections=connections_of[name],
                 threads=args.wrk_threads,
             )
+            cpu_after = server_cpu_seconds(server.pid, args.database)
+            used = sum(value - cpu_before.get(pid, 0.0) for pid, value in cpu_after.items())
+            cpu_ms[name] = 1000 * used / max(results[name].requests, 1)
             r = results[name]
             print(f"  {name:<18} {r.rps:7.1f} req/s  p95 {r.p95_ms:7.1f} ms  errors {r.errors}", flush=True)
     finally:
@@ -358,7 +385,7 @@ def main() -> None:
     print()
     header = (
         f"| {'scenario':<18} | {'req/s':>7} | {'p50 ms':>7} | {'p95 ms':>7} | {'p99 ms':>7} | {'max ms':>7} "
-        f"| {'errors':>6} | {'SQL/req':>7} | {'conns':>5} | {'target':<26} |"
+        f"| {'errors':>6} | {'SQL/req':>7} | {'CPU ms/req':>10} | {'conns':>5} | {'target':<26} |"
     )
     print(header)
     print("|" + "|".join("-" * (len(cell) + 0) for cell in header.split("|")[1:-1]) + "|")
@@ -370,7 +397,7 @@ def main() -> None:
         queries = f"{low}" if low == high else f"{low}-{high}"
         print(
             f"| {name:<18} | {r.rps:7.1f} | {r.p50_ms:7.1f} | {r.p95_ms:7.1f} | {r.p99_ms:7.1f} | {r.max_ms:7.1f} "
-            f"| {r.errors:>6} | {queries:>7} | {connections_of[name]:>5} | {target:<26} |"
+            f"| {r.errors:>6} | {queries:>7} | {cpu_ms[name]:10.1f} | {connections_of[name]:>5} | {target:<26} |"
         )
 
 
