@@ -24,7 +24,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
 from django.utils import timezone
 
-from alm_portal.audit import checkpoints, selectors, verification
+from alm_portal.audit import chain_walk, checkpoints, selectors
 from alm_portal.audit.canonical import (
     CANONICAL_FIELDS,
     GENESIS_HASH,
@@ -342,7 +342,7 @@ def audit_verify(
     written. Either way one `audit.verified` event (success or failed) is appended afterwards.
 
     workers > 1 checks seq ranges in that many processes (PostgreSQL, outside a transaction; see
-    audit.verification) with the same result as one pass.
+    audit.chain_walk) with the same result as one pass.
     """
     context = context or AuditContext.system()
     # Checkpoints first, then the head: every checkpointed seq was committed before we look, so a
@@ -357,11 +357,11 @@ def audit_verify(
         seq: [(checkpoint.name, checkpoint.head_hash) for checkpoint in signed] for seq, signed in expected.items()
     }
     if workers > 1:
-        walk = verification.walk_parallel(
+        walk = chain_walk.walk_parallel(
             to_seq=stop_at, expected=checkpoint_hashes, chunk_size=chunk_size, workers=workers
         )
     else:
-        walk = verification.walk_serial(to_seq=stop_at, expected=checkpoint_hashes, chunk_size=chunk_size)
+        walk = chain_walk.walk_serial(to_seq=stop_at, expected=checkpoint_hashes, chunk_size=chunk_size)
     found = walk.found
     if found is None:
         beyond = [checkpoint for checkpoint in loaded.valid if checkpoint.head_seq > walk.head_seq]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from alm_portal.audit import verification
+from alm_portal.audit import chain_walk
 from alm_portal.audit.canonical import event_hash
 from alm_portal.audit.models import AuditEvent
 from alm_portal.audit.services import audit_verify
@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture(autouse=True)
 def small_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(verification, "MIN_RANGE_ROWS", 4)
+    monkeypatch.setattr(chain_walk, "MIN_RANGE_ROWS", 4)
 
 
 def outcome(result: Any) -> tuple[Any, ...]:
@@ -41,7 +41,7 @@ def both(**kwargs: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
 
 
 def test_ranges_cover_the_chain_without_overlap():
-    spans = verification.ranges(to_seq=30, workers=2)
+    spans = chain_walk.ranges(to_seq=30, workers=2)
     assert len(spans) > 2
     assert spans[0][0] == 1 and spans[-1][1] == 30
     assert all(left[1] + 1 == right[0] for left, right in pairwise(spans))

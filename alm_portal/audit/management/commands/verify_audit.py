@@ -2,7 +2,7 @@
 
 Prints `checked=N head_seq=N head_hash=H`; on a break also
 `first_broken_seq=N reason=hash_mismatch|prev_hash_mismatch|seq_gap|checkpoint_mismatch` and exits 1.
-`--workers N` checks seq ranges in N processes (same output; see alm_portal/audit/verification.py).
+`--workers N` checks seq ranges in N processes (same output; see alm_portal/audit/chain_walk.py).
 """
 
 from __future__ import annotations
