@@ -22,10 +22,13 @@ migrate: install
 	$(PY) manage.py migrate --noinput
 
 # Web (gunicorn), a Celery worker, beat and the Dataverse emulator in the foreground; Ctrl-C stops all.
+# Sign-in: the emulator's demo identities through Entra ID single sign-on, linked to the seeded
+# accounts by username (the demo only), or the seeded accounts' password.
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	ALM_PORT=$(PORT) ALM_EMULATOR_PORT=$(EMULATOR_PORT) ALM_DATAVERSE_CA_BUNDLE=$(CURDIR)/var/dataverse-emulator/ca.pem \
+		ALM_SSO_DEMO_CREDENTIALS=$(CURDIR)/var/dataverse-emulator/demo-credentials.json ALM_SSO_LINK_BY_USERNAME=true \
 		$(VENV)/bin/honcho -f Procfile start
 
 lint: install
@@ -33,6 +36,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
+	$(PY) scripts/audit_dependencies.py
 
 # The whole suite: lint, architecture contracts, types, then every test. With DATABASE_URL and
 # REDIS_URL set it runs against them; otherwise on SQLite, skipping (with a reason) what needs them.

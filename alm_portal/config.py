@@ -7,7 +7,9 @@ failing later somewhere far from the cause.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -75,6 +77,37 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return list(default)
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_json_str_map(
+    name: str,
+    default: dict[str, str],
+    *,
+    allowed_values: tuple[str, ...] | None = None,
+    value_pattern: str | None = None,
+) -> dict[str, str]:
+    """A JSON object of non-empty strings to strings, e.g. ALM_SSO_ROLE_MAP='{"ALM.Admin": "admin"}'.
+
+    Strict: anything else (a list, a number, an empty key, an unknown value) stops start-up, because a
+    mapping that silently drops an entry would sign people in with the wrong role.
+    """
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return dict(default)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(name, f"must be a JSON object ({exc.msg})") from None
+    if not isinstance(value, dict):
+        raise ConfigurationError(name, "must be a JSON object of strings to strings")
+    for key, item in value.items():
+        if not key.strip() or not isinstance(item, str):
+            raise ConfigurationError(name, f"entry {key!r} must map a non-empty string to a string")
+        if allowed_values is not None and item not in allowed_values:
+            raise ConfigurationError(name, f"entry {key!r}: {item!r} is not one of {', '.join(allowed_values)}")
+        if value_pattern is not None and not re.match(value_pattern, item):
+            raise ConfigurationError(name, f"entry {key!r}: {item!r} does not match {value_pattern}")
+    return value
 
 
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:

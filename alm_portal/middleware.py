@@ -64,6 +64,11 @@ def bind_request_id_for_logs(request_id: str) -> contextvars.Token[str]:
     return _current_request_id.set(request_id or "-")
 
 
+def reset_request_id_for_logs(token: contextvars.Token[str]) -> None:
+    """Undo bind_request_id_for_logs() (the id bound before it is in effect again)."""
+    _current_request_id.reset(token)
+
+
 class RequestIdLogFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = _current_request_id.get()

@@ -17,6 +17,7 @@ from alm_portal.config import (
     env_bool,
     env_choice,
     env_int,
+    env_json_str_map,
     env_list,
     env_optional,
     env_secret,
@@ -76,6 +77,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    "csp",
     "django_celery_beat",
     "alm_portal.audit",
     "alm_portal.accounts",
@@ -95,8 +97,9 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "alm_portal.accounts.middleware.SessionLifetimeMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "alm_portal.csp.ContentSecurityPolicyMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "alm_portal.api.idempotency.IdempotencyMiddleware",
 ]
@@ -107,6 +110,8 @@ AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "accounts:login"
+# Django's model backend behind the sign-in lockout, so every password form (ours, the admin's) honours it.
+AUTHENTICATION_BACKENDS = ["alm_portal.accounts.backends.LockoutModelBackend"]
 
 TEMPLATES = [
     {
@@ -147,19 +152,59 @@ DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Sessions, security ---------------------------------------------------------------------
-SESSION_COOKIE_AGE = 12 * 60 * 60  # absolute session lifetime
+# A browser session ends after ALM_SESSION_IDLE_MINUTES without activity or ALM_SESSION_ABSOLUTE_HOURS
+# after sign-in, whichever comes first (alm_portal.accounts.middleware enforces both server side).
+ALM_SESSION_IDLE_MINUTES = env_int("ALM_SESSION_IDLE_MINUTES", 30, minimum=1, maximum=24 * 60)
+ALM_SESSION_ABSOLUTE_HOURS = env_int("ALM_SESSION_ABSOLUTE_HOURS", 12, minimum=1, maximum=7 * 24)
+SESSION_COOKIE_AGE = ALM_SESSION_ABSOLUTE_HOURS * 60 * 60
+# Password sign-in: this many failures for one username from one address lock that pair for the cool-off.
+ALM_SIGN_IN_MAX_FAILURES = env_int("ALM_SIGN_IN_MAX_FAILURES", 5, minimum=1)
+ALM_SIGN_IN_COOLOFF_MINUTES = env_int("ALM_SIGN_IN_COOLOFF_MINUTES", 15, minimum=1)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = PRODUCTION
 CSRF_COOKIE_SECURE = PRODUCTION
+# No script reads the CSRF cookie: forms carry {% csrf_token %} and the API docs page gets the token
+# from its template, so the cookie can stay out of reach of scripts.
+CSRF_COOKIE_HTTPONLY = True
+if PRODUCTION:
+    # `__Host-` makes browsers refuse the cookie unless it is Secure, host-only and for path /, so a
+    # sibling subdomain cannot plant or overwrite it.
+    SESSION_COOKIE_NAME = "__Host-sessionid"
+    CSRF_COOKIE_NAME = "__Host-csrftoken"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Error reports hide every POST field whose name looks secret, not only those of marked views.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "alm_portal.error_reports.SecretFieldsReporterFilter"
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-# alm_portal/csp.py sets the Content-Security-Policy; these path prefixes keep their own (inline-script) markup.
-ALM_CSP_EXEMPT_PATHS = env_list("ALM_CSP_EXEMPT_PATHS", ["/api/docs/"])
 if PRODUCTION:
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=True)
+    # Plain HTTP is answered with a redirect, except the probes a load balancer calls on the inside.
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if ALM_TRUSTED_PROXY_HEADER else None
+
+# Content-Security-Policy (django-csp) on every response: scripts and styles from our own static files
+# only. No template has inline script or style; htmx reads its config from a meta tag with allowEval
+# off and injects no indicator styles; the API docs load their init script from a URL (split view).
+# ALM_CSP_EXEMPT_PATHS lists path prefixes served without the header (none by default).
+CONTENT_SECURITY_POLICY = {
+    "EXCLUDE_URL_PREFIXES": tuple(env_list("ALM_CSP_EXEMPT_PATHS", [])),
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -255,6 +300,9 @@ CELERY_BEAT_SCHEDULE = {
     "audit-checkpoint": {"task": "audit.checkpoint_write", "schedule": 3600.0},
     "notifications-dispatch": {"task": "notifications.dispatch", "schedule": 10.0},
     "release-scheduled-promotions": {"task": "deployments.release_scheduled_promotions", "schedule": 60.0},
+    "idempotency-purge-expired": {"task": "idempotency.purge_expired", "schedule": 3600.0},
+    # A full verification as a job once a day, so the last result (pages, /metrics) never grows old.
+    "audit-verify-daily": {"task": "audit.verify", "schedule": 86400.0},
 }
 
 # --- REST framework ---------------------------------------------------------------------------
@@ -286,6 +334,24 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a `kind` or `status`; naming each choice set keeps the schema (and the
+    # deploy check, which runs drf-spectacular's warnings) free of generated names like Kind678Enum.
+    "ENUM_NAME_OVERRIDES": {
+        "EnvironmentKindEnum": "environments.choices.EnvironmentKind",
+        "HealthStatusEnum": "environments.choices.HealthStatus",
+        "CredentialKindEnum": "environments.choices.CredentialKind",
+        "CredentialStatusEnum": "environments.choices.CredentialStatus",
+        "DriftKindEnum": "environments.choices.DriftKind",
+        "NotificationKindEnum": "environments.choices.NotificationKind",
+        "SourceKindEnum": "solutions.choices.SourceKind",
+        "JobKindEnum": "deployments.choices.JobKind",
+        "JobStatusEnum": "deployments.choices.JobStatus",
+        "PromotionKindEnum": "deployments.choices.PromotionKind",
+        "PromotionStatusEnum": "deployments.choices.PromotionStatus",
+        "PreflightStatusEnum": "deployments.choices.PreflightStatus",
+        "RollbackStrategyEnum": "deployments.choices.RollbackStrategy",
+        "DeliveryStatusEnum": "alm_portal.notifications.choices.DeliveryStatus",
+    },
 }
 
 # --- Portal behaviour -------------------------------------------------------------------------
@@ -300,12 +366,29 @@ ALM_TEST_CRASH_AT = env_optional("ALM_TEST_CRASH_AT")
 # tests point it at the emulator's CA.
 ALM_DATAVERSE_CA_BUNDLE = env_optional("ALM_DATAVERSE_CA_BUNDLE")
 DEMO_PASSWORD = env_optional("DEMO_PASSWORD")
+# Bearer token a Prometheus scraper presents to GET /metrics (admins' and auditors' API tokens work too).
+ALM_METRICS_TOKEN = env_optional("ALM_METRICS_TOKEN")
+if ALM_METRICS_TOKEN is not None and len(ALM_METRICS_TOKEN) < 32:
+    raise ConfigurationError("ALM_METRICS_TOKEN", "must be at least 32 characters (e.g. openssl rand -hex 32)")
 
 # Entra ID single sign-on (issue 7): all three set, or none (the sign-in page then offers passwords only).
 # The authority's TLS is checked against ALM_DATAVERSE_CA_BUNDLE when set (the emulator's CA in the demo).
 ALM_SSO_AUTHORITY = env_optional("ALM_SSO_AUTHORITY")
 ALM_SSO_CLIENT_ID = env_optional("ALM_SSO_CLIENT_ID")
 ALM_SSO_CLIENT_SECRET = env_optional("ALM_SSO_CLIENT_SECRET")
+# The demo (`make run`) signs in through the emulator: its sign-in client comes from the
+# demo-credentials.json the emulator writes at start (absent before the first start: no SSO yet).
+ALM_SSO_DEMO_CREDENTIALS = env_optional("ALM_SSO_DEMO_CREDENTIALS")
+if ALM_SSO_DEMO_CREDENTIALS and PRODUCTION:
+    raise ConfigurationError("ALM_SSO_DEMO_CREDENTIALS", "is for the demo and must not be set in production")
+if ALM_SSO_DEMO_CREDENTIALS and not ALM_SSO_AUTHORITY and Path(ALM_SSO_DEMO_CREDENTIALS).exists():
+    try:
+        _demo_sso = json.loads(Path(ALM_SSO_DEMO_CREDENTIALS).read_text())
+        ALM_SSO_AUTHORITY = str(_demo_sso["authority"])
+        ALM_SSO_CLIENT_ID = str(_demo_sso["sso_client"]["client_id"])
+        ALM_SSO_CLIENT_SECRET = str(_demo_sso["sso_client"]["client_secret"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigurationError("ALM_SSO_DEMO_CREDENTIALS", "is not the emulator's demo-credentials.json") from None
 _sso_missing = [
     name
     for name, value in (
@@ -317,6 +400,18 @@ _sso_missing = [
 ]
 if _sso_missing and len(_sso_missing) < 3:
     raise ConfigurationError(_sso_missing[0], "single sign-on needs ALM_SSO_AUTHORITY, _CLIENT_ID and _CLIENT_SECRET")
+# App roles or group object ids (both claims are read) → our roles; with several, the most powerful wins.
+ALM_SSO_ROLE_MAP = env_json_str_map(
+    "ALM_SSO_ROLE_MAP",
+    {"ALM.Admin": "admin", "ALM.Approver": "approver", "ALM.Maker": "maker", "ALM.Auditor": "auditor"},
+    allowed_values=("maker", "approver", "admin", "auditor"),  # accounts.choices.Role; a test keeps them equal
+)
+# App roles or group object ids → team slugs. Sign-in adds and removes memberships of these teams only;
+# teams not named here are managed in the portal.
+ALM_SSO_GROUP_TEAM_MAP = env_json_str_map("ALM_SSO_GROUP_TEAM_MAP", {}, value_pattern=r"^[-a-zA-Z0-9_]+$")
+# Link a first Entra ID sign-in to an unlinked local account of the same username. Off: anyone who
+# controls a matching name in the tenant would take over the account. The demo turns it on.
+ALM_SSO_LINK_BY_USERNAME = env_bool("ALM_SSO_LINK_BY_USERNAME", default=False)
 
 # Solution packages: uploads above this size are refused with 413 (match your proxy's body limit).
 ALM_MAX_UPLOAD_BYTES = env_int("ALM_MAX_UPLOAD_BYTES", 500 * 1024 * 1024, minimum=1024)
@@ -359,16 +454,22 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=PRODUCTION)
 EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "alm-portal@localhost")
 
-# --- Logging: one line per record, with the request id ----------------------------------------
+# --- Logging: one line per record, with the request id and the job id (alm_portal/logformat.py) ---
+# json: one JSON object per line (the default in production, for log shippers); text: for terminals.
+ALM_LOG_FORMAT = env_choice("ALM_LOG_FORMAT", "json" if PRODUCTION else "text", ("json", "text"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "alm_portal.middleware.RequestIdLogFilter"}},
+    "filters": {
+        "request_id": {"()": "alm_portal.middleware.RequestIdLogFilter"},
+        "job_id": {"()": "alm_portal.logformat.JobIdLogFilter"},
+    },
     "formatters": {
-        "line": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "text": {"()": "alm_portal.logformat.TextLogFormatter"},
+        "json": {"()": "alm_portal.logformat.JsonLogFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "line", "filters": ["request_id"]},
+        "console": {"class": "logging.StreamHandler", "formatter": ALM_LOG_FORMAT, "filters": ["request_id", "job_id"]},
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},

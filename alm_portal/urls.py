@@ -1,8 +1,9 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from alm_portal import probes, views
+from alm_portal.monitoring import views as monitoring_views
 
 api_v1 = [
     path("", include(("alm_portal.accounts.api.urls", "accounts"), namespace="accounts")),
@@ -17,6 +18,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", probes.healthz, name="healthz"),
     path("readyz", probes.readyz, name="readyz"),
+    path("metrics", monitoring_views.metrics, name="metrics"),
     path("accounts/", include("alm_portal.accounts.urls")),
     path("environments/", include("environments.urls")),
     path("solutions/", include("solutions.urls")),
@@ -24,6 +26,9 @@ urlpatterns = [
     path("audit/", include("alm_portal.audit.urls")),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # The split view serves its init script from a URL, so the docs page runs under the strict CSP.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("admin/", admin.site.urls),
 ]
+
+handler500 = "alm_portal.server_errors.server_error"

@@ -249,7 +249,7 @@ SOLUTION_HISTORIES = EntitySet(
     object_type_code=unconfirmed.SOLUTION_HISTORY_OBJECT_TYPE_CODE,
     display_name="Solution History",
     display_collection_name="Solution History",
-    fields=(
+    fields=_common(
         Field("msdyn_solutionhistoryid", "guid"),
         Field("msdyn_name", "string"),
         Field("msdyn_solutionid", "string"),
@@ -275,9 +275,6 @@ SOLUTION_HISTORIES = EntitySet(
         Field("msdyn_correlationid", "string"),
         Field("msdyn_maxretries", "int"),
         Field("msdyn_retrycount", "int"),
-        Field("createdon", "datetime"),
-        Field("modifiedon", "datetime"),
-        Field("versionnumber", "int"),
     ),
 )
 

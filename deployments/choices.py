@@ -11,6 +11,8 @@ class JobKind(models.TextChoices):
     INVENTORY_SYNC = "inventory_sync", "Inventory sync"
     HEALTH_CHECK = "health_check", "Health check"
     HOLDING_CLEANUP = "holding_cleanup", "Holding solution clean-up"
+    # Not a Dataverse operation: a full verification of the audit chain, queued from the API or pages.
+    AUDIT_VERIFY = "audit_verify", "Audit chain verification"
 
 
 class JobStatus(models.TextChoices):
@@ -72,7 +74,7 @@ class PromotionStatus(models.TextChoices):
     ROLLED_BACK = "rolled_back", "Rolled back"
 
 
-# DESIGN section 3: the only moves a promotion may make (deployments/workflow.py enforces them).
+# DESIGN section 3: the only moves a promotion may make (deployments/workflow/ enforces them).
 PROMOTION_TRANSITIONS: dict[str, tuple[str, ...]] = {
     PromotionStatus.PENDING_APPROVAL: (PromotionStatus.APPROVED, PromotionStatus.REJECTED, PromotionStatus.CANCELLED),
     # `approved` is transient: the same transaction moves on to queued or scheduled.

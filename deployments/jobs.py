@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.services import record
+from alm_portal.logformat import job_log_context
 from deployments.choices import ACTIVE_JOB_STATUSES, JOB_TRANSITIONS, JobKind, JobStatus
 from deployments.models import Job
 
@@ -302,6 +303,13 @@ def job_run(job_id: int, *, owner: str | None = None) -> RunOutcome:
     if job is None:
         current = Job.objects.filter(pk=job_id).values_list("status", flat=True).first()
         return RunOutcome(job_id, ran=False, status=current or "missing", reason="not claimable")
+    # Every log record of this step carries the job's id and the id of the request that queued it.
+    with job_log_context(job_id=job.pk, request_id=job.request_id):
+        return _run_claimed(job, owner)
+
+
+def _run_claimed(job: Job, owner: str) -> RunOutcome:
+    job_id = job.pk
     crash_point("after_claim")
     context = _worker_context(job)
     try:

@@ -39,6 +39,7 @@ class DeliveryMetrics:
     production_outcomes: int = 0
     time_to_restore_median: timedelta | None = None
     restores: int = 0
+    failures_per_week: list[tuple[str, int]] = field(default_factory=list)
 
 
 def _percentile(values: list[timedelta], fraction: float) -> timedelta | None:
@@ -55,16 +56,19 @@ def _week(moment: datetime) -> str:
     return f"{year}-W{week:02d}"
 
 
-def delivery_metrics(
+def _production_rows(
     *,
     promotions: QuerySet[Promotion],
     since: datetime,
     until: datetime,
     solution_id: int | None = None,
     environment_id: int | None = None,
-) -> DeliveryMetrics:
-    """The four metrics over `promotions` (what the caller may see) into production between since and until."""
-    production = promotions.filter(target_environment__kind=PRODUCTION).select_related("version")
+) -> tuple[list[Promotion], list[Promotion]]:
+    """Production promotions that reached an outcome (any time: restores may end after `until`) and the
+    rollbacks requested in the window: two queries."""
+    production = promotions.filter(target_environment__kind=PRODUCTION).select_related(
+        "version", "solution", "target_environment"
+    )
     if solution_id is not None:
         production = production.filter(solution_id=solution_id)
     if environment_id is not None:
@@ -75,6 +79,13 @@ def delivery_metrics(
             "requested_at", "pk"
         )
     )
+    return rows, rollbacks
+
+
+def _metrics_of(
+    rows: list[Promotion], rollbacks: list[Promotion], *, since: datetime, until: datetime
+) -> DeliveryMetrics:
+    """The four metrics over already loaded rows (see the module docstring)."""
     window = [row for row in rows if since <= row.finished_at < until]  # type: ignore[operator]
     work = [row for row in window if row.kind == PromotionKind.PROMOTION]
     succeeded = [row for row in work if row.status in SUCCESSES]
@@ -84,6 +95,9 @@ def delivery_metrics(
         weeks[_week(row.finished_at)] = weeks.get(_week(row.finished_at), 0) + 1  # type: ignore[arg-type]
     lead_times = [row.finished_at - row.version.created_at for row in succeeded]  # type: ignore[operator]
     failed = [row for row in work if row.status in (PromotionStatus.FAILED, PromotionStatus.ROLLED_BACK)]
+    failed_weeks: dict[str, int] = {}
+    for row in failed:
+        failed_weeks[_week(row.finished_at)] = failed_weeks.get(_week(row.finished_at), 0) + 1  # type: ignore[arg-type]
 
     incidents = [(row.finished_at, row) for row in work if row.status == PromotionStatus.FAILED]
     incidents += [(row.requested_at, row) for row in rollbacks]
@@ -113,4 +127,57 @@ def delivery_metrics(
         production_outcomes=len(work),
         time_to_restore_median=_percentile(restores, 0.5),
         restores=len(restores),
+        failures_per_week=sorted(failed_weeks.items()),
     )
+
+
+def delivery_metrics(
+    *,
+    promotions: QuerySet[Promotion],
+    since: datetime,
+    until: datetime,
+    solution_id: int | None = None,
+    environment_id: int | None = None,
+) -> DeliveryMetrics:
+    """The four metrics over `promotions` (what the caller may see) into production between since and until."""
+    rows, rollbacks = _production_rows(
+        promotions=promotions, since=since, until=until, solution_id=solution_id, environment_id=environment_id
+    )
+    return _metrics_of(rows, rollbacks, since=since, until=until)
+
+
+@dataclass(frozen=True)
+class MetricsGroup:
+    """The metrics of one solution or one production environment."""
+
+    id: int
+    name: str
+    metrics: DeliveryMetrics
+
+
+def delivery_metrics_by(
+    *, promotions: QuerySet[Promotion], since: datetime, until: datetime, by: str
+) -> list[MetricsGroup]:
+    """The same metrics per solution (`by="solution"`) or per production environment (`by="environment"`),
+    for those with an outcome in the window, by name; two queries whatever the number of groups."""
+    if by not in ("solution", "environment"):
+        raise ValueError(f"cannot group delivery metrics by {by!r}")
+    rows, rollbacks = _production_rows(promotions=promotions, since=since, until=until)
+
+    def key(row: Promotion) -> tuple[int, str]:
+        if by == "solution":
+            return row.solution_id, row.solution.unique_name
+        return row.target_environment_id, row.target_environment.name
+
+    grouped_rows: dict[tuple[int, str], list[Promotion]] = {}
+    for row in rows:
+        grouped_rows.setdefault(key(row), []).append(row)
+    grouped_rollbacks: dict[tuple[int, str], list[Promotion]] = {}
+    for row in rollbacks:
+        grouped_rollbacks.setdefault(key(row), []).append(row)
+    groups = []
+    for (group_id, name), members in grouped_rows.items():
+        metrics = _metrics_of(members, grouped_rollbacks.get((group_id, name), []), since=since, until=until)
+        if metrics.production_outcomes:
+            groups.append(MetricsGroup(id=group_id, name=name, metrics=metrics))
+    return sorted(groups, key=lambda group: (group.name.lower(), group.id))

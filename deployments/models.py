@@ -65,6 +65,9 @@ class Stage(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["pipeline", "name"], name="stage_name_unique_per_pipeline"),
             models.UniqueConstraint(fields=["pipeline", "order"], name="stage_order_unique_per_pipeline"),
+            # Two stages importing into one environment would make gating and "what is installed where"
+            # ambiguous; deployments.services.stages refuses it in words, this backs it up.
+            models.UniqueConstraint(fields=["pipeline", "target_environment"], name="stage_target_unique_per_pipeline"),
         ]
 
     def __str__(self) -> str:
@@ -198,7 +201,7 @@ class DeploymentSettings(models.Model):
 class Promotion(models.Model):
     """A request to install one solution version into one stage's environment (or to roll one back).
 
-    Status changes only through deployments/workflow.py: one function per transition, a
+    Status changes only through deployments/workflow/: one function per transition, a
     conditional UPDATE that must hit one row, and one audit event in the same transaction.
     """
 

@@ -84,18 +84,9 @@ def _is_team_member(user: User, team_id: int) -> bool:
 
 
 def _named_on_stage(user: User, stage: Stage) -> bool:
-    """A stage names its approvers directly or through teams.
-
-    Uses the stage's prefetched approvers when a caller loaded them (a list of many promotions would
-    otherwise ask the database once per promotion)."""
-    prefetched = getattr(stage, "_prefetched_objects_cache", {})
-    if "approver_users" in prefetched:
-        if any(named.pk == user.pk for named in stage.approver_users.all()):
-            return True
-    elif stage.approver_users.filter(pk=user.pk).exists():
+    """A stage names its approvers directly or through teams."""
+    if stage.approver_users.filter(pk=user.pk).exists():
         return True
-    if "approver_teams" in prefetched and not stage.approver_teams.all():
-        return False
     return stage.approver_teams.filter(memberships__user=user).exists()
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import Prefetch, Q, QuerySet
 
 from alm_portal.accounts import policy
+from alm_portal.accounts.choices import Role
 from alm_portal.accounts.models import User
 from alm_portal.audit.models import AuditEvent
+from deployments import policy as deployment_policy
+from deployments.choices import PromotionStatus
 from deployments.models import Approval, Job, Pipeline, Promotion, Stage
 
 
@@ -77,3 +82,42 @@ def promotion_for_run_job(*, job: Job) -> Promotion | None:
 def job_log(*, job: Job) -> QuerySet[AuditEvent]:
     """What happened to a job, oldest first: its audit events."""
     return AuditEvent.objects.filter(object_type="deployments.job", object_id=str(job.pk)).order_by("seq")
+
+
+def promotions_awaiting_decision_by(*, user: User) -> list[Promotion]:
+    """Promotions waiting for a decision `user` may make now, oldest first, in a fixed number of queries.
+
+    The stage naming the user is a database filter (the same rule as policy.decision_refusal's); the
+    four-eyes and already-decided rules are asked of deployments.policy over prefetched rows, so the
+    inbox shows exactly what approving would allow.
+    """
+    if not user.is_active or user.role not in (Role.APPROVER, Role.ADMIN):
+        return []
+    waiting = (
+        promotions_visible_to(user=user)
+        .filter(status=PromotionStatus.PENDING_APPROVAL, stage_id__in=_stage_ids_naming(user))
+        .order_by("requested_at", "pk")
+    )
+    result = []
+    for promotion in waiting:
+        live = [approval for approval in promotion.approvals.all() if approval.voided_at is None]
+        if deployment_policy.four_eyes_refusal(user=user, promotion=promotion) is not None:
+            continue
+        if deployment_policy.already_decided_refusal(user=user, live_approvals=live) is not None:
+            continue
+        result.append(promotion)
+    return result
+
+
+def settings_check_versions(*, pipeline: Pipeline, limit: int = 100) -> QuerySet[Any]:
+    """Versions of the pipeline's solutions that have a parsed manifest, newest first: what a stage's
+    deployment settings can be checked against."""
+    from solutions.models import SolutionVersion
+
+    return (
+        SolutionVersion.objects.filter(solution__pipeline=pipeline)
+        .filter(Q(managed_manifest__isnull=False) | Q(unmanaged_manifest__isnull=False))
+        .select_related("solution")
+        .defer("managed_manifest", "unmanaged_manifest")
+        .order_by("-created_at", "-pk")[:limit]
+    )

@@ -155,3 +155,84 @@ def settings_document_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[
         changes["removed"] += [f"{section}:{name}" for name in before if name not in after]
         changes["changed"] += [f"{section}:{name}" for name in after if name in before and after[name] != before[name]]
     return changes
+
+
+def manifest_settings_names(manifest: dict[str, Any] | None) -> dict[str, dict[str, dict[str, Any]]]:
+    """What a solution version's manifest asks settings for, by section and folded name: its connection
+    references (with their connector) and environment variable definitions (with type and whether the
+    package carries a value or default)."""
+    manifest = manifest or {}
+    variables: dict[str, dict[str, Any]] = {}
+    for variable in manifest.get("environment_variables") or []:
+        name = str(variable.get("schema_name") or "")
+        if name:
+            variables[name.casefold()] = {
+                "name": name,
+                "type": variable.get("type_name") or "",
+                "packaged": variable.get("current_value") is not None or variable.get("default_value") is not None,
+            }
+    references: dict[str, dict[str, Any]] = {}
+    for reference in manifest.get("connection_references") or []:
+        name = str(reference.get("logical_name") or "")
+        if name:
+            references[name.casefold()] = {"name": name, "connector_id": reference.get("connector_id") or ""}
+    return {ENVIRONMENT_VARIABLES: variables, CONNECTION_REFERENCES: references}
+
+
+def settings_document_coverage(document: dict[str, Any], manifest: dict[str, Any] | None) -> dict[str, Any]:
+    """Compare a (validated) settings document with a version's manifest, per section:
+
+    - `unknown`: names the document sets that the package does not have (a typo, or a setting of an
+      older version);
+    - `missing`: names the package has that the document does not set (or sets to ""), each with
+      whether the package's own value or default would be used (environment variables only);
+    - `connector_mismatch`: connection references bound through another connector than the package's.
+    `complete` is true when nothing is missing without a packaged fallback.
+    """
+    expected = manifest_settings_names(manifest)
+    result: dict[str, Any] = {"unknown": {}, "missing": {}, "connector_mismatch": [], "complete": True}
+    for section, key in _KEY_FIELD.items():
+        wanted = expected[section]
+        given = {str(item.get(key, "")).casefold(): item for item in document.get(section, [])}
+        result["unknown"][section] = [item[key] for folded, item in given.items() if folded not in wanted]
+        missing = []
+        for folded, facts in wanted.items():
+            item = given.get(folded)
+            value_field = "ConnectionId" if section == CONNECTION_REFERENCES else "Value"
+            value = "" if item is None else item.get(value_field, "")
+            if value == "":
+                missing.append({**facts, "listed": item is not None})
+                if not facts.get("packaged"):
+                    result["complete"] = False
+        result["missing"][section] = missing
+    for folded, item in _given_references(document).items():
+        reference = expected[CONNECTION_REFERENCES].get(folded)
+        connector = item.get("ConnectorId", "")
+        if reference and reference["connector_id"] and connector.casefold() != reference["connector_id"].casefold():
+            result["connector_mismatch"].append(
+                {"name": item["LogicalName"], "given": connector, "expected": reference["connector_id"]}
+            )
+    return result
+
+
+def _given_references(document: dict[str, Any]) -> dict[str, dict[str, str]]:
+    return {str(item.get("LogicalName", "")).casefold(): item for item in document.get(CONNECTION_REFERENCES, [])}
+
+
+def settings_document_from_manifest(manifest: dict[str, Any] | None, *, keep: dict[str, Any]) -> dict[str, Any]:
+    """`keep` with an entry added for every name the manifest has and `keep` lacks (values left "" as
+    `pac solution create-settings` does), so people fill in what is missing; nothing is removed."""
+    expected = manifest_settings_names(manifest)
+    document = {section: [dict(item) for item in keep.get(section, [])] for section in _SECTIONS}
+    for section, key in _KEY_FIELD.items():
+        present = {str(item.get(key, "")).casefold() for item in document[section]}
+        for folded, facts in expected[section].items():
+            if folded in present:
+                continue
+            if section == ENVIRONMENT_VARIABLES:
+                document[section].append({"SchemaName": facts["name"], "Value": ""})
+            else:
+                document[section].append(
+                    {"LogicalName": facts["name"], "ConnectionId": "", "ConnectorId": facts["connector_id"]}
+                )
+    return document

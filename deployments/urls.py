@@ -1,6 +1,6 @@
 from django.urls import path
 
-from deployments import views
+from deployments import pipeline_views, settings_views, views, views_dashboard, views_metrics, views_preflight
 
 app_name = "deployments"
 
@@ -15,7 +15,29 @@ urlpatterns = [
     path("promotions/<int:pk>/rollback/", views.promotion_rollback, name="promotion-rollback"),
     path("versions/<int:version_pk>/promote/", views.promotion_request, name="promotion-request"),
     path("approvals/", views.approvals_inbox, name="approvals-inbox"),
-    path("metrics/", views.delivery_metrics_page, name="metrics"),
-    path("pipelines/", views.pipeline_list, name="pipeline-list"),
-    path("pipelines/<int:pk>/", views.pipeline_detail, name="pipeline-detail"),
+    path("metrics/", views_metrics.delivery_metrics_page, name="metrics"),
+    path("jobs/running/", views_dashboard.running_jobs, name="running-jobs"),
+    path(
+        "versions/<int:version_pk>/promote/preview/",
+        views_preflight.promotion_request_preview,
+        name="promotion-request-preview",
+    ),
+    path("pipelines/", pipeline_views.pipeline_list, name="pipeline-list"),
+    path("pipelines/new/", pipeline_views.pipeline_create, name="pipeline-create"),
+    path("pipelines/<int:pk>/", pipeline_views.pipeline_detail, name="pipeline-detail"),
+    path("pipelines/<int:pk>/edit/", pipeline_views.pipeline_edit, name="pipeline-edit"),
+    path("pipelines/<int:pk>/delete/", pipeline_views.pipeline_delete, name="pipeline-delete"),
+    path("pipelines/<int:pk>/stages/new/", pipeline_views.stage_create, name="stage-create"),
+    path("stages/<int:pk>/", pipeline_views.stage_edit, name="stage-edit"),
+    path("stages/<int:pk>/delete/", pipeline_views.stage_delete, name="stage-delete"),
+    path("stages/<int:pk>/move/", pipeline_views.stage_move, name="stage-move"),
+    path("stages/<int:pk>/windows/", pipeline_views.window_create, name="window-create"),
+    path("stages/<int:pk>/freezes/", pipeline_views.freeze_create, name="freeze-create"),
+    path("stages/<int:pk>/settings/", settings_views.stage_settings, name="stage-settings"),
+    path("stages/<int:pk>/settings/import/", settings_views.stage_settings_import, name="stage-settings-import"),
+    path("stages/<int:pk>/settings/export/", settings_views.stage_settings_export, name="stage-settings-export"),
+    path("windows/<int:pk>/", pipeline_views.window_edit, name="window-edit"),
+    path("freezes/<int:pk>/", pipeline_views.freeze_edit, name="freeze-edit"),
+    path("windows/<int:pk>/delete/", pipeline_views.window_delete, name="window-delete"),
+    path("freezes/<int:pk>/delete/", pipeline_views.freeze_delete, name="freeze-delete"),
 ]

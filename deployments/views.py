@@ -1,5 +1,6 @@
 """Pages of promotions: detail (timeline, pre-flight, approvals, live progress, import log, rollback
-planner), the request form on a version, the approvals inbox and read-only pipeline pages.
+planner), the request form on a version, the approvals inbox and delivery metrics (pipeline pages:
+deployments/pipeline_views.py).
 
 Thin: each view reads through selectors, asks deployments.policy what the user may do (so the page
 shows the same refusal sentences the API answers with) and calls one workflow function per POST.
@@ -8,7 +9,6 @@ shows the same refusal sentences the API answers with) and calls one workflow fu
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from django.contrib import messages
@@ -19,21 +19,22 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.utils.dateparse import parse_date
+from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
 from alm_portal.accounts import policy as account_policy
 from alm_portal.accounts.choices import Role
 from alm_portal.accounts.models import User
-from alm_portal.audit import selectors as audit_selectors
 from alm_portal.audit.context import AuditContext
+from alm_portal.audit.history import object_history_context
 from alm_portal.audit.services import record_outcome
 from alm_portal.errors import DomainError
 from deployments import policy, selectors, workflow
 from deployments.choices import ApprovalDecision, PromotionKind, PromotionStatus
 from deployments.forms import CommentRequiredForm, DecisionForm, PromotionRequestForm, RollbackForm
-from deployments.metrics import delivery_metrics
 from deployments.models import Promotion, Stage
+from deployments.target_diff import promotion_target_diff
+from deployments.views_preflight import preview_trigger_attributes
 from solutions import selectors as solution_selectors
 
 logger = logging.getLogger(__name__)
@@ -183,14 +184,12 @@ def _rollback_plan(promotion: Promotion, user: User) -> list[dict[str, Any]]:
 def promotion_detail(request: HttpRequest, pk: int) -> HttpResponse:
     promotion = _promotion(request, pk)
     user = _user(request)
-    timeline = audit_selectors.audit_events(object_type="deployments.promotion", object_id=promotion.pk).order_by("seq")
     preflight = promotion.preflight_result if isinstance(promotion.preflight_result, dict) else {}
     result = promotion.result if isinstance(promotion.result, dict) else {}
     may_change = account_policy.changes_anything(user)
     cancel_refusal = policy.requester_or_admin_refusal(user=user, promotion=promotion, action="cancel")
     context = {
         **_progress_context(promotion),
-        "timeline": list(timeline),
         "preflight_checks": preflight.get("checks", []),
         "approvals": _approvals_facts(promotion),
         "decision_refusal": _decision_refusal(user, promotion) if may_change else "",
@@ -205,6 +204,8 @@ def promotion_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "components": result.get("components") or [],
         "rollback_plan": _rollback_plan(promotion, user),
         "is_rollback": promotion.kind == PromotionKind.ROLLBACK,
+        "target": promotion_target_diff(promotion=promotion),
+        **object_history_context(user=user, instance=promotion, page_number=request.GET.get("history_page")),
     }
     return render(request, "deployments/promotion_detail.html", context)
 
@@ -335,6 +336,7 @@ def promotion_request(request: HttpRequest, version_pk: int) -> HttpResponse:
         raise PermissionDenied(refusal.message)
     stages = _stage_choices(version)
     form = PromotionRequestForm(request.POST or None, stages=stages)
+    form.fields["stage"].widget.attrs.update(preview_trigger_attributes(version_pk=version.pk))
     if request.method == "POST" and form.is_valid():
         stage = get_object_or_404(Stage, pk=int(form.cleaned_data["stage"]))
         try:
@@ -368,37 +370,47 @@ def promotion_request(request: HttpRequest, version_pk: int) -> HttpResponse:
 
 @login_required
 def promotion_list(request: HttpRequest) -> HttpResponse:
-    promotions = selectors.promotions_visible_to(user=_user(request)).order_by("-requested_at", "-pk")
+    # The list shows no approvals: skip their prefetch.
+    promotions = (
+        selectors.promotions_visible_to(user=_user(request)).prefetch_related(None).order_by("-requested_at", "-pk")
+    )
     status = request.GET.get("status", "")
     if status in PromotionStatus.values:
         promotions = promotions.filter(status=status)
+    # The dashboard's matrix cells link here for one solution's history in one environment.
+    narrowed = {key: request.GET.get(key, "") for key in ("solution", "environment")}
+    narrowed = {key: value for key, value in narrowed.items() if value.isdigit()}
+    if "solution" in narrowed:
+        promotions = promotions.filter(solution_id=int(narrowed["solution"]))
+    if "environment" in narrowed:
+        promotions = promotions.filter(target_environment_id=int(narrowed["environment"]))
     page = Paginator(promotions, 50).get_page(request.GET.get("page"))
+    rows = [{"promotion": promotion, "tone": STATUS_TONE.get(promotion.status, "muted")} for promotion in page]
     return render(
         request,
         "deployments/promotion_list.html",
-        {"page": page, "status": status, "statuses": PromotionStatus.choices, "tones": STATUS_TONE},
+        {
+            "page": page,
+            "rows": rows,
+            "status": status,
+            "statuses": PromotionStatus.choices,
+            "narrowed": narrowed,
+            "keep": urlencode({key: value for key, value in {"status": status, **narrowed}.items() if value}),
+        },
     )
 
 
 def approvals_waiting_for(user: User) -> list[Promotion]:
-    """Promotions waiting for a decision `user` may make, oldest first (policy decides, per promotion)."""
-    if not account_policy.changes_anything(user) or user.role not in (Role.APPROVER, Role.ADMIN):
+    """Promotions waiting for a decision `user` may make, oldest first (auditors and makers: none)."""
+    if not account_policy.changes_anything(user):
         return []
-    # Only stages that name the user can hold a decision for them: filtering on that in SQL keeps the
-    # per-promotion policy check below to those candidates, instead of two queries for every
-    # promotion waiting anywhere (thousands for an admin of a large tenant).
-    named_stages = Stage.objects.filter(Q(approver_users=user) | Q(approver_teams__memberships__user=user)).values("pk")
-    waiting = (
-        selectors.promotions_visible_to(user=user)
-        .filter(status=PromotionStatus.PENDING_APPROVAL, stage_id__in=named_stages)
-        .prefetch_related("stage__approver_users", "stage__approver_teams")
-        .order_by("requested_at", "pk")
-    )
-    result = []
-    for promotion in waiting:
-        if _decision_refusal(user, promotion) == "":
-            result.append(promotion)
-    return result
+    return selectors.promotions_awaiting_decision_by(user=user)
+
+
+def _deletes_data(promotion: Promotion) -> bool:
+    """Pre-flight found custom tables or columns whose data the import would delete."""
+    result = promotion.preflight_result if isinstance(promotion.preflight_result, dict) else {}
+    return any((check.get("details") or {}).get("data_loss") for check in result.get("checks") or [])
 
 
 @login_required
@@ -412,50 +424,9 @@ def approvals_inbox(request: HttpRequest) -> HttpResponse:
             "preflight": promotion.get_preflight_status_display(),
             "preflight_tone": PREFLIGHT_TONE.get(promotion.preflight_status, ""),
             "production": promotion.target_environment.kind == "production",
+            "data_loss": _deletes_data(promotion),
             "waiting_since": promotion.requested_at,
         }
         for promotion in approvals_waiting_for(user)
     ]
     return render(request, "deployments/approvals_inbox.html", {"rows": rows})
-
-
-@login_required
-def pipeline_list(request: HttpRequest) -> HttpResponse:
-    pipelines = selectors.pipelines_visible_to(user=_user(request)).order_by("name")
-    return render(request, "deployments/pipeline_list.html", {"pipelines": pipelines})
-
-
-@login_required
-def pipeline_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    pipeline = get_object_or_404(selectors.pipelines_visible_to(user=_user(request)), pk=pk)
-    return render(request, "deployments/pipeline_detail.html", {"pipeline": pipeline})
-
-
-@login_required
-def delivery_metrics_page(request: HttpRequest) -> HttpResponse:
-    """Delivery metrics over what the user may see, for a time range (default the last 90 days)."""
-    today = timezone.now().date()
-    start = parse_date(request.GET.get("from", "")) or today - timedelta(days=90)
-    end = parse_date(request.GET.get("to", "")) or today
-    metrics = delivery_metrics(
-        promotions=selectors.promotions_visible_to(user=_user(request)),
-        since=datetime.combine(start, time.min, tzinfo=UTC),
-        until=datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC),
-    )
-    peak = max((count for _, count in metrics.deployments_per_week), default=0)
-    return render(
-        request,
-        "deployments/metrics.html",
-        {
-            "metrics": metrics,
-            "start": start,
-            "end": end,
-            "weeks": [
-                {"week": week, "count": count, "percent": round(100 * count / peak) if peak else 0}
-                for week, count in metrics.deployments_per_week
-            ],
-            "failure_percent": (
-                round(100 * metrics.change_failure_rate) if metrics.change_failure_rate is not None else None
-            ),
-        },
-    )

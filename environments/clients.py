@@ -85,6 +85,7 @@ def client_for(
         ca_bundle=ca_bundle(),
         timeouts=timeouts,
         retry_policy=retry_policy,
+        on_throttled=_throttle_counter(environment.pk),
         **kwargs,  # type: ignore[arg-type]
     )
     # The client has no public hook for its transport yet (reported to its owner); its session is a
@@ -92,6 +93,16 @@ def client_for(
     outbound.pin_session(client._session)
     _restore_throttle(environment, url)
     return client, material
+
+
+def _throttle_counter(environment_id: int) -> Callable[[float | None], None]:
+    def count(retry_after: float | None) -> None:
+        # Imported here: environments.services imports this module.
+        from environments.services.throttling import environment_count_throttled_response
+
+        environment_count_throttled_response(environment_id=environment_id)
+
+    return count
 
 
 def _restore_throttle(environment: Environment, url: str) -> None:

@@ -26,7 +26,8 @@ class Environment(models.Model):
     saved and are checked again before every call. The health fields are the last check's result:
     `health_error` and `health_error_seen_at` keep the last failure even after a healthy check, so
     people can see when it last went wrong. `throttled_until` persists a Retry-After the client
-    received, so every worker process respects it.
+    received, so every worker process respects it; `throttled_responses` counts every 429 any
+    process received from the environment (for /metrics).
     """
 
     name = models.CharField(max_length=100, unique=True)
@@ -48,6 +49,8 @@ class Environment(models.Model):
     dataverse_version = models.CharField(max_length=64, blank=True)
     organization_id = models.CharField(max_length=64, blank=True)
     throttled_until = models.DateTimeField(null=True, blank=True)
+    throttled_responses = models.PositiveBigIntegerField(default=0)
+    last_throttled_at = models.DateTimeField(null=True, blank=True)
 
     inventory_synced_at = models.DateTimeField(null=True, blank=True)
     # Newest msdyn_starttime stored; the next sync asks for history from a little before it.

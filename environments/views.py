@@ -20,6 +20,7 @@ from django.views.decorators.http import require_POST
 
 from alm_portal.accounts import policy
 from alm_portal.audit.context import AuditContext
+from alm_portal.audit.history import object_history_context
 from alm_portal.errors import DomainError, NotFound
 from environments import selectors, services
 from environments.forms import (
@@ -78,6 +79,11 @@ def environment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "notifications": selectors.notifications_of(environment=environment)[:20],
         "can_administer": policy.can_administer(user=request.user, token=None),  # type: ignore[arg-type]
         "rotate_form": CredentialRotateForm(),
+        **object_history_context(
+            user=request.user,  # type: ignore[arg-type]
+            instance=environment,
+            page_number=request.GET.get("history_page"),
+        ),
     }
     return render(request, "environments/detail.html", context)
 

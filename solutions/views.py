@@ -7,17 +7,23 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
 from alm_portal.accounts import policy
 from alm_portal.accounts.choices import Scope
 from alm_portal.audit.context import AuditContext
+from alm_portal.audit.history import object_history_context
 from alm_portal.errors import DomainError
 from solutions import selectors, services
 from solutions.forms import ExportForm, VersionUploadForm
 from solutions.models import SolutionVersion
+
+PAGE_SIZE = 50
 
 
 def _may_request(user: Any) -> bool:
@@ -26,9 +32,21 @@ def _may_request(user: Any) -> bool:
 
 @login_required
 def solution_list(request: HttpRequest) -> HttpResponse:
-    solutions = selectors.solutions_visible_to(user=request.user)  # type: ignore[arg-type]
+    search = request.GET.get("q", "").strip()[:100]
+    # The list shows no deployments: skip the detail page's prefetch of them.
+    solutions = selectors.solutions_visible_to(user=request.user).prefetch_related(None)  # type: ignore[arg-type]
+    if search:
+        solutions = solutions.filter(Q(unique_name__icontains=search) | Q(display_name__icontains=search))
+    page = Paginator(solutions, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
-        request, "solutions/solution_list.html", {"solutions": solutions, "may_request": _may_request(request.user)}
+        request,
+        "solutions/solution_list.html",
+        {
+            "page": page,
+            "search": search,
+            "keep": urlencode({"q": search}) if search else "",
+            "may_request": _may_request(request.user),
+        },
     )
 
 
@@ -40,9 +58,16 @@ def solution_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "solutions/solution_detail.html",
         {
             "solution": solution,
-            "versions": selectors.solution_versions(solution=solution),
+            "versions": Paginator(selectors.solution_versions(solution=solution), PAGE_SIZE).get_page(
+                request.GET.get("page")
+            ),
             "export_form": ExportForm(),
             "may_request": _may_request(request.user),
+            **object_history_context(
+                user=request.user,  # type: ignore[arg-type]
+                instance=solution,
+                page_number=request.GET.get("history_page"),
+            ),
         },
     )
 
@@ -106,6 +131,11 @@ def version_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "manifest": manifest,
             "components": [(group.replace("_", " "), items) for group, items in components if items],
             "others": selectors.solution_versions(solution=version.solution).exclude(pk=version.pk),
+            **object_history_context(
+                user=request.user,  # type: ignore[arg-type]
+                instance=version,
+                page_number=request.GET.get("history_page"),
+            ),
         },
     )
 

@@ -99,3 +99,25 @@ class UserSession(models.Model):
 
     def __str__(self) -> str:
         return f"session of {self.user} since {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class SignInThrottle(models.Model):
+    """Failed password sign-ins of one username from one address, and the lockout they lead to.
+
+    Keyed by the username as typed (case-folded), whether or not such a user exists, so a lockout says
+    nothing about which accounts exist. Rows are written only by accounts.services.
+    """
+
+    username = models.CharField(max_length=150)
+    client_ip = models.CharField(max_length=45, blank=True)  # "" when the address is unknown
+    failures = models.PositiveIntegerField(default=0)
+    first_failure_at = models.DateTimeField(default=timezone.now)
+    locked_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["username", "client_ip"], name="sign_in_throttle_unique_username_ip")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.failures} failed sign-ins of {self.username} from {self.client_ip or 'unknown'}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 from datetime import timedelta
@@ -16,13 +17,15 @@ from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.utils import timezone
 
-from alm_portal.accounts import policy
+from alm_portal.accounts import policy, selectors
 from alm_portal.accounts.choices import Role, Scope
-from alm_portal.accounts.models import ApiToken, Team, TeamMembership, User, UserSession
-from alm_portal.audit.context import AuditContext
-from alm_portal.audit.services import record
+from alm_portal.accounts.models import ApiToken, SignInThrottle, Team, TeamMembership, User, UserSession
+from alm_portal.audit.choices import Outcome
+from alm_portal.audit.context import AuditContext, ObjectRef
+from alm_portal.audit.services import record, record_outcome
 from alm_portal.errors import DomainError, NotFound, ValidationFailed
 
+logger = logging.getLogger(__name__)
 TOKEN_PREFIX = "alm_"
 _TOKEN_PATTERN = re.compile(r"^alm_(?P<id>[1-9][0-9]{0,18})_(?P<secret>[A-Za-z0-9_-]{43})$")
 # last_used_at is a hint for people, not a log: writing it on every call would turn reads into writes.
@@ -184,6 +187,21 @@ def team_remove_member(*, team: Team, user: User, context: AuditContext) -> None
             record(context=context, action="team.member_removed", target=team, related=user)
 
 
+def user_sync_teams(*, user: User, team_slugs: set[str], managed_slugs: set[str], context: AuditContext) -> None:
+    """Make the user a member of exactly `team_slugs` among the `managed_slugs` teams (single sign-on's
+    group mapping); memberships of other teams are left alone. Each change is audited by the team
+    service; a mapped team that does not exist yet is skipped with a warning."""
+    teams = {team.slug: team for team in Team.objects.filter(slug__in=managed_slugs)}
+    for missing in sorted((team_slugs | managed_slugs) - set(teams)):
+        logger.warning("single sign-on maps to team %r, which does not exist", missing)
+    current = set(user.memberships.filter(team__slug__in=managed_slugs).values_list("team__slug", flat=True))
+    for slug in sorted(team_slugs - current):
+        if slug in teams:
+            team_add_member(team=teams[slug], user=user, context=context)
+    for slug in sorted(current - team_slugs):
+        team_remove_member(team=teams[slug], user=user, context=context)
+
+
 def _end_sessions(user: User) -> int:
     keys = list(UserSession.objects.filter(user=user).values_list("session_key", flat=True))
     Session.objects.filter(session_key__in=keys).delete()
@@ -239,19 +257,85 @@ def user_enable(*, user: User, context: AuditContext) -> User:
 
 
 def session_signed_in(*, user: User, session_key: str, context: AuditContext, method: str) -> None:
-    """Remember the new session (so it can be ended) and audit the sign-in."""
+    """Remember the new session (so it can be ended), forget the failures of this username from this
+    address (a success ends their count), and audit the sign-in."""
+    name, address = selectors.throttle_key(username=user.get_username(), client_ip=context.client_ip)
     with transaction.atomic():
         UserSession.objects.update_or_create(
             session_key=session_key, defaults={"user": user, "client_ip": context.client_ip}
         )
+        SignInThrottle.objects.filter(username=name, client_ip=address).delete()
         record(context=context, action="auth.signed_in", target=user, after={"method": method})
 
 
-def session_signed_out(*, user: User, session_key: str | None, context: AuditContext) -> None:
+def session_signed_out(*, user: User, session_key: str | None, context: AuditContext, expired: str = "") -> None:
+    """Forget the ended session and audit it: a sign-out, or (`expired` = idle/absolute) a session that
+    the lifetime rules ended."""
     with transaction.atomic():
         if session_key:
             UserSession.objects.filter(session_key=session_key).delete()
-        record(context=context, action="auth.signed_out", target=user)
+        if expired:
+            record(context=context, action="auth.session_expired", target=user, after={"reason": expired})
+        else:
+            record(context=context, action="auth.signed_out", target=user)
+
+
+SIGN_IN_LOCKED_MESSAGE = (
+    "Too many failed sign-ins for this username from your address. "
+    "Wait {minutes} minutes before trying again, or ask an admin."
+)
+
+
+def sign_in_locked_message() -> str:
+    return SIGN_IN_LOCKED_MESSAGE.format(minutes=settings.ALM_SIGN_IN_COOLOFF_MINUTES)
+
+
+def sign_in_failed(*, username: str, context: AuditContext, locked_out: bool) -> None:
+    """Audit a refused password sign-in and count it against (username, address).
+
+    The ALM_SIGN_IN_MAX_FAILURES-th failure within the cool-off locks the pair for the cool-off.
+    An attempt refused because the pair is locked is audited but not counted, so the lock does not
+    grow while someone keeps trying. The username need not exist: the same rules apply either way.
+    """
+    name, address = selectors.throttle_key(username=username, client_ip=context.client_ip)
+    subject = ObjectRef(type="accounts.user", id="", repr=name)
+    if locked_out:
+        record_outcome(
+            context=context,
+            action="auth.sign_in_locked_out",
+            outcome=Outcome.DENIED,
+            message="Sign-in refused: too many failures for this username from this address.",
+            target=subject,
+        )
+        return
+    now = timezone.now()
+    cooloff = timedelta(minutes=settings.ALM_SIGN_IN_COOLOFF_MINUTES)
+    with transaction.atomic():
+        # Counts that no longer matter go, so guessing many usernames cannot grow the table for ever.
+        SignInThrottle.objects.filter(first_failure_at__lte=now - cooloff).exclude(locked_until__gt=now).exclude(
+            username=name, client_ip=address
+        ).delete()
+        throttle, _ = SignInThrottle.objects.select_for_update().get_or_create(
+            username=name, client_ip=address, defaults={"first_failure_at": now}
+        )
+        ended = throttle.locked_until is not None and throttle.locked_until <= now
+        if ended or throttle.first_failure_at <= now - cooloff:
+            throttle.failures, throttle.first_failure_at, throttle.locked_until = 0, now, None
+        throttle.failures += 1
+        if throttle.failures >= settings.ALM_SIGN_IN_MAX_FAILURES:
+            throttle.locked_until = now + cooloff
+        throttle.save(update_fields=["failures", "first_failure_at", "locked_until"])
+        record(
+            context=context,
+            action="auth.sign_in_failed",
+            outcome=Outcome.DENIED,
+            message="Wrong username or password, or the account is disabled.",
+            target=subject,
+            after={
+                "failures": throttle.failures,
+                "locked_until": throttle.locked_until.isoformat() if throttle.locked_until else None,
+            },
+        )
 
 
 def user_create(

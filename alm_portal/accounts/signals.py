@@ -12,8 +12,9 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out, user_lo
 from django.dispatch import receiver
 
 from alm_portal.accounts import services
+from alm_portal.accounts.backends import LOCKED_OUT_ATTRIBUTE
+from alm_portal.accounts.middleware import SESSION_EXPIRED_ATTRIBUTE
 from alm_portal.audit.context import AuditContext
-from alm_portal.audit.services import record_outcome
 
 
 @receiver(user_logged_in, dispatch_uid="alm_audit_signed_in")
@@ -42,23 +43,26 @@ def _signed_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
         client_ip=getattr(request, "client_ip", None),
         user_agent=request.META.get("HTTP_USER_AGENT", ""),
     )
-    services.session_signed_out(user=user, session_key=request.session.session_key, context=context)
+    services.session_signed_out(
+        user=user,
+        session_key=request.session.session_key,
+        context=context,
+        expired=getattr(request, SESSION_EXPIRED_ATTRIBUTE, ""),
+    )
 
 
 @receiver(user_login_failed, dispatch_uid="alm_audit_sign_in_failed")
 def _sign_in_failed(sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any) -> None:
+    username = str(credentials.get("username", ""))
     context = AuditContext(
         actor_id=None,
-        actor_display=str(credentials.get("username", ""))[:150],
+        actor_display=username[:150],
         actor_kind="user",
         auth_method="session:password",
         request_id=getattr(request, "request_id", "") if request is not None else "",
         client_ip=getattr(request, "client_ip", None) if request is not None else None,
         user_agent=request.META.get("HTTP_USER_AGENT", "") if request is not None else "",
     )
-    record_outcome(
-        context=context,
-        action="auth.sign_in_failed",
-        outcome="denied",
-        message="Wrong username or password, or the account is disabled.",
+    services.sign_in_failed(
+        username=username, context=context, locked_out=bool(getattr(request, LOCKED_OUT_ATTRIBUTE, False))
     )

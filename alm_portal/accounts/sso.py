@@ -1,12 +1,16 @@
 """Entra ID single sign-on: MSAL's authorization-code flow (state, nonce and PKCE are msal's) and the
 mapping of id_token claims to our users.
 
-- Users are keyed by the `oid` claim (User.entra_object_id). A first sign-in links a local account
-  whose username is the claim's `preferred_username` (or its part before "@") and that has no object
-  id yet; otherwise it creates the user.
-- App roles map to our roles (ALM.Admin → admin, ALM.Approver → approver, ALM.Maker → maker,
-  ALM.Auditor → auditor; with several, the first of that order). A sign-in without any of them
-  disables the account (accounts.services.user_disable: sessions, tokens, approvals) and is refused.
+- Users are keyed by the `oid` claim (User.entra_object_id). With ALM_SSO_LINK_BY_USERNAME (off by
+  default, on in the demo) a first sign-in links an unlinked local account whose username is the
+  claim's `preferred_username` or its part before "@"; otherwise it creates the user, and refuses
+  when that username is already taken by an unlinked account (an admin decides who that is).
+- ALM_SSO_ROLE_MAP maps app roles (`roles` claim) or group object ids (`groups` claim) to our roles;
+  with several, the most powerful wins (admin, approver, maker, auditor). A sign-in without any
+  mapped value disables the account (accounts.services.user_disable: sessions, tokens, approvals)
+  and is refused.
+- ALM_SSO_GROUP_TEAM_MAP maps app roles or group ids to team slugs; each sign-in adds and removes
+  memberships of the mapped teams to match the claims and leaves other teams alone.
 - A disabled account is refused; single sign-on never re-enables one (an admin does).
 """
 
@@ -26,14 +30,18 @@ from alm_portal.accounts.models import User
 from alm_portal.audit.context import AuditContext, ObjectRef
 from alm_portal.audit.services import record, record_outcome
 
-APP_ROLES: tuple[tuple[str, str], ...] = (
-    ("ALM.Admin", Role.ADMIN),
-    ("ALM.Approver", Role.APPROVER),
-    ("ALM.Maker", Role.MAKER),
-    ("ALM.Auditor", Role.AUDITOR),
-)
+# When the claims map to several roles, the first of these wins.
+ROLE_PRECEDENCE: tuple[str, ...] = (Role.ADMIN, Role.APPROVER, Role.MAKER, Role.AUDITOR)
 NO_APP_ROLE = "Your Entra ID account has no ALM Portal app role; ask an admin to assign one."
 DISABLED = "Your ALM Portal account is disabled; ask an admin."
+GROUPS_LEFT_OUT = (
+    "Entra ID did not list your groups (you are in too many), so the portal cannot tell your role; "
+    "ask an admin to assign you an ALM Portal app role, or to limit the groups sent to this app."
+)
+USERNAME_TAKEN = (
+    "An ALM Portal account named {username} already exists and is not linked to your Entra ID identity; "
+    "ask an admin to link it."
+)
 
 
 class SignInRefused(Exception):
@@ -84,9 +92,57 @@ def flow_finish(*, flow: dict[str, Any], answer: dict[str, str]) -> dict[str, An
     return dict(result.get("id_token_claims") or {})
 
 
-def role_for(roles: Any) -> str | None:
-    granted = set(roles) if isinstance(roles, list | tuple) else set()
-    return next((role for app_role, role in APP_ROLES if app_role in granted), None)
+STALE_FLOW = "The sign-in took too long or was started elsewhere; please try again."
+MISMATCH = "The answer from Entra ID did not match this sign-in; please try again."
+
+
+def sign_in_from_answer(*, flow: dict[str, Any] | None, answer: dict[str, str], context: AuditContext) -> User:
+    """The callback's whole use case: redeem Entra ID's answer for the flow this browser started, then
+    map the claims to a user. Every way it can end without a user raises SignInRefused and is audited."""
+    if not flow:
+        raise _failed(context=context, reason="no sign-in in progress for this browser", message=STALE_FLOW)
+    try:
+        claims = flow_finish(flow=flow, answer=answer)
+    except ValueError as problem:  # msal: state mismatch and other protocol errors
+        raise _failed(context=context, reason=f"answer did not match the flow: {problem}", message=MISMATCH) from None
+    except SignInRefused as refusal:  # Entra ID answered with an error
+        raise _failed(context=context, reason=refusal.message, message=refusal.message) from None
+    return user_from_claims(claims=claims, context=context)
+
+
+def _failed(*, context: AuditContext, reason: str, message: str) -> SignInRefused:
+    record_outcome(context=context, action="auth.sso_failed", outcome="failed", message=reason[:500])
+    return SignInRefused(message)
+
+
+def _claim_values(claims: dict[str, Any]) -> set[str]:
+    """App role names and group object ids: the two claims the maps may name."""
+    values: set[str] = set()
+    for name in ("roles", "groups"):
+        listed = claims.get(name)
+        if isinstance(listed, list | tuple):
+            values |= {str(value) for value in listed}
+    return values
+
+
+def role_for(claims: dict[str, Any]) -> str | None:
+    """Our role for these claims by ALM_SSO_ROLE_MAP, or None when nothing maps."""
+    mapping: dict[str, str] = settings.ALM_SSO_ROLE_MAP
+    granted = {mapping[value] for value in _claim_values(claims) if value in mapping}
+    return next((role for role in ROLE_PRECEDENCE if role in granted), None)
+
+
+def _groups_left_out(claims: dict[str, Any]) -> bool:
+    """Entra ID leaves the `groups` claim out when a user is in too many groups (the "overage"), and
+    points to Microsoft Graph instead."""
+    names = claims.get("_claim_names")
+    return bool(claims.get("hasgroups")) or (isinstance(names, dict) and "groups" in names)
+
+
+def team_slugs_for(claims: dict[str, Any]) -> set[str]:
+    """The mapped teams these claims make the user a member of, by ALM_SSO_GROUP_TEAM_MAP."""
+    mapping: dict[str, str] = settings.ALM_SSO_GROUP_TEAM_MAP
+    return {mapping[value] for value in _claim_values(claims) if value in mapping}
 
 
 @dataclass(frozen=True)
@@ -107,7 +163,7 @@ def _identity(claims: dict[str, Any]) -> _Identity:
 
 def _find(identity: _Identity) -> User | None:
     user = User.objects.filter(entra_object_id=identity.oid).first()
-    if user is not None:
+    if user is not None or not settings.ALM_SSO_LINK_BY_USERNAME:
         return user
     local = identity.username.split("@", 1)[0]
     return (
@@ -117,35 +173,39 @@ def _find(identity: _Identity) -> User | None:
     )
 
 
+def _refuse(*, context: AuditContext, subject: ObjectRef, oid: str, reason: str, message: str) -> SignInRefused:
+    record_outcome(
+        context=context, action="auth.sso_refused", outcome="denied", message=reason, target=subject, after={"oid": oid}
+    )
+    return SignInRefused(message)
+
+
 def user_from_claims(*, claims: dict[str, Any], context: AuditContext) -> User:
     """The user these id_token claims sign in (created, linked or updated), or SignInRefused."""
     identity = _identity(claims)
-    role = role_for(claims.get("roles"))
+    role = role_for(claims)
     user = _find(identity)
     subject = ObjectRef(type="accounts.user", id=str(user.pk) if user else "", repr=identity.username)
+    if role is None and _groups_left_out(claims):
+        # The claims do not say which groups the user is in, so they cannot say the user lost access.
+        raise _refuse(
+            context=context, subject=subject, oid=identity.oid, reason="groups overage", message=GROUPS_LEFT_OUT
+        )
     if role is None:
         if user is not None and user.is_active:
             services.user_disable(user=user, context=context, reason="Entra ID sign-in without an app role")
-        record_outcome(
-            context=context,
-            action="auth.sso_refused",
-            outcome="denied",
-            message="no app role",
-            target=subject,
-            after={"oid": identity.oid},
-        )
-        raise SignInRefused(NO_APP_ROLE)
+        raise _refuse(context=context, subject=subject, oid=identity.oid, reason="no app role", message=NO_APP_ROLE)
     if user is not None and not user.is_active:
-        record_outcome(
-            context=context,
-            action="auth.sso_refused",
-            outcome="denied",
-            message="account disabled",
-            target=subject,
-            after={"oid": identity.oid},
-        )
-        raise SignInRefused(DISABLED)
+        raise _refuse(context=context, subject=subject, oid=identity.oid, reason="account disabled", message=DISABLED)
     if user is None:
+        if User.objects.filter(username=identity.username).exists():
+            raise _refuse(
+                context=context,
+                subject=subject,
+                oid=identity.oid,
+                reason="username taken by an unlinked account",
+                message=USERNAME_TAKEN.format(username=identity.username),
+            )
         user = services.user_create(
             username=identity.username, role=role, display_name=identity.display_name, context=context
         )
@@ -162,4 +222,11 @@ def user_from_claims(*, claims: dict[str, Any], context: AuditContext) -> User:
             record(context=context, action="user.sso_linked", target=user, after=changed)
     if user.role != role:
         user = services.user_set_role(user=user, role=role, context=context)
+    if settings.ALM_SSO_GROUP_TEAM_MAP and not _groups_left_out(claims):
+        services.user_sync_teams(
+            user=user,
+            team_slugs=team_slugs_for(claims),
+            managed_slugs=set(settings.ALM_SSO_GROUP_TEAM_MAP.values()),
+            context=context,
+        )
     return user

@@ -12,4 +12,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("tokens/", views.api_tokens, name="api-tokens"),
     path("tokens/<int:pk>/revoke/", views.api_token_revoke, name="api-token-revoke"),
+    path("users/", views.user_list, name="user-list"),
+    path("users/<int:pk>/sessions/", views.user_sessions, name="user-sessions"),
+    path("users/<int:pk>/sessions/end/", views.user_sessions_end, name="user-sessions-end"),
 ]

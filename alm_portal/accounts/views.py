@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render, resolve_url
 from django.urls import reverse
@@ -14,7 +15,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from alm_portal.accounts import policy, selectors, services, sso
-from alm_portal.accounts.forms import ApiTokenForm
+from alm_portal.accounts.forms import ApiTokenForm, SignInForm
+from alm_portal.accounts.models import User
 from alm_portal.audit.context import AuditContext
 from alm_portal.errors import DomainError
 
@@ -69,6 +71,7 @@ class SignInView(LoginView):
     """Django's password sign-in, plus the Entra ID button when single sign-on is configured."""
 
     template_name = "accounts/login.html"
+    form_class = SignInForm
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
@@ -104,15 +107,47 @@ def sso_callback(request: HttpRequest) -> HttpResponse:
         raise Http404("Single sign-on is not configured.")
     flow = request.session.pop(SSO_FLOW_KEY, None)
     target = request.session.pop(SSO_NEXT_KEY, "") or resolve_url(settings.LOGIN_REDIRECT_URL)
-    if not flow:
-        return _refuse(request, "The sign-in took too long or was started elsewhere; please try again.")
     try:
-        claims = sso.flow_finish(flow=flow, answer=request.GET.dict())
-        user = sso.user_from_claims(claims=claims, context=AuditContext.from_request(request))
-    except ValueError:  # msal: state mismatch and other protocol errors
-        return _refuse(request, "The answer from Entra ID did not match this sign-in; please try again.")
+        user = sso.sign_in_from_answer(flow=flow, answer=request.GET.dict(), context=AuditContext.from_request(request))
     except sso.SignInRefused as refusal:
         return _refuse(request, refusal.message)
     request.sign_in_method = "entra"  # type: ignore[attr-defined]
-    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])
     return redirect(target)
+
+
+# --- an admin's view of people's browser sessions ------------------------------------------------------
+
+
+def _admin_only(request: HttpRequest) -> None:
+    if not policy.is_admin(request.user):  # type: ignore[arg-type]
+        raise PermissionDenied("Only admins see and end other people's sessions.")
+
+
+@login_required
+def user_list(request: HttpRequest) -> HttpResponse:
+    _admin_only(request)
+    return render(request, "accounts/user_list.html", {"people": selectors.users_for_session_admin()})
+
+
+@login_required
+def user_sessions(request: HttpRequest, pk: int) -> HttpResponse:
+    _admin_only(request)
+    person = get_object_or_404(User, pk=pk)
+    return render(
+        request,
+        "accounts/user_sessions.html",
+        {"person": person, "sessions": selectors.active_sessions_of(user=person)},
+    )
+
+
+@login_required
+@require_POST
+def user_sessions_end(request: HttpRequest, pk: int) -> HttpResponse:
+    _admin_only(request)
+    person = get_object_or_404(User, pk=pk)
+    ended = services.user_end_sessions(user=person, context=AuditContext.from_request(request))
+    messages.success(request, f"Ended {ended} session(s) of {person.shown_name}.")
+    if person.pk == request.user.pk:
+        return redirect("accounts:login")  # that included this one
+    return redirect("accounts:user-sessions", pk=person.pk)

@@ -15,7 +15,7 @@ uncommitted rows or share a SQLite file lock safely).
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from django.db import connection, connections
@@ -25,6 +25,8 @@ from alm_portal.audit.selectors import audit_chain_rows
 
 # Expected hashes per checkpointed seq: {seq: ((checkpoint file name, signed hash), ...)}.
 CheckpointHashes = Mapping[int, Sequence[tuple[str, str]]]
+# on_progress(checked, total): a verification job reports progress (and renews its lease) with it.
+Progress = Callable[[int, int], None] | None
 
 # Rows per range: big enough that per-range overhead (a process hand-off, one query) is noise,
 # small enough that work spreads evenly and a break near the start stops the walk early.
@@ -62,23 +64,33 @@ def _checkpoint_break(row: Mapping[str, object], expected: CheckpointHashes) -> 
 
 
 def _walk(
-    rows: Iterator[Mapping[str, object]], *, walker: ChainWalker, expected: CheckpointHashes, to_seq: int
+    rows: Iterator[Mapping[str, object]],
+    *,
+    walker: ChainWalker,
+    expected: CheckpointHashes,
+    to_seq: int,
+    on_progress: Progress = None,
+    every: int = 1,
 ) -> ChainBreak | None:
     found: ChainBreak | None = None
     for row in rows:
         found = walker.add(row) or _checkpoint_break(row, expected)
         if found is not None:
             return found
+        if on_progress is not None and walker.checked % every == 0:
+            on_progress(walker.checked, to_seq)
     if walker.head_seq < to_seq:
         return ChainBreak(walker.head_seq + 1, BreakReason.SEQ_GAP, f"seq {walker.head_seq + 1} is missing")
     return None
 
 
-def walk_serial(*, to_seq: int, expected: CheckpointHashes, chunk_size: int) -> ChainWalk:
-    """Walk seq 1..to_seq in this process."""
+def walk_serial(
+    *, to_seq: int, expected: CheckpointHashes, chunk_size: int, on_progress: Progress = None
+) -> ChainWalk:
+    """Walk seq 1..to_seq in this process; on_progress after every chunk."""
     walker = ChainWalker()
     rows = audit_chain_rows(from_seq=1, to_seq=to_seq, chunk_size=chunk_size)
-    found = _walk(rows, walker=walker, expected=expected, to_seq=to_seq)
+    found = _walk(rows, walker=walker, expected=expected, to_seq=to_seq, on_progress=on_progress, every=chunk_size)
     return ChainWalk(checked=walker.checked, head_seq=walker.head_seq, head_hash=walker.head_hash, found=found)
 
 
@@ -124,10 +136,12 @@ def ranges(*, to_seq: int, workers: int) -> list[tuple[int, int]]:
     return [(start, min(start + size - 1, to_seq)) for start in range(1, to_seq + 1, size)]
 
 
-def stitch(results: Iterator[RangeResult]) -> ChainWalk:
+def stitch(results: Iterator[RangeResult], *, total: int = 0, on_progress: Progress = None) -> ChainWalk:
     """Combine range results in seq order into the walk a single pass would have made."""
     checked, head_seq, head_hash = 0, 0, GENESIS_HASH
     for result in results:
+        if on_progress is not None and checked:
+            on_progress(checked, total)
         if result.first_prev_hash is not None and result.first_prev_hash != head_hash:
             found = ChainBreak(
                 result.from_seq, BreakReason.PREV_HASH_MISMATCH, "prev_hash is not the previous row's hash"
@@ -145,13 +159,16 @@ def can_walk_in_parallel() -> bool:
     return connection.vendor == "postgresql" and not connection.in_atomic_block
 
 
-def walk_parallel(*, to_seq: int, expected: CheckpointHashes, chunk_size: int, workers: int) -> ChainWalk:
-    """Walk seq 1..to_seq over `workers` forked processes; falls back to one process where that is unsafe."""
+def walk_parallel(
+    *, to_seq: int, expected: CheckpointHashes, chunk_size: int, workers: int, on_progress: Progress = None
+) -> ChainWalk:
+    """Walk seq 1..to_seq over `workers` forked processes; falls back to one process where that is unsafe.
+    on_progress runs in this process, as ranges finish in order."""
     if workers <= 1 or to_seq < 2 * MIN_RANGE_ROWS or not can_walk_in_parallel():
-        return walk_serial(to_seq=to_seq, expected=expected, chunk_size=chunk_size)
+        return walk_serial(to_seq=to_seq, expected=expected, chunk_size=chunk_size, on_progress=on_progress)
     tasks = [(start, stop, expected, chunk_size) for start, stop in ranges(to_seq=to_seq, workers=workers)]
     connections.close_all()  # children must not share the parent's sockets
     context = multiprocessing.get_context("fork")
     with context.Pool(processes=workers, initializer=_forget_inherited_connections) as pool:
         # Ordered results, so stitching can stop at the first break; leaving the block terminates the rest.
-        return stitch(pool.imap(_check_range_task, tasks))
+        return stitch(pool.imap(_check_range_task, tasks), total=to_seq, on_progress=on_progress)

@@ -96,3 +96,12 @@ def audit_chain_rows(*, from_seq: int, to_seq: int, chunk_size: int) -> Iterator
 def audit_head_seq() -> int:
     """The newest committed seq (0 for an empty log)."""
     return AuditEvent.objects.aggregate(head=Max("seq"))["head"] or 0
+
+
+def object_history(*, object_type: str, object_id: str | int) -> QuerySet[AuditEvent]:
+    """What happened to one object, newest first: events about it and events that name it as their
+    related object (a stage's change for its pipeline, a credential's for its environment)."""
+    object_id = str(object_id)
+    return AuditEvent.objects.filter(
+        Q(object_type=object_type, object_id=object_id) | Q(related_type=object_type, related_id=object_id)
+    ).order_by("-seq")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, Protocol
@@ -331,6 +331,7 @@ def audit_verify(
     chunk_size: int = _CHUNK_SIZE,
     write_checkpoint: bool = True,
     workers: int = 1,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> VerificationResult:
     """Recompute the whole chain and compare it with every signed checkpoint.
 
@@ -343,6 +344,8 @@ def audit_verify(
 
     workers > 1 checks seq ranges in that many processes (PostgreSQL, outside a transaction; see
     audit.chain_walk) with the same result as one pass.
+    `on_progress(checked, total)` is called after every chunk (a job reports progress and renews
+    its lease with it).
     """
     context = context or AuditContext.system()
     # Checkpoints first, then the head: every checkpointed seq was committed before we look, so a
@@ -358,10 +361,16 @@ def audit_verify(
     }
     if workers > 1:
         walk = chain_walk.walk_parallel(
-            to_seq=stop_at, expected=checkpoint_hashes, chunk_size=chunk_size, workers=workers
+            to_seq=stop_at,
+            expected=checkpoint_hashes,
+            chunk_size=chunk_size,
+            workers=workers,
+            on_progress=on_progress,
         )
     else:
-        walk = chain_walk.walk_serial(to_seq=stop_at, expected=checkpoint_hashes, chunk_size=chunk_size)
+        walk = chain_walk.walk_serial(
+            to_seq=stop_at, expected=checkpoint_hashes, chunk_size=chunk_size, on_progress=on_progress
+        )
     found = walk.found
     if found is None:
         beyond = [checkpoint for checkpoint in loaded.valid if checkpoint.head_seq > walk.head_seq]

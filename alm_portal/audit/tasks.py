@@ -2,7 +2,8 @@
 
 Beat schedule (settings.CELERY_BEAT_SCHEDULE, synced into django-celery-beat at start):
 
-    "audit-checkpoint-hourly": {"task": "audit.checkpoint_write", "schedule": crontab(minute=5)}
+    "audit-checkpoint": {"task": "audit.checkpoint_write", "schedule": 3600.0}
+    "audit-verify-daily": {"task": "audit.verify", "schedule": 86400.0}
 """
 
 from __future__ import annotations
@@ -11,8 +12,12 @@ from typing import Any
 
 from celery import shared_task
 
-from alm_portal.audit import checkpoints, services
+from alm_portal.audit import checkpoints, verification
 from alm_portal.audit.context import AuditContext
+from deployments.choices import JobKind
+from deployments.jobs import register_job_handler
+
+register_job_handler(JobKind.AUDIT_VERIFY)(verification.audit_verification_job_run)
 
 
 @shared_task(name="audit.checkpoint_write", ignore_result=True)
@@ -22,7 +27,8 @@ def audit_checkpoint_write() -> str:
 
 
 @shared_task(name="audit.verify", ignore_result=True)
-def audit_verify_run(*, context: dict[str, Any] | None = None) -> bool:
-    """Full verification as background work; the `audit.verified` event it writes is the result pages show."""
-    audit_context = AuditContext.from_dict(context) if context else AuditContext.worker("")
-    return services.audit_verify(context=audit_context).ok
+def audit_verify_run(*, context: dict[str, Any] | None = None) -> int:
+    """Queue a full verification as a job (beat does so daily, so the last result never grows old);
+    a verification still waiting is reused, so running this twice queues one."""
+    audit_context = AuditContext.from_dict(context) if context else AuditContext.system()
+    return verification.audit_verification_request(context=audit_context).pk

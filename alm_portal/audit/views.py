@@ -18,10 +18,9 @@ from django.views.decorators.http import require_POST
 from alm_portal.accounts.choices import Role
 from alm_portal.accounts.models import User
 from alm_portal.audit import selectors
-from alm_portal.audit.api.views import queue_verification
 from alm_portal.audit.choices import Outcome
 from alm_portal.audit.context import AuditContext
-from alm_portal.errors import DomainError
+from alm_portal.audit.verification import audit_verification_request
 
 PAGE_SIZE = 50
 
@@ -104,12 +103,8 @@ def audit_timeline(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def audit_verify(request: HttpRequest) -> HttpResponse:
-    """Queue a full verification of the chain; its `audit.verified` event becomes the shown result."""
+    """Queue a full verification of the chain as a job; its `audit.verified` event becomes the shown result."""
     _require_reader(request)
-    try:
-        queue_verification(AuditContext.from_request(request))
-    except DomainError as problem:
-        messages.error(request, problem.message)
-    else:
-        messages.success(request, "Verification queued; its result appears here when it is done.")
+    job = audit_verification_request(context=AuditContext.from_request(request))
+    messages.success(request, f"Verification queued (job {job.pk}); its result appears here when it is done.")
     return redirect("audit:timeline")

@@ -4,7 +4,9 @@ A key is claimed by INSERTing an in-flight row; the unique constraint on (key, p
 path) decides which of two concurrent requests runs. The loser reads the winner's row: a different
 body fingerprint is `idempotency_key_reused`, an in-flight row `idempotency_in_progress`, a
 completed row is replayed. Rows live 24 hours. A request that dies without completing its row
-leaves it in flight; after IN_FLIGHT_LEASE another request may take it over.
+leaves it in flight; after IN_FLIGHT_LEASE another request may take it over. Expired rows are
+removed a few at a time by each claim and all of them by the hourly beat task
+(idempotency.purge_expired), so the table stays small however quiet or busy the API is.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from alm_portal.idempotency.models import IdempotencyRecord
 KEY_LIFETIME = timedelta(hours=24)
 # Longer than any API request may take (gunicorn's timeout, an upload of ALM_MAX_UPLOAD_BYTES).
 IN_FLIGHT_LEASE = timedelta(minutes=15)
-# Expired rows removed by each claim, so the table stays small without a scheduled task.
+# Expired rows removed by each claim (a bounded extra cost per request).
 PURGE_BATCH = 100
+# Rows per DELETE in the scheduled purge: short statements, so no long lock on a busy table.
+SCHEDULED_PURGE_BATCH = 1000
 
 
 class IdempotencyKeyReused(Conflict):
@@ -50,10 +54,27 @@ class Claim:
     replay: StoredResponse | None = None
 
 
+def idempotency_purge_expired(
+    *, now: Any = None, batch_size: int = SCHEDULED_PURGE_BATCH, max_batches: int | None = None
+) -> int:
+    """Delete the records whose key has expired, `batch_size` rows per statement; return how many went.
+
+    A record still in its lifetime is never touched, whatever its state, so a replay within 24 hours
+    keeps working. Safe to run twice or concurrently: a row deleted by another run is simply not counted.
+    """
+    now = now or timezone.now()
+    removed = batches = 0
+    while max_batches is None or batches < max_batches:
+        expired = list(IdempotencyRecord.objects.filter(expires_at__lte=now).values_list("pk", flat=True)[:batch_size])
+        if not expired:
+            break
+        removed += IdempotencyRecord.objects.filter(pk__in=expired, expires_at__lte=now).delete()[0]
+        batches += 1
+    return removed
+
+
 def _purge_expired(now: Any) -> None:
-    expired = list(IdempotencyRecord.objects.filter(expires_at__lte=now).values_list("pk", flat=True)[:PURGE_BATCH])
-    if expired:
-        IdempotencyRecord.objects.filter(pk__in=expired, expires_at__lte=now).delete()
+    idempotency_purge_expired(now=now, batch_size=PURGE_BATCH, max_batches=1)
 
 
 def idempotency_claim(*, key: str, principal: str, method: str, path: str, fingerprint: str) -> Claim:

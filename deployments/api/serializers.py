@@ -12,9 +12,9 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from deployments.choices import ApprovalDecision, ImportMode, JobStatus, RollbackStrategy
+from deployments.choices import ApprovalDecision, JobStatus, RollbackStrategy
 from deployments.filtersets import MODEL_KIND_TO_API
-from deployments.models import Approval, Job, Pipeline, Promotion, Stage, StageFreeze, StageWindow
+from deployments.models import Approval, Job, Promotion
 from deployments.policy import COMMENT_MAX_LENGTH, approvals_required
 
 # --- references ------------------------------------------------------------------------------------
@@ -227,153 +227,6 @@ class RollbackStrategySerializer(serializers.Serializer):
 
 class RollbackPlanSerializer(serializers.Serializer):
     strategies = RollbackStrategySerializer(many=True)
-
-
-# --- pipelines and stages --------------------------------------------------------------------------
-
-
-@extend_schema_field({"type": "string", "pattern": r"^([01]\d|2[0-3]):[0-5]\d$", "example": "08:00"})
-class HourMinuteField(serializers.TimeField):
-    """A time of day as "HH:MM" (the API's window format), not OpenAPI's HH:MM:SS `time`."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(format="%H:%M", input_formats=["%H:%M", "%H:%M:%S"], **kwargs)
-
-
-class WindowSerializer(serializers.ModelSerializer):
-    days = serializers.ListField(source="weekdays", child=serializers.IntegerField(min_value=1, max_value=7))
-    start = HourMinuteField(source="start_time")
-    end = HourMinuteField(source="end_time")
-
-    class Meta:
-        model = StageWindow
-        fields = ["id", "days", "start", "end", "time_zone"]
-
-
-class FreezeSerializer(serializers.ModelSerializer):
-    start = serializers.DateTimeField(source="starts_at")
-    end = serializers.DateTimeField(source="ends_at")
-
-    class Meta:
-        model = StageFreeze
-        fields = ["id", "start", "end", "reason"]
-
-
-class ApproversSerializer(serializers.Serializer):
-    users = PersonSerializer(many=True, source="approver_users.all")
-    teams = IdNameSerializer(many=True, source="approver_teams.all")
-
-
-class StageSerializer(serializers.ModelSerializer):
-    pipeline = serializers.IntegerField(source="pipeline_id")
-    environment = IdNameSerializer(source="target_environment")
-    approvers = ApproversSerializer(source="*")
-    windows = WindowSerializer(many=True, source="windows.all")
-    freezes = FreezeSerializer(many=True, source="freezes.all")
-
-    class Meta:
-        model = Stage
-        fields = [
-            "id",
-            "pipeline",
-            "order",
-            "name",
-            "environment",
-            "required_approvals",
-            "approvers",
-            "requires_previous_stage",
-            "import_mode",
-            "overwrite_unmanaged_customizations",
-            "activate_flows_and_plugins",
-            "change_reference_required",
-            "change_reference_pattern",
-            "backup_reference_required",
-            "windows",
-            "freezes",
-        ]
-        read_only_fields = fields
-
-
-class PipelineSerializer(serializers.ModelSerializer):
-    team = IdNameSerializer()
-    development_environment = IdNameSerializer()
-    stages = StageSerializer(many=True, source="stages.all")
-
-    class Meta:
-        model = Pipeline
-        fields = ["id", "name", "team", "development_environment", "description", "created_at", "stages"]
-        read_only_fields = fields
-
-
-class WindowInputSerializer(StrictInputSerializer):
-    days = serializers.ListField(
-        child=serializers.IntegerField(min_value=1, max_value=7), min_length=1, help_text="ISO weekdays, 1 = Monday."
-    )
-    start = HourMinuteField(help_text="HH:MM on the window's wall clock.")
-    end = HourMinuteField(help_text="HH:MM; not after `start` means the window crosses midnight.")
-    time_zone = serializers.CharField(max_length=64, default="UTC")
-
-
-class FreezeInputSerializer(StrictInputSerializer):
-    start = serializers.DateTimeField()
-    end = serializers.DateTimeField()
-    reason = serializers.CharField(max_length=300)
-
-
-class FreezeUpdateSerializer(StrictInputSerializer):
-    start = serializers.DateTimeField(required=False)
-    end = serializers.DateTimeField(required=False)
-    reason = serializers.CharField(required=False, max_length=300)
-
-
-class StageUpdateSerializer(StrictInputSerializer):
-    """The stage's own fields; windows and freezes have their own endpoints."""
-
-    name = serializers.CharField(required=False, max_length=50)
-    environment = serializers.IntegerField(required=False, help_text="Id of the target environment.")
-    required_approvals = serializers.IntegerField(required=False, min_value=0, max_value=10)
-    approver_users = serializers.ListField(child=serializers.IntegerField(), required=False)
-    approver_teams = serializers.ListField(child=serializers.IntegerField(), required=False)
-    requires_previous_stage = serializers.BooleanField(required=False)
-    import_mode = serializers.ChoiceField(choices=ImportMode.choices, required=False)
-    overwrite_unmanaged_customizations = serializers.BooleanField(required=False)
-    activate_flows_and_plugins = serializers.BooleanField(required=False)
-    change_reference_required = serializers.BooleanField(required=False)
-    change_reference_pattern = serializers.CharField(required=False, allow_blank=True, max_length=200)
-    backup_reference_required = serializers.BooleanField(required=False)
-
-
-class StageCreateSerializer(StageUpdateSerializer):
-    name = serializers.CharField(max_length=50)
-    environment = serializers.IntegerField(help_text="Id of the target environment.")
-    windows = WindowInputSerializer(many=True, required=False)
-    freezes = FreezeInputSerializer(many=True, required=False)
-
-
-class PipelineCreateSerializer(StrictInputSerializer):
-    name = serializers.CharField(max_length=100)
-    team = serializers.IntegerField()
-    development_environment = serializers.IntegerField()
-    description = serializers.CharField(required=False, allow_blank=True)
-    stages = StageCreateSerializer(many=True, required=False)
-
-
-class SettingsEntrySerializer(serializers.Serializer):
-    SchemaName = serializers.CharField()
-    Value = serializers.CharField(allow_blank=True)
-
-
-class ConnectionReferenceSerializer(serializers.Serializer):
-    LogicalName = serializers.CharField()
-    ConnectionId = serializers.CharField(allow_blank=True)
-    ConnectorId = serializers.CharField()
-
-
-class DeploymentSettingsDocumentSerializer(serializers.Serializer):
-    """The `pac solution create-settings` JSON shape."""
-
-    EnvironmentVariables = SettingsEntrySerializer(many=True)
-    ConnectionReferences = ConnectionReferenceSerializer(many=True)
 
 
 # --- jobs ----------------------------------------------------------------------------------------

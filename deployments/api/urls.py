@@ -1,10 +1,10 @@
 from rest_framework.routers import SimpleRouter
 
-from deployments.api import views
+from deployments.api import pipelines, views
 
 router = SimpleRouter()
-router.register("pipelines", views.PipelineViewSet, basename="pipeline")
-router.register("stages", views.StageViewSet, basename="stage")
+router.register("pipelines", pipelines.PipelineViewSet, basename="pipeline")
+router.register("stages", pipelines.StageViewSet, basename="stage")
 router.register("promotions", views.PromotionViewSet, basename="promotion")
 router.register("jobs", views.JobViewSet, basename="job")
 

@@ -1,20 +1,18 @@
-"""Thin API views over the deployments selectors, the promotion workflow and the stage services.
+"""Thin API views over the deployments selectors and the promotion workflow (pipelines and stages:
+deployments/api/pipelines.py).
 
 Scopes: every GET needs `read`; promotions need `request` to create, cancel, retry and roll back and
 `approve` to approve or reject; a freeze override and the admin-only rollback strategies need
-`admin` too; pipelines, stages, windows, freezes, settings and resolving a job need `admin`.
+`admin` too; resolving a job needs `admin`.
 Objects the caller may not see answer 404 (never a 403 that confirms they exist). Every action on
 a promotion answers 200 (rollback: 201) with the full promotion as GET returns it.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from django.db import transaction
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -22,39 +20,27 @@ from rest_framework.response import Response
 
 from alm_portal.accounts import policy as account_policy
 from alm_portal.accounts.choices import Scope
-from alm_portal.accounts.models import ApiToken, Team, User
+from alm_portal.accounts.models import ApiToken, User
 from alm_portal.accounts.permissions import ScopeInsufficient
 from alm_portal.audit.context import AuditContext
 from alm_portal.errors import InvalidState, NotFound, ValidationFailed
-from deployments import jobs, selectors, services, workflow
+from deployments import jobs, selectors, workflow
 from deployments.api.serializers import (
     ApproveSerializer,
     CommentRequiredSerializer,
-    DeploymentSettingsDocumentSerializer,
-    FreezeInputSerializer,
-    FreezeSerializer,
-    FreezeUpdateSerializer,
     JobDetailSerializer,
     JobResolveSerializer,
     JobSerializer,
-    PipelineCreateSerializer,
-    PipelineSerializer,
     PromotionCreateSerializer,
     PromotionSerializer,
     RetrySerializer,
     RollbackPlanSerializer,
     RollbackSerializer,
-    StageCreateSerializer,
-    StageSerializer,
-    StageUpdateSerializer,
-    WindowInputSerializer,
-    WindowSerializer,
 )
 from deployments.choices import JobStatus, RollbackStrategy
-from deployments.filtersets import JobFilterSet, PipelineFilterSet, PromotionFilterSet
-from deployments.models import Job, Pipeline, Promotion, Stage
+from deployments.filtersets import JobFilterSet, PromotionFilterSet
+from deployments.models import Job, Promotion, Stage
 from deployments.rollback import rollback_plan
-from environments.models import Environment
 from solutions import selectors as solution_selectors
 
 E = OpenApiResponse
@@ -83,267 +69,6 @@ def require_scope(request: Request, scope: str) -> None:
     if token is not None and scope in account_policy.role_scopes(user.role):
         raise ScopeInsufficient(f"This token lacks the '{scope}' scope.")
     raise exceptions.PermissionDenied(f"The {user.role} role may not do this (needs '{scope}').")
-
-
-def _one(model: type[Model], pk: Any, field: str) -> Any:
-    found = model._default_manager.filter(pk=pk).first()
-    if found is None:
-        raise ValidationFailed(f"Unknown {field}.", details={field: [f"No {model._meta.verbose_name} with id {pk}."]})
-    return found
-
-
-def _many(model: type[Model], pks: list[int], field: str) -> list[Any]:
-    found = list(model._default_manager.filter(pk__in=set(pks)))
-    missing = sorted(set(pks) - {row.pk for row in found})
-    if missing:
-        raise ValidationFailed(f"Unknown {field}.", details={field: [f"Unknown ids: {missing}."]})
-    return found
-
-
-def _stage_changes(data: dict[str, Any]) -> dict[str, Any]:
-    """Input field names → stage_add/stage_update keyword arguments, ids resolved to rows."""
-    changes = {key: value for key, value in data.items() if key not in ("environment", "windows", "freezes")}
-    if "environment" in data:
-        changes["target_environment"] = _one(Environment, data["environment"], "environment")
-    if "approver_users" in data:
-        changes["approver_users"] = _many(User, data["approver_users"], "approver_users")
-    if "approver_teams" in data:
-        changes["approver_teams"] = _many(Team, data["approver_teams"], "approver_teams")
-    return changes
-
-
-def _stage_create(*, pipeline: Pipeline, data: dict[str, Any], request: Request) -> Stage:
-    context = _context(request)
-    stage = services.stage_add(pipeline=pipeline, context=context, **_stage_changes(data))
-    for window in data.get("windows", []):
-        services.stage_window_add(
-            stage=stage,
-            weekdays=window["days"],
-            start_time=window["start"],
-            end_time=window["end"],
-            time_zone=window["time_zone"],
-            context=context,
-        )
-    for freeze in data.get("freezes", []):
-        services.stage_freeze_add(
-            stage=stage,
-            starts_at=freeze["start"],
-            ends_at=freeze["end"],
-            reason=freeze["reason"],
-            context=context,
-            created_by=request.user,  # type: ignore[arg-type]
-        )
-    return stage
-
-
-# --- pipelines ---------------------------------------------------------------------------------------
-
-
-class PipelineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Pipelines with their stages. Admins write; people read their teams' pipelines and those with a
-    stage naming them; admins and auditors read all."""
-
-    serializer_class = PipelineSerializer
-    filterset_class = PipelineFilterSet
-    ordering_fields = ["name", "created_at"]
-    ordering = ["name"]
-    required_scopes = {"GET": Scope.READ}
-
-    def get_queryset(self) -> QuerySet[Pipeline]:
-        if getattr(self, "swagger_fake_view", False):
-            return Pipeline.objects.none()
-        return selectors.pipelines_visible_to(user=self.request.user).order_by("name", "pk")  # type: ignore[arg-type]
-
-    def _fresh(self, pk: int, code: int = status.HTTP_200_OK) -> Response:
-        return Response(PipelineSerializer(self.get_queryset().get(pk=pk)).data, status=code)
-
-    @extend_schema(request=PipelineCreateSerializer, responses={201: PipelineSerializer})
-    def create(self, request: Request) -> Response:
-        """Create a pipeline, optionally with its stages (each with windows and freezes), all or nothing."""
-        form = PipelineCreateSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        data = form.validated_data
-        with transaction.atomic():
-            pipeline = services.pipeline_create(
-                name=data["name"],
-                team=_one(Team, data["team"], "team"),
-                development_environment=_one(Environment, data["development_environment"], "development_environment"),
-                description=data.get("description", ""),
-                context=_context(request),
-            )
-            for stage in data.get("stages", []):
-                _stage_create(pipeline=pipeline, data=stage, request=request)
-        response = self._fresh(pipeline.pk, status.HTTP_201_CREATED)
-        response["Location"] = reverse("api:deployments:pipeline-detail", kwargs={"pk": pipeline.pk})
-        return response
-
-    @extend_schema(request=StageCreateSerializer, responses={201: StageSerializer})
-    @action(detail=True, methods=["post"])
-    def stages(self, request: Request, pk: str) -> Response:
-        """Append a stage (with its windows and freezes) to the pipeline."""
-        pipeline = self.get_object()
-        form = StageCreateSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        with transaction.atomic():
-            stage = _stage_create(pipeline=pipeline, data=dict(form.validated_data), request=request)
-        fresh = selectors.stages_visible_to(user=request.user).get(pk=stage.pk)  # type: ignore[arg-type]
-        response = Response(StageSerializer(fresh).data, status=status.HTTP_201_CREATED)
-        response["Location"] = reverse("api:deployments:stage-detail", kwargs={"pk": stage.pk})
-        return response
-
-
-# --- stages ------------------------------------------------------------------------------------------
-
-
-class StageViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """A stage, its windows and freezes, and its deployment settings (ETag / If-Match)."""
-
-    serializer_class = StageSerializer
-    required_scopes = {"GET": Scope.READ}
-    filterset_class = None
-    filter_backends: list[Any] = []
-    pagination_class = None
-
-    def get_queryset(self) -> QuerySet[Stage]:
-        if getattr(self, "swagger_fake_view", False):
-            return Stage.objects.none()
-        return selectors.stages_visible_to(user=self.request.user)  # type: ignore[arg-type]
-
-    def _fresh(self, pk: int) -> Response:
-        return Response(StageSerializer(self.get_queryset().get(pk=pk)).data)
-
-    @extend_schema(request=StageUpdateSerializer, responses={200: StageSerializer, 409: CONFLICT})
-    def partial_update(self, request: Request, pk: str) -> Response:
-        """Change the stage's name, target, approvers or policy (a new target re-binds waiting promotions)."""
-        stage = self.get_object()
-        form = StageUpdateSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        services.stage_update(stage=stage, context=_context(request), **_stage_changes(dict(form.validated_data)))
-        return self._fresh(stage.pk)
-
-    def _settings_response(self, stage: Stage) -> Response:
-        import json
-
-        content, etag = services.settings_export(stage=stage)
-        response = Response(json.loads(content))
-        response["ETag"] = f'"{etag}"'
-        return response
-
-    @extend_schema(
-        responses={200: DeploymentSettingsDocumentSerializer},
-        description="The stage's deployment settings in the `pac solution create-settings` shape; "
-        "the ETag header is what PUT's If-Match must carry.",
-    )
-    @action(detail=True, methods=["get"], url_path="settings")
-    def deployment_settings(self, request: Request, pk: str) -> Response:
-        return self._settings_response(self.get_object())
-
-    @extend_schema(
-        request=DeploymentSettingsDocumentSerializer,
-        parameters=[
-            OpenApiParameter(
-                "If-Match", str, OpenApiParameter.HEADER, description='The ETag of GET ("" before the first version).'
-            )
-        ],
-        responses={
-            200: DeploymentSettingsDocumentSerializer,
-            412: E(description="precondition_failed (details.current_etag)"),
-        },
-    )
-    @deployment_settings.mapping.put
-    def deployment_settings_put(self, request: Request, pk: str) -> Response:
-        """Save the next settings version if If-Match is the current ETag (412 precondition_failed otherwise)."""
-        stage = self.get_object()
-        services.settings_update(
-            stage=stage,
-            document=request.data,
-            if_match=request.headers.get("If-Match"),
-            context=_context(request),
-            user=request.user,  # type: ignore[arg-type]
-        )
-        return self._settings_response(stage)
-
-    @extend_schema(request=WindowInputSerializer, responses={201: WindowSerializer})
-    @action(detail=True, methods=["post"])
-    def windows(self, request: Request, pk: str) -> Response:
-        """Add a weekly window in which imports into the stage may start."""
-        stage = self.get_object()
-        form = WindowInputSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        data = form.validated_data
-        window = services.stage_window_add(
-            stage=stage,
-            weekdays=data["days"],
-            start_time=data["start"],
-            end_time=data["end"],
-            time_zone=data["time_zone"],
-            context=_context(request),
-        )
-        return Response(WindowSerializer(window).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(
-        parameters=[OpenApiParameter("window_id", int, OpenApiParameter.PATH)], request=None, responses={204: None}
-    )
-    @action(detail=True, methods=["delete"], url_path=r"windows/(?P<window_id>[0-9]+)")
-    def window_remove(self, request: Request, pk: str, window_id: str) -> Response:
-        window = self.get_object().windows.filter(pk=int(window_id)).first()
-        if window is None:
-            raise NotFound("No such window.")
-        services.stage_window_remove(window=window, context=_context(request))
-        return Response(status=status.HTTP_204_NO_CONTENT)
-
-    @extend_schema(request=FreezeInputSerializer, responses={201: FreezeSerializer})
-    @action(detail=True, methods=["post"])
-    def freezes(self, request: Request, pk: str) -> Response:
-        """Freeze the stage for a period: nothing starts importing unless an admin overrides."""
-        stage = self.get_object()
-        form = FreezeInputSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        data = form.validated_data
-        freeze = services.stage_freeze_add(
-            stage=stage,
-            starts_at=data["start"],
-            ends_at=data["end"],
-            reason=data["reason"],
-            context=_context(request),
-            created_by=request.user,  # type: ignore[arg-type]
-        )
-        return Response(FreezeSerializer(freeze).data, status=status.HTTP_201_CREATED)
-
-    def _freeze(self, freeze_id: str) -> Any:
-        freeze = self.get_object().freezes.filter(pk=int(freeze_id)).first()
-        if freeze is None:
-            raise NotFound("No such freeze.")
-        return freeze
-
-    @extend_schema(
-        parameters=[OpenApiParameter("freeze_id", int, OpenApiParameter.PATH)],
-        request=FreezeUpdateSerializer,
-        responses={200: FreezeSerializer},
-    )
-    @action(detail=True, methods=["patch"], url_path=r"freezes/(?P<freeze_id>[0-9]+)")
-    def freeze_update(self, request: Request, pk: str, freeze_id: str) -> Response:
-        """Change a freeze, e.g. end it early."""
-        freeze = self._freeze(freeze_id)
-        form = FreezeUpdateSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        data = form.validated_data
-        freeze = services.stage_freeze_update(
-            freeze=freeze,
-            starts_at=data.get("start"),
-            ends_at=data.get("end"),
-            reason=data.get("reason"),
-            context=_context(request),
-        )
-        return Response(FreezeSerializer(freeze).data)
-
-    @extend_schema(
-        parameters=[OpenApiParameter("freeze_id", int, OpenApiParameter.PATH)], request=None, responses={204: None}
-    )
-    @freeze_update.mapping.delete
-    def freeze_remove(self, request: Request, pk: str, freeze_id: str) -> Response:
-        services.stage_freeze_remove(freeze=self._freeze(freeze_id), context=_context(request))
-        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 # --- promotions --------------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ class HealthSerializer(serializers.Serializer):
     error_seen_at = serializers.DateTimeField(source="health_error_seen_at", allow_null=True)
     dataverse_version = serializers.CharField()
     throttled_until = serializers.DateTimeField(allow_null=True)
+    throttled_responses = serializers.IntegerField(help_text="HTTP 429 answers received from it, by any process.")
+    last_throttled_at = serializers.DateTimeField(allow_null=True)
 
 
 def _active(environment: Environment) -> Credential | None:

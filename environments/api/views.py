@@ -187,7 +187,9 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         parameters=[OpenApiParameter("include_resolved", OpenApiTypes.BOOL)],
         responses={200: DriftFindingSerializer(many=True), **ERRORS},
     )
-    @action(detail=True, methods=["get"])
+    # Not paginated (the open findings of one environment are few): pagination_class=None also keeps the
+    # schema from describing a paginated envelope the view never sends.
+    @action(detail=True, methods=["get"], pagination_class=None)
     def drift(self, request: Request, pk: str) -> Response:
         """Open drift findings (and resolved ones with `?include_resolved=true`)."""
         include = request.query_params.get("include_resolved", "").lower() in ("1", "true", "yes")

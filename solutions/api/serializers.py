@@ -12,6 +12,9 @@ from solutions import selectors
 from solutions.choices import Bump
 from solutions.models import Solution, SolutionVersion
 
+# A reference that may be absent: declared nullable so clients and schema checks expect null.
+NULLABLE_OBJECT = serializers.DictField(allow_null=True)
+
 
 def _ref(obj: Any, name_field: str = "name") -> dict[str, Any] | None:
     return None if obj is None else {"id": obj.pk, name_field: getattr(obj, name_field)}
@@ -50,19 +53,19 @@ class SolutionSerializer(serializers.ModelSerializer):
     def get_publisher(self, solution: Solution) -> dict[str, str]:
         return {"unique_name": solution.publisher_unique_name, "prefix": solution.publisher_prefix}
 
-    @extend_schema_field(OpenApiTypes.OBJECT)
+    @extend_schema_field(NULLABLE_OBJECT)
     def get_team(self, solution: Solution) -> dict[str, Any] | None:
         return _ref(solution.team)
 
-    @extend_schema_field(OpenApiTypes.OBJECT)
+    @extend_schema_field(NULLABLE_OBJECT)
     def get_pipeline(self, solution: Solution) -> dict[str, Any] | None:
         return _ref(solution.pipeline)
 
-    @extend_schema_field(OpenApiTypes.OBJECT)
+    @extend_schema_field(NULLABLE_OBJECT)
     def get_home_environment(self, solution: Solution) -> dict[str, Any] | None:
         return _ref(solution.home_environment)
 
-    @extend_schema_field(OpenApiTypes.OBJECT)
+    @extend_schema_field(NULLABLE_OBJECT)
     def get_latest_version(self, solution: Solution) -> dict[str, Any] | None:
         # Annotated by selectors.solutions_visible_to (no query per row).
         version_id = getattr(solution, "latest_version_id", None)
@@ -124,7 +127,7 @@ class SolutionVersionSerializer(serializers.ModelSerializer):
             "restores_version": None if restores is None else {"id": restores.pk, "version": restores.version_key},
         }
 
-    @extend_schema_field(OpenApiTypes.OBJECT)
+    @extend_schema_field(NULLABLE_OBJECT)
     def get_created_by(self, version: SolutionVersion) -> dict[str, Any] | None:
         return _user_ref(version.created_by)
 

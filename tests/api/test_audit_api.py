@@ -14,7 +14,9 @@ from django.db import transaction
 
 from alm_portal.audit.context import AuditContext, ObjectRef
 from alm_portal.audit.models import AuditEvent
-from alm_portal.audit.services import audit_verify, record
+from alm_portal.audit.services import record
+from deployments.jobs import job_run_now
+from deployments.models import Job
 
 pytestmark = pytest.mark.django_db
 VERIFIER = Path(__file__).resolve().parents[2] / "scripts" / "verify_audit_export.py"
@@ -124,38 +126,77 @@ def test_an_unknown_file_format_is_refused(api_world):
     assert "file_format" in response.json()["error"]["details"]
 
 
-def test_verification_is_queued_and_its_result_shown(api_world, monkeypatch):
+def test_verification_is_a_job_the_auditor_polls_and_its_result_is_shown(api_world):
     auditor = api_world.client("auditor")
     never = auditor.get("/api/v1/audit-events/verification/").json()
     assert never["valid"] is None and never["verified_at"] is None
 
-    ran = []
-
-    def run_inline(context: AuditContext) -> str:
-        ran.append(audit_verify(context=context))
-        return "task-1"
-
-    monkeypatch.setattr("alm_portal.audit.api.views.queue_verification", run_inline)
     accepted = auditor.post("/api/v1/audit-events/verification/")
     assert accepted.status_code == 202
-    assert accepted.json()["job"] == {"id": "task-1", "kind": "audit_verify", "status": "queued", "progress": 0}
-    assert accepted["Location"] == "/api/v1/audit-events/verification/"
+    job = accepted.json()["job"]
+    assert job["kind"] == "audit_verify" and job["status"] == "pending" and job["progress"] == 0
+    assert accepted["Location"] == f"/api/v1/jobs/{job['id']}/"
+    waiting = auditor.get(accepted["Location"])
+    assert waiting.status_code == 200 and waiting.json()["status"] == "pending"
 
+    job_run_now(Job.objects.get(pk=job["id"]))
+
+    polled = auditor.get(accepted["Location"]).json()
+    assert polled["status"] == "succeeded" and polled["progress"] == 100
     result = auditor.get("/api/v1/audit-events/verification/").json()
     assert result["valid"] is True and result["reason"] is None and result["first_broken_seq"] is None
-    assert result["head_seq"] == ran[0].head_seq and result["head_hash"] == ran[0].head_hash
-    assert result["checked"] == ran[0].checked and result["verified_at"].endswith("Z")
+    assert polled["result"]["valid"] is True
+    assert (polled["result"]["head_seq"], polled["result"]["head_hash"]) == (result["head_seq"], result["head_hash"])
+    assert result["checked"] == polled["result"]["checked"] and result["verified_at"].endswith("Z")
+    assert result["event_seq"] == polled["result"]["event_seq"]
+    # Who asked is on the job and its `job.enqueued` event; the worker did the verifying.
+    asked = AuditEvent.objects.get(action="job.enqueued", object_id=str(job["id"]))
+    assert asked.actor_id == api_world.users["auditor"].pk
     verified = AuditEvent.objects.get(action="audit.verified")
-    assert verified.actor_id == api_world.users["auditor"].pk
+    assert verified.actor_kind == "worker" and verified.request_id == asked.request_id
 
 
-def test_a_broker_that_is_down_is_reported_not_hidden(api_world, monkeypatch):
-    from alm_portal.audit.tasks import audit_verify_run
+def test_a_broken_chain_is_the_result_of_a_successful_job(api_world, monkeypatch):
+    emit("promotion.requested")
+    from alm_portal.audit import services
+
+    monkeypatch.setattr(services, "_rows", lambda **kwargs: iter([]))  # as if every row had vanished
+    job = Job.objects.get(pk=api_world.client("admin").post("/api/v1/audit-events/verification/").json()["job"]["id"])
+    job = job_run_now(job)
+    assert job.status == "succeeded" and job.result["valid"] is False and job.result["reason"] == "seq_gap"
+    shown = api_world.client("auditor").get("/api/v1/audit-events/verification/").json()
+    assert shown["valid"] is False and shown["first_broken_seq"] == 1 and shown["reason"] == "seq_gap"
+
+
+def test_a_verification_still_waiting_is_reused_not_queued_twice(api_world):
+    first = api_world.client("auditor").post("/api/v1/audit-events/verification/").json()["job"]
+    second = api_world.client("admin").post("/api/v1/audit-events/verification/").json()["job"]
+    assert first["id"] == second["id"]
+    assert Job.objects.filter(kind="audit_verify").count() == 1
+
+
+def test_a_broker_that_is_down_still_queues_the_verification(
+    api_world, monkeypatch, django_capture_on_commit_callbacks
+):
+    from deployments.tasks import run_job
 
     def refuse(*args, **kwargs):
         raise ConnectionError("broker down")
 
-    monkeypatch.setattr(audit_verify_run, "apply_async", refuse)
-    response = api_world.client("auditor").post("/api/v1/audit-events/verification/")
-    assert response.status_code == 503
-    assert response.json()["error"]["code"] == "queue_unavailable"
+    monkeypatch.setattr(run_job, "apply_async", refuse)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api_world.client("auditor").post("/api/v1/audit-events/verification/")
+    # The job row is its own outbox: the dispatcher sends it once the broker is back.
+    assert response.status_code == 202
+    assert Job.objects.get(pk=response.json()["job"]["id"]).status == "pending"
+
+
+def test_beat_queues_a_daily_verification_job_once(api_world, settings):
+    from alm_portal.audit.tasks import audit_verify_run
+
+    schedule = {entry["task"]: entry["schedule"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert schedule["audit.verify"] <= 86400
+    first = audit_verify_run.apply().get()
+    second = audit_verify_run.apply().get()
+    job = Job.objects.get(kind="audit_verify")
+    assert first == second == job.pk and job.created_by is None

@@ -242,7 +242,7 @@ def test_admins_create_a_pipeline_with_nested_stages_windows_and_freezes(api_wor
                     "name": "uat",
                     "environment": world["environments"]["test"].pk,
                     "required_approvals": 2,
-                    "approver_users": [api_world.users["approver"].pk],
+                    "approver_users": [api_world.users["approver"].pk, api_world.users["approver2"].pk],
                     "change_reference_required": True,
                     "import_mode": "update",
                     "windows": [{"days": [1, 2, 3], "start": "08:00", "end": "17:00", "time_zone": "Europe/Berlin"}],
@@ -358,12 +358,20 @@ def _more_promotions(api_world, count: int) -> None:
 )
 def test_queries_per_list_request_do_not_depend_on_the_page_size(api_world, url, django_assert_max_num_queries):
     from deployments.services import stage_add
+    from environments.models import Environment
 
     _more_promotions(api_world, 3)
+    uat = Environment.objects.create(
+        name="contoso-uat",
+        url="https://contoso-uat.crm4.dynamics.com",
+        kind="test",
+        tenant_id="t",
+        team=api_world.objects["environments"]["test"].team,
+    )
     stage_add(
         pipeline=api_world.objects["pipeline"],
         name="uat",
-        target_environment=api_world.objects["environments"]["prod"],
+        target_environment=uat,
         approver_users=[api_world.users["approver"]],
         context=AuditContext.system(),
     )

@@ -43,7 +43,6 @@ def offline_targets(monkeypatch):
     """The world's environments do not exist: the rollback plan uses the inventory, the verification runs
     nowhere; nothing here may reach outside the machine."""
     monkeypatch.setattr("deployments.rollback._plan_client", lambda promotion, factory: None)
-    monkeypatch.setattr("alm_portal.audit.api.views.queue_verification", lambda context: "task-id")
 
 
 @pytest.fixture

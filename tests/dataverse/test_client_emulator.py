@@ -461,6 +461,22 @@ def test_a_throttled_idempotent_call_waits_and_succeeds(emulator_org: EmulatorOr
     assert [round(s) for s, start, end in sleep.calls] == [1] and sleep.calls[0][1] == sleep.calls[0][2]
 
 
+def test_every_429_is_reported_to_on_throttled_and_a_failing_counter_changes_nothing(
+    emulator_org: EmulatorOrg,
+) -> None:
+    seen: list[float | None] = []
+    emulator_org.set_faults(throttle={"code": "requests", "retry_after": 1, "count": 1})
+    patient = client_for(emulator_org, sleep=CountingSleep(emulator_org), on_throttled=seen.append)
+    assert patient.who_am_i()
+    assert seen == [1.0]
+
+    def broken(retry_after: float | None) -> None:
+        raise RuntimeError("the counter's database is down")
+
+    emulator_org.set_faults(throttle={"code": "requests", "retry_after": 1, "count": 1})
+    assert client_for(emulator_org, sleep=CountingSleep(emulator_org), on_throttled=broken).who_am_i()
+
+
 def test_server_errors_are_retried_with_backoff_for_reads_only(emulator_org: EmulatorOrg) -> None:
     sleep = CountingSleep(emulator_org)
     policy = RetryPolicy(max_attempts=4, base_delay=0.05, max_delay=0.2)

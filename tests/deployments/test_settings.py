@@ -187,7 +187,7 @@ def test_missing_sections_and_values_are_filled_in_as_pac_writes_them(stage_test
     }
 
 
-def test_import_and_export_round_trip_the_pac_file(stage_test, stage_prod, admin_user):
+def test_import_and_export_round_trip_the_pac_file(stage_test, stage_prod, environments, admin_user):
     context = as_user(admin_user)
     content = b"\xef\xbb\xbf" + json.dumps(PAC_FILE, indent=2).encode()  # with a BOM, as some editors save it
     imported = services.settings_import(stage=stage_test, content=content, if_match=None, context=context)
@@ -202,7 +202,7 @@ def test_import_and_export_round_trip_the_pac_file(stage_test, stage_prod, admin
 
     assert services.settings_export(stage=stage_prod, version=1)[0] == exported
     empty, no_etag = services.settings_export(
-        stage=stage_test.pipeline.stages.create(name="uat", order=9, target_environment=stage_test.target_environment)
+        stage=stage_test.pipeline.stages.create(name="uat", order=9, target_environment=environments["prod2"])
     )
     assert (json.loads(empty), no_etag) == ({"EnvironmentVariables": [], "ConnectionReferences": []}, "")
 
@@ -292,7 +292,7 @@ def test_stage_update_audits_only_what_changed(stage_test, admin_user, second_ap
     services.stage_update(
         stage=stage_test,
         required_approvals=2,
-        approver_users=[second_approver],
+        approver_users=[second_approver, admin_user],
         name="test",
         context=as_user(admin_user),
     )
@@ -300,7 +300,7 @@ def test_stage_update_audits_only_what_changed(stage_test, admin_user, second_ap
     assert stage_test.required_approvals == 2
     (event,) = events_of(stage_test, since=since)
     assert event.action == "stage.updated"
-    assert event.after == {"required_approvals": 2, "approver_users": [second_approver.pk]}
+    assert event.after == {"required_approvals": 2, "approver_users": sorted([second_approver.pk, admin_user.pk])}
     assert event.before["required_approvals"] == 1
     refused("validation_error", services.stage_update, stage=stage_test, colour="red", context=as_user(admin_user))
     refused("validation_error", services.stage_update, stage=stage_test, name="prod", context=as_user(admin_user))

@@ -1,124 +1,168 @@
-"""In Chromium: a maker signs in through Entra ID (the emulator's authority and demo identities) and
-requests a promotion from a version page; an approver (password, break-glass) sees the maker's request
-in the inbox, approves it, and watches the htmx-polled status reach "succeeded" while the jobs run
-(inline, as the worker would, against the emulator). A screenshot lands in test-results/ on failure."""
+"""In Chromium, with a real Celery worker running every job against the emulator (issue 7, "Must show"):
+
+- a maker signs in through Entra ID (the emulator's sign-in page) and requests a promotion; an approver
+  approves it and watches the progress bar reach "succeeded" without reloading;
+- production needs a second approver: the first approval leaves it waiting, the second starts it;
+- a maker sees no approve button on their own request and is refused in words when posting anyway;
+- an auditor filters the audit log and exports what the filter shows.
+
+Set-up shared with the other browser tests is in tests/e2e/conftest.py (screenshots on failure too).
+"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
+import csv
+import io
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.urls import reverse
 
+from alm_portal.audit.models import AuditEvent
 from deployments.models import Promotion
-from tests.deployments.test_runner_fixtures import (  # noqa: F401 - fixtures are found by name
-    contoso_fixture,
-    no_broker_for_inline_fixture,
-    runner_settings_fixture,
-    success_package,
+from tests.deployments.test_runner_fixtures import success_package
+from tests.e2e.conftest import (  # noqa: F401 - PASSWORD and browser: other modules import them from here
+    PASSWORD,
+    browser,
+    preflight_done,
+    promoted_by_the_worker,
+    promotion_url,
+    sign_in_with_entra,
+    sign_in_with_password,
 )
-from tests.support.emulator import start_emulator
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-CHROMIUM = "/usr/bin/chromium"
-PASSWORD = "correct-horse-battery"  # tests/conftest.py make_user
-RESULTS = Path(__file__).resolve().parents[2] / "test-results"
-
-
-@pytest.fixture
-def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("needs Debian's Chromium at /usr/bin/chromium (apt-get install -y chromium)")
-    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are synchronous.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.slow,
+    pytest.mark.postgres,
+    pytest.mark.redis,
+    pytest.mark.django_db(transaction=True),
+]
+SELF_APPROVAL = "You requested this promotion; someone else must approve it."
 
 
-def _signed_in(browser: Any, live_server: Any, username: str) -> Any:
-    page = browser.new_context(ignore_https_errors=True).new_page()
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("#password-sign-in")
-    page.wait_for_url(f"{live_server.url}/")
-    return page
-
-
-@pytest.fixture
-def entra(live_server: Any, runner_settings: Any, tmp_path: Path) -> Iterator[Any]:
-    """The emulator's demo tenant as our Entra ID, its SSO client redirecting to this live server."""
-    callback = f"{live_server.url}/accounts/sso/callback/"
-    with start_emulator(tmp_path / "entra", "--seed", "demo", "--sso-redirect-uri", callback) as server:
-        credentials = json.loads((tmp_path / "entra" / "demo-credentials.json").read_text())
-        settings = runner_settings
-        settings.ALM_SSO_AUTHORITY = credentials["authority"]
-        settings.ALM_SSO_CLIENT_ID = credentials["sso_client"]["client_id"]
-        settings.ALM_SSO_CLIENT_SECRET = credentials["sso_client"]["client_secret"]
-        # One bundle trusting both emulators: this one (Entra ID) and the session's (the Dataverse orgs).
-        bundle = tmp_path / "ca-bundle.pem"
-        bundle.write_text(Path(settings.ALM_DATAVERSE_CA_BUNDLE).read_text() + server.ca_file.read_text())
-        settings.ALM_DATAVERSE_CA_BUNDLE = str(bundle)
-        yield server
-
-
-def _signed_in_with_entra(browser: Any, live_server: Any, who: str) -> Any:
-    page = browser.new_context(ignore_https_errors=True).new_page()  # the emulator's own CA
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.click("#sso-button")
-    page.click(f'[data-testid="signin-{who}"]')
-    page.wait_for_url(f"{live_server.url}/")
-    return page
-
-
-def test_request_approve_and_watch_it_succeed(
-    browser: Any, live_server: Any, contoso: Any, entra: Any, request: Any
+def test_a_maker_requests_through_entra_id_and_an_approver_watches_it_succeed(
+    new_page: Any, live_server: Any, contoso: Any, entra: Any, worker: Any
 ) -> None:
     version = contoso.upload(success_package("1.0.0.0"))
-    pages: list[Any] = []
-    try:
-        maker = _signed_in_with_entra(browser, live_server, "maker")
-        pages.append(maker)
-        assert "Max Maker" in maker.content() or contoso.maker.username in maker.content()
-        maker.goto(live_server.url + reverse("solutions:version-detail", args=[version.pk]))
-        maker.click("#request-promotion")
-        maker.select_option("select[name=stage]", str(contoso.stages["test"].pk))
-        maker.fill("textarea[name=comment]", "First release to test")
-        maker.click("#request-button")
-        maker.wait_for_selector('[data-status="pending_approval"]')
-        promotion = Promotion.objects.get()
-        assert maker.locator("#approve-button").count() == 0
 
-        contoso.preflight(promotion)  # the worker's pre-flight job, inline
+    maker = sign_in_with_entra(new_page(), live_server, "maker")
+    assert "Max Maker" in maker.content() or contoso.maker.username in maker.content()
+    maker.goto(live_server.url + reverse("solutions:version-detail", args=[version.pk]))
+    maker.click("#request-promotion")
+    maker.select_option("select[name=stage]", str(contoso.stages["test"].pk))
+    maker.fill("textarea[name=comment]", "First release to test")
+    maker.click("#request-button")
+    maker.wait_for_selector('[data-status="pending_approval"]')
+    promotion = Promotion.objects.get()
+    assert promotion.requested_by_id == contoso.maker.pk  # the Entra ID identity is the local maker
+    assert maker.locator("#approve-button").count() == 0
+    preflight_done(worker, promotion)
 
-        approver = _signed_in(browser, live_server, contoso.approvers[0].username)
-        pages.append(approver)
-        approver.goto(f"{live_server.url}/deploy/approvals/")
-        approver.click(f'a[href="/deploy/promotions/{promotion.pk}/"]')
-        approver.fill("#approve-comment", "Looks good")
-        approver.click("#approve-button")
-        approver.wait_for_selector("text=Your approval is recorded.")
-        approver.wait_for_selector('[data-status="queued"]')
+    approver = sign_in_with_password(new_page(), live_server, contoso.approvers[0].username)
+    approver.goto(f"{live_server.url}/deploy/approvals/")
+    approver.click(f'a[href="/deploy/promotions/{promotion.pk}/"]')
+    approver.fill("#approve-comment", "Looks good")
+    approver.click("#approve-button")
+    approver.wait_for_selector("text=Your approval is recorded.")
 
-        contoso.run(promotion)  # the worker's import job, inline
-        # No reload: the progress partial polls every 2 s and swaps itself in.
-        approver.wait_for_selector('[data-status="succeeded"]', timeout=15_000)
-        assert approver.locator("#job-progress").get_attribute("value") == "100"
-    except Exception:
-        RESULTS.mkdir(exist_ok=True)
-        for index, page in enumerate(pages):
-            page.screenshot(path=str(RESULTS / f"{request.node.name}-{index}.png"), full_page=True)
-        raise
+    # No reload: the progress part polls every 2 s and swaps itself in while the worker imports.
+    approver.wait_for_selector('[data-status="succeeded"]', timeout=60_000)
+    assert approver.locator("#job-progress").get_attribute("value") == "100"
+    assert contoso.installed("test")["version"] == "1.0.0.0"
+
+
+def test_production_waits_for_a_second_approver(new_page: Any, live_server: Any, contoso: Any, worker: Any) -> None:
+    version = contoso.upload(success_package("1.0.0.0"))
+    promoted_by_the_worker(contoso, worker, version, "test")
+    to_prod = preflight_done(worker, contoso.request(version, "prod"))
+    first, second = contoso.approvers
+
+    page = sign_in_with_password(new_page(), live_server, first.username)
+    page.goto(promotion_url(live_server, to_prod))
+    page.click("#approve-button")
+    page.wait_for_selector("text=Your approval is recorded.")
+    assert page.locator("#approvals h2").inner_text() == "Approvals (1 of 2)"
+    assert page.locator('[data-status="pending_approval"]').count() == 1
+    assert Promotion.objects.get(pk=to_prod.pk).status == "pending_approval"
+    assert contoso.installed("prod") is None
+
+    page = sign_in_with_password(new_page(), live_server, second.username)
+    page.goto(promotion_url(live_server, to_prod))
+    assert second.shown_name in page.locator("#approvals").inner_text()  # still may approve
+    page.click("#approve-button")
+    page.wait_for_selector("text=Your approval is recorded.")
+    page.wait_for_selector('[data-status="succeeded"]', timeout=60_000)
+    assert contoso.installed("prod")["version"] == "1.0.0.0"
+
+
+def test_a_maker_sees_no_approve_on_their_own_request_and_posting_anyway_is_refused(
+    new_page: Any, live_server: Any, contoso: Any, worker: Any
+) -> None:
+    version = contoso.upload(success_package("1.0.0.0"))
+    promotion = preflight_done(worker, contoso.request(version, "test"))
+    assert promotion.preflight_status == "passed"  # nothing but the policy stands in the way
+
+    page = sign_in_with_password(new_page(), live_server, contoso.maker.username)
+    page.goto(promotion_url(live_server, promotion))
+    assert page.locator("#approve-button").count() == 0
+    assert page.locator("#decision-refusal").inner_text() == SELF_APPROVAL
+
+    # Post the approve form anyway, as a hand-made form would, with the page's own CSRF token.
+    action = reverse("deployments:promotion-approve", args=[promotion.pk])
+    with page.expect_navigation():
+        page.evaluate(
+            """action => {
+                const form = document.createElement("form");
+                form.method = "post";
+                form.action = action;
+                const token = document.querySelector("input[name=csrfmiddlewaretoken]").cloneNode();
+                form.appendChild(token);
+                document.body.appendChild(form);
+                form.submit();
+            }""",
+            action,
+        )
+    assert page.url == promotion_url(live_server, promotion)
+    refusal = page.locator(".flash").inner_text()
+    # The project's wording for a maker: the stage does not name them (and the page still says why not).
+    assert "You are not named as an approver of the stage" in refusal, refusal
+    assert page.locator("#decision-refusal").inner_text() == SELF_APPROVAL
+    assert Promotion.objects.get(pk=promotion.pk).status == "pending_approval"
+    assert not promotion.approvals.exists()
+    denied = AuditEvent.objects.get(action="page.denied", object_id=str(promotion.pk))
+    assert denied.actor_id == contoso.maker.pk and denied.outcome == "denied"
+
+
+def test_an_auditor_filters_the_audit_log_and_exports_it(
+    new_page: Any, live_server: Any, contoso: Any, auditor: Any, worker: Any
+) -> None:
+    version = contoso.upload(success_package("1.0.0.0"))
+    promotion = preflight_done(worker, contoso.request(version, "test"))
+
+    page = sign_in_with_password(new_page(), live_server, auditor.username)
+    page.click("nav >> text=Audit")
+    page.fill("input[name=what]", "promotion.")
+    page.fill("input[name=object_id]", str(promotion.pk))
+    page.click("#filters button[type=submit]")
+    page.wait_for_url("**/audit/?*what=promotion.*")
+    shown = [cell.split("\n")[0] for cell in page.locator("tbody tr td:nth-child(4)").all_inner_texts()]
+    expected = list(
+        AuditEvent.objects.filter(action__startswith="promotion.", object_id=str(promotion.pk))
+        .order_by("-seq")
+        .values_list("action", flat=True)
+    )
+    assert shown == expected and "promotion.requested" in shown
+    assert "auth.signed_in" not in page.locator("tbody").inner_text()
+
+    with page.expect_download() as download_info:
+        page.click("#export-csv")
+    download = download_info.value
+    assert download.suggested_filename.startswith("audit-") and download.suggested_filename.endswith(".csv")
+    rows = list(csv.DictReader(io.StringIO(Path(download.path()).read_text(encoding="utf-8"))))
+    assert sorted(row["action"] for row in rows) == sorted(expected)
+    assert {row["object_id"] for row in rows} == {str(promotion.pk)}
+    requested = next(row for row in rows if row["action"] == "promotion.requested")
+    event = AuditEvent.objects.get(action="promotion.requested", object_id=str(promotion.pk))
+    assert requested["seq"] == str(event.seq) and requested["hash"] == event.hash

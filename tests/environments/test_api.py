@@ -103,6 +103,7 @@ def test_the_detail_shape_is_the_contract_and_has_no_secret(api_client, admin_us
     assert body["credential_type"] == "secret"
     assert body["health"]["status"] == "unknown"
     assert set(body["health"]) >= {"status", "checked_at", "error"}
+    assert body["health"]["throttled_responses"] == 0 and body["health"]["last_throttled_at"] is None
     assert body["created_at"].endswith("Z")
     assert CANARY_SECRET not in response.content.decode()
 

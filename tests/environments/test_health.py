@@ -13,7 +13,7 @@ from deployments.jobs import job_run_now
 from deployments.models import Job
 from environments import services
 from environments.choices import CredentialStatus, HealthStatus
-from environments.models import Credential, EnvironmentNotification
+from environments.models import Credential, Environment, EnvironmentNotification
 from tests.environments.conftest import events, only_event
 
 pytestmark = pytest.mark.django_db
@@ -110,6 +110,16 @@ def test_throttling_is_degraded_and_the_retry_after_is_persisted(emulator_org, r
     environment.refresh_from_db()
     assert environment.throttled_until is not None
     assert environment.throttled_until >= before + timedelta(seconds=100)
+
+
+def test_every_429_received_is_counted_on_the_environment(emulator_org, register, admin_context):
+    environment = register(emulator_org)
+    counted_before = Environment.objects.get(pk=environment.pk).throttled_responses
+    emulator_org.set_faults(throttle={"code": "requests", "retry_after": 120, "count": 1})
+    services.environment_check_health(environment=environment, context=admin_context)
+    environment.refresh_from_db()
+    assert environment.throttled_responses == counted_before + 1
+    assert environment.last_throttled_at is not None
 
 
 def test_an_unchanged_status_writes_no_audit_event(emulator_org, register, admin_context):

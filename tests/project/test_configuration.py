@@ -144,3 +144,54 @@ def test_sqlite_embedded_default_is_configured_for_concurrency(tmp_path):
         timeout=60,
     )
     assert result.stdout.split() == ["django.db.backends.sqlite3", "IMMEDIATE", "20"], result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("ALM_SSO_ROLE_MAP", "ALM.Admin=admin", "must be a JSON object"),
+        ("ALM_SSO_ROLE_MAP", '["ALM.Admin"]', "must be a JSON object"),
+        ("ALM_SSO_ROLE_MAP", '{"ALM.Admin": "superuser"}', "is not one of"),
+        ("ALM_SSO_ROLE_MAP", '{"": "admin"}', "non-empty string"),
+        ("ALM_SSO_ROLE_MAP", '{"ALM.Admin": 1}', "non-empty string"),
+        ("ALM_SSO_GROUP_TEAM_MAP", '{"group-id": "Not a slug!"}', "does not match"),
+        ("ALM_SSO_LINK_BY_USERNAME", "sometimes", "must be true or false"),
+    ],
+)
+def test_single_sign_on_maps_are_parsed_strictly_at_start_up(tmp_path, variable, value, problem):
+    result = _django_check({variable: value}, tmp_path)
+    assert result.returncode != 0
+    assert f"configuration error: {variable}:" in result.stderr and problem in result.stderr
+
+
+def test_the_role_map_accepts_every_role_and_defaults_to_the_app_roles(tmp_path):
+    from alm_portal.accounts.choices import Role
+
+    every = "{" + ", ".join(f'"group-{role}": "{role}"' for role in Role.values) + "}"
+    result = _django_check({"ALM_SSO_ROLE_MAP": every, "ALM_SSO_GROUP_TEAM_MAP": '{"g": "contoso"}'}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert settings.ALM_SSO_ROLE_MAP == {
+        "ALM.Admin": "admin",
+        "ALM.Approver": "approver",
+        "ALM.Maker": "maker",
+        "ALM.Auditor": "auditor",
+    }
+    assert settings.ALM_SSO_GROUP_TEAM_MAP == {} and settings.ALM_SSO_LINK_BY_USERNAME is False
+
+
+def test_the_demo_takes_its_sign_in_client_from_the_emulators_credentials(tmp_path):
+    credentials = tmp_path / "demo-credentials.json"
+    credentials.write_text(
+        '{"authority": "https://127.0.0.1:8443/t", "sso_client": {"client_id": "c", "client_secret": "s"}}'
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("ALM_", "DATABASE_URL", "SECRET"))}
+    env.update({"ALM_VAR_DIR": str(tmp_path / "var"), "ALM_SSO_DEMO_CREDENTIALS": str(credentials)})
+    code = (
+        "from alm_portal import settings as s; print(s.ALM_SSO_AUTHORITY, s.ALM_SSO_CLIENT_ID, s.ALM_SSO_CLIENT_SECRET)"
+    )
+    shown = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert shown.stdout.split() == ["https://127.0.0.1:8443/t", "c", "s"], shown.stderr
+    credentials.write_text("{}")
+    assert "ALM_SSO_DEMO_CREDENTIALS" in _django_check({"ALM_SSO_DEMO_CREDENTIALS": str(credentials)}, tmp_path).stderr
+    missing = _django_check({"ALM_SSO_DEMO_CREDENTIALS": str(tmp_path / "not-yet.json")}, tmp_path)
+    assert missing.returncode == 0, missing.stderr  # before the emulator's first start: no SSO yet

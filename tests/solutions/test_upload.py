@@ -227,7 +227,7 @@ def test_concurrent_uploads_of_both_flavours_of_a_new_solution_make_one_version(
 
     def worker(name: str) -> None:
         try:
-            barrier.wait(timeout=10)
+            barrier.wait(timeout=120)
             outcomes.append(
                 services.solution_version_upload(
                     file=upload_file(corpus_bytes(name)), user=maker, context=context_of(maker)
@@ -242,8 +242,9 @@ def test_concurrent_uploads_of_both_flavours_of_a_new_solution_make_one_version(
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=60)
+        thread.join(timeout=240)  # a guard against a hang only (pytest-timeout is 300 s)
 
+    assert not any(thread.is_alive() for thread in threads), "an upload never finished"
     assert errors == []
     assert Solution.objects.count() == 1
     version = SolutionVersion.objects.get()

@@ -87,6 +87,8 @@ def api_world(api_settings: Any, no_publish: Any, make_user: Any, team: Any, tok
         "auditor": make_user("auditor", "auditor"),
     }
     users["readonly"] = users["admin"]
+    # Not a persona of the matrix: the second person prod's two approvals need (DESIGN section 8).
+    users["approver2"] = make_user("approver2", "approver", team)
     scopes = {
         "maker": ["read", "request"],
         "maker2": ["read", "request"],
@@ -120,7 +122,7 @@ def api_world(api_settings: Any, no_publish: Any, make_user: Any, team: Any, tok
             name=name,
             target_environment=environments[name],
             required_approvals=approvals,
-            approver_users=[users["approver"]],
+            approver_users=[users["approver"], users["approver2"]],
             context=system,
         )
         for name, approvals in (("test", 1), ("prod", 2))

@@ -96,42 +96,54 @@ def _purge_queue() -> None:
         client.delete(key)
 
 
+def start_worker(
+    log_path: Path, env: dict[str, str] | None = None, concurrency: int = 1, node_name: str = "w@%h"
+) -> WorkerProcess:
+    """Start a worker process in its own process group and wait until it is ready."""
+    handle = log_path.open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "alm_portal",
+            "worker",
+            "--concurrency",
+            str(concurrency),
+            "--pool",
+            "prefork",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-n",
+            node_name,
+        ],
+        cwd=ROOT,
+        env=_worker_env(env),
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, so crash points kill only the worker
+    )
+    worker = WorkerProcess(process=process, log_path=log_path, env=env or {})
+    try:
+        worker.wait_for(lambda: "ready." in worker.log(), timeout=60)
+    except BaseException:
+        worker.stop(signal.SIGKILL)
+        raise
+    return worker
+
+
 @pytest.fixture
 def celery_worker_factory(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
     def start(env: dict[str, str] | None = None, concurrency: int = 1, name: str = "w") -> WorkerProcess:
         log_path = tmp_path / f"worker-{name}-{len(started)}.log"
-        handle = log_path.open("wb")
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "alm_portal",
-                "worker",
-                "--concurrency",
-                str(concurrency),
-                "--pool",
-                "prefork",
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-n",
-                f"{name}{len(started)}@%h",
-            ],
-            cwd=ROOT,
-            env=_worker_env(env),
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so crash points kill only the worker
-        )
-        worker = WorkerProcess(process=process, log_path=log_path, env=env or {})
+        worker = start_worker(log_path, env, concurrency, f"{name}{len(started)}@%h")
         started.append(worker)
-        worker.wait_for(lambda: "ready." in worker.log(), timeout=60)
         return worker
 
     if settings.REDIS_URL:
@@ -144,3 +156,9 @@ def celery_worker_factory(tmp_path: Path) -> Iterator[Callable[..., WorkerProces
 @pytest.fixture
 def celery_worker_process(celery_worker_factory: Callable[..., WorkerProcess]) -> Any:
     return celery_worker_factory()
+
+
+def purge_queue() -> None:
+    """Drop messages an earlier test left in this Redis database (for worker fixtures of a wider scope)."""
+    if settings.REDIS_URL:
+        _purge_queue()

@@ -86,3 +86,48 @@ def test_the_page_shows_them_to_everyone_who_sees_the_promotions(history: dict[s
     outsider = Client()
     outsider.force_login(world.users["maker2"])
     assert "No production deployments" in outsider.get(reverse("deployments:metrics")).content.decode()
+
+
+def test_the_metrics_per_solution_and_per_environment_on_fixed_data(history: dict[str, Any]) -> None:
+    from deployments.metrics import delivery_metrics_by
+
+    window = {"since": T0 - timedelta(days=1), "until": T0 + timedelta(30)}
+    overall = delivery_metrics(promotions=Promotion.objects.all(), **window)
+    assert overall.failures_per_week == [("2026-W02", 1), ("2026-W03", 1)]
+    [environment] = delivery_metrics_by(promotions=Promotion.objects.all(), by="environment", **window)
+    assert environment.name == "contoso-prod" and environment.metrics == overall
+    [solution] = delivery_metrics_by(promotions=Promotion.objects.all(), by="solution", **window)
+    assert solution.metrics.production_outcomes == 4 and solution.metrics.change_failure_rate == 0.5
+    with pytest.raises(ValueError):
+        delivery_metrics_by(promotions=Promotion.objects.all(), by="team", **window)
+
+
+def test_the_page_draws_charts_from_json_data_and_keeps_the_numbers_in_tables(history: dict[str, Any]) -> None:
+    import json
+    import re
+
+    client = Client()
+    client.force_login(history["world"].users["maker"])
+    response = client.get(reverse("deployments:metrics"), {"from": "2026-01-04", "to": "2026-02-04"})
+    body = response.content.decode()
+    policy = response["Content-Security-Policy"]
+    assert "unsafe-eval" not in policy and "unsafe-inline" not in policy
+    data = json.loads(re.search(r'<script id="delivery-metrics-data" type="application/json">(.*?)</script>', body)[1])
+    assert data["over_time"] == {"labels": ["2026-W02", "2026-W03"], "deployments": [2, 1], "failures": [1, 1]}
+    assert data["by_environment"]["labels"] == ["contoso-prod"] and data["by_environment"]["failure_percent"] == [50]
+    assert "vendor/chartjs/chart.umd.min.js" in body and "js/delivery-metrics.js" in body
+    for canvas in re.findall(r"<canvas\b[^>]*>", body):
+        assert 'role="img"' in canvas and "aria-label=" in canvas
+    per_environment = body.split('id="per-environment"')[1]
+    assert '<th scope="row">contoso-prod</th><td>3</td><td>50% of 4</td>' in per_environment
+
+
+def test_the_chart_scripts_need_no_eval() -> None:
+    from pathlib import Path
+
+    static = Path(__file__).resolve().parents[2] / "static"
+    for script in (static / "vendor/chartjs/chart.umd.min.js", static / "js/delivery-metrics.js"):
+        text = script.read_text()
+        assert "eval(" not in text and "new Function" not in text, script
+    assert "MIT" in (static / "vendor/chartjs/LICENSE.md").read_text()
+    assert "4.6.1" in (static / "vendor/chartjs/README.md").read_text()

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from django.contrib.sessions.models import Session
 from django.test import Client
 from django.urls import reverse
 
@@ -82,6 +83,7 @@ def test_a_maker_signs_in_and_is_created_by_object_id_with_the_app_role(sso_sett
 def test_a_local_demo_account_is_linked_and_its_role_follows_the_app_role(
     sso_settings: Any, entra: Any, make_user: Any
 ) -> None:
+    sso_settings.ALM_SSO_LINK_BY_USERNAME = True  # the demo's setting
     server, _ = entra
     local = make_user("approver", "maker")
     _sign_in(Client(), server, "approver")
@@ -91,8 +93,11 @@ def test_a_local_demo_account_is_linked_and_its_role_follows_the_app_role(
 
 
 def test_an_identity_without_an_app_role_is_disabled_and_refused(sso_settings: Any, entra: Any, make_user: Any) -> None:
-    server, _ = entra
+    server, credentials = entra
     existing = make_user("outsider", "maker")
+    # Signed in before, when the identity still had its app role: linked by object id.
+    oid = next(i["object_id"] for i in credentials["identities"] if i["username"] == "outsider@contoso.example")
+    User.objects.filter(pk=existing.pk).update(entra_object_id=oid)
     client = Client()
     response = _sign_in(client, server, "outsider")
     assert response["Location"] == reverse("accounts:login")
@@ -112,3 +117,73 @@ def test_a_tampered_state_is_refused(sso_settings: Any, entra: Any) -> None:
     assert response["Location"] == reverse("accounts:login")
     assert "did not match" in client.get(reverse("accounts:login")).content.decode()
     assert not User.objects.filter(username="maker@contoso.example").exists()
+    failed = AuditEvent.objects.get(action="auth.sso_failed")
+    assert failed.outcome == "failed" and failed.message.startswith("answer did not match the flow")
+
+
+def test_a_callback_without_a_sign_in_in_progress_is_refused_and_audited(sso_settings: Any) -> None:
+    client = Client()
+    response = client.get("/accounts/sso/callback/?code=stolen&state=whatever")
+    assert response["Location"] == reverse("accounts:login")
+    assert "took too long or was started elsewhere" in client.get(reverse("accounts:login")).content.decode()
+    assert AuditEvent.objects.get(action="auth.sso_failed").message == "no sign-in in progress for this browser"
+
+
+def test_signing_in_with_entra_id_gives_a_new_session_key(sso_settings: Any, entra: Any) -> None:
+    server, _ = entra
+    client = Client()
+    client.get(reverse("accounts:sso-login"))  # the flow is kept in an anonymous session
+    anonymous_key = client.cookies["sessionid"].value
+    _sign_in(client, server, "maker")
+    assert client.cookies["sessionid"].value != anonymous_key
+    assert not Session.objects.filter(session_key=anonymous_key).exists()
+    assert client.get(reverse("home")).status_code == 200
+
+
+def test_without_linking_a_local_account_of_the_same_name_is_left_alone(
+    sso_settings: Any, entra: Any, make_user: Any
+) -> None:
+    assert sso_settings.ALM_SSO_LINK_BY_USERNAME is False  # the default
+    server, credentials = entra
+    local = make_user("approver", "maker")
+    _sign_in(Client(), server, "approver")
+    local.refresh_from_db()
+    assert local.entra_object_id is None and local.role == "maker"
+    oid = next(i["object_id"] for i in credentials["identities"] if i["username"] == "approver@contoso.example")
+    created = User.objects.get(entra_object_id=oid)
+    assert created.username == "approver@contoso.example" and created.role == "approver"
+
+
+def test_an_unlinked_account_holding_the_username_refuses_the_sign_in(
+    sso_settings: Any, entra: Any, make_user: Any
+) -> None:
+    server, _ = entra
+    squatter = make_user("maker@contoso.example", "admin")
+    client = Client()
+    response = _sign_in(client, server, "maker")
+    assert response["Location"] == reverse("accounts:login")
+    assert "already exists and is not linked" in client.get(reverse("accounts:login")).content.decode()
+    squatter.refresh_from_db()
+    assert squatter.entra_object_id is None and squatter.role == "admin" and squatter.is_active
+    refused = AuditEvent.objects.get(action="auth.sso_refused")
+    assert refused.outcome == "denied" and refused.message == "username taken by an unlinked account"
+
+
+def test_the_role_map_is_configuration(sso_settings: Any, entra: Any) -> None:
+    server, _ = entra
+    sso_settings.ALM_SSO_ROLE_MAP = {"ALM.Maker": "auditor"}
+    client = Client()
+    _sign_in(client, server, "maker")
+    assert User.objects.get(username="maker@contoso.example").role == "auditor"
+    # ALM.Approver is not in this map: that identity has no mapped role and is refused.
+    _sign_in(Client(), server, "approver")
+    assert not User.objects.filter(username="approver@contoso.example").exists()
+
+
+def test_app_roles_map_to_teams_by_configuration(sso_settings: Any, entra: Any, team: Any) -> None:
+    server, _ = entra
+    sso_settings.ALM_SSO_GROUP_TEAM_MAP = {"ALM.Maker": team.slug}
+    _sign_in(Client(), server, "maker")
+    maker = User.objects.get(username="maker@contoso.example")
+    assert list(maker.teams.values_list("slug", flat=True)) == [team.slug]
+    assert AuditEvent.objects.filter(action="team.member_added", related_id=str(maker.pk)).count() == 1

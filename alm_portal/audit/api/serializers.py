@@ -56,10 +56,10 @@ class VerificationSerializer(serializers.Serializer):
 
 
 class VerificationJobSerializer(serializers.Serializer):
-    id = serializers.CharField(help_text="The queued task's id.")
+    id = serializers.IntegerField(help_text="The job's id: GET /api/v1/jobs/{id}/ shows its progress and result.")
     kind = serializers.CharField()
     status = serializers.CharField()
-    progress = serializers.IntegerField()
+    progress = serializers.IntegerField(min_value=0, max_value=100)
 
 
 class VerificationAcceptedSerializer(serializers.Serializer):

@@ -2,7 +2,8 @@
 
 - list: newest first, cursor pagination on seq without a count (the log only grows; counting
   millions of rows per page would be the slowest part of every request);
-- verification: the last result (GET) or a new full verification queued as background work (POST);
+- verification: the last result (GET) or a new full verification queued as a job (POST, 202 with the
+  job and its Location; GET jobs/{id}/ shows its progress and result);
 - export: JSON Lines or CSV, streamed.
 Reading the log is itself audited: one `audit.viewed` event per query, one `audit.exported` per export.
 """
@@ -14,10 +15,10 @@ from typing import Any
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import CursorPagination
@@ -38,14 +39,9 @@ from alm_portal.audit.api.serializers import (
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.models import AuditEvent
 from alm_portal.audit.services import record
-from alm_portal.errors import DomainError
+from alm_portal.audit.verification import audit_verification_request
 
 _MEDIA = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
-
-
-class QueueUnavailable(DomainError):
-    status = 503
-    code = "queue_unavailable"
 
 
 class AuditCursorPagination(CursorPagination):
@@ -103,15 +99,12 @@ def _audit_read(request: Request, action_code: str, after: dict[str, Any]) -> No
         record(context=AuditContext.from_request(request), action=action_code, after=after)
 
 
-def queue_verification(context: AuditContext) -> str:
-    """Send the full verification to a worker; its `audit.verified` event is the result."""
-    from alm_portal.audit.tasks import audit_verify_run
-
+def job_location(job_id: int) -> str:
+    """Where a client polls a queued job (the jobs API belongs to deployments)."""
     try:
-        result = audit_verify_run.apply_async(kwargs={"context": context.as_dict()}, retry=False)
-    except Exception as exc:  # the broker is down: say so rather than pretend it was queued
-        raise QueueUnavailable("The task queue is not reachable; try again shortly.") from exc
-    return str(result.id)
+        return reverse("api:deployments:job-detail", kwargs={"pk": job_id})
+    except NoReverseMatch:
+        return f"/api/v1/jobs/{job_id}/"
 
 
 class AuditEventViewSet(viewsets.GenericViewSet):
@@ -162,20 +155,15 @@ class AuditEventViewSet(viewsets.GenericViewSet):
         _audit_read(request, "audit.viewed", {"view": "verification"})
         return Response(VerificationSerializer(body).data)
 
-    @extend_schema(
-        request=None,
-        responses={
-            202: VerificationAcceptedSerializer,
-            503: OpenApiResponse(description="queue_unavailable: the broker did not take the task"),
-        },
-    )
+    @extend_schema(request=None, responses={202: VerificationAcceptedSerializer})
     @verification.mapping.post
     def verification_start(self, request: Request) -> Response:
-        """Verify the whole chain in the background; GET verification/ shows the result when it is done."""
-        task_id = queue_verification(AuditContext.from_request(request))
-        body = {"job": {"id": task_id, "kind": "audit_verify", "status": "queued", "progress": 0}}
-        response = Response(VerificationAcceptedSerializer(body).data, status=status.HTTP_202_ACCEPTED)
-        response["Location"] = reverse("api:audit:audit-event-verification")
+        """Queue a verification of the whole chain as a job; poll the job at `Location`, then GET
+        verification/ shows the result. A verification still waiting to start is returned instead."""
+        job = audit_verification_request(context=AuditContext.from_request(request))
+        body = VerificationAcceptedSerializer({"job": job}).data
+        response = Response(body, status=status.HTTP_202_ACCEPTED)
+        response["Location"] = job_location(job.pk)
         return response
 
     @extend_schema(
