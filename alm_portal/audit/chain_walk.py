@@ -84,9 +84,7 @@ def _walk(
     return None
 
 
-def walk_serial(
-    *, to_seq: int, expected: CheckpointHashes, chunk_size: int, on_progress: Progress = None
-) -> ChainWalk:
+def walk_serial(*, to_seq: int, expected: CheckpointHashes, chunk_size: int, on_progress: Progress = None) -> ChainWalk:
     """Walk seq 1..to_seq in this process; on_progress after every chunk."""
     walker = ChainWalker()
     rows = audit_chain_rows(from_seq=1, to_seq=to_seq, chunk_size=chunk_size)
