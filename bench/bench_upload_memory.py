@@ -81,15 +81,14 @@ def main() -> None:
     if shutil.which("curl") is None:
         raise SystemExit("curl is needed")
 
+    bench_load.prepare_static(database=args.database, pg=args.pg)
     scale_seed.configure_django(database=args.database, pg=args.pg)
     from django.conf import settings
-    from django.core.management import call_command
 
     from alm_portal.accounts.models import User
     from alm_portal.accounts.services import api_token_create
     from alm_portal.audit.context import AuditContext
 
-    call_command("collectstatic", interactive=False, verbosity=0)
     maker = User.objects.get(username="maker-000")
     team_id = maker.teams.values_list("pk", flat=True).first()
     _, token = api_token_create(
