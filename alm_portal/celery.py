@@ -37,8 +37,10 @@ def publish_best_effort(task: Task, *, args: tuple[Any, ...] = (), countdown: fl
 
 def check_time_limits(settings: Any) -> list[str]:
     """Every task's time limit must stay below a quarter of the visibility timeout (DESIGN section 1),
-    or Redis redelivers a message whose task is still running."""
+    or Redis redelivers a message whose task is still running; and its soft limit may not exceed it."""
     limit = settings.ALM_VISIBILITY_TIMEOUT / 4
+    # Tasks are discovered lazily; without this only the task modules imported so far would be checked.
+    app.loader.import_default_modules()
     problems = []
     for name, task in app.tasks.items():
         if name.startswith("celery."):
@@ -46,6 +48,11 @@ def check_time_limits(settings: Any) -> list[str]:
         task_limit = task.time_limit or settings.CELERY_TASK_TIME_LIMIT
         if task_limit >= limit:
             problems.append(f"{name}: time limit {task_limit}s is not below {limit:.0f}s")
+        # A task's own time limit does not lower the global soft limit it inherits, and Celery refuses to
+        # publish a task whose soft limit is above its hard one (beat would fail to schedule it).
+        soft_limit = task.soft_time_limit or settings.CELERY_TASK_SOFT_TIME_LIMIT
+        if soft_limit and soft_limit > task_limit:
+            problems.append(f"{name}: soft time limit {soft_limit}s is above its time limit {task_limit}s")
     return problems
 
 

@@ -426,6 +426,9 @@ ALM_IMPORT_MAX_WAIT = env_int("ALM_IMPORT_MAX_WAIT", 6 * 3600, minimum=60)
 ALM_IMPORT_POLL_SECONDS = env_int("ALM_IMPORT_POLL_SECONDS", 1, minimum=1)
 ALM_IMPORT_POLL_MAX_SECONDS = env_int("ALM_IMPORT_POLL_MAX_SECONDS", 10, minimum=1, maximum=60)
 ALM_IMPORT_BUSY_RETRY_SECONDS = env_int("ALM_IMPORT_BUSY_RETRY_SECONDS", 10, minimum=1, maximum=60)
+# How long the runner waits for an answer to a Web API read (uploads have their own, longer limit); a
+# slower answer counts as transient trouble. Shortened by fault tests that make Dataverse slow.
+ALM_IMPORT_READ_TIMEOUT = env_int("ALM_IMPORT_READ_TIMEOUT", 60, minimum=1, maximum=600)
 # Send our own ImportJobId on ImportSolutionAsync/StageAndUpgradeAsync. Whether Dataverse honours
 # it is UNCONFIRMED (Microsoft's own client strips it), so it is off by default (DESIGN section 4).
 ALM_IMPORT_JOB_ID_ON_ASYNC = env_bool("ALM_IMPORT_JOB_ID_ON_ASYNC", default=False)

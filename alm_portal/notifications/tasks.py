@@ -13,7 +13,7 @@ from celery import shared_task
 from alm_portal.notifications import services
 
 
-@shared_task(name="notifications.dispatch", acks_late=True, ignore_result=True, time_limit=120)
+@shared_task(name="notifications.dispatch", acks_late=True, ignore_result=True, time_limit=120, soft_time_limit=115)
 def dispatch() -> str:
     report = services.notifications_dispatch()
     published = services.notifications_publish_due()
@@ -23,11 +23,13 @@ def dispatch() -> str:
     )
 
 
-@shared_task(name="notifications.deliver_webhook", acks_late=True, ignore_result=True, time_limit=60)
+@shared_task(
+    name="notifications.deliver_webhook", acks_late=True, ignore_result=True, time_limit=60, soft_time_limit=55
+)
 def deliver_webhook(delivery_id: int) -> str:
     return services.webhook_delivery_attempt(delivery_id=delivery_id).status
 
 
-@shared_task(name="notifications.deliver_email", acks_late=True, ignore_result=True, time_limit=60)
+@shared_task(name="notifications.deliver_email", acks_late=True, ignore_result=True, time_limit=60, soft_time_limit=55)
 def deliver_email(delivery_id: int) -> str:
     return services.email_delivery_attempt(delivery_id=delivery_id).status

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from django.conf import settings
 from django.db import OperationalError
 from django.db.models import Q
 from django.utils import timezone
@@ -594,7 +596,8 @@ def _settled(job: Job, promotion: Promotion) -> dict[str, Any] | None:
 
 def import_client_for(environment: Environment) -> DataverseClient:
     """A client for the target, with the runner's retry policy and timeouts."""
-    return deployment_client_for(environment, retry_policy=IMPORT_RETRY, timeouts=IMPORT_TIMEOUTS)
+    timeouts = replace(IMPORT_TIMEOUTS, read=float(settings.ALM_IMPORT_READ_TIMEOUT))
+    return deployment_client_for(environment, retry_policy=IMPORT_RETRY, timeouts=timeouts)
 
 
 def promotion_run(*, job: Job, context: AuditContext, client_factory: ClientFactory | None = None) -> dict[str, Any]:

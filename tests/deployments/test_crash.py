@@ -26,6 +26,7 @@ from tests.deployments.test_runner_fixtures import (  # noqa: F401 - fixtures ar
     runner_settings_fixture,
     success_package,
 )
+from tests.support.invariants import check_invariants
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -47,7 +48,7 @@ def status_of(job):
 
 @pytest.mark.parametrize("point", ["after_claim", "after_submit", "mid_poll"])
 def test_a_worker_killed_mid_import_is_continued_with_the_same_operation(
-    contoso, celery_worker_factory, worker_env, point
+    contoso, emulator, celery_worker_factory, worker_env, point
 ):
     promotion = contoso.preflight(contoso.request(contoso.upload(success_package("1.0.0.0")), "test"))
     crashing = celery_worker_factory(env={**worker_env, "ALM_TEST_CRASH_AT": point}, name="crashing")
@@ -78,10 +79,11 @@ def test_a_worker_killed_mid_import_is_continued_with_the_same_operation(
     if submitted:
         assert job.async_operation_id == submitted  # the same operation was polled to its end
     assert contoso.installed("test")["version"] == "1.0.0.0"
+    check_invariants(emulator)
 
 
 def test_a_job_left_submitting_without_a_handle_adopts_the_operation_on_a_new_worker(
-    contoso, celery_worker_factory, worker_env
+    contoso, emulator, celery_worker_factory, worker_env
 ):
     org = contoso.orgs["test"]
     org.set_faults(import_never_finishes={"count": 1})
@@ -109,10 +111,11 @@ def test_a_job_left_submitting_without_a_handle_adopts_the_operation_on_a_new_wo
     assert job.async_operation_id == submitted
     assert promotion.result["adopted"]["async_operation_id"] == submitted
     assert org.import_count(SUCCESS) == 1
+    check_invariants(emulator)
 
 
 def test_duplicate_messages_to_two_workers_and_one_more_mid_poll_import_once(
-    contoso, celery_worker_factory, worker_env
+    contoso, emulator, celery_worker_factory, worker_env
 ):
     org = contoso.orgs["test"]
     org.settings(operation_duration=3)  # long enough to deliver a copy while the job polls
@@ -132,3 +135,4 @@ def test_duplicate_messages_to_two_workers_and_one_more_mid_poll_import_once(
     assert org.import_count(SUCCESS) == 1
     received = sum(worker.log().count("Task deployments.run_job[") for worker in workers)
     assert received >= 4  # every copy reached a worker; all but one found nothing to claim
+    check_invariants(emulator)
