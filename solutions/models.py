@@ -53,6 +53,12 @@ class Solution(models.Model):
             # Dataverse compares unique names case-insensitively.
             models.UniqueConstraint(Lower("unique_name"), name="solution_unique_name_ci"),
         ]
+        indexes = [
+            # Lists order by the exact name (solutions, and versions grouped by solution); the unique
+            # index above is on lower(name) and cannot serve that order, which made every version
+            # page sort all versions.
+            models.Index(fields=["unique_name"], name="solution_unique_name_order_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.unique_name

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Max, Q, QuerySet
 
+from alm_portal.audit.canonical import CANONICAL_FIELDS
 from alm_portal.audit.models import AuditEvent
+
+# Everything the hash covers plus the hash itself: what verification and export read per row.
+CHAIN_COLUMNS: tuple[str, ...] = (*CANONICAL_FIELDS, "hash")
 
 
 def audit_events(
@@ -63,6 +69,33 @@ def audit_event_get(*, seq: int) -> AuditEvent | None:
 def audit_last_verification() -> AuditEvent | None:
     """The newest `audit.verified` event: what pages show as the state of the chain."""
     return AuditEvent.objects.filter(action="audit.verified").order_by("-seq").first()
+
+
+def audit_chain_rows(*, from_seq: int, to_seq: int, chunk_size: int) -> Iterator[dict[str, Any]]:
+    """Rows from_seq..to_seq in seq order (CHAIN_COLUMNS), `chunk_size` at a time.
+
+    Keyset pages (WHERE seq > last ORDER BY seq LIMIT n) rather than one long server-side cursor:
+    memory stays constant on both databases, no transaction stays open for the minutes a big chain
+    takes (on SQLite that would block every writer), and it also works behind a transaction-pooling
+    proxy where named cursors do not.
+    """
+    last = from_seq - 1
+    while last < to_seq:
+        page = list(
+            AuditEvent.objects.filter(seq__gt=last, seq__lte=to_seq)
+            .order_by("seq")
+            .values_list(*CHAIN_COLUMNS)[:chunk_size]
+        )
+        if not page:
+            return
+        for values in page:
+            yield dict(zip(CHAIN_COLUMNS, values, strict=True))
+        last = page[-1][0]
+
+
+def audit_head_seq() -> int:
+    """The newest committed seq (0 for an empty log)."""
+    return AuditEvent.objects.aggregate(head=Max("seq"))["head"] or 0
 
 
 def object_history(*, object_type: str, object_id: str | int) -> QuerySet[AuditEvent]:

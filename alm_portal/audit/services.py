@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, Protocol
@@ -21,16 +21,15 @@ from typing import Any, Protocol
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Max, Model
+from django.db.models import Model
 from django.utils import timezone
 
-from alm_portal.audit import checkpoints
+from alm_portal.audit import chain_walk, checkpoints, selectors
 from alm_portal.audit.canonical import (
     CANONICAL_FIELDS,
     GENESIS_HASH,
     BreakReason,
     ChainBreak,
-    ChainWalker,
     canonical_json,
     event_hash,
 )
@@ -61,7 +60,6 @@ _SECRET_WORD_PAIRS = frozenset({("private", "key"), ("api", "key"), ("client", "
 _WORD_SPLIT = re.compile(r"[^a-z0-9]+")
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
-_READ_COLUMNS: tuple[str, ...] = (*CANONICAL_FIELDS, "hash")
 _CHUNK_SIZE = 2000
 
 
@@ -298,35 +296,6 @@ def _json_safe(value: Any) -> Any:
         return _clean_str(str(value))
 
 
-# --- reading the chain ----------------------------------------------------------------------------
-
-
-def _rows(*, from_seq: int, to_seq: int, chunk_size: int) -> Iterator[dict[str, Any]]:
-    """Rows from_seq..to_seq in seq order, `chunk_size` at a time.
-
-    Keyset pages (WHERE seq > last ORDER BY seq LIMIT n) rather than one long server-side cursor:
-    memory stays constant on both databases, no transaction stays open for the minutes a big chain
-    takes (on SQLite that would block every writer), and it also works behind a transaction-pooling
-    proxy where named cursors do not.
-    """
-    last = from_seq - 1
-    while last < to_seq:
-        page = list(
-            AuditEvent.objects.filter(seq__gt=last, seq__lte=to_seq)
-            .order_by("seq")
-            .values_list(*_READ_COLUMNS)[:chunk_size]
-        )
-        if not page:
-            return
-        for values in page:
-            yield dict(zip(_READ_COLUMNS, values, strict=True))
-        last = page[-1][0]
-
-
-def _head_seq() -> int:
-    return AuditEvent.objects.aggregate(head=Max("seq"))["head"] or 0
-
-
 # --- verification ---------------------------------------------------------------------------------
 
 
@@ -361,6 +330,7 @@ def audit_verify(
     context: AuditContext | None = None,
     chunk_size: int = _CHUNK_SIZE,
     write_checkpoint: bool = True,
+    workers: int = 1,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> VerificationResult:
     """Recompute the whole chain and compare it with every signed checkpoint.
@@ -371,6 +341,9 @@ def audit_verify(
     newest rows were deleted, or has another hash; or a checkpoint file is forged, altered or
     missing from the sequence). When the chain is intact a new checkpoint of the verified head is
     written. Either way one `audit.verified` event (success or failed) is appended afterwards.
+
+    workers > 1 checks seq ranges in that many processes (PostgreSQL, outside a transaction; see
+    audit.chain_walk) with the same result as one pass.
     `on_progress(checked, total)` is called after every chunk (a job reports progress and renews
     its lease with it).
     """
@@ -378,38 +351,35 @@ def audit_verify(
     # Checkpoints first, then the head: every checkpointed seq was committed before we look, so a
     # checkpoint written while we read cannot look like a deleted tail.
     loaded = checkpoints.load_checkpoints()
-    stop_at = _head_seq()
+    stop_at = selectors.audit_head_seq()
     expected: dict[int, list[checkpoints.Checkpoint]] = {}
     for checkpoint in loaded.valid:
         expected.setdefault(checkpoint.head_seq, []).append(checkpoint)
 
-    walker = ChainWalker()
-    found: ChainBreak | None = None
-    for row in _rows(from_seq=1, to_seq=stop_at, chunk_size=chunk_size):
-        found = walker.add(row)
-        if found is None:
-            for checkpoint in expected.get(row["seq"], ()):
-                if checkpoint.head_hash != row["hash"]:
-                    found = ChainBreak(
-                        row["seq"],
-                        BreakReason.CHECKPOINT_MISMATCH,
-                        f"checkpoint {checkpoint.name} signed another hash for seq {row['seq']}",
-                    )
-                    break
-        if found is not None:
-            break
-        if on_progress is not None and walker.checked % chunk_size == 0:
-            on_progress(walker.checked, stop_at)
-    if found is None and walker.head_seq < stop_at:
-        found = ChainBreak(walker.head_seq + 1, BreakReason.SEQ_GAP, f"seq {walker.head_seq + 1} is missing")
+    checkpoint_hashes = {
+        seq: [(checkpoint.name, checkpoint.head_hash) for checkpoint in signed] for seq, signed in expected.items()
+    }
+    if workers > 1:
+        walk = chain_walk.walk_parallel(
+            to_seq=stop_at,
+            expected=checkpoint_hashes,
+            chunk_size=chunk_size,
+            workers=workers,
+            on_progress=on_progress,
+        )
+    else:
+        walk = chain_walk.walk_serial(
+            to_seq=stop_at, expected=checkpoint_hashes, chunk_size=chunk_size, on_progress=on_progress
+        )
+    found = walk.found
     if found is None:
-        beyond = [checkpoint for checkpoint in loaded.valid if checkpoint.head_seq > walker.head_seq]
+        beyond = [checkpoint for checkpoint in loaded.valid if checkpoint.head_seq > walk.head_seq]
         if beyond:
             newest = max(beyond, key=lambda checkpoint: checkpoint.head_seq)
             found = ChainBreak(
-                walker.head_seq + 1,
+                walk.head_seq + 1,
                 BreakReason.CHECKPOINT_MISMATCH,
-                f"checkpoint {newest.name} signed seq {newest.head_seq} but the chain ends at seq {walker.head_seq}",
+                f"checkpoint {newest.name} signed seq {newest.head_seq} but the chain ends at seq {walk.head_seq}",
             )
     for problem in loaded.problems:
         candidate = ChainBreak(problem.head_seq, BreakReason.CHECKPOINT_MISMATCH, problem.detail)
@@ -418,12 +388,12 @@ def audit_verify(
 
     written = None
     if found is None and write_checkpoint:
-        written = checkpoints.write_checkpoint(head_seq=walker.head_seq, head_hash=walker.head_hash).name
+        written = checkpoints.write_checkpoint(head_seq=walk.head_seq, head_hash=walk.head_hash).name
 
     result = VerificationResult(
-        checked=walker.checked,
-        head_seq=walker.head_seq,
-        head_hash=walker.head_hash,
+        checked=walk.checked,
+        head_seq=walk.head_seq,
+        head_hash=walk.head_hash,
         first_broken_seq=found.seq if found else None,
         reason=found.reason if found else None,
         detail=found.detail if found else "",
@@ -485,9 +455,9 @@ def audit_export(
     The `audit.exported` event is appended after the export and so is not part of it.
     """
     start = max(from_seq or 1, 1)
-    stop = min(to_seq, _head_seq()) if to_seq is not None else _head_seq()
+    stop = min(to_seq, selectors.audit_head_seq()) if to_seq is not None else selectors.audit_head_seq()
     count, first, last = 0, None, None
-    for row in _rows(from_seq=start, to_seq=stop, chunk_size=chunk_size):
+    for row in selectors.audit_chain_rows(from_seq=start, to_seq=stop, chunk_size=chunk_size):
         out.write(export_line(row) + "\n")
         count += 1
         first = row["seq"] if first is None else first

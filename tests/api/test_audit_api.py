@@ -158,9 +158,9 @@ def test_verification_is_a_job_the_auditor_polls_and_its_result_is_shown(api_wor
 
 def test_a_broken_chain_is_the_result_of_a_successful_job(api_world, monkeypatch):
     emit("promotion.requested")
-    from alm_portal.audit import services
+    from alm_portal.audit import chain_walk
 
-    monkeypatch.setattr(services, "_rows", lambda **kwargs: iter([]))  # as if every row had vanished
+    monkeypatch.setattr(chain_walk, "audit_chain_rows", lambda **kwargs: iter([]))  # as if every row had vanished
     job = Job.objects.get(pk=api_world.client("admin").post("/api/v1/audit-events/verification/").json()["job"]["id"])
     job = job_run_now(job)
     assert job.status == "succeeded" and job.result["valid"] is False and job.result["reason"] == "seq_gap"
