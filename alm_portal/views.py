@@ -21,8 +21,22 @@ def home(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
     running = dashboard.running_jobs(user=user)
     environments = dashboard.environment_status_counts(user=user, page_number=request.GET.get("environments_page"))
+    pipelines = dashboard.pipeline_page(user=user, page_number=request.GET.get(dashboard.PIPELINE_PAGE_PARAMETER))
     context = {
-        "matrices": dashboard.release_matrices(user=user, page_numbers=request.GET),
+        "matrices": dashboard.release_matrices(
+            user=user, page_numbers=request.GET, pipelines=list(pipelines.object_list)
+        ),
+        "pipeline_page": pipelines,
+        "pipeline_previous": (
+            dashboard.page_link(request.GET, dashboard.PIPELINE_PAGE_PARAMETER, pipelines.previous_page_number())
+            if pipelines.has_previous()
+            else ""
+        ),
+        "pipeline_next": (
+            dashboard.page_link(request.GET, dashboard.PIPELINE_PAGE_PARAMETER, pipelines.next_page_number())
+            if pipelines.has_next()
+            else ""
+        ),
         "environment_page": environments,
         "environment_counts": list(environments.object_list),
         "environment_previous": (

@@ -28,6 +28,10 @@ from environments.models import DriftFinding, Environment, InventoryInterval
 from solutions import selectors as solution_selectors
 
 MATRIX_PAGE_SIZE = 50  # solutions per pipeline and page of the release matrix
+# Pipelines per dashboard page: an admin of a large tenant sees hundreds, and a page holding every
+# pipeline's matrix would be megabytes of HTML (bench/README.md: 200 pipelines took seconds to render).
+PIPELINE_PAGE_SIZE = 5
+PIPELINE_PAGE_PARAMETER = "pipelines_page"
 ENVIRONMENT_PAGE_SIZE = 50
 RECENT_FAILURE_DAYS = 7
 
@@ -123,15 +127,25 @@ class ReleaseMatrix:
     next_link: str = ""
 
 
-def release_matrices(*, user: User, page_numbers: Mapping[str, str] | None = None) -> list[ReleaseMatrix]:
-    """Per visible pipeline: its stages' environments × one page of its solutions, each cell coloured.
+def pipeline_page(*, user: User, page_number: str | None = None) -> Page[Pipeline]:
+    """One page of the pipelines the user sees, by name: the dashboard draws a release matrix for each."""
+    pipelines = selectors.pipelines_visible_to(user=user).order_by("name", "pk")
+    return Paginator(pipelines, PIPELINE_PAGE_SIZE).get_page(page_number)
+
+
+def release_matrices(
+    *, user: User, page_numbers: Mapping[str, str] | None = None, pipelines: list[Pipeline] | None = None
+) -> list[ReleaseMatrix]:
+    """Per pipeline (`pipelines`, or every visible one): its stages' environments × one page of its
+    solutions, each cell coloured.
 
     `page_numbers` is the request's query (e.g. {"pipeline_3_page": "2"}); a missing or bad number is
     the first page. Queries: pipelines (+ prefetches), solution ids, the shown solutions, inventory,
     drift and latest promotions; the same count for 1 or 300 pipelines and 2 or 200 solutions.
     """
     page_numbers = page_numbers or {}
-    pipelines = list(selectors.pipelines_visible_to(user=user).order_by("name", "pk"))
+    if pipelines is None:
+        pipelines = list(selectors.pipelines_visible_to(user=user).order_by("name", "pk"))
     if not pipelines:
         return []
     visible = solution_selectors.solutions_visible_to(user=user)

@@ -221,3 +221,22 @@ def test_the_crowded_dashboard_pages_the_matrix_and_counts_every_environment(api
     # crowd-000 is stage 0 of "Crowd 00": solutions 120 + 30k land there; one drift finding each.
     assert crowd_row["drift"] == 1
     assert crowd_row["ok"] + crowd_row["behind"] + crowd_row["not_installed"] == 3
+
+
+def test_the_dashboard_pages_the_pipelines_so_a_large_tenant_gets_a_page_not_every_matrix(api_world: Any) -> None:
+    from deployments.dashboard import PIPELINE_PAGE_PARAMETER, PIPELINE_PAGE_SIZE
+    from deployments.models import Pipeline
+
+    crowd(api_world)
+    admin = _as(api_world.users["admin"])
+    first = admin.get(reverse("home"))
+    names = [matrix.pipeline.name for matrix in first.context["matrices"]]
+    every = list(Pipeline.objects.order_by("name", "pk").values_list("name", flat=True))
+    assert names == every[:PIPELINE_PAGE_SIZE]
+    assert first.context["pipeline_page"].paginator.count == len(every)
+    assert f"{PIPELINE_PAGE_PARAMETER}=2" in first.context["pipeline_next"]
+    second = admin.get(reverse("home") + first.context["pipeline_next"])
+    assert [matrix.pipeline.name for matrix in second.context["matrices"]] == every[
+        PIPELINE_PAGE_SIZE : 2 * PIPELINE_PAGE_SIZE
+    ]
+    assert 'aria-label="Pages of pipelines"' in second.content.decode()
