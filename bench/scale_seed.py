@@ -470,31 +470,13 @@ def seed_portal(counts: dict[str, int], timings: Timings, *, now: datetime) -> W
 
 # --- audit events through COPY --------------------------------------------------------------------
 
-# Columns in COPY order; the hash input is every column but `hash` (CANONICAL_FIELDS).
-AUDIT_COLUMNS: tuple[str, ...] = (
-    "seq",
-    "occurred_at",
-    "actor_id",
-    "actor_display",
-    "actor_kind",
-    "auth_method",
-    "action",
-    "object_type",
-    "object_id",
-    "object_repr",
-    "related_type",
-    "related_id",
-    "related_repr",
-    "before",
-    "after",
-    "outcome",
-    "message",
-    "request_id",
-    "client_ip",
-    "user_agent",
-    "prev_hash",
-    "hash",
-)
+
+def audit_columns() -> tuple[str, ...]:
+    """Columns in COPY order: the hash input (every column but `hash`, in its canonical order), then `hash`."""
+    from alm_portal.audit.canonical import CANONICAL_FIELDS
+
+    return (*CANONICAL_FIELDS, "hash")
+
 
 # (action, object type, before, after, outcome): a cycle that reads like a promotion's life.
 _ACTIONS: tuple[tuple[str, str, dict[str, Any] | None, dict[str, Any] | None, str], ...] = (
@@ -512,7 +494,7 @@ _ACTIONS: tuple[tuple[str, str, dict[str, Any] | None, dict[str, Any] | None, st
 def _audit_rows(
     *, first_seq: int, count: int, prev_hash: str, start: datetime, step_us: int, world: World, actors: list[int]
 ) -> Iterator[tuple[list[Any], str]]:
-    """(row values in AUDIT_COLUMNS order without hash, hash) for `count` chained events."""
+    """(row values in audit_columns() order without hash, hash) for `count` chained events."""
     from alm_portal.audit.canonical import CANONICAL_FIELDS, event_hash, format_timestamp
 
     promotions = world.promotions or [0]
@@ -624,7 +606,7 @@ def copy_audit_events(
                     code = 1
                 os._exit(code)
             os.close(write_fd)
-            columns = ", ".join(f'"{name}"' for name in AUDIT_COLUMNS)
+            columns = ", ".join(f'"{name}"' for name in audit_columns())
             with os.fdopen(read_fd, "rb") as pipe, raw.cursor() as copy_cursor:
                 copy_cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN", pipe, size=1 << 20)
             _, status = os.waitpid(child, 0)
