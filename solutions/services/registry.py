@@ -55,6 +55,11 @@ def max_upload_bytes() -> int:
     return int(settings.ALM_MAX_UPLOAD_BYTES)
 
 
+class SolutionAlreadyRegistered(ValidationFailed):
+    """The unique name is taken (case-insensitively). An upload racing another upload of the same new
+    solution catches it and adds its file to the solution the other one registered."""
+
+
 @dataclass(frozen=True)
 class ArtifactOutcome:
     """What registering one artifact did: created the version, filled an empty slot, or nothing (identical)."""
@@ -121,7 +126,7 @@ def solution_register(
     if not unique_name:
         raise ValidationFailed("A solution needs a unique name.", details={"unique_name": ["Required."]})
     if Solution.objects.filter(unique_name__iexact=unique_name).exists():
-        raise ValidationFailed(
+        raise SolutionAlreadyRegistered(
             f"A solution named {unique_name!r} is already registered.",
             details={"unique_name": ["Already registered."]},
         )
@@ -441,8 +446,9 @@ def _register_from_manifest(
             user=user,
             context=context,
         )
-    except IntegrityError:
-        # Registered by a concurrent upload of the same new solution a moment ago: use that one.
+    except (IntegrityError, SolutionAlreadyRegistered):
+        # Registered by a concurrent upload of the same new solution a moment ago (seen by the name check
+        # or, inside the race window, by the unique index): use that one.
         found = selectors.solution_find(unique_name=manifest.unique_name)
         if found is None:
             raise

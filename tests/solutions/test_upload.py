@@ -251,3 +251,31 @@ def test_concurrent_uploads_of_both_flavours_of_a_new_solution_make_one_version(
     assert version.flavours == ["managed", "unmanaged"]
     assert sorted((outcome.created, outcome.added) for outcome in outcomes) == [(False, True), (True, True)]
     assert AuditEvent.objects.filter(action="solution.registered").count() == 1
+
+
+def test_an_upload_that_loses_the_race_to_register_adds_its_file_to_the_winners_solution(
+    maker, context_of, monkeypatch
+):
+    """The other upload registered the solution between this one's lookup and its own registration: the
+    name check refuses the second registration, and the upload goes on with the registered solution."""
+    from solutions import selectors
+
+    services.solution_version_upload(
+        file=upload_file(corpus_bytes(INCIDENT_102_UNMANAGED)), user=maker, context=context_of(maker)
+    )
+    real_find = selectors.solution_find
+    lookups: list[str] = []
+
+    def find_too_early(*, unique_name: str):  # the first lookup happened before the winner committed
+        lookups.append(unique_name)
+        return None if len(lookups) == 1 else real_find(unique_name=unique_name)
+
+    monkeypatch.setattr(selectors, "solution_find", find_too_early)
+    outcome = services.solution_version_upload(
+        file=upload_file(corpus_bytes(INCIDENT_102_MANAGED)), user=maker, context=context_of(maker)
+    )
+
+    assert len(lookups) == 2
+    assert (outcome.created, outcome.added) == (False, True)
+    assert Solution.objects.count() == 1
+    assert SolutionVersion.objects.get().flavours == ["managed", "unmanaged"]
