@@ -333,8 +333,7 @@ def recent_failures(*, user: User, days: int = RECENT_FAILURE_DAYS, limit: int =
     """Promotions that failed in the last `days` days, newest first."""
     since = timezone.now() - timedelta(days=days)
     return list(
-        selectors.promotions_visible_to(user=user)
-        .prefetch_related(None)  # the card shows no approvals
+        selectors.promotion_rows_visible_to(user=user)
         .filter(status=PromotionStatus.FAILED, finished_at__gte=since)
         .order_by("-finished_at", "-pk")[:limit]
     )

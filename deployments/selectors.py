@@ -54,24 +54,42 @@ def stages_visible_to(*, user: User) -> QuerySet[Stage]:
     )
 
 
-def promotions_visible_to(*, user: User) -> QuerySet[Promotion]:
+def _approvals_prefetch() -> Prefetch:
+    """A promotion's approvals, oldest decision first, with their approvers."""
+    return Prefetch("approvals", queryset=Approval.objects.select_related("approver").order_by("decided_at", "pk"))
+
+
+def _promotions_visible(promotions: QuerySet[Promotion], *, user: User) -> QuerySet[Promotion]:
     """Makers and approvers: the promotions of their teams' solutions, and approvers also those of
-    stages naming them; admins and auditors: all. Everything the API shows is joined or prefetched."""
-    approvals = Approval.objects.select_related("approver").order_by("decided_at", "pk")
-    promotions = Promotion.objects.select_related(
-        "solution",
-        "version",
-        "stage",
-        "target_environment",
-        "requested_by",
-        "preflight_job",
-        "run_job",
-    ).prefetch_related(Prefetch("approvals", queryset=approvals))
+    stages naming them; admins and auditors: all."""
     promotions = promotions.defer("version__managed_manifest", "version__unmanaged_manifest")
     team_ids = policy.team_ids_visible_to(user)
     if team_ids is None:
         return promotions
     return promotions.filter(Q(solution__team_id__in=team_ids) | Q(stage_id__in=_stage_ids_naming(user)))
+
+
+def promotion_rows_visible_to(*, user: User) -> QuerySet[Promotion]:
+    """The promotions `user` may see with what a row of a page shows (solution, version, stage, target
+    environment, requester) joined: one query, nothing prefetched."""
+    promotions = Promotion.objects.select_related("solution", "version", "stage", "target_environment", "requested_by")
+    return _promotions_visible(promotions, user=user)
+
+
+def promotions_visible_to(*, user: User) -> QuerySet[Promotion]:
+    """The promotions `user` may see (as promotion_rows_visible_to) with everything the API shows, in a
+    fixed number of queries per page: solution, version, stage and both jobs joined; target environment,
+    requester and approvals prefetched.
+
+    Joining all seven references made PostgreSQL spend 25-40 ms *planning* every page (it searches the
+    join orders of all 8 tables) for 3 ms of execution; with 6 tables planning takes ~3 ms. The two
+    prefetched references are never null, so each is exactly one query for any non-empty page (a
+    prefetch of a nullable job would be skipped on pages without jobs).
+    """
+    promotions = Promotion.objects.select_related(
+        "solution", "version", "stage", "preflight_job", "run_job"
+    ).prefetch_related("target_environment", "requested_by", _approvals_prefetch())
+    return _promotions_visible(promotions, user=user)
 
 
 def promotion_for_run_job(*, job: Job) -> Promotion | None:
@@ -94,7 +112,8 @@ def promotions_awaiting_decision_by(*, user: User) -> list[Promotion]:
     if not user.is_active or user.role not in (Role.APPROVER, Role.ADMIN):
         return []
     waiting = (
-        promotions_visible_to(user=user)
+        promotion_rows_visible_to(user=user)
+        .prefetch_related(_approvals_prefetch())
         .filter(status=PromotionStatus.PENDING_APPROVAL, stage_id__in=_stage_ids_naming(user))
         .order_by("requested_at", "pk")
     )

@@ -370,10 +370,7 @@ def promotion_request(request: HttpRequest, version_pk: int) -> HttpResponse:
 
 @login_required
 def promotion_list(request: HttpRequest) -> HttpResponse:
-    # The list shows no approvals: skip their prefetch.
-    promotions = (
-        selectors.promotions_visible_to(user=_user(request)).prefetch_related(None).order_by("-requested_at", "-pk")
-    )
+    promotions = selectors.promotion_rows_visible_to(user=_user(request)).order_by("-requested_at", "-pk")
     status = request.GET.get("status", "")
     if status in PromotionStatus.values:
         promotions = promotions.filter(status=status)

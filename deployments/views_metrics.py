@@ -92,7 +92,7 @@ def delivery_metrics_page(request: HttpRequest) -> HttpResponse:
     end = parse_date(request.GET.get("to", "")) or today
     since = datetime.combine(start, time.min, tzinfo=UTC)
     until = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
-    promotions = selectors.promotions_visible_to(user=request.user).prefetch_related(None)  # type: ignore[arg-type]
+    promotions = selectors.promotion_rows_visible_to(user=request.user)  # type: ignore[arg-type]
     metrics = delivery_metrics(promotions=promotions, since=since, until=until)
     weeks = _weeks(metrics)
     solutions = _group_rows(delivery_metrics_by(promotions=promotions, since=since, until=until, by="solution"))

@@ -137,7 +137,12 @@ class SolutionVersion(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["solution", "major", "minor", "build", "revision"], name="solution_version_order_idx"),
+            # The exact order of a solution's versions (selectors.VERSION_ORDER, then pk), so lists read
+            # versions from the index in order instead of sorting: a deep page of the versions list
+            # (OFFSET 150,000) walks solutions by name and each one's versions from here.
+            models.Index(
+                fields=["solution", "-major", "-minor", "-build", "-revision", "id"], name="solution_version_order_idx"
+            ),
         ]
 
     def __str__(self) -> str:

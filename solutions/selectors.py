@@ -19,6 +19,10 @@ from solutions.models import ArtifactSlot, Solution, SolutionVersion
 VERSION_ORDER = ("-major", "-minor", "-build", "-revision")
 # The full manifests are large; lists and most reads never need them.
 _MANIFEST_FIELDS = ("managed_manifest", "unmanaged_manifest")
+# What a version's API shape shows of others: the restored version of a re-versioned copy is joined
+# (read lazily it was one query per re-versioned row), without its manifests.
+_VERSION_REFERENCES = ("solution", "created_by", "source_environment", "restores_version")
+_RESTORED_MANIFEST_FIELDS = tuple(f"restores_version__{name}" for name in _MANIFEST_FIELDS)
 
 
 def parse_version(text: str) -> PackageVersion | None:
@@ -52,7 +56,7 @@ def solutions_visible_to(*, user: User) -> QuerySet[Solution]:
 
 def versions_visible_to(*, user: User, with_manifests: bool = False) -> QuerySet[SolutionVersion]:
     """Versions of the solutions the user may see, newest first within a solution."""
-    queryset = SolutionVersion.objects.select_related("solution", "created_by", "source_environment")
+    queryset = SolutionVersion.objects.select_related(*_VERSION_REFERENCES).defer(*_RESTORED_MANIFEST_FIELDS)
     if not with_manifests:
         queryset = queryset.defer(*_MANIFEST_FIELDS)
     team_ids = policy.team_ids_visible_to(user)
@@ -65,8 +69,8 @@ def solution_versions(*, solution: Solution) -> QuerySet[SolutionVersion]:
     """A solution's versions, highest first (numeric order: 1.10.0.0 above 1.9.0.0)."""
     return (
         SolutionVersion.objects.filter(solution=solution)
-        .select_related("solution", "created_by", "source_environment")
-        .defer(*_MANIFEST_FIELDS)
+        .select_related(*_VERSION_REFERENCES)
+        .defer(*_MANIFEST_FIELDS, *_RESTORED_MANIFEST_FIELDS)
         .order_by(*VERSION_ORDER, "pk")
     )
 

@@ -452,6 +452,28 @@ def test_list_query_count_does_not_grow_with_page_size(as_user, maker, many_solu
     assert small == large
 
 
+def test_re_versioned_rows_cost_the_versions_list_no_extra_query(as_user, maker, many_solutions):
+    """A re-versioned copy shows the version it restores; the list reads it with the row, not one by one."""
+    client = as_user(maker)
+
+    def queries() -> tuple[int, list[dict]]:
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get(f"{VERSIONS}?page_size=50")
+        assert response.status_code == 200
+        return len(captured), response.json()["results"]
+
+    queries()  # the first use of a token records last_used_at
+    plain, _ = queries()
+    restored = SolutionVersion.objects.order_by("pk").first()
+    assert restored is not None
+    SolutionVersion.objects.exclude(pk=restored.pk).update(restores_version=restored)
+    reversioned, rows = queries()
+
+    assert reversioned == plain
+    shown = {"id": restored.pk, "version": restored.version_key}
+    assert sum(row["source"]["restores_version"] == shown for row in rows) == len(rows) - 1
+
+
 def test_large_uploads_that_django_spooled_to_disk_are_hashed_in_place(as_user, maker, settings):
     settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 1024  # anything larger goes to a TemporaryUploadedFile
 
