@@ -289,6 +289,17 @@ CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 5
 CELERY_TASK_PUBLISH_RETRY = False
 CELERY_BROKER_CONNECTION_TIMEOUT = 3
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# No remote control (pidbox): nothing here sends control commands (the job rows are the record, so there is
+# nothing to revoke), and its fan-out queue is a second, pub/sub channel on the worker's broker connection.
+# When Redis restarts and that channel notices first, kombu's teardown skips the task channel, closes it only
+# after the transport is gone, and the restore of an unacknowledged message (an acks_late task in flight)
+# then fails with AttributeError("'NoneType' object has no attribute 'hostname'"), which ends the worker with
+# "Unrecoverable error" instead of reconnecting. Gossip adds the same kind of channel: run workers without it.
+CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
+# A task running when the broker goes away finishes and writes its job row; its message may come back, which
+# the claim makes harmless. Cancelling it would leave its lease to run out instead. (Set explicitly: Celery
+# warns on every reconnect that the default will change.)
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"

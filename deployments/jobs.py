@@ -8,24 +8,29 @@ Guarantees (DESIGN sections 1 and 4):
 - Solution operations take the environment's single slot through a partial unique index; a job
   that loses the race stays pending and is retried shortly.
 - Waiting is a `not_before` time plus a short follow-up task, never a long countdown.
+- A worker that loses the database in the middle of a step gives its lease back as soon as the database
+  answers again (within a bounded wait), instead of leaving the job to wait for the lease to run out.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
 import signal
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from django.apps import apps
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -48,6 +53,15 @@ WAITING_FOR_SLOT = "Waiting for the environment's current solution operation to 
 DISPATCH_AFTER = timedelta(seconds=30)
 # Follow-up messages never wait longer than this in the broker (longer waits live in not_before).
 MAX_COUNTDOWN_SECONDS = 60
+# What a lost (or refused, or reset) database connection raises; a deadlock victim is an OperationalError too.
+DATABASE_CONNECTION_ERRORS = (OperationalError, InterfaceError)
+# A job whose step lost the database is picked up again this long after its lease is given back.
+DATABASE_LOST_RETRY = timedelta(seconds=2)
+# Waits between attempts to write the end of a step while the database is away, and the longest wait.
+LEASE_WRITE_FIRST_WAIT = 0.5
+LEASE_WRITE_MAX_WAIT = 8.0
+
+_Written = TypeVar("_Written")
 
 
 class JobFailed(Exception):
@@ -308,6 +322,97 @@ def job_run(job_id: int, *, owner: str | None = None) -> RunOutcome:
         return _run_claimed(job, owner)
 
 
+def _lease_write_budget() -> float:
+    """How long a worker keeps trying to write the end of a step while the database is away: well below the
+    task's soft time limit (the step itself has used part of it), and never more than a minute."""
+    soft_limit = settings.CELERY_TASK_SOFT_TIME_LIMIT or settings.CELERY_TASK_TIME_LIMIT
+    return min(60.0, soft_limit / 4)
+
+
+def _drop_database_connection() -> None:
+    """Close this thread's connection, which a lost database leaves broken, so the next query opens a new one.
+
+    Inside a transaction (a test's, or a caller's) closing it would end that transaction: leave it alone."""
+    if connection.in_atomic_block:
+        return
+    # Closing a dead connection may itself fail; it is discarded all the same.
+    with contextlib.suppress(DatabaseError):
+        connection.close()
+
+
+def _write_despite_lost_database(write: Callable[[], _Written], *, job: Job, owner: str, what: str) -> _Written | None:
+    """Run `write`, the end of a step, which is conditional on `owner` still holding the job's lease.
+
+    If the database connection is lost, close it and try again with a growing wait, for at most
+    `_lease_write_budget()` seconds. Retrying is safe: a write that did commit before its answer was lost no
+    longer matches its own condition, and neither does one after another worker claimed the job, so nothing
+    is written twice and no other worker's claim is overwritten. Returns None when it gave up: the lease then
+    runs out as it would have without this, and the dispatcher hands the job to a worker after that."""
+    deadline = time.monotonic() + _lease_write_budget()
+    wait = LEASE_WRITE_FIRST_WAIT
+    attempt = 1
+    status_read = job.status
+    while True:
+        # A write whose commit failed may have changed the job in memory already; each attempt starts from
+        # the status this worker read, which is what its conditional UPDATE expects to find.
+        job.status = status_read
+        try:
+            written = write()
+        except DATABASE_CONNECTION_ERRORS as exc:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or connection.in_atomic_block:
+                logger.warning(
+                    "job %s: could not %s after %d attempts (%s: %s); its lease (%s) runs out at %s and the "
+                    "dispatcher takes it up then",
+                    job.pk,
+                    what,
+                    attempt,
+                    type(exc).__name__,
+                    str(exc).strip()[:200],
+                    owner,
+                    job.lease_expires_at,
+                )
+                return None
+            logger.info("job %s: could not %s (%s); trying again", job.pk, what, type(exc).__name__)
+            _drop_database_connection()
+            time.sleep(min(wait, remaining))
+            wait = min(wait * 2, LEASE_WRITE_MAX_WAIT)
+            attempt += 1
+            continue
+        if attempt > 1:
+            logger.warning("job %s: %s on attempt %d, after the database came back", job.pk, what, attempt)
+        return written
+
+
+def _release_after_lost_database(job: Job, owner: str, error: Exception) -> RunOutcome:
+    """The step lost the database: give the lease back once it answers again, keeping the job's status and
+    step (every step is safe to repeat), so a worker continues it shortly instead of after the lease expiry."""
+
+    def release() -> bool:
+        now = timezone.now()
+        with transaction.atomic():
+            # Conditional on the lease alone: what this worker believes the status is may not have been written.
+            released = Job.objects.filter(pk=job.pk, lease_owner=owner).update(
+                lease_owner="",
+                lease_expires_at=None,
+                not_before=now + DATABASE_LOST_RETRY,
+                updated_at=now,
+                progress_message=f"Lost the database ({type(error).__name__}); continuing shortly."[:300],
+            )
+            if released:
+                _publish_on_commit(job.pk, countdown=DATABASE_LOST_RETRY.total_seconds())
+        return released == 1
+
+    logger.warning(
+        "job %s (%s) lost the database during its step (%s: %s)", job.pk, job.kind, type(error).__name__, error
+    )
+    released = _write_despite_lost_database(release, job=job, owner=owner, what="give its lease back")
+    if released:
+        logger.warning("job %s: lease of %s given back after losing the database; it continues shortly", job.pk, owner)
+    status = job.status if released is not None else "unknown"
+    return RunOutcome(job.pk, ran=True, status=status, reason="database_lost")
+
+
 def _run_claimed(job: Job, owner: str) -> RunOutcome:
     job_id = job.pk
     crash_point("after_claim")
@@ -315,50 +420,29 @@ def _run_claimed(job: Job, owner: str) -> RunOutcome:
     try:
         handler = _handler_for(job.kind)
         result = handler(job, context)
+    except DATABASE_CONNECTION_ERRORS as lost:
+        # Not a failure of the job: the step is repeated once the database is back.
+        return _release_after_lost_database(job, owner, lost)
     except JobDeferred as deferral:
-        due = timezone.now() + timedelta(seconds=deferral.seconds)
-        with transaction.atomic():
-            target = deferral.status if deferral.status != job.status else job.status
-            moved = _transition(
-                job,
-                to=target,
-                owner=owner,
-                step=deferral.step or job.step,
-                not_before=due,
-                lease_owner="",
-                lease_expires_at=None,
-                progress_message=(deferral.message or job.progress_message)[:300],
-            )
-            if moved:
-                _publish_on_commit(job.pk, countdown=deferral.seconds)
+        _write_despite_lost_database(partial(_defer, job, owner, deferral), job=job, owner=owner, what="defer it")
         return RunOutcome(job_id, ran=True, status=job.status, reason="deferred")
     except JobNeedsAttention as attention:
-        with transaction.atomic():
-            _transition(
-                job,
-                to=JobStatus.NEEDS_ATTENTION,
-                owner=owner,
-                error_code="needs_attention",
-                error_message=attention.message,
-                lease_owner="",
-                lease_expires_at=None,
-            )
-            record(
-                context=context,
-                action="job.needs_attention",
-                target=job,
-                related=job.environment,
-                after={"message": attention.message},
-                outcome="failed",
-            )
+        _write_despite_lost_database(
+            partial(_hand_to_admin, job, owner, attention, context),
+            job=job,
+            owner=owner,
+            what="mark it as needing attention",
+        )
         return RunOutcome(job_id, ran=True, status=job.status, reason="needs attention")
     except JobFailed as failure:
-        _finish(job, owner, status=JobStatus.FAILED, error_code=failure.code, error_message=failure.message)
+        _finish_despite_lost_database(
+            job, owner, status=JobStatus.FAILED, error_code=failure.code, error_message=failure.message
+        )
         return RunOutcome(job_id, ran=True, status=job.status, reason=failure.code)
     except Exception as exc:
         # Unexpected: record it on the job (the record is the row), then let the task log it.
         logger.exception("job %s (%s) crashed", job.pk, job.kind)
-        _finish(
+        _finish_despite_lost_database(
             job,
             owner,
             status=JobStatus.FAILED,
@@ -366,14 +450,59 @@ def _run_claimed(job: Job, owner: str) -> RunOutcome:
             error_message=f"{type(exc).__name__}: {exc}"[:2000],
         )
         return RunOutcome(job_id, ran=True, status=job.status, reason="internal_error")
-    _finish(job, owner, status=JobStatus.SUCCEEDED, result=result or {}, progress=100)
+    _finish_despite_lost_database(job, owner, status=JobStatus.SUCCEEDED, result=result or {}, progress=100)
     return RunOutcome(job_id, ran=True, status=job.status)
+
+
+def _defer(job: Job, owner: str, deferral: JobDeferred) -> bool:
+    due = timezone.now() + timedelta(seconds=deferral.seconds)
+    with transaction.atomic():
+        target = deferral.status if deferral.status != job.status else job.status
+        moved = _transition(
+            job,
+            to=target,
+            owner=owner,
+            step=deferral.step or job.step,
+            not_before=due,
+            lease_owner="",
+            lease_expires_at=None,
+            progress_message=(deferral.message or job.progress_message)[:300],
+        )
+        if moved:
+            _publish_on_commit(job.pk, countdown=deferral.seconds)
+    return moved
+
+
+def _hand_to_admin(job: Job, owner: str, attention: JobNeedsAttention, context: AuditContext) -> bool:
+    with transaction.atomic():
+        moved = _transition(
+            job,
+            to=JobStatus.NEEDS_ATTENTION,
+            owner=owner,
+            error_code="needs_attention",
+            error_message=attention.message,
+            lease_owner="",
+            lease_expires_at=None,
+        )
+        record(
+            context=context,
+            action="job.needs_attention",
+            target=job,
+            related=job.environment,
+            after={"message": attention.message},
+            outcome="failed",
+        )
+    return moved
+
+
+def _finish_despite_lost_database(job: Job, owner: str, *, status: str, **fields: Any) -> bool | None:
+    return _write_despite_lost_database(
+        lambda: _finish(job, owner, status=status, **fields), job=job, owner=owner, what=f"record it as {status}"
+    )
 
 
 def job_run_now(job: Job) -> Job:
     """Run a job in this process until it is terminal (tests, and commands run without a worker)."""
-    import time
-
     for _ in range(10_000):
         job.refresh_from_db()
         if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.NEEDS_ATTENTION):

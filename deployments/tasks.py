@@ -52,7 +52,9 @@ def import_handler(job: Job, context: AuditContext) -> dict[str, Any]:
     """Run a promotion's Dataverse operations: an import, or a rollback by its strategy."""
     try:
         return runner.promotion_run(job=job, context=context)
-    except (jobs.JobDeferred, jobs.JobNeedsAttention):
+    except (jobs.JobDeferred, jobs.JobNeedsAttention, *jobs.DATABASE_CONNECTION_ERRORS):
+        # A lost database is not the promotion's failure: the job engine gives the job back and the step
+        # is repeated once the database answers again.
         raise
     except Exception as exc:
         # The runner fails the promotion itself for every failure it knows; anything else would

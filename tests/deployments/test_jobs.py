@@ -273,3 +273,79 @@ def test_an_unexpected_runner_error_fails_the_promotion_too(monkeypatch):
         tasks.import_handler(job, AuditContext.system())
     assert calls[0]["promotion_id"] == 7
     assert calls[0]["error_code"] == "internal_error"
+
+
+def _lose_the_database_once(state: dict[str, int]):
+    """A handler step that loses its database connection the first time (the socket really is closed)."""
+    from django.db import OperationalError, connection
+
+    def step(job):
+        state["runs"] = state.get("runs", 0) + 1
+        if state["runs"] == 1:
+            connection.connection.close()  # what a restarted server leaves behind
+            try:
+                Job.objects.filter(pk=job.pk).update(progress=1)
+            except OperationalError:
+                raise
+            except Exception as exc:  # the driver may call it an InterfaceError instead
+                raise OperationalError(str(exc)) from exc
+        return {"ok": True}
+
+    return step
+
+
+def test_a_step_that_loses_the_database_gives_the_lease_back_and_is_repeated_not_failed(environment, handler_calls):
+    _, behaviour = handler_calls
+    state: dict[str, int] = {}
+    behaviour[JobKind.HEALTH_CHECK] = _lose_the_database_once(state)
+    job = _enqueue(JobKind.HEALTH_CHECK, environment)
+
+    outcome = jobs.job_run(job.pk, owner="host:1:lost")
+    assert outcome.reason == "database_lost"
+    job.refresh_from_db()
+    assert job.status == JobStatus.CLAIMED  # status and step kept: the step is repeated
+    assert job.lease_owner == "" and job.lease_expires_at is None  # given back, not left to expire
+    assert job.not_before is not None and job.error_code == ""
+
+    finished = jobs.job_run_now(job)
+    assert finished.status == JobStatus.SUCCEEDED
+    assert state["runs"] == 2
+
+
+def test_a_step_that_loses_the_database_never_releases_another_workers_claim(environment, handler_calls):
+    from django.db import OperationalError
+
+    _, behaviour = handler_calls
+    taken_at = timezone.now() + timedelta(minutes=10)
+
+    def taken_over_then_lost(job):
+        # Meanwhile this worker's lease ran out and another worker claimed the job.
+        Job.objects.filter(pk=job.pk).update(lease_owner="host:2:other", lease_expires_at=taken_at)
+        raise OperationalError("server closed the connection unexpectedly")
+
+    behaviour[JobKind.HEALTH_CHECK] = taken_over_then_lost
+    job = _enqueue(JobKind.HEALTH_CHECK, environment)
+
+    jobs.job_run(job.pk, owner="host:1:late")
+    job.refresh_from_db()
+    assert job.lease_owner == "host:2:other"
+    assert job.lease_expires_at == taken_at
+    assert job.status == JobStatus.CLAIMED
+
+
+def test_the_end_of_a_step_is_written_after_the_connection_was_lost(environment, handler_calls):
+    from django.db import connection
+
+    _, behaviour = handler_calls
+
+    def lose_the_connection_at_the_end(job):
+        connection.connection.close()  # the step's own work is done; the write of its end meets a dead socket
+        return {"ok": True}
+
+    behaviour[JobKind.HEALTH_CHECK] = lose_the_connection_at_the_end
+    job = _enqueue(JobKind.HEALTH_CHECK, environment)
+
+    outcome = jobs.job_run(job.pk, owner="host:1:writer")
+    assert outcome.status == JobStatus.SUCCEEDED
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED and job.lease_owner == ""
