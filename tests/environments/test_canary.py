@@ -7,7 +7,6 @@ import json
 import logging
 
 import pytest
-from django.db import connection
 from django.views.debug import ExceptionReporter
 
 from alm_portal.audit.models import AuditEvent
@@ -16,23 +15,11 @@ from deployments.models import Job
 from environments.models import Environment
 from environments.services import registry
 from tests.environments.conftest import CANARY_SECRET
+from tests.support.database import columns_containing
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.environments.urls")]
 
 SECOND_CANARY = "SecondCanary~44d1-NeverShown-b0c7"
-
-
-def _all_text_columns_containing(needle: str) -> list[str]:
-    hits = []
-    with connection.cursor() as cursor:
-        for table in connection.introspection.table_names():
-            for column in connection.introspection.get_table_description(cursor, table):
-                cursor.execute(
-                    f'SELECT COUNT(*) FROM "{table}" WHERE CAST("{column.name}" AS TEXT) LIKE %s', [f"%{needle}%"]
-                )
-                if cursor.fetchone()[0]:
-                    hits.append(f"{table}.{column.name}")
-    return hits
 
 
 def test_the_canary_secret_never_leaks(emulator, emulator_org, api_client, client, admin_user, team, caplog):
@@ -137,6 +124,6 @@ def test_the_canary_secret_never_leaks(emulator, emulator_org, api_client, clien
         for event in AuditEvent.objects.all():
             row = json.dumps({field.name: getattr(event, field.attname) for field in event._meta.fields}, default=str)
             assert canary not in row, f"audit event {event.seq} ({event.action}) contains the secret"
-        assert _all_text_columns_containing(canary) == []
+        assert columns_containing(canary) == []
     assert AuditEvent.objects.filter(action="credential.verification_failed").exists()
     assert AuditEvent.objects.filter(action="environment.health_changed").count() >= 3

@@ -7,7 +7,6 @@ import json
 import logging
 
 import pytest
-from django.db import connection
 from django.views.debug import ExceptionReporter
 
 from alm_portal.audit.models import AuditEvent
@@ -15,24 +14,12 @@ from alm_portal.notifications import services
 from alm_portal.notifications.models import WebhookDelivery, WebhookEndpoint
 from alm_portal.notifications.signing import verify_signature
 from tests.notifications.conftest import emit
+from tests.support.database import columns_containing
 
 pytestmark = pytest.mark.django_db
 
 CANARY = "WebhookCanary~5e1f-DoNotLeak-c93a"
 SECOND_CANARY = "WebhookCanary~77b2-AlsoSecret-0d4e"
-
-
-def _all_text_columns_containing(needle: str) -> list[str]:
-    hits = []
-    with connection.cursor() as cursor:
-        for table in connection.introspection.table_names():
-            for column in connection.introspection.get_table_description(cursor, table):
-                cursor.execute(
-                    f'SELECT COUNT(*) FROM "{table}" WHERE CAST("{column.name}" AS TEXT) LIKE %s', [f"%{needle}%"]
-                )
-                if cursor.fetchone()[0]:
-                    hits.append(f"{table}.{column.name}")
-    return hits
 
 
 def test_the_webhook_secret_never_leaks(api_client, admin_user, receiver, environment, caplog, monkeypatch):
@@ -109,5 +96,5 @@ def test_the_webhook_secret_never_leaks(api_client, admin_user, receiver, enviro
             assert canary not in row, f"audit event {event.seq} ({event.action}) contains the secret"
         for request in receiver.received:
             assert canary.encode() not in request.body and canary not in str(request.headers)
-        assert _all_text_columns_containing(canary) == []
+        assert columns_containing(canary) == []
     assert AuditEvent.objects.get(action="webhook.updated").after == {"shared_key_changed": True}

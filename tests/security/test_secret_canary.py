@@ -29,6 +29,7 @@ from rest_framework.test import APIClient
 from alm_portal.audit.models import AuditEvent
 from alm_portal.dataverse.client import clear_throttle
 from tests.notifications.conftest import receiver, receiver_certificates  # noqa: F401 - fixtures
+from tests.support.database import columns_containing
 
 pytestmark = pytest.mark.django_db
 
@@ -39,19 +40,6 @@ TOKEN_PEPPER = "CanaryTokenPepper~a0c4-NeverShown-e6d8"
 CHECKPOINT_KEY = "CanaryCheckpointKey~7d93-NeverShown-21bf"
 FERNET_RAW = b"CanaryFernetKey~NeverShown-12345"  # 32 bytes
 FERNET_KEY = base64.urlsafe_b64encode(FERNET_RAW).decode()
-
-
-def all_columns_containing(needle: str) -> list[str]:
-    hits = []
-    with connection.cursor() as cursor:
-        for table in connection.introspection.table_names():
-            for column in connection.introspection.get_table_description(cursor, table):
-                cursor.execute(
-                    f'SELECT COUNT(*) FROM "{table}" WHERE CAST("{column.name}" AS TEXT) LIKE %s', [f"%{needle}%"]
-                )
-                if cursor.fetchone()[0]:
-                    hits.append(f"{table}.{column.name}")
-    return hits
 
 
 @pytest.fixture
@@ -258,7 +246,7 @@ def test_no_secret_leaks_from_any_flow(
         if any(canary in text for text in texts)
     ]
     leaks += [
-        f"{name} in column {column}" for name, canary in canaries.items() for column in all_columns_containing(canary)
+        f"{name} in column {column}" for name, canary in canaries.items() for column in columns_containing(canary)
     ]
     assert leaks == []
 
