@@ -1,6 +1,7 @@
 """The dependency audit's judgement (scripts/audit_dependencies.py), on made-up PyPI project data.
 
-`make lint` runs the script itself against the real sources; these tests show what it refuses.
+`make audit` runs the script itself against the real sources (advisory, outside `make test`); these tests
+show what it refuses.
 """
 
 from __future__ import annotations
