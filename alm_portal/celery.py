@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import worker_init
+from celery.signals import beat_init, worker_init, worker_ready
+
+from alm_portal import broker_filesystem
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alm_portal.settings")
+broker_filesystem.register()
 
 app = Celery("alm_portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -71,3 +75,15 @@ def refuse_unsafe_time_limits(sender: Any = None, **kwargs: Any) -> None:
     problems = check_time_limits(settings)
     if problems:
         raise UnsafeTimeLimits("; ".join(problems) + " (raise ALM_VISIBILITY_TIMEOUT or lower the task's limit)")
+
+
+@worker_ready.connect
+@beat_init.connect
+def announce_ready(sender: Any = None, **kwargs: Any) -> None:
+    """Touch ALM_READY_FILE when set: `manage.py demo_ready` waits for it before telling people to sign in."""
+    from django.conf import settings
+
+    if settings.ALM_READY_FILE:
+        path = Path(settings.ALM_READY_FILE)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{os.getpid()}\n")

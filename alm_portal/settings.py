@@ -33,7 +33,9 @@ ALM_MODE = env_choice(
     "ALM_MODE", "test" if "PYTEST_VERSION" in os.environ else "development", ("development", "test", "production")
 )
 PRODUCTION = ALM_MODE == "production"
-DEBUG = env_bool("DEBUG", default=ALM_MODE == "development")
+# Off unless asked for, in every mode: Django's debug pages show settings, paths and every URL pattern to
+# whoever reaches them, and people reach the demo too. `DEBUG=true` for a developer who wants them.
+DEBUG = env_bool("DEBUG", default=False)
 if PRODUCTION and DEBUG:
     raise ConfigurationError("DEBUG", "must be off in production")
 
@@ -241,10 +243,12 @@ STORAGES = {
     },
     # Solution zips and audit checkpoints; S3/Azure Blob through django-storages in production.
     "artifacts": {"BACKEND": _artifact_backend, "OPTIONS": _artifact_options},
+    # Hashed names need a manifest that collectstatic writes; only production deploys build one, so the
+    # demo and a bare `runserver` serve static/ by its own names (with DEBUG off, as everywhere).
     "staticfiles": {
-        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
-        if ALM_MODE == "test"
-        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
 
@@ -266,7 +270,8 @@ if REDIS_URL:
 else:
     for _folder in ("out", "processed", "control"):
         (ALM_BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = "filesystem://"
+    # kombu's filesystem transport with an atomic put (alm_portal/broker_filesystem.py, registered by the Celery app).
+    CELERY_BROKER_URL = "alm-filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(ALM_BROKER_DIR / "out"),
         "data_folder_out": str(ALM_BROKER_DIR / "out"),
@@ -390,6 +395,8 @@ ALM_SSO_CLIENT_SECRET = env_optional("ALM_SSO_CLIENT_SECRET")
 # The demo (`make run`) signs in through the emulator: its sign-in client comes from the
 # demo-credentials.json the emulator writes at start (absent before the first start: no SSO yet).
 ALM_SSO_DEMO_CREDENTIALS = env_optional("ALM_SSO_DEMO_CREDENTIALS")
+# A worker or beat process touches this file once it is up, so `make run` can tell when everything answers.
+ALM_READY_FILE = env_optional("ALM_READY_FILE")
 if ALM_SSO_DEMO_CREDENTIALS and PRODUCTION:
     raise ConfigurationError("ALM_SSO_DEMO_CREDENTIALS", "is for the demo and must not be set in production")
 if ALM_SSO_DEMO_CREDENTIALS and not ALM_SSO_AUTHORITY and Path(ALM_SSO_DEMO_CREDENTIALS).exists():
