@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8000
 EMULATOR_PORT ?= 8443
+# Everything `make run` keeps (SQLite database, broker folders, artifacts, the emulator's state and CA).
+VAR ?= $(CURDIR)/var
 export PORT
 
 .PHONY: install run test lint audit migrate clean
@@ -22,13 +24,15 @@ migrate: install
 	$(PY) manage.py migrate --noinput
 
 # Web (gunicorn), a Celery worker, beat and the Dataverse emulator in the foreground; Ctrl-C stops all.
-# Sign-in: the emulator's demo identities through Entra ID single sign-on, linked to the seeded
-# accounts by username (the demo only), or the seeded accounts' password.
+# The last lines printed, once every process answers, are the URL, the demo users and their password.
+# Sign-in: the seeded accounts' password, or the emulator's demo identities through Entra ID single
+# sign-on (the demo links them to the seeded accounts).
 run: install
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py collectstatic --noinput --verbosity 0
-	ALM_PORT=$(PORT) ALM_EMULATOR_PORT=$(EMULATOR_PORT) ALM_DATAVERSE_CA_BUNDLE=$(CURDIR)/var/dataverse-emulator/ca.pem \
-		ALM_SSO_DEMO_CREDENTIALS=$(CURDIR)/var/dataverse-emulator/demo-credentials.json ALM_SSO_LINK_BY_USERNAME=true \
+	ALM_VAR_DIR=$(VAR) $(PY) manage.py migrate --noinput
+	rm -f $(VAR)/run/*.ready
+	PYTHONUNBUFFERED=1 ALM_VAR_DIR=$(VAR) ALM_PORT=$(PORT) ALM_EMULATOR_PORT=$(EMULATOR_PORT) \
+		ALM_DATAVERSE_CA_BUNDLE=$(VAR)/dataverse-emulator/ca.pem \
+		ALM_SSO_DEMO_CREDENTIALS=$(VAR)/dataverse-emulator/demo-credentials.json ALM_SSO_LINK_BY_USERNAME=true \
 		$(VENV)/bin/honcho -f Procfile start
 
 lint: install

@@ -46,6 +46,15 @@ def demo_password() -> str:
     return password
 
 
+def demo_people_lines(users: list[User], password: str) -> list[str]:
+    """How to sign in, as `seed_demo` and `demo_ready` print it: one line per person, the password once."""
+    lines = [f"Demo users (password for all: {password}):"]
+    for user in users:
+        teams = ", ".join(user.teams.values_list("name", flat=True)) or "no team"
+        lines.append(f"  {user.username:<10} {user.role:<9} {teams:<9} {user.display_name}")
+    return lines
+
+
 def seed_demo_people() -> tuple[list[User], str]:
     """Create or bring up to date the demo teams and users; returns them and their password."""
     context = AuditContext.system()

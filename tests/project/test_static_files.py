@@ -1,6 +1,6 @@
 """Static files are collected with the storage production uses: whitenoise's manifest storage refuses a
-file that references one that is missing (a vendored bundle's source map, a CSS url()), and `make run` and
-the container image both collect static files before they start."""
+file that references one that is missing (a vendored bundle's source map, a CSS url()), and the container
+image collects static files before it starts. Outside production, static/ is served by its own names."""
 
 from __future__ import annotations
 

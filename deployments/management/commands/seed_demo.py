@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from alm_portal.accounts.demo import seed_demo_people
+from alm_portal.accounts.demo import demo_people_lines, seed_demo_people
 from deployments.demo import seed_demo_environments, seed_demo_history, seed_demo_pipelines
 
 
@@ -40,8 +40,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if settings.PRODUCTION:
             raise CommandError("seed_demo is refused in production mode (ALM_MODE=production).")
+        self.stdout.write("Seeding the demo: people and teams")
         users, password = seed_demo_people()
         if options["emulator_state"] is not None:
+            self.stdout.write("Seeding the demo: waiting for the Dataverse emulator's demo organisations")
             emulator = _wait_for_emulator(options["emulator_state"], options["wait"])
             self.stdout.write(f"Dataverse emulator: {emulator['base_url']} (tenant {emulator['tenant_id']})")
             for environment in seed_demo_environments(emulator):
@@ -51,14 +53,17 @@ class Command(BaseCommand):
                     [pipeline.development_environment.name, *pipeline.stages.values_list("name", flat=True)]
                 )
                 self.stdout.write(f"  pipeline {pipeline.name}: {stages}")
+            self.stdout.write(
+                "Seeding the demo: promotion history, the first time only (about a minute: each export, "
+                "pre-flight and import runs against the emulator)"
+            )
             for story in seed_demo_history(emulator):
                 self.stdout.write(
                     f"  promotion {story.solution} {story.version} → {story.stage}: {story.status} ({story.note})"
                 )
+        self.stdout.write("Seeding the demo: done")
         port = os.environ.get("ALM_PORT") or os.environ.get("PORT")
         if port:
             self.stdout.write(f"ALM Portal: http://127.0.0.1:{port}/")
-        self.stdout.write(f"Demo users (password for all: {password}):")
-        for user in users:
-            teams = ", ".join(user.teams.values_list("name", flat=True)) or "no team"
-            self.stdout.write(f"  {user.username:<10} {user.role:<9} {teams}")
+        for line in demo_people_lines(users, password):
+            self.stdout.write(line)
