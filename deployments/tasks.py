@@ -13,7 +13,7 @@ from celery import shared_task
 
 from alm_portal.audit.context import AuditContext
 from alm_portal.errors import InvalidState
-from alm_portal.middleware import bind_request_id_for_logs
+from alm_portal.middleware import bind_request_id_for_logs, reset_request_id_for_logs
 from deployments import jobs, preflight, runner, workflow
 from deployments.choices import JobKind
 from deployments.jobs import register_job_handler
@@ -24,8 +24,13 @@ from deployments.models import Job
 @shared_task(name="deployments.run_job", acks_late=True, ignore_result=True)
 def run_job(job_id: int) -> str:
     request_id = Job.objects.filter(pk=job_id).values_list("request_id", flat=True).first() or ""
-    bind_request_id_for_logs(request_id)
-    outcome = jobs.job_run(job_id)
+    # Unbound again afterwards: a worker process runs many tasks, and the next one (a beat task without a
+    # request) must not log under this job's request id.
+    token = bind_request_id_for_logs(request_id)
+    try:
+        outcome = jobs.job_run(job_id)
+    finally:
+        reset_request_id_for_logs(token)
     return f"{outcome.status}:{outcome.reason}"
 
 

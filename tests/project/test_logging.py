@@ -143,3 +143,20 @@ def test_production_logs_json_by_default_and_the_setting_chooses(tmp_path):
         timeout=60,
     )
     assert bad.returncode != 0 and "ALM_LOG_FORMAT" in bad.stderr
+
+
+@pytest.mark.django_db
+def test_a_worker_task_after_a_job_no_longer_logs_under_that_jobs_request_id(json_log, monkeypatch):
+    """A worker process runs many tasks: the beat task that follows a job must not carry the job's request id."""
+    import deployments.tasks
+
+    monkeypatch.setitem(job_engine._HANDLERS, JobKind.HOLDING_CLEANUP, lambda job, context: {})
+    job = job_enqueue(
+        kind=JobKind.HOLDING_CLEANUP, environment=None, params={}, context=AuditContext.system(request_id="seed-demo")
+    )
+
+    deployments.tasks.run_job(job.pk)
+    logging.getLogger("alm_portal.test_logging").info("the next task")
+
+    (after,) = (json.loads(line) for line in _lines(json_log))
+    assert after["request_id"] is None

@@ -41,9 +41,7 @@ def _embedded_defaults_environment(var_dir: Path) -> dict[str, str]:
     """The caller's environment without what points the product at servers or at test mode."""
     dropped = ("DATABASE_URL", "REDIS_URL", "ALM_MODE", "DJANGO_SETTINGS_MODULE", "DEMO_PASSWORD", "DEBUG")
     environment = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in dropped and not key.startswith(("PYTEST", "ALM_"))
+        key: value for key, value in os.environ.items() if key not in dropped and not key.startswith(("PYTEST", "ALM_"))
     }
     return {**environment, "ALM_VAR_DIR": str(var_dir)}
 
