@@ -9,6 +9,7 @@ dependencies, and the entries of [Content_Types].xml.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,21 +62,25 @@ def _local(tag: str) -> str:
 
 
 def canonical_xml(element: Element, unordered: UnorderedRule = _never) -> str:
-    """A string that is equal for two elements exactly when Dataverse reads them alike (see the module docstring)."""
+    """A digest that is equal for two elements exactly when Dataverse reads them alike (see the module docstring)."""
 
-    def walk(node: Element, path: tuple[str, ...]) -> list[object]:
-        children = [json.dumps(walk(child, (*path, _local(str(child.tag)))), ensure_ascii=False) for child in node]
+    def walk(node: Element, path: tuple[str, ...]) -> str:
+        children = [walk(child, (*path, _local(str(child.tag)))) for child in node]
         if unordered(path):
             children.sort()
-        return [
+        digest = hashlib.sha256()
+        for part in (
             str(node.tag),
-            sorted((str(name), value) for name, value in node.attrib.items()),
+            json.dumps(sorted((str(name), value) for name, value in node.attrib.items()), ensure_ascii=False),
             (node.text or "").strip(),
-            children,
+            *children,
             (node.tail or "").strip(),
-        ]
+        ):
+            encoded = part.encode("utf-8")
+            digest.update(len(encoded).to_bytes(8, "big") + encoded)
+        return digest.hexdigest()
 
-    return json.dumps(walk(element, (_local(str(element.tag)),)), ensure_ascii=False)
+    return walk(element, (_local(str(element.tag)),))
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,7 @@ def compare_packages(
                 same = canonical_xml(parse_xml(left[name], source=name), rule) == canonical_xml(
                     parse_xml(right[name], source=name), rule
                 )
-            except PackageError:
+            except (PackageError, RecursionError):
                 same = False
             if same:
                 continue

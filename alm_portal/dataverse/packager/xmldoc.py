@@ -33,6 +33,9 @@ DECLARATION = '<?xml version="1.0" encoding="utf-8"?>'
 NEWLINE = "\r\n"
 INDENT = "  "
 _BOM = "\ufeff"
+# The tree below is walked recursively (copy, write, compare). Solution files nest a few dozen levels; anything
+# deeper than this is refused here rather than left to exhaust the interpreter's stack.
+MAX_NESTING = 256
 
 
 @dataclass(eq=False)
@@ -236,7 +239,7 @@ class _Scanner:
             if text.startswith("<?", self.pos):
                 self.pos += 2
                 body = self._until("?>")
-                target, data = (re.split(r"[ \t\n]+", body, maxsplit=1) + [""])[:2]
+                target, _, data = body.replace("\t", " ").replace("\n", " ").partition(" ")
                 if target.lower() == "xml" and root is None and not stack and not prolog:
                     continue  # the declaration: we always write our own
                 add(ProcessingInstruction(target, data.strip()))
@@ -257,6 +260,8 @@ class _Scanner:
                 self.pos += 1
                 name, attributes, closed = self._start_tag()
                 element = Element(name, attributes, [], closed)
+                if len(stack) >= MAX_NESTING:
+                    raise _invalid(self.source, f"nests elements more than {MAX_NESTING} deep")
                 if not stack and root is None:
                     root = element
                 else:
