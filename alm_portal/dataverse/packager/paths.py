@@ -21,9 +21,18 @@ def file_name(name: str) -> str:
 
 
 def nested_path(name: str) -> str:
-    """A relative path from a name whose slashes are meant as folders (web resource names)."""
-    segments = [file_name(segment) for segment in name.strip("/").split("/") if segment]
-    return "/".join(segments) or "_"
+    """A relative path from a name whose slashes are meant as folders (web resource names).
+
+    A '.' or '..' segment is refused: such a name points outside its folder, and renaming it would hide that.
+    """
+    segments = [segment for segment in name.strip("/").split("/") if segment]
+    if any(segment.strip() in (".", "..") for segment in segments):
+        raise PackageError(
+            PackageErrorCode.UNSAFE_NAME,
+            f"The name '{name}' would escape the solution folder.",
+            details={"name": name},
+        )
+    return "/".join(file_name(segment) for segment in segments) or "_"
 
 
 def join(*parts: str) -> str:

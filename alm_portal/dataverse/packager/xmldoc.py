@@ -135,6 +135,7 @@ _NAME = re.compile(r"[^\s/>=<\"']+")
 _SPACE = re.compile(r"[ \t\n]*")
 _REFERENCE = re.compile(r"&(#x[0-9A-Fa-f]+|#[0-9]+|lt|gt|amp|quot|apos);")
 _ENCODING = re.compile(rb"""^<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+_PI = re.compile(r"([^ \t\n]*)[ \t\n]*(.*)", re.DOTALL)
 _PREDEFINED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
 
 
@@ -239,10 +240,10 @@ class _Scanner:
             if text.startswith("<?", self.pos):
                 self.pos += 2
                 body = self._until("?>")
-                target, _, data = body.replace("\t", " ").replace("\n", " ").partition(" ")
+                target, data = _PI.match(body).groups()  # type: ignore[union-attr]
                 if target.lower() == "xml" and root is None and not stack and not prolog:
                     continue  # the declaration: we always write our own
-                add(ProcessingInstruction(target, data.strip()))
+                add(ProcessingInstruction(target, data.rstrip()))
             elif text.startswith("<!--", self.pos):
                 self.pos += 4
                 add(Comment(self._until("-->")))
