@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from alm_portal.dataverse.package import read_solution_zip
+from alm_portal.dataverse.package import read_solution_folder, read_solution_zip
 from alm_portal.dataverse.package.manifest import SolutionManifest
 from alm_portal.dataverse.packager import (
     PackageType,
@@ -27,6 +27,7 @@ from alm_portal.dataverse.packager import (
     pack_folder,
     read_folder,
     unpack_solution,
+    write_folder,
 )
 from alm_portal.dataverse.packager.components import is_managed_twin, plain_twin_path
 
@@ -201,3 +202,20 @@ def test_content_types_follow_solution_packagers_rule() -> None:
         '<Override PartName="/bots/b/bot.xml" ContentType="application/octet-stream" />'
         "</Types>"
     )
+
+
+@pytest.mark.parametrize("zip_path", CORPUS_ZIPS, ids=lambda path: path.name)
+def test_the_folder_reader_finds_the_same_components_in_our_unpack_as_in_the_zip(
+    zip_path: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "src"
+    write_folder(unpack_solution(zip_path).files, folder)
+
+    from_folder, from_zip = read_solution_folder(folder), read_solution_zip(zip_path)
+
+    assert (from_folder.unique_name, from_folder.version) == (from_zip.unique_name, from_zip.version)
+
+    def keys(manifest: SolutionManifest) -> list[tuple[str, str]]:
+        return sorted((str(component.kind), component.key) for component in manifest.components())
+
+    assert keys(from_folder) == keys(from_zip)
