@@ -362,10 +362,11 @@ def test_pack_refuses_managed_from_both_when_a_form_has_no_managed_twin(tmp_path
         ),
         (lambda folder: (folder / "Other" / "Solution.xml").unlink(), "no Other/Solution.xml"),
         (lambda folder: (folder / "Roles" / "link.xml").symlink_to("/etc/passwd"), "symbolic link"),
+        (lambda folder: os.mkfifo(folder / "Roles" / "pipe.xml"), "not a regular file"),
     ],
-    ids=["unknown-other-file", "wrong-root", "unreferenced-files", "missing-content", "no-solution", "symlink"],
+    ids=["unknown-other-file", "wrong-root", "unreferenced-files", "missing-content", "no-solution", "symlink", "fifo"],
 )
-def test_pack_refuses_what_it_cannot_place_and_writes_nothing(
+def test_pack_refuses_what_it_cannot_place(
     unpacked_travel: Path, tmp_path: Path, change: Callable[[Path], object], message: str
 ) -> None:
     change(unpacked_travel)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,25 +55,38 @@ def read_folder(folder: str | os.PathLike[str], limits: ZipLimits) -> dict[str, 
                 )
             if name not in names:
                 continue
+            if not stat.S_ISREG(path.lstat().st_mode):
+                raise _refuse(
+                    PackageErrorCode.UNSUPPORTED_LAYOUT,
+                    f"'{relative}' in the solution folder is not a regular file.",
+                    entry=relative,
+                )
             if len(files) >= limits.max_entries:
                 raise _refuse(
                     PackageErrorCode.TOO_MANY_ENTRIES,
                     f"The solution folder has more than {limits.max_entries} files.",
                     limit=limits.max_entries,
                 )
-            size = path.stat().st_size
-            total += size
-            if total > limits.max_total_bytes:
-                raise _refuse(
-                    PackageErrorCode.TOO_LARGE,
-                    f"The solution folder holds more than {limits.max_total_bytes} bytes.",
-                    limit=limits.max_total_bytes,
-                )
+            # The size is checked before reading and the bytes read after: a file that grows meanwhile still
+            # cannot carry the folder past the limit.
+            if total + path.stat().st_size > limits.max_total_bytes:
+                raise _too_large(limits)
             with path.open("rb") as handle:
-                data = handle.read(limits.max_total_bytes + 1)
+                data = handle.read(limits.max_total_bytes - total + 1)
+            total += len(data)
+            if total > limits.max_total_bytes:
+                raise _too_large(limits)
             files[relative] = data
         subdirectories.sort()
     return files
+
+
+def _too_large(limits: ZipLimits) -> PackageError:
+    return _refuse(
+        PackageErrorCode.TOO_LARGE,
+        f"The solution folder holds more than {limits.max_total_bytes} bytes.",
+        limit=limits.max_total_bytes,
+    )
 
 
 def folder_package_type(files: dict[str, bytes]) -> PackageType:
