@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from ..package.errors import PackageError, PackageErrorCode
 from ..package.zipsafety import ROOT_FILES, PackageSource, ZipLimits, find_root_file, scan_zip
-from .components import BY_COLLECTION, MANAGED_SUFFIX, UnpackState, component_sort_key, is_managed_twin
+from .components import BY_COLLECTION, UnpackState, component_sort_key, is_managed_twin
 from .xmldoc import Document, Element, Text, namespace_declarations, parse_document, write_document
 
 SOLUTION_PATH = "Other/Solution.xml"
@@ -179,7 +179,7 @@ def unpack_solution(
     managed_files = _unpack_one(managed, PackageType.MANAGED)
     not_kept = []
     for path, data in managed_files.items():
-        if is_managed_twin(path) and path.rpartition(".")[0].endswith(MANAGED_SUFFIX):
+        if is_managed_twin(path):
             files[path] = data
         elif path == SOLUTION_PATH:
             continue
