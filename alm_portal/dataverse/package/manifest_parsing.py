@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
+from copy import deepcopy
 from dataclasses import dataclass
 from typing import Any
 from xml.etree.ElementTree import Element
@@ -105,6 +106,26 @@ def _hash(element: Element, file_hashes: FileHashes, extra: Iterable[tuple[str, 
     return content_hash([element], [*_used_files(element, file_hashes), *extra])
 
 
+# Lists inside a component that Dataverse treats as sets and that an unpacked source folder (SolutionPackager's
+# layout, one file per form or view) cannot keep in order: a table's forms and views, a model-driven app's
+# components. Their order must not make a component "changed", or a version packed from source would differ from
+# the same version exported. Everything else keeps its order (form layouts and option lists are ordered).
+_TABLE_SETS = ("FormXml/forms", "SavedQueries/savedqueries", "FormXml")  # inner lists first
+_APP_SETS = ("AppModuleComponents",)
+
+
+def _sets_sorted(element: Element, paths: tuple[str, ...]) -> Element:
+    """``element``, or a copy of it in which the children at ``paths`` are in one canonical order."""
+    parents = [parent for path in paths for parent in element.findall(path)]
+    if all(len(parent) < 2 for parent in parents):
+        return element
+    copy = deepcopy(element)
+    for path in paths:
+        for parent in copy.findall(path):
+            parent[:] = sorted(parent, key=lambda child: content_hash([child]))
+    return copy
+
+
 def _table(element: Element, file_hashes: FileHashes) -> Table | None:
     entity = element.find("EntityInfo/entity")
     schema = _text(element, "Name") or (entity.get("Name") if entity is not None else None)
@@ -122,7 +143,7 @@ def _table(element: Element, file_hashes: FileHashes) -> Table | None:
     return Table(
         key=schema.lower(),
         name=display or schema,
-        content_hash=_hash(element, file_hashes),
+        content_hash=_hash(_sets_sorted(element, _TABLE_SETS), file_hashes),
         schema_name=schema,
         logical_name=schema.lower(),
         columns=columns,
@@ -164,7 +185,7 @@ def _model_driven_app(element: Element, file_hashes: FileHashes) -> ModelDrivenA
     return ModelDrivenApp(
         key=unique_name.casefold(),
         name=_first(_localized(element, "LocalizedNames/LocalizedName")) or unique_name,
-        content_hash=_hash(element, file_hashes),
+        content_hash=_hash(_sets_sorted(element, _APP_SETS), file_hashes),
         unique_name=unique_name,
     )
 

@@ -21,7 +21,7 @@ _ENV_VAR_VALUES = "environmentvariablevalues.json"
 
 # Where SolutionPackager / `pac solution unpack` puts the split file of each component kind (relative, matched
 # case-insensitively; `*` also crosses folders). Kinds not listed stay inline in Other/Customizations.xml
-# (connection references, for example). Custom connectors in unpacked form are not in the corpus: UNCONFIRMED.
+# (connection references, for example). Custom connectors are Connectors/<name>.xml (tests/fixtures/unpack-pairs).
 _SPLIT_FILE_PATTERNS: dict[ComponentKind, tuple[str, ...]] = {
     ComponentKind.TABLE: ("entities/*/entity.xml",),
     ComponentKind.WORKFLOW: ("workflows/*.data.xml",),
@@ -33,6 +33,7 @@ _SPLIT_FILE_PATTERNS: dict[ComponentKind, tuple[str, ...]] = {
     ComponentKind.PLUGIN_ASSEMBLY: ("pluginassemblies/*.data.xml",),
     ComponentKind.PLUGIN_STEP: ("sdkmessageprocessingsteps/*.xml",),
     ComponentKind.WEB_RESOURCE: ("webresources/*.data.xml",),
+    ComponentKind.CUSTOM_CONNECTOR: ("connectors/*.xml",),
 }
 _FOLDER_SOLUTION = "other/solution.xml"
 _FOLDER_CUSTOMIZATIONS = "other/customizations.xml"
@@ -89,10 +90,14 @@ def read_solution_zip(source: PackageSource, *, limits: ZipLimits | None = None)
     )
 
 
-def _split_kind(relative: str) -> ComponentKind | None:
+def _split_kind(relative: str, folded_names: set[str] | frozenset[str] = frozenset()) -> ComponentKind | None:
     folded = relative.casefold()
-    if PurePosixPath(folded).stem.endswith("_managed"):
-        return None  # the managed twin of a form or app; the unmanaged file describes the same component
+    path = PurePosixPath(folded)
+    if path.stem.endswith("_managed"):
+        plain = str(path.with_name(path.stem[: -len("_managed")] + path.suffix))
+        if plain in folded_names or not folded_names:
+            return None  # the managed twin of a form or app; the unmanaged file describes the same component
+        folded = plain  # a managed-only folder: the twin is the only file of its component
     for kind, patterns in _SPLIT_FILE_PATTERNS.items():
         if any(fnmatchcase(folded, pattern) for pattern in patterns):
             return kind
@@ -170,7 +175,7 @@ def read_solution_folder(folder: str | os.PathLike[str], *, limits: ZipLimits | 
     read_total = 0
     for relative, path in listing:
         folded = relative.casefold()
-        kind = _split_kind(relative)
+        kind = _split_kind(relative, set(by_name))
         keep = kind is not None or folded in (_FOLDER_SOLUTION, _FOLDER_CUSTOMIZATIONS) or _is_env_var_file(relative)
         size, sha256, data = _read_file(path, keep)
         read_total += size
