@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from queue import Empty
 from typing import Any
@@ -29,9 +30,11 @@ logger = logging.getLogger(__name__)
 
 
 class Channel(filesystem.Channel):
-    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+    # kombu's own stubs disagree between the virtual base (queue, message) and this transport (queue, payload,
+    # **kwargs); kombu calls it positionally, so this keeps the filesystem transport's signature.
+    def _put(self, queue: str, payload: dict[str, Any], **kwargs: Any) -> None:  # type: ignore[override]
         # The same name kombu uses, so consumers (and the metrics' queue depth) find the finished file.
-        name = f"{round(filesystem.monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        name = f"{round(time.monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
         # "<ms>_<uuid>.<queue>.msg.partial": kombu matches the part after the first dot, "<queue>.msg", exactly.
         partial = f"{final}.partial"
@@ -42,7 +45,7 @@ class Channel(filesystem.Channel):
         except OSError as exc:
             raise ChannelError(f"Cannot add file {final!r} to directory") from exc
 
-    def _get(self, queue: str) -> Any:
+    def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
         try:
             return super()._get(queue)
         except ValueError:  # kombu removed the file before decoding it: only this nudge is lost

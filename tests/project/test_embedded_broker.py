@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 from kombu import Connection
 
 from alm_portal import broker_filesystem
@@ -36,10 +37,24 @@ def _connection(folder: Path) -> Connection:
     return Connection(f"{broker_filesystem.SCHEME}://", transport_options=options)
 
 
-def test_the_celery_app_uses_the_atomic_transport_without_redis(settings: Any) -> None:
-    if settings.REDIS_URL:
-        pytest.skip("this run uses Redis; the embedded broker is the one without REDIS_URL")
-    assert settings.CELERY_BROKER_URL == "alm-filesystem://"
+def test_without_redis_the_celery_app_uses_the_atomic_transport(tmp_path: Path) -> None:
+    code = "from django.conf import settings; print(settings.CELERY_BROKER_URL)"
+    environment = {
+        key: value for key, value in os.environ.items() if key not in ("REDIS_URL", "DATABASE_URL", "ALM_VAR_DIR")
+    }
+    environment.update(DJANGO_SETTINGS_MODULE="alm_portal.settings", ALM_VAR_DIR=str(tmp_path), ALM_MODE="test")
+
+    result = subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {code}"],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "alm-filesystem://"
 
 
 def test_every_message_arrives_whole(tmp_path: Path) -> None:

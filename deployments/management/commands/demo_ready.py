@@ -74,7 +74,8 @@ class Command(BaseCommand):
             *demo_people_lines(users, demo_password()),
             f'"Sign in with Microsoft Entra ID" opens the emulator\'s sign-in page on {emulator}: its',
             "certificate comes from the emulator's own authority, so the browser warns once unless you trust",
-            f"{Path(settings.VAR_DIR) / 'dataverse-emulator' / 'ca.pem'} (docs/demo.md says how). Ctrl-C stops everything.",
+            f"{Path(settings.VAR_DIR) / 'dataverse-emulator' / 'ca.pem'} (docs/demo.md says how).",
+            "Ctrl-C stops everything.",
             rule,
         ):
             self.stdout.write(line)
