@@ -1,4 +1,4 @@
-"""The Celery app (DESIGN section 1): the database is the record, the broker only a nudge.
+"""The Celery app (docs/architecture.md §1): the database is the record, the broker only a nudge.
 
 Publishing is best effort: no retry loop, a short timeout, errors logged and never raised to the
 user, because the job row is its own outbox and beat re-dispatches rows nobody picked up.
@@ -40,7 +40,7 @@ def publish_best_effort(task: Task, *, args: tuple[Any, ...] = (), countdown: fl
 
 
 def check_time_limits(settings: Any) -> list[str]:
-    """Every task's time limit must stay below a quarter of the visibility timeout (DESIGN section 1),
+    """Every task's time limit must stay below a quarter of the visibility timeout (docs/architecture.md §1),
     or Redis redelivers a message whose task is still running; and its soft limit may not exceed it."""
     limit = settings.ALM_VISIBILITY_TIMEOUT / 4
     # Tasks are discovered lazily; without this only the task modules imported so far would be checked.
@@ -69,7 +69,7 @@ class UnsafeTimeLimits(SystemExit):
 
 @worker_init.connect
 def refuse_unsafe_time_limits(sender: Any = None, **kwargs: Any) -> None:
-    """Checked when a worker starts (DESIGN section 1): a worker with an unsafe task limit does not start."""
+    """Checked when a worker starts (docs/architecture.md §1): a worker with an unsafe task limit does not start."""
     from django.conf import settings
 
     problems = check_time_limits(settings)

@@ -1,7 +1,7 @@
 """Domain errors with stable codes; the API's exception handler and the pages turn them into answers.
 
 Services raise these instead of returning flags, so every interface (API, page, command, task)
-reports the same refusal with the same code (DESIGN section 7).
+reports the same refusal with the same code (docs/api.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The one outbound-URL policy: environment URLs, token authorities and (later) webhooks.
 
-Two halves (reliability-security S6):
+Two halves, against server-side request forgery through environment URLs:
 
 1. `check_url()` decides whether a URL may ever be called, from its text alone: https only, port
    443, no user info, no query or fragment, no IP literal, ASCII host names only (no IDN look-alikes,

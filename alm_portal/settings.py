@@ -138,7 +138,7 @@ try:
 except Exception as exc:  # dj-database-url raises several types for a malformed URL
     raise ConfigurationError("DATABASE_URL", f"cannot be parsed ({exc})") from None
 if _database["ENGINE"] == "django.db.backends.sqlite3":
-    # Embedded default (DESIGN section 1): WAL so readers never block the writer, IMMEDIATE
+    # Embedded default (docs/architecture.md §1): WAL so readers never block the writer, IMMEDIATE
     # transactions so two writers queue on the lock instead of failing at commit, 20 s timeout.
     _database["CONN_MAX_AGE"] = 0
     _database["OPTIONS"] = {
@@ -252,7 +252,7 @@ STORAGES = {
     },
 }
 
-# --- Celery (DESIGN section 1) ----------------------------------------------------------------
+# --- Celery (docs/architecture.md §1) ----------------------------------------------------------------
 REDIS_URL = env_optional("REDIS_URL")
 ALM_BROKER_DIR = VAR_DIR / "broker"
 # With Redis, an unacknowledged message is redelivered after the visibility timeout, so it must be
@@ -448,7 +448,7 @@ ALM_IMPORT_BUSY_RETRY_SECONDS = env_int("ALM_IMPORT_BUSY_RETRY_SECONDS", 10, min
 # slower answer counts as transient trouble. Shortened by fault tests that make Dataverse slow.
 ALM_IMPORT_READ_TIMEOUT = env_int("ALM_IMPORT_READ_TIMEOUT", 60, minimum=1, maximum=600)
 # Send our own ImportJobId on ImportSolutionAsync/StageAndUpgradeAsync. Whether Dataverse honours
-# it is UNCONFIRMED (Microsoft's own client strips it), so it is off by default (DESIGN section 4).
+# it is UNCONFIRMED (Microsoft's own client strips it), so it is off by default (docs/states.md §3).
 ALM_IMPORT_JOB_ID_ON_ASYNC = env_bool("ALM_IMPORT_JOB_ID_ON_ASYNC", default=False)
 # Credentials warn this many days before they expire.
 ALM_CREDENTIAL_WARNING_DAYS = [

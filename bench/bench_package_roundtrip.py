@@ -44,8 +44,6 @@ T = TypeVar("T")
 
 def build_package(path: Path, payload_mib: int) -> Path:
     source = CORPUS / "UpdateCreatedBy_1_0_0_1.zip"
-    if not source.exists():
-        source = Path("/work/shared/corpus/solutions/UpdateCreatedBy_1_0_0_1.zip")
     with zipfile.ZipFile(source) as original, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
         for info in original.infolist():
             target.writestr(info, original.read(info.filename))

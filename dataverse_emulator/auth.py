@@ -1,7 +1,7 @@
 """Entra ID (Azure AD v2.0 endpoints) as far as the portal and msal use it.
 
 Routes (all under ``https://127.0.0.1:PORT``):
-    GET  /{tenant}/v2.0/.well-known/openid-configuration   discovery (msal's Entra mode, reference 13.2.3)
+    GET  /{tenant}/v2.0/.well-known/openid-configuration   discovery (msal's Entra mode, docs/dataverse.md §13.2)
     GET  /{tenant}/.well-known/openid-configuration        discovery (msal's ``oidc_authority`` mode)
     GET  /{tenant}/discovery/v2.0/keys                     JWKS (RS256 signing key)
     POST /{tenant}/oauth2/v2.0/token                       client_credentials, authorization_code (+PKCE), refresh_token
@@ -119,7 +119,7 @@ class AuthCode:
 def aad_error(
     status: int, error: str, description: str, codes: list[int], headers: list[tuple[str, str]] | None = None
 ) -> Response:
-    """The Entra error body (reference 13; client-creds grant doc "Error response")."""
+    """The Entra error body (docs/dataverse.md §13; client-creds grant doc "Error response")."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     trace_id, correlation_id = str(uuid.uuid4()), str(uuid.uuid4())
     payload = {

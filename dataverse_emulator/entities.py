@@ -1,7 +1,7 @@
 """The tables the emulator serves over OData: their entity sets, columns and types.
 
-Column names and choice values are the Web API names from the table references the reference cites:
-solution (ENT-SOL, reference 3.1), solutioncomponent (ENT-SOLCOMP, 3.2), publisher (3.3),
+Column names and choice values are the Web API names from the table references docs/dataverse.md cites:
+solution (ENT-SOL, docs/dataverse.md §3.1), solutioncomponent (ENT-SOLCOMP, 3.2), publisher (3.3),
 asyncoperation (ENT-ASYNC, 7.1), importjob (ENT-IMPJOB, 8.1), msdyn_solutionhistory (ENT-HIST, 9) and
 systemuser (MicrosoftDocs/powerapps-docs reference/entities/systemuser.md: systemuserid, fullname,
 domainname, applicationid, azureactivedirectoryobjectid, isdisabled, accessmode 4 = Non-interactive).

@@ -1,9 +1,9 @@
 """Dataverse error codes and the one exception type the Web API layer turns into an error body.
 
-The error body shape is DOC-ERR "Parse errors from the response" (reference 1.4):
+The error body shape is DOC-ERR "Parse errors from the response" (docs/dataverse.md §1.4):
 ``{"error": {"code": "0x…", "message": "…"}}``. Codes and messages of the solution
-operations are from reference 1.6 (the SDK ``ErrorCodes`` set, hex = value & 0xFFFFFFFF).
-Codes the reference could not confirm live in ``unconfirmed.py``.
+operations are from docs/dataverse.md §1.6 (the SDK ``ErrorCodes`` set, hex = value & 0xFFFFFFFF).
+Codes no source confirms (docs/dataverse.md §15) live in ``unconfirmed.py``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class DataverseError(Exception):
         return f"{self.status} {self.code}: {self.message}"
 
     def body(self) -> dict[str, dict[str, str]]:
-        """The JSON body Dataverse sends for this error (reference 1.4)."""
+        """The JSON body Dataverse sends for this error (docs/dataverse.md §1.4)."""
         return {"error": {"code": self.code, "message": self.message}}
 
     @property
@@ -34,14 +34,14 @@ class DataverseError(Exception):
 
 
 def hex_to_int(code: str) -> int:
-    """``"0x8004801D"`` → ``-2147188707`` (the conversion reference 1.6 uses in reverse)."""
+    """``"0x8004801D"`` → ``-2147188707`` (the conversion docs/dataverse.md §1.6 uses in reverse)."""
     if not code:
         return 0
     value = int(code, 16)
     return value - (1 << 32) if value >= (1 << 31) else value
 
 
-# --- Reference 1.6: solution import/export error codes (int values from the SDK ErrorCodes set) ---
+# --- docs/dataverse.md §1.6: solution import/export error codes (int values from the SDK ErrorCodes set) ---
 IMPORT_BAD_ZIP = "0x80048060"
 IMPORT_BAD_ZIP_MESSAGE = (
     "The solution file is invalid. The compressed file must contain the following files at its root: "
@@ -85,13 +85,13 @@ IMPORT_SYSTEM_SOLUTION = "0x80048046"
 IMPORT_SYSTEM_SOLUTION_MESSAGE = "System solution cannot be imported."
 IMPORT_FILE_TOO_LARGE = "0x80040375"
 IMPORT_FILE_TOO_LARGE_MESSAGE = "The import file is too large to upload."
-# Reference 1.6 "Lower/same version upgrade" (MS support KB 4499878): the KB writes the code without "0x".
+# docs/dataverse.md §1.6 "Lower/same version upgrade" (MS support KB 4499878): the KB writes the code without "0x".
 IMPORT_LOWER_VERSION = "0x80048541"
 IMPORT_LOWER_VERSION_MESSAGE = (
     "The import solution must have a higher version than the existing solution it is upgrading"
 )
 
-# --- Reference 1.5 / DOC-LIMITS: service protection limits ---
+# --- docs/dataverse.md §1.5 / DOC-LIMITS: service protection limits ---
 THROTTLE_REQUESTS = "0x80072322"
 THROTTLE_EXECUTION_TIME = "0x80072321"
 THROTTLE_CONCURRENCY = "0x80072326"
@@ -109,7 +109,7 @@ THROTTLE_ALIASES = {
     "concurrency": THROTTLE_CONCURRENCY,
 }
 
-# --- Reference 1.4: record not found ("Verified live" in 3P tests) ---
+# --- docs/dataverse.md §1.4: record not found ("Verified live" in 3P tests) ---
 RECORD_NOT_FOUND = "0x80040217"
 
 

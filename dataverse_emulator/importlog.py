@@ -1,6 +1,6 @@
 """The import job log in ``importjob.data`` and RetrieveFormattedImportJobResults' spreadsheet.
 
-Shape per reference 8.3: the documented access paths are ``//solutionManifest/UniqueName``,
+Shape per docs/dataverse.md §8.3: the documented access paths are ``//solutionManifest/UniqueName``,
 ``//solutionManifest/result/@result`` and per-component sections like ``//optionSets/optionSet`` with a
 ``LocalizedName`` attribute whose first child element carries ``result``, ``errorcode`` and
 ``errortext`` (ALM-API "Tracking import success"). Root attributes and the other section names follow
@@ -142,7 +142,7 @@ def progress_log(package_name: str, progress: float, started: float) -> str:
 
 def formatted_results(log_xml: str, solution_name: str) -> str:
     """RetrieveFormattedImportJobResults: "The results are returned in Microsoft Excel format"
-    (SpreadsheetML XML, reference 8.2). One worksheet with the solution row and the log."""
+    (SpreadsheetML XML, docs/dataverse.md §8.2). One worksheet with the solution row and the log."""
     return (
         '<?xml version="1.0"?><?mso-application progid="Excel.Sheet"?>'
         '<Workbook xmlns="urn:schemas-microsoft-com:office:spreadsheet" '

@@ -6,8 +6,8 @@ which are never served.
 
 Components: ``org["components"][key]`` is one component (package.Component) with the solutions that
 contain it (``solutions: {solutionid: {...}}``). A component is deleted when its last solution lets go
-of it; deleting a table component drops the table and its rows (GLOSSARY: "Uninstalling a managed
-solution deletes its tables and their data").
+of it; deleting a table component drops the table and its rows (uninstalling a managed solution deletes its tables and
+their data: docs/dataverse.md §11.4).
 """
 
 from __future__ import annotations
@@ -320,7 +320,7 @@ def release_components(
 
 
 def missing_dependencies(org: dict, package: SolutionPackage) -> list:
-    """The package's MissingDependencies that this org cannot satisfy (reference 11.2, 1.6).
+    """The package's MissingDependencies that this org cannot satisfy (docs/dataverse.md §11.2, §1.6).
 
     A required component is present when the org holds it (any solution brought it), when the package
     itself brings it, or when its ``solution="Name (version)"`` names a *managed* solution installed
@@ -342,7 +342,7 @@ def missing_dependencies(org: dict, package: SolutionPackage) -> list:
 
 
 # --------------------------------------------------------------------------------------------------
-# Solution history (ENT-HIST, reference 9)
+# Solution history (ENT-HIST, docs/dataverse.md §9)
 # --------------------------------------------------------------------------------------------------
 def history_start(
     org: dict,
@@ -428,7 +428,7 @@ def history_finish(
 # System users (WhoAmI, systemusers)
 # --------------------------------------------------------------------------------------------------
 def ensure_application_user(org: dict, client_id: str, object_id: str, display_name: str) -> dict:
-    """The application user a registered client maps to (GLOSSARY: service principal / application user)."""
+    """The application user a registered client maps to (docs/glossary.md: service principal / application user)."""
     for row in org["systemusers"].values():
         if row["applicationid"] == client_id:
             return row

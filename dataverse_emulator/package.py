@@ -1,8 +1,8 @@
 """Reading and rewriting solution zips, the emulator's own small reader (it may not use the portal's).
 
 Only what Dataverse needs to apply the solution rules is read: the manifest in solution.xml (identity,
-version, managed flag, publisher, root components, MissingDependencies: reference 11.2) and the
-components declared in customizations.xml and the per-component folders (reference 11.1, 11.2;
+version, managed flag, publisher, root components, MissingDependencies: docs/dataverse.md §11.2) and the
+components declared in customizations.xml and the per-component folders (docs/dataverse.md §11.1, §11.2;
 corpus MANIFEST "Format surprises"). XML is parsed with defusedxml; nothing is extracted to disk.
 """
 
@@ -26,7 +26,7 @@ MAX_XML_BYTES = 200 * 1024 * 1024  # refuse zip bombs: no single XML part is rea
 CONTENT_TYPES_XML = (
     '<?xml version="1.0" encoding="utf-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
     '<Default Extension="xml" ContentType="application/octet-stream" /></Types>'
-)  # reference 11.1
+)  # docs/dataverse.md §11.1
 
 
 def sha256_hex(data: bytes) -> str:
@@ -36,7 +36,7 @@ def sha256_hex(data: bytes) -> str:
 
 def parse_version(text: str) -> tuple[int, ...]:
     """``"1.0.0.4"`` → ``(1, 0, 0, 4)``; shorter versions are padded with zeros (UNCONFIRMED normalisation,
-    reference 11.3: "normalisation to 4 parts UNCONFIRMED"; the corpus has 2- and 3-part versions)."""
+    docs/dataverse.md §11.3: "normalisation to 4 parts UNCONFIRMED"; the corpus has 2- and 3-part versions)."""
     parts = text.strip().split(".")
     if not 1 <= len(parts) <= 4 or not all(p.isdigit() for p in parts):
         raise ValueError(f"not a solution version: {text!r}")
@@ -60,7 +60,7 @@ class Component:
     id: str | None = None  # GUID (lowercase, no braces) when the package gives one
     parent: str | None = None  # parent schema name (columns, relationships)
     display_name: str = ""
-    section: str = "other"  # the import log section that reports it (reference 8.3)
+    section: str = "other"  # the import log section that reports it (docs/dataverse.md §8.3)
 
     @property
     def key(self) -> str:
@@ -94,7 +94,7 @@ class Component:
 
 @dataclass(frozen=True)
 class RootComponent:
-    """``<RootComponent type=… schemaName=… id=… behavior=…/>`` (reference 11.2)."""
+    """``<RootComponent type=… schemaName=… id=… behavior=…/>`` (docs/dataverse.md §11.2)."""
 
     type: int
     schema_name: str | None
@@ -356,7 +356,7 @@ def read_package(data: bytes) -> SolutionPackage:
 
 
 def _missing_dependencies_xml(missing: list[MissingDependency]) -> str:
-    """The ``<MissingDependencies>`` XML as the import log quotes it (reference 1.6, 3P fixture)."""
+    """The ``<MissingDependencies>`` XML as the import log quotes it (docs/dataverse.md §1.6, 3P fixture)."""
     parts = ['<MissingDependencies canResolveAllMissingDependencies="False">']
     for md in missing:
         required = " ".join(f"{k}={quoteattr(v)}" for k, v in md.required.items())
@@ -538,7 +538,7 @@ def build_package(
     extra_files: dict[str, bytes] | None = None,
     solution_package_version: str = "9.2",
 ) -> bytes:
-    """Write a minimal, valid solution zip (reference 11.1/11.2 shapes, GHA emptySolution sample).
+    """Write a minimal, valid solution zip (docs/dataverse.md §11.1/§11.2 shapes, GHA emptySolution sample).
 
     Used to export solutions the org holds without a stored package (e.g. Default) and by tests that need
     packages the corpus lacks.

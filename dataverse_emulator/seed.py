@@ -1,4 +1,4 @@
-"""``--seed demo``: the emulator side of DESIGN section 8 (idempotent).
+"""``--seed demo``: the emulator side of docs/demo.md (idempotent).
 
 Lays out one tenant with four orgs (contoso-dev with unmanaged corpus solutions installed,
 contoso-test and contoso-prod empty of custom solutions, fabrikam-dev with one unmanaged solution),
@@ -43,7 +43,7 @@ DEFAULT_REDIRECT_URIS = [
     "http://127.0.0.1:8000/accounts/entra/callback/",
     "http://localhost:8000/accounts/entra/callback/",
 ]
-# DESIGN section 8: six identities with fixed object ids and app roles, plus one without any app role.
+# docs/demo.md §3: six identities with fixed object ids and app roles, plus one without any app role.
 DEMO_IDENTITIES = [
     ("admin", "Ada Admin", "0a000000-0000-4000-8000-000000000001", ["ALM.Admin"]),
     ("maker", "Max Maker", "0a000000-0000-4000-8000-000000000002", ["ALM.Maker"]),

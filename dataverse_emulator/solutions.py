@@ -1,6 +1,6 @@
-"""Solution operations with Dataverse's rules (reference sections 4-10) and the async job lifecycle.
+"""Solution operations with Dataverse's rules (docs/dataverse.md §4-§10) and the async job lifecycle.
 
-Rules applied to every import (reference 1.6, 11.3; GLOSSARY):
+Rules applied to every import (docs/dataverse.md §1.6, §11.3):
 - the zip must hold solution.xml, customizations.xml and [Content_Types].xml (0x80048060, package.py);
 - managed over unmanaged and unmanaged over managed are refused (0x80048040 / 0x80048041);
 - a managed solution is only replaced by a strictly higher version (0x80048541) from the same
@@ -12,12 +12,12 @@ version lacks; *holding* (HoldingSolution=true) installs ``<name>_Upgrade`` besi
 *upgrade* (StageAndUpgradeAsync, or holding + DeleteAndPromote) removes what the new version lacks
 (MKR-UPD "Understanding version numbers", "Completing Solution Upgrade").
 
-Async operations (ENT-ASYNC, reference 7): state is derived from timestamps on every read: Waiting
+Async operations (ENT-ASYNC, docs/dataverse.md §7): state is derived from timestamps on every read: Waiting
 For Resources (0/0) → In Progress (2/20) → Succeeded (3/30) / Failed (3/31) / Canceled (3/32). The
 effect of an operation is applied once, at its due time, by whichever comes first: a request to that
 org or the background finaliser thread. Timestamps come from the schedule, not from who finalised,
 so the result is deterministic and survives restarts. Only one solution operation runs per org at a
-time (reference 1.6, CustomizationLock; status/code UNCONFIRMED).
+time (docs/dataverse.md §1.6, CustomizationLock; status/code UNCONFIRMED).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ class SolutionService:
         return None
 
     def check_lock(self, org: dict, requested: str) -> None:
-        """One solution operation at a time per org (reference 1.6; 429/0x80071151 UNCONFIRMED)."""
+        """One solution operation at a time per org (docs/dataverse.md §1.6; 429/0x80071151 UNCONFIRMED)."""
         self.finalize_due(org, now())
         running = self.running_operation(org)
         if running is None:
@@ -130,7 +130,7 @@ class SolutionService:
         counters[key] = counters.get(key, 0) + 1
 
     def receive_package(self, org: dict, body: dict[str, Any], operation: str) -> tuple[bytes, SolutionPackage]:
-        """The package of an import: ``CustomizationFile`` (base64) or a staged upload (reference 5.2)."""
+        """The package of an import: ``CustomizationFile`` (base64) or a staged upload (docs/dataverse.md §5.2)."""
         encoded = body.get("CustomizationFile")
         if encoded:
             try:
@@ -307,7 +307,7 @@ class SolutionService:
 
     @staticmethod
     def _apply_parameters(org: dict, params: dict) -> None:
-        """ComponentParameters: environment variable values and connection references (reference 5.2, 12)."""
+        """ComponentParameters: environment variable values and connection references (docs/dataverse.md §5.2, §12)."""
         for entity in params.get("component_parameters") or []:
             kind = str(entity.get("@odata.type", "")).rsplit(".", 1)[-1]
             if kind == "environmentvariablevalue" and entity.get("schemaname"):
@@ -348,7 +348,7 @@ class SolutionService:
         del org["solutions"][row["solutionid"]]
 
     def export_bytes(self, org: dict, name: str, managed: bool) -> tuple[bytes, dict]:
-        """The zip Dataverse would export for ``name`` (reference 4.1)."""
+        """The zip Dataverse would export for ``name`` (docs/dataverse.md §4.1)."""
         row = orgs.find_solution(org, name or "")
         if row is None:
             raise DataverseError(
@@ -469,7 +469,8 @@ class SolutionService:
         return params
 
     def import_solution(self, org: dict, body: dict, correlation_id: str) -> None:
-        """``ImportSolution`` (sync, reference 5.1): 204 on success; the error otherwise (status UNCONFIRMED)."""
+        """``ImportSolution`` (sync, docs/dataverse.md §5.1): 204 on success; the error otherwise (status
+        UNCONFIRMED)."""
         self.check_lock(org, "import")
         _data, package = self.receive_package(org, body, "ImportSolution")
         job_id = self._caller_job_id(org, body, "ImportSolution", is_async=False)
@@ -539,7 +540,7 @@ class SolutionService:
         orgs.touch(org, job, t)
 
     def submit_import_async(self, org: dict, body: dict, kind: str, correlation_id: str) -> dict[str, str]:
-        """``ImportSolutionAsync`` / ``StageAndUpgradeAsync`` (reference 5.2, 6): returns the handles."""
+        """``ImportSolutionAsync`` / ``StageAndUpgradeAsync`` (docs/dataverse.md §5.2, §6): returns the handles."""
         operation = MESSAGE_NAMES[kind]
         self.check_lock(org, kind)
         try:
@@ -776,7 +777,7 @@ class SolutionService:
         )
 
     def stage_solution(self, org: dict, body: dict) -> dict:
-        """``StageSolution`` (reference 6): validate without installing; keep the upload for a later import."""
+        """``StageSolution`` (docs/dataverse.md §6): validate without installing; keep the upload for a later import."""
         _data, package = self.receive_package(org, body, "StageSolution")
         upload_id = str(body.get("StageSolutionUploadId") or new_id()).lower()
         org["staged"][upload_id] = {"sha256": package.sha256, "created": now()}
@@ -838,7 +839,7 @@ class SolutionService:
         }
 
     def export_solution(self, org: dict, body: dict, correlation_id: str) -> dict:
-        """``ExportSolution`` (sync, reference 4.1)."""
+        """``ExportSolution`` (sync, docs/dataverse.md §4.1)."""
         self.check_lock(org, "export")
         name = str(body.get("SolutionName") or "")
         managed = bool(body.get("Managed"))
@@ -868,7 +869,8 @@ class SolutionService:
         return history
 
     def export_solution_async(self, org: dict, body: dict, correlation_id: str) -> dict:
-        """``ExportSolutionAsync`` (reference 4.2): refusals are immediate (UNCONFIRMED), the file comes later."""
+        """``ExportSolutionAsync`` (docs/dataverse.md §4.2): refusals are immediate (UNCONFIRMED), the file comes
+        later."""
         self.check_lock(org, "export")
         name = str(body.get("SolutionName") or "")
         managed = bool(body.get("Managed"))
@@ -888,7 +890,7 @@ class SolutionService:
         return {"AsyncOperationId": op["asyncoperationid"], "ExportJobId": export_job_id}
 
     def download_export(self, org: dict, body: dict) -> dict:
-        """``DownloadSolutionExportData`` once the export job succeeded (reference 4.2)."""
+        """``DownloadSolutionExportData`` once the export job succeeded (docs/dataverse.md §4.2)."""
         job_id = str(body.get("ExportJobId") or "").lower()
         self.finalize_due(org, now())
         job = org["exportjobs"].get(job_id)
@@ -954,7 +956,7 @@ class SolutionService:
         return {"AsyncOperationId": op["asyncoperationid"]}
 
     def uninstall_async(self, org: dict, body: dict, correlation_id: str) -> dict:
-        """``UninstallSolutionAsync`` (reference 6): removes the solution when the job completes."""
+        """``UninstallSolutionAsync`` (docs/dataverse.md §6): removes the solution when the job completes."""
         self.check_lock(org, "uninstall")
         name = str(body.get("SolutionUniqueName") or "")
         row = orgs.find_solution(org, name)
@@ -984,7 +986,7 @@ class SolutionService:
         return {"AsyncOperationId": op["asyncoperationid"]}
 
     def publish_all(self, org: dict, correlation_id: str) -> None:
-        """``PublishAllXml``: 204; counts as a solution operation (GLOSSARY) and writes history (op 4)."""
+        """``PublishAllXml``: 204; counts as a solution operation (docs/dataverse.md §1.6) and writes history (op 4)."""
         self.check_lock(org, "publish_all")
         t = now()
         history = orgs.history_start(
@@ -1039,7 +1041,7 @@ class SolutionService:
         return row
 
     # ------------------------------------------------------------------------------------------
-    # Dependency functions (reference 10)
+    # Dependency functions (docs/dataverse.md §10)
     # ------------------------------------------------------------------------------------------
     def missing_dependencies_of(self, org: dict, name: str) -> list[dict]:
         row = orgs.find_solution(org, name)

@@ -1,8 +1,8 @@
 """TLS material: a CA generated on first start and a leaf certificate for 127.0.0.1 / localhost.
 
-msal only accepts https authorities (reference 13.2 point 1), and Python's ssl module rejects a bare
+msal only accepts https authorities (docs/dataverse.md §13.2 point 1), and Python's ssl module rejects a bare
 self-signed leaf, so the emulator acts as its own CA (basicConstraints CA:TRUE, keyUsage keyCertSign)
-and issues a leaf with subjectAltName IP:127.0.0.1 and DNS:localhost (reference 13.2 point 7, EXP).
+and issues a leaf with subjectAltName IP:127.0.0.1 and DNS:localhost (docs/dataverse.md §13.2 point 7, EXP).
 Clients trust ``ca.pem`` (requests ``verify=``); the files are reused across restarts.
 """
 

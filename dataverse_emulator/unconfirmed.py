@@ -1,26 +1,27 @@
 """Every behaviour of the emulator that no source confirmed, in one place, so it is easy to correct.
 
-Each constant says what was guessed and why. Reference = /work/shared/reference/dataverse-web-api.md;
-its section 15 lists what the reference itself could not confirm. When real Dataverse is observed to
-behave differently, change the value here (and the tests that pin it), nowhere else.
+Each constant says what was guessed and why. The facts and their sources are in docs/dataverse.md; its §15 lists what no
+source confirms. When real Dataverse is observed to behave differently, change the value here (and the tests that pin
+it), nowhere else.
 """
 
 from __future__ import annotations
 
 # ---------------------------------------------------------------------------------------------
-# Caller-chosen ImportJobId on ImportSolutionAsync / StageAndUpgradeAsync (reference 5.2, DESIGN 4).
+# Caller-chosen ImportJobId on ImportSolutionAsync / StageAndUpgradeAsync (docs/dataverse.md §5.2, docs/states.md §3).
 # The action reference lists ImportJobId as a nullable parameter, but Microsoft's ServiceClient removes it
 # before sending ("remove unsupported parameter", SVC ~L1273) and one 3P test saw an on-prem server answer
 # 400 "The parameter 'ImportJobId' in the request payload is not a valid parameter for the operation ...".
 # ONE switch, per org (admin route POST /_emulator/orgs/<org>/settings), default below:
-#   "reject"  – 400 as observed on-prem (the reference's best evidence; the default);
+#   "reject"  – 400 as observed on-prem (the best evidence in docs/dataverse.md §1.6; the default);
 #   "honour"  – the importjob gets the caller's id; reusing an id fails "A duplicate import job id already exists".
 IMPORT_JOB_ID_ON_ASYNC_DEFAULT = "reject"
 IMPORT_JOB_ID_ON_ASYNC_CHOICES = ("reject", "honour")
 DUPLICATE_IMPORT_JOB_ID_CODE = "0x80048033"  # ImportSolutionError wrapper; hex of the duplicate-id error unknown
-DUPLICATE_IMPORT_JOB_ID_MESSAGE = "A duplicate import job id already exists."  # reliability-security.md [S26]
+# https://github.com/WaelHamze/dyn365-ce-vsts-tasks/issues/113
+DUPLICATE_IMPORT_JOB_ID_MESSAGE = "A duplicate import job id already exists."
 
-# Unknown action parameter (reference 1.6: message observed on-prem, code unknown).
+# Unknown action parameter (docs/dataverse.md §1.6: message observed on-prem, code unknown).
 UNKNOWN_PARAMETER_STATUS = 400
 UNKNOWN_PARAMETER_CODE = "0x80060888"
 UNKNOWN_PARAMETER_MESSAGE = (
@@ -29,13 +30,13 @@ UNKNOWN_PARAMETER_MESSAGE = (
 # A required (non-nullable) parameter missing: message shape guessed from the OData error family.
 MISSING_PARAMETER_CODE = "0x80060888"
 MISSING_PARAMETER_MESSAGE = "The parameter '{parameter}' is required for the operation '{operation}'."
-# Booleans the reference lists as non-nullable (OverwriteUnmanagedCustomizations, PublishWorkflows) are
+# Booleans docs/dataverse.md §5.1 lists as non-nullable (OverwriteUnmanagedCustomizations, PublishWorkflows) are
 # defaulted to false when absent instead of refused: Microsoft's own clients always send them, so either
 # behaviour is invisible to them, and lenient is kinder to other clients.
 LENIENT_NON_NULLABLE_BOOLEANS = True
 
 # ---------------------------------------------------------------------------------------------
-# One solution operation at a time (reference 1.6): the 3P observation over the Web API is HTTP 429 with
+# One solution operation at a time (docs/dataverse.md §1.6): the 3P observation over the Web API is HTTP 429 with
 # code 0x80071151; Microsoft's docs only give the CustomizationLockException text.
 CUSTOMIZATION_LOCK_STATUS = 429
 CUSTOMIZATION_LOCK_CODE = "0x80071151"
@@ -53,7 +54,7 @@ LOCK_NAMES = {
     "publish_all": "PublishAll",
 }
 
-# HTTP status of a failed synchronous ImportSolution (reference 1.6: "expected 400 – inferred").
+# HTTP status of a failed synchronous ImportSolution (docs/dataverse.md §1.6: "expected 400 – inferred").
 SYNC_IMPORT_FAILURE_STATUS = 400
 
 # Validation that happens before an async import is accepted. True: a package whose zip or XML cannot be
@@ -66,7 +67,7 @@ STRUCTURAL_ERRORS_FAIL_REQUEST = True
 EXPORT_ASYNC_REFUSES_AT_REQUEST = True
 
 # ---------------------------------------------------------------------------------------------
-# Export errors (reference 1.6: names/messages from the SDK message table; hex UNCONFIRMED).
+# Export errors (docs/dataverse.md §1.6: names/messages from the SDK message table; hex UNCONFIRMED).
 EXPORT_MISSING_SOLUTION_STATUS = 404
 EXPORT_MISSING_SOLUTION_CODE = "0x8004F02D"
 EXPORT_MISSING_SOLUTION_MESSAGE = (
@@ -113,7 +114,7 @@ UNINSTALL_SYSTEM_SOLUTION_MESSAGE = "System solution cannot be uninstalled."
 IMPORT_JOB_CONTEXT = "ImportSolution"
 
 # ---------------------------------------------------------------------------------------------
-# Import log (reference 8.3): the root attributes and the manifest-level error code of a missing-dependency
+# Import log (docs/dataverse.md §8.3): the root attributes and the manifest-level error code of a missing-dependency
 # failure come from a 3P fixture modelled on a real log (errorcode 0x80048033 wrapping the 0x8004801D text).
 IMPORT_LOG_ROOT_ATTRIBUTES = True
 IMPORT_LOG_MISSING_DEPENDENCY_ERRORCODE = "0x80048033"
@@ -124,7 +125,7 @@ IMPORT_LOG_MISSING_DEPENDENCY_TEXT = (
 # The asyncoperation's message for the same failure: the 0x8004801D text followed by the dependency list.
 MISSING_DEPENDENCIES_DETAIL = " The missing dependencies are : {xml}"
 
-# StageSolution (reference 6): StageSolutionStatus values and SolutionValidationResultType values.
+# StageSolution (docs/dataverse.md §6): StageSolutionStatus values and SolutionValidationResultType values.
 STAGE_STATUS_PASSED = "Passed"
 STAGE_STATUS_FAILED = "Failed"
 VALIDATION_RESULT_ERROR = "Error"
@@ -161,7 +162,7 @@ SYSTEM_SOLUTIONS = (
     ("Default", "Common Data Services Default Solution", False, True, "default"),
 )
 # First-party managed solutions assumed installed in every new org, so the platform components that
-# corpus packages list as MissingDependencies (reference 11.2) resolve as they would in a real org.
+# corpus packages list as MissingDependencies (docs/dataverse.md §11.2) resolve as they would in a real org.
 # Versions are the ones the corpus packages name. Dynamics 365 apps (msdynce_*) are NOT included: a plain
 # Dataverse environment lacks them, so packages that need them fail with 0x8004801D, as they would.
 PLATFORM_SOLUTIONS = (
@@ -190,7 +191,7 @@ DEFAULT_PUBLISHER_OPTION_VALUE_PREFIX = 10000
 ORGANIZATION_VERSION = "9.2.25093.134"
 
 # solutioncomponent.componenttype of connection references and bots: entity-based components whose type
-# code is the table's object type code in that org (reference 3.2). Values below are placeholders.
+# code is the table's object type code in that org (docs/dataverse.md §3.2). Values below are placeholders.
 COMPONENT_TYPE_BY_NAME = {
     "connectionreference": 10469,
     "bot": 10470,
@@ -233,7 +234,7 @@ SERVER_ERROR_CODE = "0x80040216"
 SERVER_ERROR_MESSAGE = "An unexpected error occurred."
 
 # ---------------------------------------------------------------------------------------------
-# Entra ID error texts that the reference (13) or public docs do not spell out in full.
+# Entra ID error texts that docs/dataverse.md §13 and public docs do not spell out in full.
 AADSTS_INVALID_SECRET = (
     "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client "
     "secret value, not the client secret ID, for a secret added to app '{client_id}'."

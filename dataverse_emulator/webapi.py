@@ -3,9 +3,9 @@
 Every request: bearer token check (401 + ``WWW-Authenticate: Bearer authorization_uri=…``), application
 user check (403 0x80072560), fault injection (faults.py), then the route. Responses carry
 ``OData-Version: 4.0`` and ``Content-Type: application/json; odata.metadata=minimal`` (DOC-ERR example
-responses); errors are ``{"error": {"code", "message"}}`` (reference 1.4).
+responses); errors are ``{"error": {"code", "message"}}`` (docs/dataverse.md §1.4).
 
-Served: WhoAmI() (reference 2), RetrieveVersion(), RetrieveTotalRecordCount (EntityRecordCountCollection:
+Served: WhoAmI() (docs/dataverse.md §2), RetrieveVersion(), RetrieveTotalRecordCount (EntityRecordCountCollection:
 Count, IsReadOnly, Keys, Values — Web API reference entityrecordcountcollection), RetrieveMissingDependencies,
 RetrieveDependenciesForUninstall, RetrieveFormattedImportJobResults, the solution actions (solutions.py),
 the entity sets of entities.py with OData queries (odata.py), ``PATCH solutions(<id>)`` and
@@ -34,7 +34,7 @@ GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]
 SEGMENT_RE = re.compile(r"^(?P<name>[A-Za-z_][\w.]*)(?:\((?P<key>.*)\))?$")
 NON_NULLABLE = object()
 
-# Action parameters per the action references (reference 4.1, 5.1, 5.2, 6). name -> required?
+# Action parameters per the action references (docs/dataverse.md §4.1, §5.1, §5.2, §6). name -> required?
 _IMPORT_PARAMETERS = {
     "OverwriteUnmanagedCustomizations": False,
     "PublishWorkflows": False,

@@ -1,4 +1,4 @@
-"""Job kinds and statuses (DESIGN section 4) and the stage options of a pipeline."""
+"""Job kinds and statuses (docs/states.md §3) and the stage options of a pipeline."""
 
 from django.db import models
 
@@ -74,7 +74,7 @@ class PromotionStatus(models.TextChoices):
     ROLLED_BACK = "rolled_back", "Rolled back"
 
 
-# DESIGN section 3: the only moves a promotion may make (deployments/workflow/ enforces them).
+# docs/states.md §1: the only moves a promotion may make (deployments/workflow/ enforces them).
 PROMOTION_TRANSITIONS: dict[str, tuple[str, ...]] = {
     PromotionStatus.PENDING_APPROVAL: (PromotionStatus.APPROVED, PromotionStatus.REJECTED, PromotionStatus.CANCELLED),
     # `approved` is transient: the same transaction moves on to queued or scheduled.

@@ -1,4 +1,4 @@
-"""The demo's environments, pipelines and promotion history (DESIGN section 8), laid out through the
+"""The demo's environments, pipelines and promotion history (docs/demo.md), laid out through the
 services against a running emulator. Idempotent: what exists is left as it is."""
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def seed_demo_pipelines() -> list[Pipeline]:
     return pipelines
 
 
-# --- history (DESIGN section 8) -------------------------------------------------------------------------
+# --- history (docs/demo.md §5) -------------------------------------------------------------------------
 
 # Solutions of contoso-dev the history uses, in the order they are registered and exported.
 DEMO_SOLUTIONS = (
@@ -204,7 +204,7 @@ def _arm_missing_dependency_failure(emulator: dict[str, Any], org: str, unique_n
 
 
 def seed_demo_history(emulator: dict[str, Any]) -> list[DemoStory]:
-    """Lay out DESIGN section 8's history through the services and the workflow against the emulator:
+    """Lay out the demo's history (docs/demo.md §5) through the services and the workflow against the emulator:
     versions that succeeded to test and prod, one waiting for its second approval, one rejected, one failed
     on a missing dependency, one scheduled; nothing left running. Skipped when the pipeline already has
     promotions (idempotent)."""

@@ -1,6 +1,6 @@
 """The job engine: enqueue, claim, run, defer, finish. The only code that changes Job.status.
 
-Guarantees (DESIGN sections 1 and 4):
+Guarantees (docs/architecture.md §1 and docs/states.md §3):
 - The row is the record. The broker message only says "look at job N"; publishing is best effort
   after commit, and the dispatcher re-sends rows that nobody holds.
 - A claim is a conditional UPDATE that must hit exactly one row, so a message delivered twice, or

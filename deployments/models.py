@@ -75,7 +75,8 @@ class Stage(models.Model):
 
 
 class Job(models.Model):
-    """A unit of worker work. The row is the source of truth and its own outbox (DESIGN sections 1, 4).
+    """A unit of worker work. The row is the source of truth and its own outbox (docs/architecture.md §1, docs/states.md
+    §3).
 
     Status changes only through deployments.jobs, with conditional UPDATEs. A worker holds a job
     through a lease; a lease that runs out means the worker is gone and the dispatcher hands the job
@@ -100,7 +101,7 @@ class Job(models.Model):
     lease_owner = models.CharField(max_length=120, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
-    # Dataverse handles of record for solution operations (DESIGN section 4).
+    # Dataverse handles of record for solution operations (docs/states.md §3).
     async_operation_id = models.CharField(max_length=64, blank=True)
     import_job_id = models.CharField(max_length=64, blank=True)
     package_sha256 = models.CharField(max_length=64, blank=True)
@@ -117,7 +118,7 @@ class Job(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            # The lock is data: one active solution operation per environment (DESIGN section 1).
+            # The lock is data: one active solution operation per environment (docs/architecture.md §1).
             models.UniqueConstraint(
                 fields=["environment"],
                 condition=Q(uses_solution_slot=True, status__in=ACTIVE_JOB_STATUSES),
@@ -210,7 +211,7 @@ class Promotion(models.Model):
     solution = models.ForeignKey("solutions.Solution", on_delete=models.PROTECT, related_name="promotions")
     version = models.ForeignKey("solutions.SolutionVersion", on_delete=models.PROTECT, related_name="promotions")
     stage = models.ForeignKey(Stage, on_delete=models.PROTECT, related_name="promotions")
-    # Frozen at creation: approvals bind to this artifact and this target (DESIGN section 3).
+    # Frozen at creation: approvals bind to this artifact and this target (docs/states.md §2.2).
     target_environment = models.ForeignKey(
         "environments.Environment", on_delete=models.PROTECT, related_name="promotions"
     )

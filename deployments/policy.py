@@ -1,4 +1,4 @@
-"""Who may do what to a promotion, and when it may start (DESIGN sections 3 and 5).
+"""Who may do what to a promotion, and when it may start (docs/states.md §1 and docs/roles.md).
 
 Every rule is a pure function of the objects it is given and an explicit time: it returns a Refusal
 (a stable code and a sentence for people) or None. The rules never write and never read the clock,
@@ -36,7 +36,7 @@ WAITING_STATUSES: tuple[str, ...] = (
 CANCELLABLE_STATUSES = WAITING_STATUSES
 COMMENT_MAX_LENGTH = 2000
 
-# How each refusal code is answered (DESIGN section 7). Codes not listed here are 400s.
+# How each refusal code is answered (docs/api.md). Codes not listed here are 400s.
 _ERROR_CLASS_BY_CODE: dict[str, type[DomainError]] = {
     "permission_denied": PermissionRefused,
     "self_approval_forbidden": PermissionRefused,
@@ -109,7 +109,7 @@ def decision_refusal(*, user: User, promotion: Promotion) -> Refusal | None:
     never the requester, never the uploader of the artifact."""
     if not user.is_active:
         return Refusal("permission_denied", "Your account is disabled.")
-    # Admins administer everything but approve only where a stage names them (DESIGN section 5).
+    # Admins administer everything but approve only where a stage names them (docs/roles.md).
     if user.role not in (Role.APPROVER, Role.ADMIN) or not _named_on_stage(user, promotion.stage):
         return Refusal("permission_denied", f"You are not named as an approver of the stage {promotion.stage.name!r}.")
     return four_eyes_refusal(user=user, promotion=promotion)

@@ -1,4 +1,4 @@
-"""Rollback planning and rollback artifacts (issue 5; shared/reference/landscape.md section 4).
+"""Rollback planning and rollback artifacts (issue 5; docs/states.md §5, docs/dataverse.md §11.4).
 
 Dataverse cannot simply go back: a managed solution is only replaced by a strictly higher version, an
 uninstall deletes the solution's tables with their data, and a failed upgrade may leave a

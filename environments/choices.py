@@ -54,7 +54,7 @@ class NotificationKind(models.TextChoices):
 
 
 class HistoryOperation(models.IntegerChoices):
-    """msdyn_solutionhistory.msdyn_operation (reference 9)."""
+    """msdyn_solutionhistory.msdyn_operation (docs/dataverse.md §9)."""
 
     IMPORT = 0, "Import"
     UNINSTALL = 1, "Uninstall"

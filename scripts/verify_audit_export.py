@@ -3,13 +3,14 @@
 
 Standard library only, one file, so an auditor can run it anywhere. FILE is what
 `manage.py export_audit` writes: one JSON object per line with the fields below plus `hash`.
-The hash (DESIGN section 6, README "Audit hash format"):
+The hash (docs/audit.md §2 and §7 in the ALM Portal repository):
 
     canonical = json.dumps(every field except hash, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     hash      = sha256((prev_hash + canonical).encode("utf-8")).hexdigest(); the first prev_hash is 64 zeros
 
 Output as `manage.py verify_audit`: `checked=N head_seq=N head_hash=H`, and on a break
 `first_broken_seq=N reason=hash_mismatch|prev_hash_mismatch|seq_gap` with exit status 1.
+Exit status 2: no FILE, or FILE cannot be read. `-h` / `--help` prints this text.
 An export that starts at seq K > 1 cannot be linked to rows it does not contain: the first row's
 prev_hash is taken as given, and a `note=` line says so.
 """
@@ -72,13 +73,20 @@ def verify(lines, out):
 
 
 def main(argv):
+    if len(argv) == 2 and argv[1] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0
     if len(argv) != 2:
         print(__doc__.strip().splitlines()[0], file=sys.stderr)
         return 2
     if argv[1] == "-":
         return verify(sys.stdin.buffer.read().decode("utf-8").splitlines(), sys.stdout)
-    with open(argv[1], encoding="utf-8") as lines:
-        return verify(lines, sys.stdout)
+    try:
+        with open(argv[1], encoding="utf-8") as lines:
+            return verify(lines, sys.stdout)
+    except OSError as error:  # missing or unreadable: one line, like a usage error, not a traceback
+        print(f"cannot read {argv[1]}: {error.strerror or error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

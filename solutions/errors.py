@@ -1,4 +1,4 @@
-"""Refusals of the solution registry, with the stable codes of DESIGN section 7."""
+"""Refusals of the solution registry, with the stable codes of docs/api.md."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Job handlers of the solution registry: thin, each calls one service (DESIGN section 4)."""
+"""Job handlers of the solution registry: thin, each calls one service (docs/states.md §3)."""
 
 from __future__ import annotations
 

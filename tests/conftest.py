@@ -76,7 +76,7 @@ def artifact_storage(settings: Any, tmp_path_factory: pytest.TempPathFactory) ->
     return location
 
 
-# --- personas (DESIGN section 8's people, created fresh per test) ---------------------------------
+# --- personas (the demo's people, docs/demo.md §3, created fresh per test) ---------------------------------
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Roles and API token scopes (DESIGN section 5)."""
+"""Roles and API token scopes (docs/roles.md)."""
 
 from django.db import models
 

@@ -1,4 +1,4 @@
-"""The demo's people and teams (DESIGN section 8), laid out idempotently through the services."""
+"""The demo's people and teams (docs/demo.md), laid out idempotently through the services."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Who may do what, for roles, teams and token scopes (DESIGN section 5). The one place these rules live.
+"""Who may do what, for roles, teams and token scopes (docs/roles.md). The one place these rules live.
 
 Workflow-specific rules (self-approval, N approvers, windows) live in deployments/policy.py and
 build on these.

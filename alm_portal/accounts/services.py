@@ -1,6 +1,6 @@
 """Use cases for people, teams and API tokens. The only code that writes these tables.
 
-Every change writes one audit event in the same transaction (DESIGN section 6).
+Every change writes one audit event in the same transaction (docs/audit.md).
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ def user_end_sessions(*, user: User, context: AuditContext) -> int:
 def user_disable(*, user: User, context: AuditContext, reason: str = "") -> User:
     """Disable a user in one transaction: sessions end, tokens are revoked, their approvals on
     promotions that have not started are voided (by the promotion workflow's own service, with its
-    own events), and the event is audited (DESIGN section 5).
+    own events), and the event is audited (docs/roles.md).
     """
     # Imported here: deployments builds on accounts, not the other way round.
     from deployments.workflow import approvals_void_for_user

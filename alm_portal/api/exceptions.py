@@ -1,4 +1,4 @@
-"""The one API error shape: {"error": {"code", "message", "details"}} (DESIGN section 7)."""
+"""The one API error shape: {"error": {"code", "message", "details"}} (docs/api.md)."""
 
 from __future__ import annotations
 

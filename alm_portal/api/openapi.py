@@ -21,7 +21,7 @@ from rest_framework import serializers
 from alm_portal.accounts.permissions import ScopedRolePermission
 
 _GENERIC_ERRORS: dict[str, str] = {
-    "400": "validation_error (details: {field: [messages]}) or another 400 code of DESIGN section 7",
+    "400": "validation_error (details: {field: [messages]}) or another 400 code of docs/api.md §2",
     "401": "not_authenticated | token_expired | token_revoked (with WWW-Authenticate: Bearer)",
     "403": "permission_denied | scope_insufficient",
     "404": "not_found (also for objects the caller may not see, and pages past the end)",
@@ -31,7 +31,7 @@ _GENERIC_ERRORS: dict[str, str] = {
 
 
 class ErrorBodySerializer(serializers.Serializer):
-    code = serializers.CharField(help_text="Stable, documented code (DESIGN section 7).")
+    code = serializers.CharField(help_text="Stable, documented code (docs/api.md §2).")
     message = serializers.CharField(help_text="A sentence for people.")
     details = serializers.JSONField(help_text="Per-field messages or facts about the refusal.")
 

@@ -1,4 +1,4 @@
-"""The canonical form and hash of an audit event (DESIGN section 6), in the standard library only.
+"""The canonical form and hash of an audit event (docs/audit.md), in the standard library only.
 
     canonical = json.dumps({every field except hash}, sort_keys=True, separators=(",", ":"),
                            ensure_ascii=False)                       # encoded as UTF-8

@@ -1,4 +1,4 @@
-"""Signed checkpoints of the audit chain, kept outside PostgreSQL (DESIGN section 6).
+"""Signed checkpoints of the audit chain, kept outside PostgreSQL (docs/audit.md).
 
 Like CloudTrail's digest files: every hour (Celery beat) and after every successful verification,
 a JSON file `audit-checkpoints/<index>.json` is written to the artifact storage:

@@ -1,4 +1,4 @@
-"""Who did something, from where: passed explicitly into every audited service (STYLE rule 4).
+"""Who did something, from where: passed explicitly into every audited service (docs/architecture.md §3 rule 4).
 
 Business code never reads the current user or request from thread-locals; views build an
 AuditContext from the request, Celery tasks rebuild one from `as_dict()` data, and commands use

@@ -1,4 +1,4 @@
-"""The audit log: one append-only table whose rows form a hash chain (DESIGN section 6)."""
+"""The audit log: one append-only table whose rows form a hash chain (docs/audit.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Use cases of the audit log: the only code that writes AuditEvent rows (DESIGN section 6).
+"""Use cases of the audit log: the only code that writes AuditEvent rows (docs/audit.md).
 
 - record(): a success (or any) event inside the caller's transaction; if it raises, the caller's
   change rolls back with it, so there is never a change without its event.
@@ -318,7 +318,7 @@ class VerificationResult:
         return self.reason is None
 
     def lines(self) -> list[str]:
-        """The verify_audit output contract (DESIGN section 6), shared with the offline verifier."""
+        """The verify_audit output contract (docs/audit.md §6), shared with the offline verifier."""
         lines = [f"checked={self.checked} head_seq={self.head_seq} head_hash={self.head_hash}"]
         if not self.ok:
             lines.append(f"first_broken_seq={self.first_broken_seq} reason={self.reason}")

@@ -1,6 +1,6 @@
 """A full verification of the audit chain as a job (issue 6: `POST audit-events/verification/` → 202 {job}).
 
-Verifying millions of rows takes minutes, so a request only queues a Job row (DESIGN section 6).
+Verifying millions of rows takes minutes, so a request only queues a Job row (docs/audit.md).
 The row makes the request durable and pollable at /api/v1/jobs/{id}/: a lost broker message is
 re-sent by the dispatcher, a dead worker's lease runs out and another worker starts again, and
 progress and the result are on the row. The `audit.verified` event the run appends is the result

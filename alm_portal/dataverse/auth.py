@@ -1,6 +1,6 @@
 """Tokens for Dataverse: MSAL client credentials, one application object per credential per process.
 
-Reference section 13. Decisions:
+docs/dataverse.md §13. Decisions:
 
 * One ``msal.ConfidentialClientApplication`` per (authority, client id, SHA-256 of the credential, TLS trust)
   per process, kept in a module-level registry behind a lock, so msal's in-memory token cache is shared by
@@ -8,14 +8,14 @@ Reference section 13. Decisions:
   The TLS trust (CA bundle, proxies) is part of the key because msal keeps the HTTP client it was built with.
 * Authority per environment: ``https://login.microsoftonline.com/<tenant>`` by default, sovereign clouds
   through :func:`authority_url`, or any https authority (the emulator). ``instance_discovery=False`` for
-  hosts that are not Microsoft's (reference 13.2 point 2).
+  hosts that are not Microsoft's (docs/dataverse.md §13.2 point 2).
 * TLS verification is always on. requests lets ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` override
-  ``Session.verify`` (reference 13.2 point 7), so :class:`VerifiedSession` ignores the environment
+  ``Session.verify`` (docs/dataverse.md §13.2 point 7), so :class:`VerifiedSession` ignores the environment
   (``trust_env=False``) and passes ``verify=<bundle>`` on every request; msal gets one injected as its
   ``http_client``. ``ca_bundle=None`` means certifi's bundle, explicitly.
 * A 401 from Dataverse: :meth:`MsalTokenProvider.invalidate_token` removes that access token from msal's
   cache so the next ``acquire_token_for_client`` goes to the authority (msal refuses ``force_refresh`` for
-  client credentials, reference 13.1).
+  client credentials, docs/dataverse.md §13.1).
 * Token failures become :class:`~alm_portal.dataverse.errors.TokenError` naming the AADSTS code.
 """
 
@@ -100,7 +100,7 @@ class Cloud(Enum):
 
 
 def authority_url(tenant_id: str, cloud: Cloud = Cloud.PUBLIC) -> str:
-    """``https://<cloud host>/<tenant>`` (a tenant id or domain; never ``common``, reference 13.1)."""
+    """``https://<cloud host>/<tenant>`` (a tenant id or domain; never ``common``, docs/dataverse.md §13.1)."""
     tenant = tenant_id.strip().strip("/")
     if not tenant or tenant.lower() in ("common", "organizations", "consumers"):
         raise ValueError("client credentials need a specific tenant, not common/organizations/consumers")
@@ -109,7 +109,7 @@ def authority_url(tenant_id: str, cloud: Cloud = Cloud.PUBLIC) -> str:
 
 @dataclass(frozen=True)
 class ClientCertificate:
-    """A certificate credential: private key and certificate in PEM (reference 13.1).
+    """A certificate credential: private key and certificate in PEM (docs/dataverse.md §13.1).
 
     Sent to msal as ``{"private_key", "public_certificate"}`` so msal computes the SHA-256 thumbprint and
     signs with PS256 (and sends the ``x5c`` chain for subject-name/issuer auth). ``sha1_thumbprint`` selects
@@ -246,7 +246,7 @@ def _build_application(
     }
     if not credentials.is_microsoft_authority:
         # A non-Microsoft host (emulator, ADFS, a test double): no instance discovery, and no alias lookup
-        # after a failed token request (reference 13.2 point 2).
+        # after a failed token request (docs/dataverse.md §13.2 point 2).
         kwargs["instance_discovery"] = False
     try:
         return msal.ConfidentialClientApplication(credentials.client_id, **kwargs)
@@ -318,14 +318,14 @@ class MsalTokenProvider:
         return _application_for(self.credentials, self._ca_bundle, self._proxies, self._timeout)
 
     def get_token(self, scope: str) -> str:
-        """Reference 13.1: ``acquire_token_for_client`` (cache first, then the authority)."""
+        """docs/dataverse.md §13.1: ``acquire_token_for_client`` (cache first, then the authority)."""
         app = self.application()
         try:
             result = app.acquire_token_for_client(scopes=[scope])
         except requests.exceptions.SSLError as exc:
             raise TlsError(f"TLS verification of the authority failed: {exc}") from exc
         except requests.exceptions.RequestException as exc:
-            # msal raises for 5xx (raise_for_status) and for network failures (reference 13.2 point 5).
+            # msal raises for 5xx (raise_for_status) and for network failures (docs/dataverse.md §13.2 point 5).
             raise AuthorityUnavailable(f"the authority could not issue a token: {exc}") from exc
         if not isinstance(result, Mapping):
             raise TokenError("msal returned no result", error="no_result")
@@ -338,7 +338,7 @@ class MsalTokenProvider:
         raise error
 
     def invalidate_token(self, scope: str, token: str) -> None:
-        """Remove ``token`` from msal's cache (reference 13.1: force_refresh is refused for this flow)."""
+        """Remove ``token`` from msal's cache (docs/dataverse.md §13.1: force_refresh is refused for this flow)."""
         app = self.application()
         cache = app.token_cache
         stale = list(

@@ -1,13 +1,13 @@
 """Typed errors raised by the Dataverse client library.
 
-One small hierarchy (STYLE.md point 5): every error keeps the HTTP status, the Dataverse hex error code
-(reference section 1.4, normalised to ``0x`` + 8 upper-case hex digits) and the message, so callers can
+One small hierarchy (docs/architecture.md §3 rule 5): every error keeps the HTTP status, the Dataverse hex error code
+(docs/dataverse.md §1.4, normalised to ``0x`` + 8 upper-case hex digits) and the message, so callers can
 store them on a job row and decide what to do without parsing text.
 
     DataverseError
     ├── TransientError            retrying later may succeed
-    │   ├── Throttled             429 service protection (reference 1.5), carries retry_after
-    │   ├── EnvironmentBusy       another solution operation is running (CustomizationLock, reference 1.6)
+    │   ├── Throttled             429 service protection (docs/dataverse.md §1.5), carries retry_after
+    │   ├── EnvironmentBusy       another solution operation is running (CustomizationLock, docs/dataverse.md §1.6)
     │   ├── ServerError           5xx
     │   ├── ConnectionFailed      connection refused/reset, DNS, connect timeout
     │   ├── RequestTimeout        read timeout
@@ -76,9 +76,9 @@ _HEX_CODE = re.compile(r"^(?:0x)?([0-9a-fA-F]{1,8})$")
 def normalize_error_code(code: object) -> str | None:
     """Return a Dataverse error code as ``0x`` + 8 upper-case hex digits, or None when there is none.
 
-    Accepts the Web API's hex string (``"0x8004801d"``, reference 1.4), the bare hex of support articles
-    (``"80048541"``, reference 1.6), and the signed 32-bit integer of the SDK and ``asyncoperation.errorcode``
-    (``-2147188707``; hex = value & 0xFFFFFFFF, reference 1.6).
+    Accepts the Web API's hex string (``"0x8004801d"``, docs/dataverse.md §1.4), the bare hex of support articles
+    (``"80048541"``, docs/dataverse.md §1.6), and the signed 32-bit integer of the SDK and ``asyncoperation.errorcode``
+    (``-2147188707``; hex = value & 0xFFFFFFFF, docs/dataverse.md §1.6).
     """
     if code is None or code == "" or code is False:
         return None
@@ -149,7 +149,7 @@ class PermanentError(DataverseError):
 
 
 class Throttled(TransientError):
-    """HTTP 429 service-protection limit (reference 1.5); ``retry_after`` is in seconds.
+    """HTTP 429 service-protection limit (docs/dataverse.md §1.5); ``retry_after`` is in seconds.
 
     Also raised *without* sending anything when the environment is still inside a previous
     ``Retry-After`` window (see ``alm_portal.dataverse.client.throttle_not_before``).
@@ -159,8 +159,8 @@ class Throttled(TransientError):
 class EnvironmentBusy(TransientError):
     """Another solution operation (import, export, publish, uninstall) runs in the environment.
 
-    Reference 1.6 (CustomizationLock). For an import submission this means "maybe ours, still in flight:
-    look again later" (DESIGN section 4).
+    docs/dataverse.md §1.6 (CustomizationLock). For an import submission this means "maybe ours, still in flight:
+    look again later" (docs/states.md §3).
     """
 
 
@@ -179,7 +179,7 @@ class RequestTimeout(TransientError):
 class SubmissionOutcomeUnknown(TransientError):
     """A non-idempotent call (an import submission) was possibly received but we got no answer.
 
-    Never resubmit blindly: look for the operation it may have started first (DESIGN section 4).
+    Never resubmit blindly: look for the operation it may have started first (docs/states.md §3).
     """
 
 
@@ -188,7 +188,7 @@ class AuthorityUnavailable(TransientError):
 
 
 class NotFound(PermanentError):
-    """HTTP 404 / ``0x80040217`` "Does Not Exist" (reference 1.4)."""
+    """HTTP 404 / ``0x80040217`` "Does Not Exist" (docs/dataverse.md §1.4)."""
 
 
 class MissingDependencies(PermanentError):
@@ -196,7 +196,7 @@ class MissingDependencies(PermanentError):
 
 
 class VersionNotHigher(PermanentError):
-    """Upgrade with the same or a lower version (reference 1.6, 11.3; ``80048541``)."""
+    """Upgrade with the same or a lower version (docs/dataverse.md §1.6, §11.3; ``80048541``)."""
 
 
 class ManagedUnmanagedMismatch(PermanentError):
@@ -204,7 +204,7 @@ class ManagedUnmanagedMismatch(PermanentError):
 
 
 class BadSolutionZip(PermanentError):
-    """The file is not a valid solution zip (``0x80048060``, reference 11.1)."""
+    """The file is not a valid solution zip (``0x80048060``, docs/dataverse.md §11.1)."""
 
 
 class PublisherMismatch(PermanentError):
@@ -277,7 +277,7 @@ class PollDeadlineExceeded(DataverseError):
         self.last_status = last_status
 
 
-# Documented codes (reference 1.4, 1.5, 1.6).
+# Documented codes (docs/dataverse.md §1.4, §1.5, §1.6).
 _NOT_FOUND_CODES = frozenset({"0x80040217"})
 _MISSING_DEPENDENCY_CODES = frozenset({"0x8004801D", "0x80048034"})
 _MISMATCH_CODES = frozenset({"0x80048040", "0x80048041"})
@@ -296,7 +296,7 @@ def error_class_for(http_status: int | None, code: str | None, message: str) -> 
     """Pick the most specific error class for a Dataverse failure.
 
     The Dataverse code wins over the HTTP status (a CustomizationLock arrives as 429 but is not a service
-    protection limit); message fragments are the fallback for codes the reference marks UNCONFIRMED
+    protection limit); message fragments are the fallback for codes docs/dataverse.md marks UNCONFIRMED
     (see ``alm_portal.dataverse.unconfirmed``).
     """
     if code in unconfirmed.CUSTOMIZATION_LOCK_CODES or _mentions(
@@ -350,7 +350,7 @@ def error_from_dataverse(
     details: dict[str, Any] | None = None,
     default: type[DataverseError] | None = None,
 ) -> DataverseError:
-    """Build the typed error for a Dataverse answer (reference 1.4 error body, or a failed system job).
+    """Build the typed error for a Dataverse answer (docs/dataverse.md §1.4 error body, or a failed system job).
 
     ``default`` is used when nothing more specific than the generic class is known (e.g. a failed
     system job without a code becomes ``AsyncOperationFailed``).

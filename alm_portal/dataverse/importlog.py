@@ -1,9 +1,9 @@
 """Parse the import log (``importjob.data``) into per-component results.
 
-Reference 8.3: the documented paths are ``//solutionManifest/UniqueName``, ``//solutionManifest/result/@result``
-and, per component, an element whose first ``result`` child has ``result`` (``success`` or other),
-``errorcode`` and ``errortext``. The rest of the shape (root attributes, component element names) comes from
-third-party fixtures and is treated generically: every element with a direct ``<result>`` child is one
+docs/dataverse.md §8.3: the documented paths are ``//solutionManifest/UniqueName``,
+``//solutionManifest/result/@result`` and, per component, an element whose first ``result`` child has ``result``
+(``success`` or other), ``errorcode`` and ``errortext``. The rest of the shape (root attributes, component element
+names) comes from third-party fixtures and is treated generically: every element with a direct ``<result>`` child is one
 component result, its element name is the component type.
 
 The XML comes from a remote system, so it is parsed with defusedxml (no entities, no DTDs, no external
@@ -48,7 +48,8 @@ class ComponentResult:
 
 @dataclass(frozen=True)
 class MissingDependencyEntry:
-    """One ``MissingDependency`` of the manifest: the required component and the dependent one (reference 11.2)."""
+    """One ``MissingDependency`` of the manifest: the required component and the dependent one (docs/dataverse.md
+    §11.2)."""
 
     required_type: str
     required_name: str
@@ -146,7 +147,7 @@ def _missing_dependencies(manifest: Element) -> tuple[MissingDependencyEntry, ..
 
 
 def parse_import_log(data: str | bytes) -> ImportLog:
-    """Parse ``importjob.data`` (reference 8.3) into an :class:`ImportLog`.
+    """Parse ``importjob.data`` (docs/dataverse.md §8.3) into an :class:`ImportLog`.
 
     Raises :class:`ImportLogError` for malformed XML or XML using DTDs/entities.
     """

@@ -1,13 +1,13 @@
 """Deployment settings: the ``pac solution create-settings`` JSON document and its ComponentParameters.
 
-Shape (reference section 12)::
+Shape (docs/dataverse.md §12)::
 
     {"EnvironmentVariables": [{"SchemaName": "tst_Deployment_env", "Value": "Test"}],
      "ConnectionReferences": [{"LogicalName": "tst_SharepointSiteURL",
                                "ConnectionId": "ef3d1cbb2c3b4e7987e02486584689d3",
                                "ConnectorId": "/providers/Microsoft.PowerApps/apis/shared_sharepointonline"}]}
 
-Mapping to the import actions' ``ComponentParameters`` (reference 5.2, 12; inferred, see
+Mapping to the import actions' ``ComponentParameters`` (docs/dataverse.md §5.2, §12; inferred, see
 ``alm_portal.dataverse.unconfirmed``): each environment variable becomes an ``environmentvariablevalue``
 entity ``{schemaname, value}``, each connection reference a ``connectionreference`` entity
 ``{connectionreferencelogicalname, connectionid, connectorid}``.
@@ -83,13 +83,13 @@ def _text(item: Mapping[str, Any], key: str, where: str, *, required: bool) -> s
     if required:
         raise DeploymentSettingsError(f"{where}.{key} must be a string")
     # A number, boolean or JSON value typed without quotes: send its JSON text, which is what the
-    # environment variable's string value holds for those types (reference 12, definition types).
+    # environment variable's string value holds for those types (docs/dataverse.md §12, definition types).
     return json.dumps(value, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
 class DeploymentSettings:
-    """A parsed deployment-settings document (reference section 12)."""
+    """A parsed deployment-settings document (docs/dataverse.md §12)."""
 
     environment_variables: tuple[EnvironmentVariableSetting, ...] = field(default=())
     connection_references: tuple[ConnectionReferenceSetting, ...] = field(default=())
@@ -163,7 +163,8 @@ class DeploymentSettings:
         return blank
 
     def component_parameters(self) -> list[dict[str, str]]:
-        """The ``ComponentParameters`` collection for ImportSolutionAsync / StageAndUpgradeAsync (reference 5.2).
+        """The ``ComponentParameters`` collection for ImportSolutionAsync / StageAndUpgradeAsync (docs/dataverse.md
+        §5.2).
 
         Blank entries are omitted (``unconfirmed.OMIT_BLANK_DEPLOYMENT_SETTINGS``).
         """

@@ -1,4 +1,4 @@
-"""Claiming, completing and replaying Idempotency-Key records (issue 6, DESIGN section 7).
+"""Claiming, completing and replaying Idempotency-Key records (issue 6, docs/api.md).
 
 A key is claimed by INSERTing an in-flight row; the unique constraint on (key, principal, method,
 path) decides which of two concurrent requests runs. The loser reads the winner's row: a different

@@ -80,7 +80,7 @@ def settings_document_of(row: DeploymentSettings | None) -> SettingsDocument:
 
 @dataclass(frozen=True)
 class LocalArtifact:
-    """A local copy of a stored artifact and the SHA-256 of the bytes copied (the re-hash of DESIGN 3)."""
+    """A local copy of a stored artifact and the SHA-256 of the bytes copied (the re-hash of docs/states.md §3.6)."""
 
     path: Path
     sha256: str

@@ -1,6 +1,6 @@
 """The crash-safe import runner: one IMPORT job carries one promotion (or rollback) onto its target.
 
-DESIGN section 4, step by step, each step recorded on the job row before the next one starts, so a
+docs/states.md §3.6, step by step, each step recorded on the job row before the next one starts, so a
 worker that dies anywhere leaves a row another worker continues from:
 
 1. The engine claims the job (conditional UPDATE; the environment's single solution-operation slot).

@@ -1,4 +1,4 @@
-"""Adoption: finding the Dataverse operation a submit that may have been sent started (DESIGN section 4).
+"""Adoption: finding the Dataverse operation a submit that may have been sent started (docs/states.md §3).
 
 A job found with no handle for an operation that may have reached Dataverse is never resubmitted blindly.
 The operation it may have started is looked for among the system jobs of that type created since the

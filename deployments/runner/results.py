@@ -85,7 +85,7 @@ def flows_result(*, stage: Stage, imported: bool) -> dict[str, Any]:
     """Whether flows and plug-in steps were turned on.
 
     The client has no call to turn flows on one by one; PublishWorkflows on the import action activates
-    processes and plug-in steps (reference 5.1), so nothing is left to do after the import.
+    processes and plug-in steps (docs/dataverse.md §5.1), so nothing is left to do after the import.
     """
     if not imported:
         return {"activation": "not_applicable", "reason": "Nothing was imported."}

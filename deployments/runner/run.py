@@ -103,9 +103,8 @@ class ImportRun:
         job_mark_step(self.job, status=status, step=step, result=self.state, **fields)
 
     def _status(self, index: int, phase: str) -> str:
-        # The last operation (the import, when there is one) goes through submitting → polling as DESIGN
-        # section 4 says; an uninstall before it keeps the job claimed, because a job may not return from
-        # polling to submitting.
+        # The last operation (the import, when there is one) goes through submitting → polling as docs/states.md §3.6
+        # says; an uninstall before it keeps the job claimed, because a job may not return from polling to submitting.
         if index != len(self.operations) - 1:
             return self.job.status
         if phase == "submit" and self.job.status != JobStatus.POLLING:
@@ -577,9 +576,9 @@ class ImportRun:
 
 
 def _is_duplicate_import_job_id(refusal: dv.DataverseError) -> bool:
-    # "A duplicate import job id already exists" (reliability-security C2) is only possible when we send our
-    # own ImportJobId; its code is not documented (the emulator answers the generic 0x80048033), so the
-    # message decides.
+    # "A duplicate import job id already exists" (https://github.com/WaelHamze/dyn365-ce-vsts-tasks/issues/113) is only
+    # possible when we send our own ImportJobId; its code is not documented (the emulator answers the generic
+    # 0x80048033), so the message decides.
     return "duplicate import job id" in refusal.message.lower()
 
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from django.conf import settings
 
-# Where to look for an operation a lost submit may have started (DESIGN section 4).
+# Where to look for an operation a lost submit may have started (docs/states.md §3).
 ADOPTION_WINDOW = timedelta(minutes=5)
 # Each wait is this share of the time already waited (bounded by the two poll settings): a short import is
 # seen soon after it ends (within a fifth of its duration), a long one is looked at every
@@ -42,7 +42,7 @@ def busy_retry_seconds() -> float:
 
 
 def import_job_id_on_async() -> bool:
-    """ALM_IMPORT_JOB_ID_ON_ASYNC (default off): send a caller-chosen ImportJobId (UNCONFIRMED, DESIGN 4)."""
+    """ALM_IMPORT_JOB_ID_ON_ASYNC (default off): send a caller-chosen ImportJobId (UNCONFIRMED, docs/states.md §3)."""
     return bool(settings.ALM_IMPORT_JOB_ID_ON_ASYNC)
 
 

@@ -1,4 +1,4 @@
-"""The promotion state machine (DESIGN section 3): the only code that changes Promotion.status.
+"""The promotion state machine (docs/states.md §1): the only code that changes Promotion.status.
 
 Every transition is one function that
 - locks the promotion row first (so two people deciding at the same instant queue up instead of

@@ -49,7 +49,7 @@ def promotion_void_approvals(
 
 def approvals_void_for_user(*, user: User, context: AuditContext) -> int:
     """Void every live decision `user` gave on promotions that have not started (a disabled user's
-    approvals no longer count, DESIGN section 5). Runs inside the caller's transaction when there is
+    approvals no longer count, docs/states.md §2.3). Runs inside the caller's transaction when there is
     one (user_disable). Returns the number of promotions touched."""
     with transaction.atomic():
         now = _now()

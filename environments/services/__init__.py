@@ -1,4 +1,4 @@
-"""Use cases of environments: the only code that writes their tables (STYLE rule 2).
+"""Use cases of environments: the only code that writes their tables (docs/architecture.md §3 rule 2).
 
 Every change writes its audit event with `record()` in the same transaction, called last. Calls to
 Dataverse (health, verification, inventory) happen outside transactions; only their results are

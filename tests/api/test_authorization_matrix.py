@@ -102,7 +102,7 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
 }
 
 
-# The scope each non-GET operation needs (DESIGN section 5); a GET needs `read` unless listed here.
+# The scope each non-GET operation needs (docs/roles.md §4); a GET needs `read` unless listed here.
 REQUIRED_SCOPE: dict[tuple[str, str], str] = {
     ("DELETE", "/api/v1/pipelines/{pk}/"): "admin",
     ("DELETE", "/api/v1/stages/{pk}/"): "admin",

@@ -37,7 +37,7 @@ GOLDEN_FIELDS = {
     "prev_hash": "0" * 64,
 }
 
-# Written by hand from DESIGN section 6: keys sorted (also inside before/after), no spaces,
+# Written by hand from docs/audit.md §2: keys sorted (also inside before/after), no spaces,
 # non-ASCII kept as UTF-8, the time in UTC with six fractional digits and Z.
 GOLDEN_CANONICAL = (
     '{"action":"promotion.approved","actor_display":"Zoë Maker (zoe)","actor_id":7,"actor_kind":"user",'

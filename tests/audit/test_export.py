@@ -95,3 +95,22 @@ def test_export_to_stdout_keeps_non_ascii_text():
     out = StringIO()
     call_command("export_audit", stdout=out, stderr=StringIO())
     assert json.loads(out.getvalue())["after"] == {"name": "Zoë 東京"}
+
+
+def test_the_offline_verifier_prints_its_contract_for_help():
+    for flag in ("--help", "-h"):
+        result = verify_offline(Path(flag))
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+        # The hash, the output lines and the exit statuses, and where the full contract is.
+        assert "sha256((prev_hash + canonical)" in result.stdout
+        assert "first_broken_seq=N" in result.stdout
+        assert "Exit status 2" in result.stdout
+        assert "docs/audit.md" in result.stdout
+
+
+def test_the_offline_verifier_says_in_one_line_that_it_cannot_read_a_file(tmp_path):
+    result = verify_offline(tmp_path / "missing.jsonl")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("cannot read ") and result.stderr.count("\n") == 1

@@ -1,4 +1,4 @@
-"""MSAL client-credentials tokens against the emulator's Entra ID (reference 13), over real HTTPS."""
+"""MSAL client-credentials tokens against the emulator's Entra ID (docs/dataverse.md §13), over real HTTPS."""
 
 from __future__ import annotations
 

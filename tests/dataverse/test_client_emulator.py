@@ -39,8 +39,6 @@ from alm_portal.dataverse.settings_document import DeploymentSettings
 from tests.support.emulator import EmulatorOrg, EmulatorServer
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "corpus" / "solutions"
-if not (CORPUS / "MissingDependency_1_0_0_0_managed.zip").exists():  # before the corpus was copied in
-    CORPUS = Path("/work/shared/corpus/solutions")
 
 INCIDENT_UNMANAGED = CORPUS / "IncidentReporting_1_0_0_4.zip"  # IncidentReporting 1.0.0.4, unmanaged
 INCIDENT_OLDER_MANAGED = CORPUS / "IncidentReporting_1_0_0_1_managed.zip"  # holds 1.0.0.2, managed
@@ -206,7 +204,7 @@ def test_export_managed_from_dev_validate_import_and_trace_in_test(emulator: Emu
     )
     handle = target.import_solution_async(artifact.path, publish_workflows=True, settings=settings)
     assert handle.package_sha256 == artifact.sha256 and handle.package_size == artifact.size
-    assert handle.sent_import_job_id is None  # import_job_id_mode is off by default (DESIGN 4)
+    assert handle.sent_import_job_id is None  # import_job_id_mode is off by default (docs/states.md §3)
     seen = list(target.poll_async_operation(handle.async_operation_id, timeout=30, **FAST_POLL))
     assert seen[-1].succeeded and all(not op.is_completed for op in seen[:-1])
     assert seen[-1].error() is None
@@ -225,7 +223,7 @@ def test_export_managed_from_dev_validate_import_and_trace_in_test(emulator: Emu
     history = target.list_solution_history(solution_name="IncidentReporting", since=started)
     assert [(h.operation, h.status, h.result, h.solution_version) for h in history] == [(0, 1, True, "1.0.0.4")]
 
-    # ComponentParameters reached the target (reference 12).
+    # ComponentParameters reached the target (docs/dataverse.md §12).
     state = emulator.admin("GET", "/state")["orgs"][test.name]
     assert state["environment_variable_values"] == {
         "csa_shared_sharepointonline_7d107e7e625d454bb4fcf242b2c1a0bd": "https://x"
@@ -234,7 +232,7 @@ def test_export_managed_from_dev_validate_import_and_trace_in_test(emulator: Emu
         "0123456789abcdef0123456789abcdef"
     )
 
-    # After a crash the job can find what it started (DESIGN 4).
+    # After a crash the job can find what it started (docs/states.md §3).
     adopted = target.find_async_operations(AsyncOperationType.IMPORT_SOLUTION, started)
     assert handle.async_operation_id in {op.async_operation_id for op in adopted}
     jobs = target.find_import_jobs("IncidentReporting", started)
@@ -318,7 +316,7 @@ def test_uninstall_removes_the_solution(emulator_org: EmulatorOrg) -> None:
     assert client.wait_for_async_operation(operation.async_operation_id, timeout=30, **FAST_POLL).succeeded
     assert client.get_solution("Success") is None
     history = client.list_solution_history(solution_name="Success")
-    # operation 1 = Uninstall (reference 9); install and uninstall may share a start second, so no order check
+    # operation 1 = Uninstall (docs/dataverse.md §9); install and uninstall may share a start second, so no order check
     assert {(h.operation, h.result) for h in history} >= {(0, True), (1, True)}
 
 

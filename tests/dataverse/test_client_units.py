@@ -106,7 +106,7 @@ def test_backoff_is_exponential_capped_and_jittered() -> None:
     assert RetryPolicy(jitter=False, base_delay=0.5).backoff(3) == 2.0
 
 
-# --- deployment settings (reference 12) -----------------------------------------------------------------------
+# --- deployment settings (docs/dataverse.md §12) ----------------------------------------------------------------------
 
 PAC_SETTINGS = """\ufeff{
   "EnvironmentVariables": [
@@ -164,7 +164,7 @@ def test_typed_values_are_sent_as_their_json_text() -> None:
     assert not DeploymentSettings.from_dict({})
 
 
-# --- import log (reference 8.3) -------------------------------------------------------------------------------
+# --- import log (docs/dataverse.md §8.3) ------------------------------------------------------------------------------
 
 IMPORT_LOG = """<?xml version="1.0" encoding="utf-8"?>
 <importexportxml start="638000000000000000" stop="638000000100000000" progress="100" processed="true">

@@ -1,5 +1,6 @@
-"""Crash safety with real Celery workers over Redis, on PostgreSQL, against the emulator (DESIGN section 4;
-reliability-security C1, C2, C6).
+"""Crash safety with real Celery workers over Redis, on PostgreSQL, against the emulator (docs/states.md §3.6: a worker
+killed mid-import resumes the same Dataverse operation, an uncertain submit is looked up before anything is sent again,
+a job delivered twice runs once).
 
 ALM_TEST_CRASH_AT makes the worker SIGKILL its whole process group at a named point. The lease of the dead
 worker is then made to run out (as time would) and the dispatcher hands the job to a new worker, which

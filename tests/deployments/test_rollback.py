@@ -1,5 +1,5 @@
 """Rollback on the emulator: the plan with its costs, the artifacts, and every strategy carried out, with
-the version and the tables the target has afterwards (shared/reference/landscape.md section 4)."""
+the version and the tables the target has afterwards (docs/dataverse.md §11.4)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The import runner on the emulator, jobs run inline: what a run records, how it fails, how it waits,
-and how it adopts an operation it lost the handle of (DESIGN section 4)."""
+and how it adopts an operation it lost the handle of (docs/states.md §3)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Shared setup of the pre-flight, runner, crash, rollback and end-to-end tests (holds no tests itself).
 
-DESIGN section 8's layout against the emulator: three emulator orgs registered as contoso-dev, -test
+the demo's layout (docs/demo.md) against the emulator: three emulator orgs registered as contoso-dev, -test
 and -prod; the Contoso pipeline dev → test (1 approval) → prod (2 approvals) with approver and
 approver2 named on both stages; solutions uploaded by the maker through the registry service, so every
 artifact is really stored and re-hashed. Everything goes through the services and the workflow; jobs

@@ -1,4 +1,4 @@
-"""seed_demo lays out DESIGN section 8 against a running emulator, idempotently."""
+"""seed_demo lays out the demo of docs/demo.md against a running emulator, idempotently."""
 
 from __future__ import annotations
 

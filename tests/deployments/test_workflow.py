@@ -1,4 +1,4 @@
-"""The promotion lifecycle (DESIGN section 3): every transition with the exact audit events it writes."""
+"""The promotion lifecycle (docs/states.md §1): every transition with the exact audit events it writes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""seed_demo lays out DESIGN section 8's promotion history through the workflow, against the emulator."""
+"""seed_demo lays out the demo's promotion history (docs/demo.md §5) through the workflow, against the emulator."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Shared setup of the workflow, policy and settings tests (imported by them; holds no tests itself).
 
-DESIGN section 8's layout in small: a Contoso pipeline contoso-dev → test (1 approval) → prod
+The demo's layout (docs/demo.md) in small: a Contoso pipeline contoso-dev → test (1 approval) → prod
 (2 approvals), approver and approver2 named on both stages, one solution with managed versions
 uploaded by the maker. Rows that are not the subject of these tests (environments, solutions,
 versions) are created directly; pipelines and stages go through the services.

@@ -2,7 +2,7 @@
 
 Corpus copies live in tests/fixtures/reference/solutions/ (see the ATTRIBUTION.md there) and in
 dataverse_emulator/demo_solutions/. Synthetic packages are written here with zipfile, independently
-of the emulator's own package code, following the shapes of reference 11.1/11.2.
+of the emulator's own package code, following the shapes of docs/dataverse.md §11.1/§11.2.
 """
 
 from __future__ import annotations

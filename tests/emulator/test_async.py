@@ -1,4 +1,5 @@
-"""Async operations (reference 7, 8): state progression, import job progress and log, one operation at a time."""
+"""Async operations (docs/dataverse.md §7, §8): state progression, import job progress and log, one operation at a
+time."""
 
 from __future__ import annotations
 
@@ -107,7 +108,8 @@ def test_history_row_is_started_then_completed(emulator_org: EmulatorOrg) -> Non
 
 
 def test_finding_an_operation_by_type_and_time(emulator_org: EmulatorOrg) -> None:
-    """DESIGN 4: a job that lost its handle looks for asyncoperations by type and createdon, importjobs by name."""
+    """docs/states.md §3.6: a job that lost its handle looks for asyncoperations by type and createdon, importjobs by
+    name."""
     handles = emulator_org.post("ImportSolutionAsync", json={"CustomizationFile": b64(PACKAGE)}).json()
     found = emulator_org.get(
         "asyncoperations?$select=asyncoperationid"

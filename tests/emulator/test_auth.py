@@ -34,7 +34,7 @@ def test_msal_client_credentials_against_the_emulator(emulator: EmulatorServer, 
     assert first["token_source"] == "identity_provider"
     again = app.acquire_token_for_client(scopes=[f"{emulator_org.url}/.default"])
     assert again["token_source"] == "cache"
-    assert app.authority.tenant == emulator.tenant_id  # reference 13.2.9
+    assert app.authority.tenant == emulator.tenant_id  # docs/dataverse.md §13.2 point 9
 
     response = emulator_org.http.get(
         emulator_org.api_url + "WhoAmI()", headers={"Authorization": f"Bearer {first['access_token']}"}
@@ -96,7 +96,8 @@ def test_unknown_client_and_unknown_resource(emulator: EmulatorServer, emulator_
 
 
 def test_msal_with_validate_authority_false(emulator: EmulatorServer, emulator_org: EmulatorOrg) -> None:
-    """Reference 13.2.2: validate_authority=False also skips instance discovery (and the alias lookup)."""
+    """docs/dataverse.md §13.2 point 2: validate_authority=False also skips instance discovery (and the alias
+    lookup)."""
     import msal
 
     app = msal.ConfidentialClientApplication(

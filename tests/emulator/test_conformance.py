@@ -1,9 +1,8 @@
 """Conformance: the emulator judged by the documentation.
 
-Each case in tests/fixtures/reference/*.json is transcribed from an example or rule of the reference
-(/work/shared/reference/dataverse-web-api.md), tagged with its source (DOC-ERR, REF-importsolutionasync, …).
-A case runs against a fresh org over HTTPS with plain ``requests``; the token comes from the emulator's
-Entra endpoint. Case format (all keys optional except request/expect):
+Each case in tests/fixtures/reference/*.json is transcribed from an example or rule of docs/dataverse.md, tagged with
+its source (DOC-ERR, REF-importsolutionasync, …). A case runs against a fresh org over HTTPS with plain ``requests``;
+the token comes from the emulator's Entra endpoint. Case format (all keys optional except request/expect):
 
     {"name", "source",
      "setup": [{"install": "<zip>", "mode": "update"}, {"faults": {...}}, {"settings": {...}}],

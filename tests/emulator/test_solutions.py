@@ -1,4 +1,4 @@
-"""Solution operations with Dataverse's rules (reference 4-11): every error code, upgrade vs update,
+"""Solution operations with Dataverse's rules (docs/dataverse.md §4-§11): every error code, upgrade vs update,
 holding solutions, uninstall, export, staging, history and the import counters."""
 
 from __future__ import annotations

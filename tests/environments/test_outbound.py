@@ -1,4 +1,5 @@
-"""The outbound-URL policy (reliability-security S6): what may be called, and where sockets may go."""
+"""The outbound-URL policy (no server-side request forgery through environment URLs): what may be called, and where
+sockets may go."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """Log injection: CR/LF and HTML in names, comments and reasons are stored as the data they are,
 rendered escaped in pages, neutralised in the CSV audit export, and cannot forge a log line.
 
-ASVS 16.4.1 (encoding against log injection) and the reference's A5/A6 targets. The log check formats
-every record a flow produced with the formatter the project's logging configuration installs today.
+ASVS 16.4.1 (encoding against log injection); every security event is audited with user strings kept as data, and audit
+exports stay safe to open (docs/audit.md §7). The log check formats every record a flow produced with the formatter the
+project's logging configuration installs today.
 """
 
 from __future__ import annotations

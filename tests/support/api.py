@@ -1,6 +1,6 @@
 """Fixtures of the API tests (tests/api/): a small world with every persona and one of each object.
 
-Loaded by tests/conftest.py (`pytest_plugins`). DESIGN section 8's layout in small, without the
+Loaded by tests/conftest.py (`pytest_plugins`). The demo's layout (docs/demo.md) in small, without the
 emulator: contoso-dev → test (1 approval) → prod (2 approvals), approver named on both stages; the
 maker uploads the corpus's Success 1.0.0.0 and 1.1.0.0 (real stored artifacts) and requests 1.1.0.0
 into test; a health-check job, a webhook, a window and a freeze. Everything is made through the
@@ -87,7 +87,7 @@ def api_world(api_settings: Any, no_publish: Any, make_user: Any, team: Any, tok
         "auditor": make_user("auditor", "auditor"),
     }
     users["readonly"] = users["admin"]
-    # Not a persona of the matrix: the second person prod's two approvals need (DESIGN section 8).
+    # Not a persona of the matrix: the second person prod's two approvals need (docs/demo.md).
     users["approver2"] = make_user("approver2", "approver", team)
     scopes = {
         "maker": ["read", "request"],

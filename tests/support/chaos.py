@@ -1,4 +1,4 @@
-"""The chaos soak (issue 8; reliability-security L4, after docket's chaos suite): many promotions across many
+"""The chaos soak (issue 8, after docket's chaos suite): many promotions across many
 emulator environments while workers are killed and replaced, the broker is restarted and environments
 throttle; it ends within its time bound with every invariant of tests/support/invariants.py checked.
 
@@ -42,7 +42,7 @@ from tests.support.worker import WorkerProcess, start_worker
 
 TERMINAL_PROMOTION = ("succeeded", "failed", "rejected", "cancelled", "rolled_back")
 FAULT_KINDS = ("kill_worker", "restart_redis", "throttle")
-# Chance per tick of each fault (docket: 8 % kill, 2 % Redis; reliability-security L4: 10 %, 2 %, 5 %),
+# Chance per tick of each fault (docket: 8 % kill, 2 % Redis; the soak's first target: 10 %, 2 %, 5 %),
 # raised because a soak that runs minutes instead of hours should still see each several times.
 FAULT_CHANCES = {"kill_worker": 0.10, "restart_redis": 0.04, "throttle": 0.10}
 

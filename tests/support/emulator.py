@@ -13,14 +13,14 @@ for these fixtures:
     :class:`EmulatorOrg`), ``create_org``, ``register_client``, ``add_identity``, ``set_faults``,
     ``clear_faults``, ``counters``, ``import_count``, ``revoke_tokens``, ``set_token_lifetime``,
     ``token(org_url, client_id, client_secret)`` (client credentials by plain POST) and
-    ``msal_app(client_id, client_secret)`` (an ``msal.ConfidentialClientApplication`` wired as the reference
-    13.2 explains: ``instance_discovery=False`` and an ``http_client`` that trusts the CA).
+    ``msal_app(client_id, client_secret)`` (an ``msal.ConfidentialClientApplication`` wired as docs/dataverse.md
+    §13.2 explains: ``instance_discovery=False`` and an ``http_client`` that trusts the CA).
 
 ``emulator_org`` (function scope) → :class:`EmulatorOrg`
     A new org with its own client credential for one test, so tests never see each other's solutions,
     faults or counters. Attributes: ``name``, ``url`` (the org base URL, ``https://127.0.0.1:PORT/<org>``),
     ``api_url`` (``<url>/api/data/v9.2/``), ``tenant_id``, ``authority``, ``client_id``, ``client_secret``,
-    ``server``. Methods: ``token()``, ``headers()`` (the Web API headers of reference 1.2 with a bearer token),
+    ``server``. Methods: ``token()``, ``headers()`` (the Web API headers of docs/dataverse.md §1.2 with a bearer token),
     ``get(path)``, ``post(path, json=…)``, ``patch(path, json=…)`` (paths relative to ``api_url``),
     ``install(zip_bytes, mode="update")`` (install at once through the admin API), ``set_faults(**faults)``,
     ``clear_faults()``, ``settings(**values)``, ``counters()``, ``import_count(solution, version=None)``,
@@ -29,10 +29,10 @@ for these fixtures:
 ``start_emulator(state_dir, *args)`` (a context manager, not a fixture)
     Runs a separate emulator process, for tests that stop and restart it or need ``--seed demo``.
 
-Notes for client tests: pass ``verify=server.ca_file`` or use ``server.session()``. The development
-machines set ``REQUESTS_CA_BUNDLE``, which overrides a Session's ``verify`` (reference 13.2.7), so
-``session()`` turns ``trust_env`` off. Build a fresh msal app per test: msal caches 400 answers for
-60 s per app (reference 13.2.6).
+Notes for client tests: pass ``verify=server.ca_file`` or use ``server.session()``. Some machines set
+``REQUESTS_CA_BUNDLE``, which overrides a Session's ``verify`` (docs/dataverse.md §13.2 point 7), so ``session()`` turns
+``trust_env`` off. Build a fresh msal app per test: msal caches 400 answers for 60 s per app (docs/dataverse.md §13.2
+point 6).
 """
 
 from __future__ import annotations
@@ -247,7 +247,7 @@ class EmulatorOrg:
         return self._token
 
     def headers(self, **extra: str) -> dict[str, str]:
-        """Reference 1.2: Accept, OData-MaxVersion, OData-Version, If-None-Match, plus the bearer token."""
+        """docs/dataverse.md §1.2: Accept, OData-MaxVersion, OData-Version, If-None-Match, plus the bearer token."""
         return {
             "Authorization": f"Bearer {self.token()}",
             "Accept": "application/json",
@@ -301,7 +301,7 @@ class EmulatorOrg:
         return self.server.admin("POST", f"/orgs/{self.name}/operations/{asyncoperation_id}/complete")
 
     def wait_for_operation(self, asyncoperation_id: str, timeout: float = 15.0, interval: float = 0.1) -> dict:
-        """Poll ``asyncoperations(<id>)`` until statecode is 3 (reference 7.2) and return the row."""
+        """Poll ``asyncoperations(<id>)`` until statecode is 3 (docs/dataverse.md §7.2) and return the row."""
         deadline = time.monotonic() + timeout
         while True:
             row = self.get(f"asyncoperations({asyncoperation_id})").json()

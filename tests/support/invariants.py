@@ -1,4 +1,4 @@
-"""What must hold after any fault (issue 8, reliability-security L3): checked after every fault case and the soak.
+"""What must hold after any fault (issue 8): checked after every fault case and the soak.
 
 - No job lost: every job is terminal; one whose outcome is unknown is `needs_attention` and its promotion shows
   `attention_required` (visible, never silently failed).

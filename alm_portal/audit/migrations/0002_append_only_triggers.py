@@ -1,4 +1,4 @@
-"""PostgreSQL triggers that make the audit table append-only (DESIGN section 6).
+"""PostgreSQL triggers that make the audit table append-only (docs/audit.md).
 
 UPDATE and DELETE are always refused. TRUNCATE (which row triggers do not see) is refused by a
 statement trigger unless the setting alm.allow_audit_truncate is 'on'; only the test database sets

@@ -1,9 +1,9 @@
 """The Dataverse Web API client: typed methods, explicit timeouts, typed errors, streaming package transfer.
 
-The one boundary to Dataverse (STYLE.md point 5). Every method's docstring names the section of
-``shared/reference/dataverse-web-api.md`` it implements. Behaviour in brief:
+The one boundary to Dataverse (docs/architecture.md §3 rule 5). Every method's docstring names the section of
+``docs/dataverse.md`` it implements. Behaviour in brief:
 
-* Requests: ``https://<environment>/api/data/v9.2/…`` with the OData headers of reference 1.2, a bearer
+* Requests: ``https://<environment>/api/data/v9.2/…`` with the OData headers of docs/dataverse.md §1.2, a bearer
   token from a :class:`~alm_portal.dataverse.auth.TokenProvider` (scope ``<environment url>/.default``),
   ``verify=<bundle>`` on every request, ``allow_redirects=False`` (a 3xx is an error), (connect, read)
   timeouts from :class:`Timeouts`.
@@ -15,7 +15,7 @@ The one boundary to Dataverse (STYLE.md point 5). Every method's docstring names
   ones (``RetryPolicy.max_retry_after``), so a Celery task can persist the time and come back.
 * The import submissions (ImportSolutionAsync, StageAndUpgradeAsync) are never retried automatically: an
   answer we did not get becomes :class:`SubmissionOutcomeUnknown` so the job can adopt the operation it may
-  have started (DESIGN section 4).
+  have started (docs/states.md §3).
 * Packages are streamed both ways: the import body is JSON with the zip as base64, generated while reading
   the file (Content-Length known in advance); an export's base64 is decoded to a file while the response is
   read. Neither ever holds the whole package in memory.
@@ -81,12 +81,12 @@ __all__ = [
 
 
 class DataverseClient(SolutionOperations, SystemJobOperations, EnvironmentQueries):
-    """Typed access to one Dataverse environment's Web API (reference sections 1-12).
+    """Typed access to one Dataverse environment's Web API (docs/dataverse.md §1-§12).
 
     ``environment_url`` is ``https://<org>.<region>.dynamics.com`` (a path prefix is allowed, for the
     emulator). Give either ``token_provider`` or ``credentials`` (then an :class:`MsalTokenProvider` sharing
     the process-wide msal application is used, with the same CA bundle). ``import_job_id_mode`` sends a
-    caller-chosen ``ImportJobId`` on the async import actions (DESIGN section 4; off by default, UNCONFIRMED).
+    caller-chosen ``ImportJobId`` on the async import actions (docs/states.md §3; off by default, UNCONFIRMED).
     ``sleep`` is injectable so tests and callers control waiting; ``page_size`` is the ``odata.maxpagesize``
     asked for collections (all pages are followed). ``on_throttled`` is called with the Retry-After (seconds,
     or None) for every service-protection 429 received, so the caller can count them durably; an error it

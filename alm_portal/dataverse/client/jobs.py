@@ -1,4 +1,4 @@
-"""System jobs and import jobs (reference 7, 8): look one up, find them, poll until completed."""
+"""System jobs and import jobs (docs/dataverse.md §7, §8): look one up, find them, poll until completed."""
 
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ logger = logging.getLogger("alm_portal.dataverse.client")
 
 
 class SystemJobOperations(DataverseTransport):
-    """Reference 7 and 8: system jobs (asyncoperations) and import jobs."""
+    """docs/dataverse.md §7 and §8: system jobs (asyncoperations) and import jobs."""
 
-    # -- system jobs (reference 7) --
+    # -- system jobs (docs/dataverse.md §7) --
 
     @staticmethod
     def _async_operation(record: Mapping[str, Any]) -> AsyncOperation:
@@ -52,14 +52,14 @@ class SystemJobOperations(DataverseTransport):
         )
 
     def get_async_operation(self, async_operation_id: uuid.UUID | str) -> AsyncOperation:
-        """Reference 7.1/7.2: ``GET asyncoperations(<id>)``; a 404 raises :class:`NotFound`."""
+        """docs/dataverse.md §7.1/§7.2: ``GET asyncoperations(<id>)``; a 404 raises :class:`NotFound`."""
         return self._async_operation(self._get(f"asyncoperations({async_operation_id})?$select={_ASYNC_SELECT}"))
 
     def find_async_operations(
         self, operation_type: int, created_since: datetime, *, name_contains: str | None = None
     ) -> list[AsyncOperation]:
-        """Reference 7.1: system jobs of one type created since a time, newest first (crash adoption,
-        DESIGN section 4)."""
+        """docs/dataverse.md §7.1: system jobs of one type created since a time, newest first (crash adoption,
+        docs/states.md §3)."""
         filters = [f"operationtype eq {int(operation_type)}", f"createdon ge {_odata_datetime(created_since)}"]
         if name_contains:
             filters.append(f"contains(name,{_odata_string(name_contains)})")
@@ -76,7 +76,7 @@ class SystemJobOperations(DataverseTransport):
         backoff_factor: float = unconfirmed.POLL_BACKOFF_FACTOR,
         clock: Callable[[], float] = time.monotonic,
     ) -> Iterator[AsyncOperation]:
-        """Reference 7.2: yield each observation of a system job until ``statecode == 3``.
+        """docs/dataverse.md §7.2: yield each observation of a system job until ``statecode == 3``.
 
         Waits grow from ``initial_interval`` to ``max_interval``; a throttled or failed read waits at least the
         server's ``Retry-After``. Raises :class:`PollDeadlineExceeded` when the next look would pass
@@ -110,14 +110,14 @@ class SystemJobOperations(DataverseTransport):
     def wait_for_async_operation(
         self, async_operation_id: uuid.UUID | str, *, timeout: float, **poll: Any
     ) -> AsyncOperation:
-        """Reference 7.2: poll until completed and return the final observation (check ``succeeded``)."""
+        """docs/dataverse.md §7.2: poll until completed and return the final observation (check ``succeeded``)."""
         final: AsyncOperation | None = None
         for final in self.poll_async_operation(async_operation_id, timeout=timeout, **poll):  # noqa: B007
             pass
         assert final is not None
         return final
 
-    # -- import jobs (reference 8) --
+    # -- import jobs (docs/dataverse.md §8) --
 
     def _import_job(self, record: Mapping[str, Any], *, parse_log: bool) -> ImportJob:
         data = record.get("data")
@@ -135,12 +135,12 @@ class SystemJobOperations(DataverseTransport):
         )
 
     def get_import_job(self, import_job_id: uuid.UUID | str, *, with_log: bool = True) -> ImportJob:
-        """Reference 8.1/8.3: ``GET importjobs(<id>)`` with ``data`` parsed into per-component results."""
+        """docs/dataverse.md §8.1/§8.3: ``GET importjobs(<id>)`` with ``data`` parsed into per-component results."""
         select = _IMPORT_JOB_SELECT + (",data" if with_log else "")
         return self._import_job(self._get(f"importjobs({import_job_id})?$select={select}"), parse_log=with_log)
 
     def find_import_jobs(self, solution_name: str, since: datetime) -> list[ImportJob]:
-        """Reference 8.1: import jobs of a solution created since a time, newest first (without the log)."""
+        """docs/dataverse.md §8.1: import jobs of a solution created since a time, newest first (without the log)."""
         params = {
             "$select": _IMPORT_JOB_SELECT,
             "$filter": f"solutionname eq {_odata_string(solution_name)} and createdon ge {_odata_datetime(since)}",

@@ -54,7 +54,7 @@ _HISTORY_SELECT = (
     "msdyn_publishername"
 )
 
-#: pac's ``--include`` names for ExportSolution's optional settings (reference 4.1, 4.2).
+#: pac's ``--include`` names for ExportSolution's optional settings (docs/dataverse.md §4.1, §4.2).
 EXPORT_SETTINGS: Mapping[str, str] = {
     "autonumbering": "ExportAutoNumberingSettings",
     "calendar": "ExportCalendarSettings",

@@ -23,12 +23,13 @@ from alm_portal.dataverse.errors import InvalidResponse
 
 
 class EnvironmentQueries(DataverseTransport):
-    """Reference 2 and 9, and two functions outside the reference: who we are, what runs, what happened."""
+    """docs/dataverse.md §2 and §9, and two functions docs/dataverse.md does not describe: who we are, what runs, what
+    happened."""
 
     # -- identity and version --
 
     def who_am_i(self) -> WhoAmI:
-        """Reference 2: ``GET WhoAmI()``."""
+        """docs/dataverse.md §2: ``GET WhoAmI()``."""
         payload = self._get("WhoAmI()")
         return WhoAmI(
             user_id=_required_uuid(payload.get("UserId"), "UserId"),
@@ -37,7 +38,7 @@ class EnvironmentQueries(DataverseTransport):
         )
 
     def retrieve_version(self) -> str:
-        """``GET RetrieveVersion()`` → the organization version (not in the reference; UNCONFIRMED shape)."""
+        """``GET RetrieveVersion()`` → the organization version (not in docs/dataverse.md; UNCONFIRMED shape)."""
         payload = self._get(unconfirmed.RETRIEVE_VERSION_FUNCTION)
         version = payload.get("Version") if isinstance(payload, Mapping) else None
         if not isinstance(version, str) or not version:
@@ -49,7 +50,7 @@ class EnvironmentQueries(DataverseTransport):
     def list_solution_history(
         self, *, solution_name: str | None = None, since: datetime | None = None, limit: int | None = None
     ) -> list[SolutionHistoryEntry]:
-        """Reference 9: ``msdyn_solutionhistories``, newest first."""
+        """docs/dataverse.md §9: ``msdyn_solutionhistories``, newest first."""
         filters = []
         if solution_name:
             filters.append(f"msdyn_name eq {_odata_string(solution_name)}")
@@ -78,7 +79,7 @@ class EnvironmentQueries(DataverseTransport):
         ]
 
     def retrieve_total_record_count(self, entity_names: Sequence[str]) -> dict[str, int]:
-        """``RetrieveTotalRecordCount(EntityNames=@p)`` → {entity: count} (not in the reference; UNCONFIRMED)."""
+        """``RetrieveTotalRecordCount(EntityNames=@p)`` → {entity: count} (not in docs/dataverse.md; UNCONFIRMED)."""
         if isinstance(entity_names, str):
             raise TypeError("entity_names must be a sequence of names, not one string")
         names = json.dumps(list(entity_names), separators=(",", ":"))

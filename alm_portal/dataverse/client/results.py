@@ -75,7 +75,7 @@ def _bool(value: object) -> bool | None:
 
 @dataclass(frozen=True)
 class WhoAmI:
-    """Reference 2: the calling application user and its organization."""
+    """docs/dataverse.md §2: the calling application user and its organization."""
 
     user_id: uuid.UUID
     business_unit_id: uuid.UUID
@@ -84,7 +84,7 @@ class WhoAmI:
 
 @dataclass(frozen=True)
 class Publisher:
-    """Reference 3.3."""
+    """docs/dataverse.md §3.3."""
 
     publisher_id: uuid.UUID | None
     unique_name: str
@@ -94,7 +94,7 @@ class Publisher:
 
 @dataclass(frozen=True)
 class Solution:
-    """Reference 3.1 (``solution``)."""
+    """docs/dataverse.md §3.1 (``solution``)."""
 
     solution_id: uuid.UUID
     unique_name: str
@@ -125,7 +125,7 @@ class ExportedFile:
 
 @dataclass(frozen=True)
 class ExportHandle:
-    """Reference 4.2: ExportSolutionAsync's answer."""
+    """docs/dataverse.md §4.2: ExportSolutionAsync's answer."""
 
     async_operation_id: uuid.UUID
     export_job_id: uuid.UUID
@@ -133,7 +133,7 @@ class ExportHandle:
 
 @dataclass(frozen=True)
 class ImportHandle:
-    """Reference 5.2: the handles of record of an import (DESIGN section 4).
+    """docs/dataverse.md §5.2: the handles of record of an import (docs/states.md §3).
 
     ``import_job_id`` is ``ImportJobKey`` parsed as a GUID (falls back to the id we sent, if any);
     ``package_sha256``/``package_size`` describe the bytes actually streamed.
@@ -148,7 +148,7 @@ class ImportHandle:
 
 
 class AsyncOperationType:
-    """``asyncoperation.operationtype`` values used here (reference 7.1)."""
+    """``asyncoperation.operationtype`` values used here (docs/dataverse.md §7.1)."""
 
     EXECUTE_ASYNC_REQUEST = 54
     IMPORT_SOLUTION_METADATA = 93
@@ -162,7 +162,7 @@ class AsyncOperationType:
 
 @dataclass(frozen=True)
 class AsyncOperation:
-    """Reference 7.1 (``asyncoperation``): state 0 Ready, 1 Suspended, 2 Locked, 3 Completed; status 30
+    """docs/dataverse.md §7.1 (``asyncoperation``): state 0 Ready, 1 Suspended, 2 Locked, 3 Completed; status 30
     Succeeded, 31 Failed, 32 Canceled."""
 
     async_operation_id: uuid.UUID
@@ -233,7 +233,7 @@ class AsyncOperation:
 
 @dataclass(frozen=True)
 class ImportJob:
-    """Reference 8.1 (``importjob``) with the log of 8.3 parsed when it was read."""
+    """docs/dataverse.md §8.1 (``importjob``) with the log of 8.3 parsed when it was read."""
 
     import_job_id: uuid.UUID
     solution_name: str
@@ -247,7 +247,7 @@ class ImportJob:
 
 @dataclass(frozen=True)
 class ValidationResult:
-    """Reference 6 (``SolutionValidationResult``)."""
+    """docs/dataverse.md §6 (``SolutionValidationResult``)."""
 
     result_type: str
     message: str
@@ -257,7 +257,7 @@ class ValidationResult:
 
 @dataclass(frozen=True)
 class StageResult:
-    """Reference 6 (``StageSolutionResults``): what a staged package lacks, without installing it."""
+    """docs/dataverse.md §6 (``StageSolutionResults``): what a staged package lacks, without installing it."""
 
     upload_id: uuid.UUID | None
     status: str
@@ -278,7 +278,7 @@ class StageResult:
 
 @dataclass(frozen=True)
 class Dependency:
-    """Reference 10 (``dependency``): a required component and the component that needs it."""
+    """docs/dataverse.md §10 (``dependency``): a required component and the component that needs it."""
 
     dependency_type: int | None
     required_component_type: int | None
@@ -292,7 +292,7 @@ class Dependency:
 
 @dataclass(frozen=True)
 class SolutionHistoryEntry:
-    """Reference 9 (``msdyn_solutionhistory``): operation 0 Import, 1 Uninstall, 2 Export, …; suboperation
+    """docs/dataverse.md §9 (``msdyn_solutionhistory``): operation 0 Import, 1 Uninstall, 2 Export, …; suboperation
     0 None, 1 New, 2 Upgrade, 3 Update, 4 Delete; status 0 Started, 1 Completed."""
 
     history_id: uuid.UUID | None

@@ -1,4 +1,4 @@
-"""Solutions, publishers, export, import, staging and dependencies (reference 3-6, 10)."""
+"""Solutions, publishers, export, import, staging and dependencies (docs/dataverse.md §3-§6, §10)."""
 
 from __future__ import annotations
 
@@ -45,9 +45,9 @@ _DOWNLOAD_CHUNK_SIZE = 1024 * 1024
 
 
 class SolutionOperations(DataverseTransport):
-    """Reference 3-6 and 10: read and version solutions, move packages in and out, check dependencies."""
+    """docs/dataverse.md §3-§6 and §10: read and version solutions, move packages in and out, check dependencies."""
 
-    # -- solutions and publishers (reference 3) --
+    # -- solutions and publishers (docs/dataverse.md §3) --
 
     @staticmethod
     def _solution(record: Mapping[str, Any]) -> Solution:
@@ -79,7 +79,7 @@ class SolutionOperations(DataverseTransport):
         )
 
     def list_solutions(self, *, managed: bool | None = None, visible_only: bool = True) -> list[Solution]:
-        """Reference 3.1/3.3: ``GET solutions`` (paged) with the publisher through ``$expand=publisherid``."""
+        """docs/dataverse.md §3.1/§3.3: ``GET solutions`` (paged) with the publisher through ``$expand=publisherid``."""
         filters = []
         if managed is not None:
             filters.append(f"ismanaged eq {'true' if managed else 'false'}")
@@ -91,8 +91,8 @@ class SolutionOperations(DataverseTransport):
         return [self._solution(record) for record in self._get_all("solutions?" + _query(params))]
 
     def get_solution(self, unique_name: str) -> Solution | None:
-        """Reference 3.1/3.3: the solution with this unique name and its publisher, or None (an unknown name is
-        an empty collection, not a 404)."""
+        """docs/dataverse.md §3.1/§3.3: the solution with this unique name and its publisher, or None (an unknown name
+        is an empty collection, not a 404)."""
         params = {
             "$select": _SOLUTION_SELECT,
             "$expand": _PUBLISHER_EXPAND,
@@ -102,7 +102,7 @@ class SolutionOperations(DataverseTransport):
         return self._solution(records[0]) if records else None
 
     def update_solution_version(self, unique_name: str, version: str) -> Solution:
-        """Reference 3.1: ``PATCH solutions(<id>) {"version": …}`` in the source (unmanaged) environment.
+        """docs/dataverse.md §3.1: ``PATCH solutions(<id>) {"version": …}`` in the source (unmanaged) environment.
 
         ``If-Match: *`` keeps the PATCH from ever creating a record (Dataverse PATCH is an upsert).
         """
@@ -125,7 +125,7 @@ class SolutionOperations(DataverseTransport):
             raise InvalidResponse(f"solution {unique_name!r} vanished after the version update")
         return updated
 
-    # -- export (reference 4) --
+    # -- export (docs/dataverse.md §4) --
 
     @staticmethod
     def _export_parameters(unique_name: str, managed: bool, include: Iterable[str]) -> dict[str, Any]:
@@ -164,7 +164,8 @@ class SolutionOperations(DataverseTransport):
     def export_solution(
         self, unique_name: str, *, managed: bool, destination: str | Path, include: Iterable[str] = ()
     ) -> ExportedFile:
-        """Reference 4.1: synchronous ``ExportSolution`` (small solutions), base64 decoded to ``destination``."""
+        """docs/dataverse.md §4.1: synchronous ``ExportSolution`` (small solutions), base64 decoded to
+        ``destination``."""
         response = self._send(
             "POST",
             "ExportSolution",
@@ -176,7 +177,8 @@ class SolutionOperations(DataverseTransport):
         return self._stream_to_file(response, "ExportSolutionFile", Path(destination))
 
     def export_solution_async(self, unique_name: str, *, managed: bool, include: Iterable[str] = ()) -> ExportHandle:
-        """Reference 4.2: ``ExportSolutionAsync`` → AsyncOperationId + ExportJobId (not retried: it starts a job)."""
+        """docs/dataverse.md §4.2: ``ExportSolutionAsync`` → AsyncOperationId + ExportJobId (not retried: it starts a
+        job)."""
         payload = self._post(
             "ExportSolutionAsync", self._export_parameters(unique_name, managed, include), idempotent=False
         )
@@ -186,7 +188,7 @@ class SolutionOperations(DataverseTransport):
         )
 
     def download_solution_export_data(self, export_job_id: uuid.UUID | str, destination: str | Path) -> ExportedFile:
-        """Reference 4.2: ``DownloadSolutionExportData`` after the export job succeeded; streamed to a file."""
+        """docs/dataverse.md §4.2: ``DownloadSolutionExportData`` after the export job succeeded; streamed to a file."""
         response = self._send(
             "POST",
             "DownloadSolutionExportData",
@@ -197,7 +199,7 @@ class SolutionOperations(DataverseTransport):
         )
         return self._stream_to_file(response, "ExportSolutionFile", Path(destination))
 
-    # -- import (reference 5, 6) --
+    # -- import (docs/dataverse.md §5, §6) --
 
     def _import_fields(
         self,
@@ -262,7 +264,7 @@ class SolutionOperations(DataverseTransport):
     def _import_job_id(self, import_job_id: uuid.UUID | None) -> uuid.UUID | None:
         if not self.import_job_id_mode:
             if import_job_id is not None:
-                raise ValueError("import_job_id is only sent with import_job_id_mode=True (DESIGN section 4)")
+                raise ValueError("import_job_id is only sent with import_job_id_mode=True (docs/states.md §3)")
             return None
         return import_job_id or uuid.uuid4()
 
@@ -278,11 +280,11 @@ class SolutionOperations(DataverseTransport):
         settings: DeploymentSettings | None = None,
         import_job_id: uuid.UUID | None = None,
     ) -> ImportHandle:
-        """Reference 5.2: ``ImportSolutionAsync`` with the package streamed as base64 (never retried).
+        """docs/dataverse.md §5.2: ``ImportSolutionAsync`` with the package streamed as base64 (never retried).
 
-        ``holding_solution=True`` stages the package as ``<name>_Upgrade`` (reference 6, 11.3). ComponentParameters
-        come from ``settings`` (reference 12). A lost answer raises :class:`SubmissionOutcomeUnknown`; a busy
-        environment :class:`EnvironmentBusy` (DESIGN section 4).
+        ``holding_solution=True`` stages the package as ``<name>_Upgrade`` (docs/dataverse.md §6, §11.3).
+        ComponentParameters come from ``settings`` (docs/dataverse.md §12). A lost answer raises
+        :class:`SubmissionOutcomeUnknown`; a busy environment :class:`EnvironmentBusy` (docs/states.md §3).
         """
         sent_id = self._import_job_id(import_job_id)
         fields = self._import_fields(
@@ -308,7 +310,8 @@ class SolutionOperations(DataverseTransport):
         settings: DeploymentSettings | None = None,
         import_job_id: uuid.UUID | None = None,
     ) -> ImportHandle:
-        """Reference 6: ``StageAndUpgradeAsync`` (import as holding + apply upgrade in one job; never retried)."""
+        """docs/dataverse.md §6: ``StageAndUpgradeAsync`` (import as holding + apply upgrade in one job; never
+        retried)."""
         sent_id = self._import_job_id(import_job_id)
         fields = self._import_fields(
             overwrite_unmanaged_customizations=overwrite_unmanaged_customizations,
@@ -321,7 +324,8 @@ class SolutionOperations(DataverseTransport):
         return self._submit_import("StageAndUpgradeAsync", Path(package), fields, sent_id)
 
     def stage_solution(self, package: str | Path) -> StageResult:
-        """Reference 6: ``StageSolution`` — validate a package and list its missing dependencies, no install."""
+        """docs/dataverse.md §6: ``StageSolution`` — validate a package and list its missing dependencies, no
+        install."""
         package = Path(package)
         if not package.is_file():
             raise FileNotFoundError(package)
@@ -361,19 +365,20 @@ class SolutionOperations(DataverseTransport):
         )
 
     def delete_and_promote_async(self, unique_name: str) -> uuid.UUID:
-        """Reference 6: ``DeleteAndPromoteAsync`` (apply the staged ``<name>_Upgrade``) → AsyncOperationId."""
+        """docs/dataverse.md §6: ``DeleteAndPromoteAsync`` (apply the staged ``<name>_Upgrade``) → AsyncOperationId."""
         payload = self._post("DeleteAndPromoteAsync", {"UniqueName": unique_name}, idempotent=False)
         return _required_uuid(payload.get("AsyncOperationId"), "AsyncOperationId")
 
     def uninstall_solution_async(self, unique_name: str) -> uuid.UUID:
-        """Reference 6: ``UninstallSolutionAsync`` → AsyncOperationId (deletes the solution's tables and data)."""
+        """docs/dataverse.md §6: ``UninstallSolutionAsync`` → AsyncOperationId (deletes the solution's tables and
+        data)."""
         payload = self._post("UninstallSolutionAsync", {"SolutionUniqueName": unique_name}, idempotent=False)
         return _required_uuid(payload.get("AsyncOperationId"), "AsyncOperationId")
 
-    # -- dependencies (reference 10) --
+    # -- dependencies (docs/dataverse.md §10) --
 
     def retrieve_missing_dependencies(self, unique_name: str) -> list[Dependency]:
-        """Reference 10: ``RetrieveMissingDependencies(SolutionUniqueName=@p)`` for a solution in this org."""
+        """docs/dataverse.md §10: ``RetrieveMissingDependencies(SolutionUniqueName=@p)`` for a solution in this org."""
         resource = "RetrieveMissingDependencies(SolutionUniqueName=@p)?" + _query({"@p": _odata_string(unique_name)})
         return [
             Dependency(

@@ -1,4 +1,4 @@
-"""Process-wide throttle state per environment and ``Retry-After`` parsing (reference 1.5)."""
+"""Process-wide throttle state per environment and ``Retry-After`` parsing (docs/dataverse.md §1.5)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ _not_before: dict[str, float] = {}
 def throttle_not_before(environment_url: str) -> datetime | None:
     """When requests to this environment may resume after a 429 (UTC), or None when not throttled.
 
-    A Celery task that receives :class:`Throttled` can persist this value (DESIGN: ``not_before`` column)
-    and give it back to another process with :func:`restore_throttle_not_before`.
+    A Celery task that receives :class:`Throttled` can persist this value (docs/architecture.md §1: a ``not_before``
+    column) and give it back to another process with :func:`restore_throttle_not_before`.
     """
     with _throttle_lock:
         until = _not_before.get(_environment_key(environment_url))
@@ -64,7 +64,7 @@ def _remaining_throttle(key: str) -> float:
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` in seconds (reference 1.5); an HTTP-date is accepted as well (RFC 9110)."""
+    """``Retry-After`` in seconds (docs/dataverse.md §1.5); an HTTP-date is accepted as well (RFC 9110)."""
     if value is None:
         return None
     text = value.strip()

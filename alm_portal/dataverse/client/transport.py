@@ -58,7 +58,7 @@ class Timeouts:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How idempotent calls are retried (reliability-security C7: capped exponential backoff with jitter).
+    """How idempotent calls are retried: capped exponential backoff with jitter.
 
     ``max_attempts`` counts every send of one call. ``max_retry_after`` is the longest wait (a Retry-After or
     a remaining "not before") the client sleeps through itself; a longer one raises :class:`Throttled` with
@@ -175,7 +175,7 @@ class DataverseTransport:
         return headers
 
     def _wait_for_throttle(self) -> None:
-        """Never send to an environment inside its Retry-After window (reference 1.5)."""
+        """Never send to an environment inside its Retry-After window (docs/dataverse.md §1.5)."""
         remaining = _remaining_throttle(self._key)
         if remaining <= 0:
             return
@@ -233,7 +233,7 @@ class DataverseTransport:
             details=details,
         )
         if isinstance(error, Throttled) and error.retry_after is None:
-            # A service-protection 429 without Retry-After still means "back off" (reference 1.5). A busy
+            # A service-protection 429 without Retry-After still means "back off" (docs/dataverse.md §1.5). A busy
             # environment (CustomizationLock, also 429) without the header does not block other calls.
             error.retry_after = unconfirmed.DEFAULT_RETRY_AFTER_SECONDS
         return error
@@ -308,7 +308,7 @@ class DataverseTransport:
                 if status < 300:
                     return response
                 if status == 401 and not refreshed:
-                    # Reference 13.1: drop the token from msal's cache and acquire once more.
+                    # docs/dataverse.md §13.1: drop the token from msal's cache and acquire once more.
                     response.close()
                     self.token_provider.invalidate_token(self.scope, token)
                     refreshed = True
@@ -386,7 +386,7 @@ class DataverseTransport:
         return self._json(response)
 
     def _get_all(self, resource: str, *, limit: int | None = None) -> list[dict[str, Any]]:
-        """Follow ``@odata.nextLink`` until the collection ends (reference 1.2, ``odata.maxpagesize``)."""
+        """Follow ``@odata.nextLink`` until the collection ends (docs/dataverse.md §1.2, ``odata.maxpagesize``)."""
         records: list[dict[str, Any]] = []
         next_url: str | None = resource
         headers = {"Prefer": f"odata.maxpagesize={self.page_size}"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 # solutioncomponent.componenttype choices, from MicrosoftDocs/powerapps-docs
 # powerapps-docs/developer/data-platform/reference/entities/solutioncomponent.md at commit
 # 05cfff5341d4db7cec326318fdd63b9618e9c206 ("ComponentType Choices/Options"). 80 (AppModule) is missing from that
-# page and comes from third-party tables quoted in /work/shared/reference/dataverse-web-api.md section 3.2.
+# page and comes from third-party tables quoted in docs/dataverse.md §3.2.
 # The page lists 371 and 372 both as "Connector"; real exports use 372 for custom connectors.
 COMPONENT_TYPE_NAMES: dict[int, str] = {
     1: "Entity",
@@ -103,7 +103,7 @@ COMPONENT_TYPE_NAMES: dict[int, str] = {
 
 # Newer components (bots, connection references, custom APIs, ...) are rows of ordinary tables, and their
 # component type is that table's object type code, which is >= 10000 and differs between environments
-# (reference section 3.2, "Connection reference componenttype ... UNCONFIRMED"). We cannot name them reliably.
+# (docs/dataverse.md §3.2, "Connection reference componenttype ... UNCONFIRMED"). We cannot name them reliably.
 FIRST_TABLE_BASED_TYPE_CODE = 10_000
 
 
@@ -131,7 +131,7 @@ WORKFLOW_CATEGORY_NAMES: dict[int, str] = {
     7: "AI Flow",
 }
 
-# environmentvariabledefinition.type choices (reference section 12, ENT-EVDEF).
+# environmentvariabledefinition.type choices (docs/dataverse.md §12, ENT-EVDEF).
 ENVIRONMENT_VARIABLE_TYPE_NAMES: dict[int, str] = {
     100000000: "String",
     100000001: "Number",

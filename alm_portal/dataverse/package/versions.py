@@ -8,12 +8,12 @@ from enum import StrEnum
 
 from .errors import PackageError, PackageErrorCode
 
-# Dataverse documents ``major.minor.build.revision`` (reference section 11.3) but real exports hold 2- and 3-part
+# Dataverse documents ``major.minor.build.revision`` (docs/dataverse.md §11.3) but real exports hold 2- and 3-part
 # versions too (StartMenu 1.4, QuoteLineEditor 0.1.0) and zero-padded parts in on-premises builds (8.1.0000.0240).
 _VERSION_RE = re.compile(r"^[0-9]+(?:\.[0-9]+){1,3}$")
 
 # .NET System.Version stores each part as an Int32; the per-part maximum Dataverse accepts is UNCONFIRMED
-# (reference section 11.3), so we accept what System.Version can hold and nothing larger.
+# (docs/dataverse.md §11.3), so we accept what System.Version can hold and nothing larger.
 MAX_VERSION_PART = 2**31 - 1
 
 
@@ -107,8 +107,8 @@ class SolutionVersion:
 def versions_equivalent(a: SolutionVersion, b: SolutionVersion) -> bool:
     """Whether Dataverse treats two versions as the same version (e.g. for "must be higher" upgrade checks).
 
-    UNCONFIRMED: whether Dataverse considers ``1.4`` equal to ``1.4.0.0`` is not documented (reference
-    section 11.3). We decide "yes, missing parts are 0", which matches how we order versions. Note that .NET
+    UNCONFIRMED: whether Dataverse considers ``1.4`` equal to ``1.4.0.0`` is not documented (docs/dataverse.md
+    §11.3). We decide "yes, missing parts are 0", which matches how we order versions. Note that .NET
     ``System.Version`` would instead order ``1.4`` *below* ``1.4.0.0`` (undefined parts are -1); if that turns
     out to be what Dataverse does, change this function and the ordering methods of ``SolutionVersion`` together.
     """

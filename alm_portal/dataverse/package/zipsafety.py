@@ -32,7 +32,7 @@ MAX_COMPRESSION_RATIO = 100.0
 RATIO_GRACE_BYTES = 64 * 1024
 READ_CHUNK_BYTES = 64 * 1024
 
-# Dataverse refuses a zip without these at its root (ImportCustomizationsBadZipFileError, reference section 11.1).
+# Dataverse refuses a zip without these at its root (ImportCustomizationsBadZipFileError, docs/dataverse.md §11.1).
 ROOT_FILES = ("solution.xml", "customizations.xml", "[Content_Types].xml")
 NESTED_ARCHIVE_SUFFIXES = (".zip", ".7z", ".rar", ".cab", ".gz", ".tgz", ".tar", ".bz2", ".xz")
 # Zip-based component formats that solutions legitimately carry: canvas app documents (CanvasApps/*.msapp, in 7 of

@@ -205,7 +205,7 @@ def _may_see(
     people_teams: dict[int, set[int]],
     approvers: dict[str, set[int]],
 ) -> bool:
-    """DESIGN section 5: admins and auditors see everything; others their teams' objects, and
+    """docs/roles.md: admins and auditors see everything; others their teams' objects, and
     approvers the promotions of stages that name them. Events about no known team: admins only."""
     user = subscription.user
     if policy.sees_all_teams(user):
