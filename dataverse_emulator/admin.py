@@ -63,8 +63,14 @@ class Admin:
             return {
                 "status": "ok",
                 "base_url": self.app.base_url,
+                "idp_url": self.app.idp_url,
                 "ca_file": str(self.app.ca_file),
                 "port": self.app.port,
+                "idp_port": self.app.idp_port or self.app.port,
+                "default_addressing": self.app.default_addressing,
+                "org_ports": {
+                    name: org["port"] for name, org in sorted(self.store.data["orgs"].items()) if org.get("port")
+                },
             }
         if method == "GET" and parts == ["state"]:
             return self._public_state()
@@ -101,6 +107,7 @@ class Admin:
         if not rest:
             if method == "DELETE":
                 del self.store.data["orgs"][name]
+                self.app.close_org_port(org.get("port"))
                 return {"deleted": name}
             return self.org_summary(name)
         if rest == ["settings"]:
@@ -155,12 +162,15 @@ class Admin:
 
     # ------------------------------------------------------------------------------------------
     def reset(self) -> dict:
+        for org in self.store.data["orgs"].values():
+            self.app.close_org_port(org.get("port"))
         key = self.store.data.get("signing_key_pem")
         generation = self.store.data.get("token_generation", 0)
         self.store.data.clear()
         self.store.data.update(empty_state())
         self.store.data["signing_key_pem"] = key
         self.store.data["token_generation"] = generation + 1  # old tokens name orgs that are gone
+        self.store.data["idp_port"] = self.app.idp_port
         return {"reset": True}
 
     def _public_state(self) -> dict:
@@ -258,15 +268,26 @@ class Admin:
         choice = body.get("import_job_id_on_async")
         if choice is not None and choice not in unconfirmed.IMPORT_JOB_ID_ON_ASYNC_CHOICES:
             raise AdminError(400, f"import_job_id_on_async must be one of {unconfirmed.IMPORT_JOB_ID_ON_ASYNC_CHOICES}")
-        self.store.data["orgs"][name] = orgs.new_org(
-            name, tenant_id, operation_duration=duration, import_job_id_on_async=choice
-        )
+        addressing = str(body.get("addressing") or self.app.default_addressing)
+        if addressing not in ("origin", "path"):
+            raise AdminError(400, "addressing is 'origin' (the org at the root of its own port) or 'path'")
+        if addressing == "origin" and self.app.listeners is None:
+            raise AdminError(400, "this emulator serves no HTTPS; only 'path' addressing is possible")
+        org = orgs.new_org(name, tenant_id, operation_duration=duration, import_job_id_on_async=choice)
+        if addressing == "origin":
+            try:
+                org["port"] = self.app.open_org_port(name, int(body.get("port") or 0))
+            except OSError as exc:
+                raise AdminError(409, f"cannot listen on port {body.get('port')}: {exc}") from exc
+        self.store.data["orgs"][name] = org
         return self.org_summary(name)
 
     def org_summary(self, name: str) -> dict:
         org = self.store.data["orgs"][name]
         return {
             "name": name,
+            "addressing": "origin" if org.get("port") else "path",
+            "port": org.get("port") or self.app.port,
             "url": self.app.org_url(name),
             "api_url": f"{self.app.org_url(name)}/api/data/v9.2/",
             "organization_id": org["organization_id"],

@@ -115,6 +115,7 @@ def write_demo_credentials(app: Emulator) -> Path:
         "tenant_name": tenant["name"],
         "authority": app.entra.authority(DEMO_TENANT_ID),
         "base_url": app.base_url,
+        "idp_url": app.idp_url,
         "ca_file": str(app.ca_file),
         "orgs": {
             name: {

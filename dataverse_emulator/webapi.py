@@ -1,4 +1,4 @@
-"""The Dataverse Web API of one org: ``https://127.0.0.1:PORT/<org>/api/data/v9.2/…``.
+"""The Dataverse Web API of one org: ``<org url>/api/data/v9.2/…`` (its own origin, or a path of the main port).
 
 Every request: bearer token check (401 + ``WWW-Authenticate: Bearer authorization_uri=…``), application
 user check (403 0x80072560), fault injection (faults.py), then the route. Responses carry
@@ -25,7 +25,7 @@ from . import entities, errors, faults, importlog, odata, orgs, unconfirmed
 from .entities import ENTITY_SETS, EntitySet
 from .errors import DataverseError
 from .store import iso, new_id, now
-from .wire import Request, Response
+from .wire import Request, Response, query_pairs
 
 if TYPE_CHECKING:
     from .app import Emulator
@@ -143,7 +143,7 @@ class WebApi:
                     assert reason is not None
                     tenant = org["tenant_id"]
                     challenge = (
-                        f"Bearer authorization_uri={self.app.base_url}/{tenant}/oauth2/authorize, "
+                        f"Bearer authorization_uri={self.app.entra.authority(tenant)}/oauth2/authorize, "
                         f"resource_id={self.app.org_url(org_name)}/"
                     )
                     raise DataverseError(
@@ -493,7 +493,7 @@ class WebApi:
             token = odata.make_skiptoken(
                 page.next_page, page.rows[0][entity.primary_key], page.rows[-1][entity.primary_key], entity.primary_key
             )
-            params = [(k, v) for k, v in _ordered_query(request.query_string) if k != "$skiptoken"]
+            params = [(k, v) for k, v in query_pairs(request.query_string) if k != "$skiptoken"]
             params.append(("$skiptoken", token))
             encoded = "&".join(f"{k}={urllib.parse.quote(v, safe=_SAFE)}" for k, v in params)
             payload["@odata.nextLink"] = f"{api}/{entity.name}?{encoded}"
@@ -781,15 +781,6 @@ def _missing_parameter(parameter: str, operation: str) -> DataverseError:
         unconfirmed.MISSING_PARAMETER_CODE,
         unconfirmed.MISSING_PARAMETER_MESSAGE.format(parameter=parameter, operation=operation),
     )
-
-
-def _ordered_query(query_string: str) -> list[tuple[str, str]]:
-    pairs = []
-    for part in query_string.split("&"):
-        if part:
-            name, _, value = part.partition("=")
-            pairs.append((urllib.parse.unquote(name), urllib.parse.unquote(value)))
-    return pairs
 
 
 def _annotations(request: Request) -> list[str] | None:
