@@ -278,6 +278,47 @@ SOLUTION_HISTORIES = EntitySet(
     ),
 )
 
+# solutionhistorydata (entity set solutionhistories), the newer read-only record of solution operations
+# beside msdyn_solutionhistories: RetrieveMultiple only, OwnershipType None, errorcode an Integer, result an
+# Integer 0/1, operation 0 Import / 1 Uninstall / 2 Export, status 0 Start / 1 End
+# (https://learn.microsoft.com/en-us/power-apps/developer/data-platform/reference/entities/solutionhistorydata).
+SOLUTION_HISTORY_DATA = EntitySet(
+    name="solutionhistories",
+    logical_name="solutionhistorydata",
+    primary_key="solutionhistorydataid",
+    primary_name="solutionname",
+    object_type_code=unconfirmed.SOLUTION_HISTORY_DATA_OBJECT_TYPE_CODE,
+    display_name="SolutionHistoryData",
+    display_collection_name="SolutionHistoryDatas",
+    etag=False,
+    ownership="None",
+    fields=(
+        Field("solutionhistorydataid", "guid"),
+        Field("solutionname", "string"),
+        Field("solutionid", "guid"),
+        Field("solutionversion", "string"),
+        Field("publishername", "string"),
+        Field("packagename", "string"),
+        Field("packageversion", "string"),
+        Field("operation", "picklist", labels={0: "Import", 1: "Uninstall", 2: "Export"}),
+        Field("suboperation", "picklist", labels=HISTORY_SUBOPERATIONS),
+        Field("status", "picklist", labels={0: "Start", 1: "End"}),
+        Field("result", "int"),
+        Field("starttime", "datetime"),
+        Field("endtime", "datetime"),
+        Field("ismanaged", "bool", labels=YES_NO),
+        Field("ispatch", "bool", labels=YES_NO),
+        Field("isoverwritecustomizations", "bool", labels=YES_NO),
+        Field("ismicrosoftpublisher", "bool", labels=YES_NO),
+        Field("errorcode", "int"),
+        Field("exceptionmessage", "memo"),
+        Field("exceptionstack", "memo"),
+        Field("activityid", "guid"),
+        Field("correlationid", "guid"),
+        Field("description", "string"),
+    ),
+)
+
 SYSTEM_USERS = EntitySet(
     name="systemusers",
     logical_name="systemuser",
@@ -322,6 +363,7 @@ ENTITY_SETS: dict[str, EntitySet] = {
         ASYNC_OPERATIONS,
         IMPORT_JOBS,
         SOLUTION_HISTORIES,
+        SOLUTION_HISTORY_DATA,
         SYSTEM_USERS,
     )
 }
@@ -352,6 +394,7 @@ ENTITY_DEFINITIONS = EntitySet(
         Field("IsManaged", "bool"),
         Field("IsActivity", "bool"),
         Field("IsIntersect", "bool"),
+        Field("IsPrivate", "bool"),
         Field("OwnershipType", "string"),
         Field("TableType", "string"),
         Field("IntroducedVersion", "string"),

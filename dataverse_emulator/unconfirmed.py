@@ -8,14 +8,17 @@ behave differently, change the value here (and the tests that pin it), nowhere e
 from __future__ import annotations
 
 # ---------------------------------------------------------------------------------------------
-# Caller-chosen ImportJobId on ImportSolutionAsync / StageAndUpgradeAsync (reference 5.2, DESIGN 4).
-# The action reference lists ImportJobId as a nullable parameter, but Microsoft's ServiceClient removes it
-# before sending ("remove unsupported parameter", SVC ~L1273) and one 3P test saw an on-prem server answer
+# Caller-chosen ImportJobId on ImportSolutionAsync / StageAndUpgradeAsync. The ImportSolutionAsync reference
+# lists ImportJobId as a parameter (https://learn.microsoft.com/en-us/power-apps/developer/data-platform/webapi/
+# reference/importsolutionasync), so the default honours it. Against it: Microsoft's ServiceClient removes it
+# before sending ("remove unsupported parameter") and one third-party test saw an on-premises server answer
 # 400 "The parameter 'ImportJobId' in the request payload is not a valid parameter for the operation ...".
 # ONE switch, per org (admin route POST /_emulator/orgs/<org>/settings), default below:
-#   "reject"  – 400 as observed on-prem (the reference's best evidence; the default);
-#   "honour"  – the importjob gets the caller's id; reusing an id fails "A duplicate import job id already exists".
-IMPORT_JOB_ID_ON_ASYNC_DEFAULT = "reject"
+#   "honour"  – the importjob gets the caller's id; reusing an id fails "A duplicate import job id already exists"
+#               (the default: what the reference documents);
+#   "reject"  – 400 as observed on-premises.
+# The portal's own ALM_IMPORT_JOB_ID_ON_ASYNC stays off either way: it never relies on this.
+IMPORT_JOB_ID_ON_ASYNC_DEFAULT = "honour"
 IMPORT_JOB_ID_ON_ASYNC_CHOICES = ("reject", "honour")
 DUPLICATE_IMPORT_JOB_ID_CODE = "0x80048033"  # ImportSolutionError wrapper; hex of the duplicate-id error unknown
 DUPLICATE_IMPORT_JOB_ID_MESSAGE = "A duplicate import job id already exists."  # reliability-security.md [S26]
@@ -196,8 +199,13 @@ COMPONENT_TYPE_BY_NAME = {
     "bot": 10470,
     "botcomponent": 10471,
 }
-# Object type code of msdyn_solutionhistory (a first-party table; code not documented).
+# Object type code of msdyn_solutionhistory and solutionhistorydata (first-party tables; codes not documented).
 SOLUTION_HISTORY_OBJECT_TYPE_CODE = 10035
+SOLUTION_HISTORY_DATA_OBJECT_TYPE_CODE = 10036
+# solutionhistories is RetrieveMultiple only (its table reference); what a read by key answers is not
+# documented: 405 with the OData code.
+RETRIEVE_MULTIPLE_ONLY_STATUS = 405
+RETRIEVE_MULTIPLE_ONLY_MESSAGE = "The entity '{entity}' only supports RetrieveMultiple: query {entity_set} instead."
 # Custom tables get object type codes from here on, in order of creation (>= 10000 is documented for
 # custom entities; the exact numbering is the server's).
 FIRST_CUSTOM_OBJECT_TYPE_CODE = 10600
@@ -221,10 +229,21 @@ NOT_A_MEMBER_STATUS = 403
 NOT_A_MEMBER_CODE = "0x80072560"
 NOT_A_MEMBER_MESSAGE = "The user is not a member of the organization."
 
-# OData errors: unknown segment / property / bad $filter. Code and text from memory of real responses.
+# OData errors other than the three "Troubleshoot Dataverse Web API client errors" documents (unknown
+# segment, unknown property, wrong HTTP method: errors.py): a bad $filter, a bad key, an unsupported system
+# query option. Code from memory of real responses and a third-party client's comment ("Error Code:
+# 0x80060888 'The query parameter is not supported'" for $top/$skip on EntityDefinitions).
 ODATA_ERROR_CODE = "0x80060888"
-RESOURCE_NOT_FOUND_MESSAGE = "Resource not found for the segment '{segment}'."
-PROPERTY_NOT_FOUND_MESSAGE = "Could not find a property named '{name}' on type 'Microsoft.Dynamics.CRM.{entity}'."
+UNSUPPORTED_QUERY_OPTION_STATUS = 400
+UNSUPPORTED_QUERY_OPTION_MESSAGE = "The query parameter {name} is not supported"
+# ?sql= (an environment without the SQL preview): the text Microsoft's own Python client surfaced
+# (microsoft/PowerPlatform-DataverseClient-Python issue 74: "sql query parameter is not supported."); the
+# code is not given there.
+SQL_QUERY_OPTION_MESSAGE = "sql query parameter is not supported."
+# Custom query options (names without '$' or '@') that Dataverse does not know. OData lets a service ignore
+# them; whether Dataverse does is not documented. True: refused like an unknown system query option (a
+# client is never answered as if its option had been applied); False: ignored. ``sql`` is refused either way.
+REFUSE_UNKNOWN_CUSTOM_QUERY_OPTIONS = True
 METHOD_NOT_SUPPORTED_STATUS = 501
 METHOD_NOT_SUPPORTED_MESSAGE = "The emulator does not implement {method} on '{path}'."
 ENTITY_NAME_NOT_FOUND_MESSAGE = "Could not find entity with name '{name}'."
@@ -273,3 +292,22 @@ AADSTS_BAD_REFRESH_TOKEN = "AADSTS9002313: Invalid request. Request is malformed
 AADSTS_BAD_RESPONSE_TYPE = "AADSTS900144: The request body must contain the following parameter: 'response_type'."
 # Authorization codes live this long (Entra documents "about 10 minutes"; the exact figure is not fixed).
 AUTH_CODE_LIFETIME_SECONDS = 600
+
+# ---------------------------------------------------------------------------------------------
+# FetchXML (fetchxml.py). "Use FetchXml with the Web API" documents requests and answers, not the errors:
+# the code is the one commonly seen for a bad query (QueryBuilder errors), the texts are the emulator's own
+# except the attribute one, which follows the wording of real answers.
+FETCHXML_ERROR_CODE = "0x80041103"
+FETCHXML_INVALID_MESSAGE = "The FetchXML is not valid: {detail}."
+FETCHXML_NO_ATTRIBUTE_MESSAGE = (
+    "'{entity}' entity doesn't contain attribute with Name = '{name}' and NameMapping = 'Logical'."
+)
+FETCHXML_ENTITY_MISMATCH_MESSAGE = (
+    "The entity '{name}' of the FetchXML is not the table of the entity set '{entity_set}'."
+)
+FETCHXML_BAD_OPERATOR_MESSAGE = "The condition operator '{operator}' is not valid."
+FETCHXML_VALUES_MESSAGE = "The condition operator '{operator}' needs {expected}."
+FETCHXML_BAD_VALUE_MESSAGE = "The value '{value}' is not valid for the attribute '{name}' of type {type}."
+FETCHXML_TOP_WITH_PAGING_MESSAGE = "The top attribute can't be specified with the paging attributes page and count."
+# What the emulator does not implement is refused, never ignored (docs/emulator.md lists it).
+FETCHXML_NOT_IMPLEMENTED_MESSAGE = "The emulator does not implement {what} in FetchXML."

@@ -21,7 +21,7 @@ import time
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
-from . import entities, errors, faults, importlog, odata, orgs, unconfirmed
+from . import entities, errors, faults, fetchxml, importlog, odata, orgs, unconfirmed
 from .entities import ENTITY_SETS, EntitySet
 from .errors import DataverseError
 from .store import iso, new_id, now
@@ -94,6 +94,13 @@ ACTION_PARAMETERS: dict[str, dict[str, bool]] = {
 }
 IMPORT_ACTIONS = {"ImportSolution", "ImportSolutionAsync", "StageAndUpgradeAsync"}
 PARAMETERLESS_FUNCTIONS = {"WhoAmI", "RetrieveVersion"}
+FUNCTIONS = {
+    *PARAMETERLESS_FUNCTIONS,
+    "RetrieveTotalRecordCount",
+    "RetrieveMissingDependencies",
+    "RetrieveDependenciesForUninstall",
+    "RetrieveFormattedImportJobResults",
+}
 
 
 class Related:
@@ -230,14 +237,17 @@ class WebApi:
         name, key = match.group("name"), match.group("key")
         name = name.removeprefix("Microsoft.Dynamics.CRM.")
         if name in ENTITY_SETS:
-            return self._entity_set(request, org, api, ENTITY_SETS[name], key, segments[1:])
+            return self._entity_set(request, org, api, ENTITY_SETS[name], key, segments[1:], caller)
         if name == "EntityDefinitions":
             return self._entity_definitions(request, org, api, key, segments[1:])
-        if request.method == "GET" and (key is not None or name in PARAMETERLESS_FUNCTIONS) and len(segments) == 1:
-            # The quick starts call "WhoAmI" without parentheses; Dataverse answers both forms.
-            return self._function(request, org, api, name, key or "", caller)
-        if request.method == "POST" and name in ACTION_PARAMETERS and len(segments) == 1:
-            return self._action(request, org, api, name, correlation_id)
+        if len(segments) == 1 and (name in FUNCTIONS or name in ACTION_PARAMETERS):
+            if request.method == "GET" and name in FUNCTIONS and (key is not None or name in PARAMETERLESS_FUNCTIONS):
+                # The quick starts call "WhoAmI" without parentheses; Dataverse answers both forms.
+                return self._function(request, org, api, name, key or "", caller)
+            if request.method == "POST" and name in ACTION_PARAMETERS:
+                return self._action(request, org, api, name, correlation_id)
+            # A function called with POST, an action with GET ("Troubleshoot Dataverse Web API client errors").
+            raise errors.no_http_resource(f"{api}/{resource.strip('/')}")
         raise _segment_not_found(name)
 
     # ------------------------------------------------------------------------------------------
@@ -320,7 +330,7 @@ class WebApi:
     def _action(self, request: Request, org: dict, api: str, name: str, correlation_id: str) -> Response:
         try:
             body = request.json() or {}
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, LookupError) as exc:
             raise DataverseError(400, unconfirmed.ODATA_ERROR_CODE, "The request body is not valid JSON.") from exc
         if not isinstance(body, dict):
             raise DataverseError(400, unconfirmed.ODATA_ERROR_CODE, "The request body must be a JSON object.")
@@ -388,6 +398,8 @@ class WebApi:
             return list(org["systemusers"].values())
         if set_name == "msdyn_solutionhistories":
             return list(org["history"].values())
+        if set_name == "solutionhistories":
+            return [_history_data(org, row) for row in org["history"].values() if row["msdyn_operation"] in (0, 1, 2)]
         if set_name == "asyncoperations":
             return [service.operation_view(op, t) for op in org["asyncoperations"].values()]
         if set_name == "importjobs":
@@ -429,17 +441,24 @@ class WebApi:
         return rows
 
     def _entity_set(
-        self, request: Request, org: dict, api: str, entity: EntitySet, key: str | None, rest: list[str]
+        self, request: Request, org: dict, api: str, entity: EntitySet, key: str | None, rest: list[str], caller: dict
     ) -> Response:
         t = now()
         related = Related(self, org, t)
         if key is None:
             if rest == ["$count"] and request.method == "GET":
+                odata.check_options(request.query(), frozenset())
                 count = len(self.records(org, entity.name, t))
                 return Response(200, str(min(count, odata.MAX_COUNT)).encode(), [("Content-Type", "text/plain")])
             if rest or request.method != "GET":
                 raise _not_implemented(request)
-            return self._collection(request, org, api, entity, related)
+            return self._collection(request, org, api, entity, related, caller)
+        if entity.name == "solutionhistories":
+            raise DataverseError(
+                unconfirmed.RETRIEVE_MULTIPLE_ONLY_STATUS,
+                unconfirmed.ODATA_ERROR_CODE,
+                unconfirmed.RETRIEVE_MULTIPLE_ONLY_MESSAGE.format(entity=entity.logical_name, entity_set=entity.name),
+            )
         record_id = key.strip()
         if not GUID_RE.match(record_id):
             raise DataverseError(
@@ -457,9 +476,8 @@ class WebApi:
         if record is None:
             raise errors.record_not_found(entity.logical_name, record_id)
         options = request.query()
-        query = odata.parse_query(
-            {k: v for k, v in options.items() if k in ("$select", "$expand")}, entity, ENTITY_SETS
-        )
+        odata.check_options(options, SINGLE_RECORD_OPTIONS)
+        query = odata.parse_query(options, entity, ENTITY_SETS)
         annotations = _annotations(request)
         payload = {
             "@odata.context": _context(api, entity, query, single=True),
@@ -467,8 +485,13 @@ class WebApi:
         }
         return _ok(payload, _preference_headers(annotations, None))
 
-    def _collection(self, request: Request, org: dict, api: str, entity: EntitySet, related: Related) -> Response:
+    def _collection(
+        self, request: Request, org: dict, api: str, entity: EntitySet, related: Related, caller: dict
+    ) -> Response:
         options = request.query()
+        odata.check_options(options, odata.SUPPORTED_OPTIONS, custom=("fetchXml",))
+        if "fetchXml" in options:
+            return self._fetch(request, org, api, entity, related, options, caller)
         query = odata.parse_query(options, entity, ENTITY_SETS)
         prefer = odata.parse_prefer(request.header_values("prefer"))
         max_page_size = None
@@ -498,6 +521,50 @@ class WebApi:
             encoded = "&".join(f"{k}={urllib.parse.quote(v, safe=_SAFE)}" for k, v in params)
             payload["@odata.nextLink"] = f"{api}/{entity.name}?{encoded}"
         return _ok(payload, _preference_headers(annotations, page.page_size_applied))
+
+    def _fetch(
+        self,
+        request: Request,
+        org: dict,
+        api: str,
+        entity: EntitySet,
+        related: Related,
+        options: dict[str, str],
+        caller: dict,
+    ) -> Response:
+        """``?fetchXml=`` ("Use FetchXml with the Web API"): only ``$count`` may come with it."""
+        for name in options:
+            if name not in ("fetchXml", "$count") and not name.startswith("@"):
+                raise odata.unsupported_option(name)
+        count_requested = False
+        if "$count" in options:
+            if options["$count"].lower() not in ("true", "false"):
+                raise odata.odata_error(f"'{options['$count']}' is not a valid count option.")
+            count_requested = options["$count"].lower() == "true"
+        query = fetchxml.parse(options["fetchXml"], entity)
+        page = fetchxml.run(self.records(org, entity.name, now()), query, caller["systemuserid"])
+        annotations = _annotations(request)
+        columns = query.column_names
+        shown = [*columns, *([entity.primary_key] if entity.primary_key not in columns else [])]
+        payload: dict[str, Any] = {"@odata.context": f"{api}/$metadata#{entity.name}({','.join(shown)})"}
+        if count_requested:
+            payload["@odata.count"] = min(page.total, odata.MAX_COUNT)
+        if (count_requested or query.total_count) and _wants(annotations, "Microsoft.Dynamics.CRM.totalrecordcount"):
+            payload["@Microsoft.Dynamics.CRM.totalrecordcount"] = min(page.total, odata.MAX_COUNT)
+            payload["@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"] = page.total > odata.MAX_COUNT
+        if page.more and _wants(annotations, "Microsoft.Dynamics.CRM.fetchxmlpagingcookie"):
+            payload["@Microsoft.Dynamics.CRM.fetchxmlpagingcookie"] = page.cookie
+        if page.more and _wants(annotations, "Microsoft.Dynamics.CRM.morerecords"):
+            payload["@Microsoft.Dynamics.CRM.morerecords"] = True
+        payload["value"] = [
+            {  # "data returned from FetchXML will not return properties with null values"
+                key: value
+                for key, value in self._project(org, entity, row, columns, [], related, annotations).items()
+                if value is not None
+            }
+            for row in page.rows
+        ]
+        return _ok(payload, _preference_headers(annotations, None))
 
     def _project(
         self,
@@ -565,7 +632,7 @@ class WebApi:
             )
         try:
             body = request.json() or {}
-        except ValueError as exc:
+        except (ValueError, LookupError) as exc:
             raise DataverseError(400, unconfirmed.ODATA_ERROR_CODE, "The request body is not valid JSON.") from exc
         row = self.app.solutions.update_solution(org, record_id, body)
         prefer = odata.parse_prefer(request.header_values("prefer"))
@@ -585,14 +652,18 @@ class WebApi:
             raise _not_implemented(request)
         definitions = self._definitions(org)
         options = request.query()
+        if key is None:
+            odata.check_options(options, DEFINITION_OPTIONS)
+        elif not rest:
+            odata.check_options(options, SINGLE_RECORD_OPTIONS)
+        else:
+            odata.check_options(options, ATTRIBUTE_OPTIONS if "(" not in rest[0] else frozenset({"$select"}))
         expand_attributes = None
         if options.get("$expand"):
             expand = options.pop("$expand")
             navigation, _, inner = expand.partition("(")
             if navigation.strip() != "Attributes":
-                raise odata.odata_error(
-                    unconfirmed.PROPERTY_NOT_FOUND_MESSAGE.format(name=navigation.strip(), entity="EntityMetadata")
-                )
+                raise errors.property_not_found(navigation.strip(), "EntityMetadata")
             expand_attributes = {}
             for part in inner.rstrip(")").split(";"):
                 if "=" in part:
@@ -727,6 +798,11 @@ class WebApi:
 # Helpers
 # --------------------------------------------------------------------------------------------------
 _SAFE = "$,()'=:@/"
+SINGLE_RECORD_OPTIONS = frozenset({"$select", "$expand"})
+# query-metadata-web-api.md: $select and $filter on EntityDefinitions, $expand=Attributes; "There is no paging".
+# $top and $skip are refused there (a third-party client's comment, unconfirmed.ODATA_ERROR_CODE); $count is kept.
+DEFINITION_OPTIONS = frozenset({"$select", "$filter", "$expand", "$count"})
+ATTRIBUTE_OPTIONS = frozenset({"$select", "$filter"})
 _ATTRIBUTE_TYPES = {
     "guid": ("Uniqueidentifier", "UniqueIdentifierAttributeMetadata"),
     "string": ("String", "StringAttributeMetadata"),
@@ -762,9 +838,7 @@ def _ok(payload: Any, headers: list[tuple[str, str]] | None = None) -> Response:
 
 
 def _segment_not_found(segment: str) -> DataverseError:
-    return DataverseError(
-        404, unconfirmed.ODATA_ERROR_CODE, unconfirmed.RESOURCE_NOT_FOUND_MESSAGE.format(segment=segment)
-    )
+    return errors.segment_not_found(segment)
 
 
 def _not_implemented(request: Request) -> DataverseError:
@@ -789,6 +863,13 @@ def _annotations(request: Request) -> list[str] | None:
     if value is None:
         return None
     return [part.strip() for part in value.strip('"').split(",") if part.strip()]
+
+
+def _wants(annotations: list[str] | None, name: str) -> bool:
+    """Whether ``Prefer: odata.include-annotations`` asked for the annotation ``name`` ("*", a prefix*, itself)."""
+    return annotations is not None and any(
+        a == "*" or a == name or (a.endswith("*") and name.startswith(a[:-1])) for a in annotations
+    )
 
 
 def _preference_headers(annotations: list[str] | None, page_size: int | None) -> list[tuple[str, str]]:
@@ -928,6 +1009,7 @@ def _definition(
         "IsManaged": managed,
         "IsActivity": False,
         "IsIntersect": False,
+        "IsPrivate": False,
         "OwnershipType": ownership,
         "TableType": "Standard",
         "IntroducedVersion": "1.0.0.0",
@@ -936,6 +1018,37 @@ def _definition(
         "Description": {"LocalizedLabels": [], "UserLocalizedLabel": None},
         "HasChanged": None,
         "emu_attributes": attributes,
+    }
+
+
+def _history_data(org: dict, row: dict) -> dict:
+    """A msdyn_solutionhistory row as the newer solutionhistorydata shows it (its table reference)."""
+    publisher = org["publishers"].get(row.get("msdyn_publisherid") or "") or {}
+    code = row.get("msdyn_errorcode")
+    return {
+        "solutionhistorydataid": orgs.stable_id("solutionhistorydata", row["msdyn_solutionhistoryid"]),
+        "solutionname": row["msdyn_name"],
+        "solutionid": row.get("msdyn_solutionid"),
+        "solutionversion": row.get("msdyn_solutionversion"),
+        "publishername": row.get("msdyn_publishername"),
+        "packagename": row.get("msdyn_packagename"),
+        "packageversion": row.get("msdyn_packageversion"),
+        "operation": row["msdyn_operation"],
+        "suboperation": row["msdyn_suboperation"],
+        "status": row["msdyn_status"],
+        "result": None if row.get("msdyn_result") is None else int(bool(row["msdyn_result"])),
+        "starttime": row.get("msdyn_starttime"),
+        "endtime": row.get("msdyn_endtime"),
+        "ismanaged": bool(row.get("msdyn_ismanaged")),
+        "ispatch": bool(row.get("msdyn_ispatch")),
+        "isoverwritecustomizations": bool(row.get("msdyn_isoverwritecustomizations")),
+        "ismicrosoftpublisher": publisher.get("uniquename") == unconfirmed.MICROSOFT_PUBLISHER[0],
+        "errorcode": errors.hex_to_int(code) if code else None,
+        "exceptionmessage": row.get("msdyn_exceptionmessage"),
+        "exceptionstack": row.get("msdyn_exceptionstack"),
+        "activityid": row.get("msdyn_activityid"),
+        "correlationid": row.get("msdyn_correlationid"),
+        "description": None,
     }
 
 

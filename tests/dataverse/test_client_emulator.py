@@ -406,7 +406,7 @@ def test_import_job_id_mode_sends_the_callers_id(emulator: EmulatorServer) -> No
     with pytest.raises(ValueError):
         client_for(honouring).import_solution_async(SUCCESS_1_0, import_job_id=chosen)
 
-    rejecting = emulator.new_org()  # the emulator's default follows the on-prem observation: 400
+    rejecting = emulator.new_org(import_job_id_on_async="reject")  # as observed on-premises: 400
     with pytest.raises(errors.PermanentError) as raised:
         client_for(rejecting, import_job_id_mode=True).import_solution_async(SUCCESS_1_0)
     assert raised.value.http_status == 400

@@ -85,9 +85,11 @@ def test_export_async_of_a_managed_solution(app: Emulator, monkeypatch: pytest.M
     assert finish(app, handles)["statuscode"] == 31
 
 
-def test_import_job_id_switch_default_is_reject(app: Emulator) -> None:
-    assert unconfirmed.IMPORT_JOB_ID_ON_ASYNC_DEFAULT == "reject"
-    assert org(app)["settings"]["import_job_id_on_async"] == "reject"
+def test_import_job_id_switch_default_is_honour(app: Emulator) -> None:
+    """The ImportSolutionAsync reference lists ImportJobId, so a new org honours it by default:
+    https://learn.microsoft.com/en-us/power-apps/developer/data-platform/webapi/reference/importsolutionasync"""
+    assert unconfirmed.IMPORT_JOB_ID_ON_ASYNC_DEFAULT == "honour"
+    assert org(app)["settings"]["import_job_id_on_async"] == "honour"
 
 
 def test_non_nullable_booleans_default_or_required(app: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
