@@ -354,6 +354,85 @@ SYSTEM_USERS = EntitySet(
     ),
 )
 
+# Security roles and privileges (security.py): role, privilege, roleprivileges (roleprivilegescollection) and
+# systemuserroles (systemuserrolescollection) as the Web API reference pages name their columns
+# (https://learn.microsoft.com/en-us/power-apps/developer/data-platform/webapi/reference/role, …/privilege,
+# …/roleprivileges). Object type codes: role 1036, privilege 1023, roleprivileges 1037, systemuserroles 15.
+ROLES = EntitySet(
+    name="roles",
+    logical_name="role",
+    primary_key="roleid",
+    primary_name="name",
+    object_type_code=1036,
+    display_name="Security Role",
+    display_collection_name="Security Roles",
+    ownership="BusinessOwned",
+    fields=_common(
+        Field("roleid", "guid"),
+        Field("name", "string"),
+        Field("description", "string"),
+        Field("ismanaged", "bool", labels={True: "Managed", False: "Unmanaged"}),
+        Field("_businessunitid_value", "lookup", target="businessunits"),
+    ),
+)
+
+PRIVILEGES = EntitySet(
+    name="privileges",
+    logical_name="privilege",
+    primary_key="privilegeid",
+    primary_name="name",
+    object_type_code=1023,
+    display_name="Privilege",
+    display_collection_name="Privileges",
+    etag=False,
+    ownership="None",
+    fields=(
+        Field("privilegeid", "guid"),
+        Field("name", "string"),
+        Field("accessright", "int"),
+        Field("canbebasic", "bool", labels=YES_NO),
+        Field("canbelocal", "bool", labels=YES_NO),
+        Field("canbedeep", "bool", labels=YES_NO),
+        Field("canbeglobal", "bool", labels=YES_NO),
+    ),
+)
+
+ROLE_PRIVILEGES = EntitySet(
+    name="roleprivilegescollection",
+    logical_name="roleprivileges",
+    primary_key="roleprivilegeid",
+    primary_name="",
+    object_type_code=1037,
+    display_name="Role Privilege",
+    display_collection_name="Role Privileges",
+    etag=False,
+    ownership="None",
+    fields=(
+        Field("roleprivilegeid", "guid"),
+        Field("roleid", "guid"),
+        Field("privilegeid", "guid"),
+        Field("privilegedepthmask", "int"),
+        Field("ismanaged", "bool", labels=YES_NO),
+    ),
+)
+
+SYSTEM_USER_ROLES = EntitySet(
+    name="systemuserrolescollection",
+    logical_name="systemuserroles",
+    primary_key="systemuserroleid",
+    primary_name="",
+    object_type_code=15,
+    display_name="User Role",
+    display_collection_name="User Roles",
+    etag=False,
+    ownership="None",
+    fields=(
+        Field("systemuserroleid", "guid"),
+        Field("systemuserid", "guid"),
+        Field("roleid", "guid"),
+    ),
+)
+
 ENTITY_SETS: dict[str, EntitySet] = {
     es.name: es
     for es in (
@@ -365,7 +444,16 @@ ENTITY_SETS: dict[str, EntitySet] = {
         SOLUTION_HISTORIES,
         SOLUTION_HISTORY_DATA,
         SYSTEM_USERS,
+        ROLES,
+        PRIVILEGES,
+        ROLE_PRIVILEGES,
+        SYSTEM_USER_ROLES,
     )
+}
+# Collection-valued navigation properties the emulator serves: (entity set, name) -> target entity set.
+COLLECTION_NAVIGATIONS = {
+    ("systemusers", "systemuserroles_association"): "roles",
+    ("roles", "roleprivileges_association"): "privileges",
 }
 BY_LOGICAL_NAME: dict[str, EntitySet] = {es.logical_name: es for es in ENTITY_SETS.values()}
 

@@ -311,3 +311,190 @@ FETCHXML_BAD_VALUE_MESSAGE = "The value '{value}' is not valid for the attribute
 FETCHXML_TOP_WITH_PAGING_MESSAGE = "The top attribute can't be specified with the paging attributes page and count."
 # What the emulator does not implement is refused, never ignored (docs/emulator.md lists it).
 FETCHXML_NOT_IMPLEMENTED_MESSAGE = "The emulator does not implement {what} in FetchXML."
+
+# ---------------------------------------------------------------------------------------------
+# Security roles and privileges (security.py). Documented: the privileges of the ImportSolution,
+# ExportSolution and PublishAllXml messages, the 0x80040220 code of a missing privilege and the start of its
+# message ("Principal user (Id=<user id>, type=8) is missing <privilegeName> privilege"); everything else here
+# is assumed.
+#
+# https://learn.microsoft.com/en-us/previous-versions/dynamicscrm-2016/developers-guide/gg327891(v=crm.8)
+# "ImportSolution message privileges" ("The exact set of privileges needed depends on the entity types
+# specified in the request."):
+IMPORT_SOLUTION_PRIVILEGES = (
+    "prvCreateCustomization",
+    "prvReadArticleTemplate",
+    "prvReadBusinessUnit",
+    "prvReadConnectionRole",
+    "prvReadContractTemplate",
+    "prvReadCustomization",
+    "prvReadEmailTemplate",
+    "prvReadEntityMap",
+    "prvReadFieldSecurityProfile",
+    "prvReadMailMergeTemplate",
+    "prvReadPluginAssembly",
+    "prvReadQuery",
+    "prvReadReport",
+    "prvReadRole",
+    "prvReadSdkMessageProcessingStep",
+    "prvReadSolution",
+    "prvReadSystemForm",
+    "prvReadWebResource",
+    "prvWriteArticleTemplate",
+    "prvWriteConnectionRole",
+    "prvWriteContractTemplate",
+    "prvWriteCustomization",
+    "prvWriteOrganization",
+    "prvWriteQuery",
+    "prvWriteSolution",
+    "prvWriteSystemForm",
+)
+# https://learn.microsoft.com/en-us/previous-versions/dynamicscrm-2016/developers-guide/gg328430(v=crm.8)
+# "ExportSolution message privileges" (same caveat):
+EXPORT_SOLUTION_PRIVILEGES = (
+    "prvReadArticleTemplate",
+    "prvReadAttributeMap",
+    "prvReadBusinessUnit",
+    "prvReadConnectionRole",
+    "prvReadContractTemplate",
+    "prvReadCustomization",
+    "prvReadEmailTemplate",
+    "prvReadEntityMap",
+    "prvReadFieldSecurityProfile",
+    "prvReadMailMergeTemplate",
+    "prvReadOrganization",
+    "prvReadPluginAssembly",
+    "prvReadPublisher",
+    "prvReadQuery",
+    "prvReadReport",
+    "prvReadRole",
+    "prvReadSavedQueryVisualizations",
+    "prvReadSdkMessageProcessingStep",
+    "prvReadSolution",
+    "prvReadSystemForm",
+    "prvReadVisualizationModule",
+    "prvReadWebResource",
+    "prvReadWorkflow",
+)
+# https://learn.microsoft.com/en-us/previous-versions/dynamicscrm-2016/developers-guide/gg309497(v=crm.8)
+# "PublishAllXml message privileges":
+PUBLISH_ALL_XML_PRIVILEGES = (
+    "prvReadCustomization",
+    "prvReadQuery",
+    "prvReadSavedQueryVisualizations",
+    "prvReadSystemForm",
+    "prvReadWebResource",
+    "prvWriteQuery",
+)
+# Which of the documented privileges a request needs "depends on the entity types specified in the request";
+# which depend on which is not documented. False: the privileges every import / export needs (ALWAYS) plus
+# those of the component types in the package (BY_COMPONENT, keyed by solutioncomponent componenttype);
+# True: the whole documented list, whatever the package holds.
+CHECK_EVERY_DOCUMENTED_PRIVILEGE = False
+IMPORT_PRIVILEGES_ALWAYS = (
+    "prvCreateCustomization",
+    "prvReadCustomization",
+    "prvWriteCustomization",
+    "prvReadSolution",
+    "prvWriteSolution",
+    "prvWriteOrganization",
+)
+EXPORT_PRIVILEGES_ALWAYS = ("prvReadCustomization", "prvReadSolution", "prvReadPublisher", "prvReadOrganization")
+IMPORT_PRIVILEGES_BY_COMPONENT: dict[str, tuple[str, ...]] = {
+    "20": ("prvReadRole", "prvReadBusinessUnit"),  # security role
+    "26": ("prvReadQuery", "prvWriteQuery"),  # view (savedquery)
+    "31": ("prvReadReport",),
+    "36": ("prvReadEmailTemplate",),
+    "37": ("prvReadContractTemplate", "prvWriteContractTemplate"),
+    "38": ("prvReadArticleTemplate", "prvWriteArticleTemplate"),
+    "39": ("prvReadMailMergeTemplate",),
+    "46": ("prvReadEntityMap",),
+    "60": ("prvReadSystemForm", "prvWriteSystemForm"),  # form, dashboard
+    "61": ("prvReadWebResource",),
+    "63": ("prvReadConnectionRole", "prvWriteConnectionRole"),
+    "70": ("prvReadFieldSecurityProfile",),
+    "91": ("prvReadPluginAssembly",),
+    "92": ("prvReadSdkMessageProcessingStep",),
+}
+EXPORT_PRIVILEGES_BY_COMPONENT: dict[str, tuple[str, ...]] = {
+    "20": ("prvReadRole", "prvReadBusinessUnit"),
+    "26": ("prvReadQuery",),
+    "29": ("prvReadWorkflow",),  # process, cloud flow
+    "31": ("prvReadReport",),
+    "36": ("prvReadEmailTemplate",),
+    "37": ("prvReadContractTemplate",),
+    "38": ("prvReadArticleTemplate",),
+    "39": ("prvReadMailMergeTemplate",),
+    "46": ("prvReadEntityMap",),
+    "47": ("prvReadAttributeMap",),
+    "59": ("prvReadSavedQueryVisualizations",),
+    "60": ("prvReadSystemForm",),
+    "61": ("prvReadWebResource",),
+    "63": ("prvReadConnectionRole",),
+    "66": ("prvReadVisualizationModule",),
+    "70": ("prvReadFieldSecurityProfile",),
+    "91": ("prvReadPluginAssembly",),
+    "92": ("prvReadSdkMessageProcessingStep",),
+}
+# The documentation gives no privilege list for these actions. The async and staged forms need what their
+# documented message needs ("import" / "export" above) plus the privileges below; the others only these.
+SAME_PRIVILEGES_AS = {
+    "ImportSolution": "import",
+    "ImportSolutionAsync": "import",
+    "StageAndUpgradeAsync": "import",
+    "ExportSolution": "export",
+    "ExportSolutionAsync": "export",
+    "DownloadSolutionExportData": "export",
+}
+ACTION_PRIVILEGES: dict[str, tuple[str, ...]] = {
+    "StageAndUpgradeAsync": ("prvDeleteSolution",),  # the upgrade deletes the previous version
+    "StageSolution": ("prvReadSolution", "prvReadCustomization"),
+    "DeleteAndPromote": ("prvReadSolution", "prvWriteSolution", "prvDeleteSolution", "prvWriteCustomization"),
+    "DeleteAndPromoteAsync": ("prvReadSolution", "prvWriteSolution", "prvDeleteSolution", "prvWriteCustomization"),
+    "UninstallSolutionAsync": ("prvReadSolution", "prvDeleteSolution", "prvWriteCustomization"),
+    "PublishAllXml": PUBLISH_ALL_XML_PRIVILEGES,
+}
+# Functions: none documented. RetrieveUserPrivileges of oneself needs nothing; of another user prvReadUser.
+FUNCTION_PRIVILEGES: dict[str, tuple[str, ...]] = {
+    "RetrieveMissingDependencies": ("prvReadSolution",),
+    "RetrieveDependenciesForUninstall": ("prvReadSolution",),
+    "RetrieveFormattedImportJobResults": ("prvReadImportJob",),
+}
+# Reading an entity set (collection, record, $count, FetchXML) needs the table's read privilege. solution and
+# solutioncomponent share prvReadSolution (the "Solution entity privileges" page lists OTC 7100;7103);
+# the others follow the prvRead<Entity> naming. None: readable by any user (the privilege list itself).
+READ_PRIVILEGES: dict[str, str | None] = {
+    "solutions": "prvReadSolution",
+    "solutioncomponents": "prvReadSolution",
+    "publishers": "prvReadPublisher",
+    "asyncoperations": "prvReadAsyncOperation",
+    "importjobs": "prvReadImportJob",
+    "msdyn_solutionhistories": "prvReadmsdyn_solutionhistory",
+    "solutionhistories": "prvReadSolution",
+    "systemusers": "prvReadUser",
+    "roles": "prvReadRole",
+    "roleprivilegescollection": "prvReadRole",
+    "systemuserrolescollection": "prvReadUser",
+    "privileges": None,
+}
+WRITE_PRIVILEGES = {"solutions": "prvWriteSolution"}  # PATCH solutions(<id>)
+# System Customizer holds every privilege above but this one (the "Organization entity privileges" page gives
+# prvWriteOrganization to System Administrator and CEO-Business Manager only; the others are assumed).
+SYSTEM_CUSTOMIZER_LACKS = ("prvWriteOrganization",)
+# The roles a new application user (or person) gets: everything, as before the emulator had roles.
+DEFAULT_APPLICATION_USER_ROLES = ("System Administrator",)
+# The refusal: 403 (the reference's "403 (AccessDenied, PrivilegeDenied, …)"), code errors.PRIVILEGE_DENIED_CODE,
+# the message as pipelines commonly log it; the "on OTC=… for entity" part only for entity privileges.
+PRIVILEGE_DENIED_STATUS = 403
+PRIVILEGE_DENIED_MESSAGE = (
+    "Principal user (Id={user}, type=8, roleCount={roles}, privilegeCount={privileges}, accessMode={access_mode}), "
+    "is missing {privilege} privilege (Id={privilege_id}){target}. context.Caller={user}"
+)
+PRIVILEGE_DENIED_ENTITY = " on OTC={otc} for entity '{entity}'"
+# When an async solution action (ImportSolutionAsync, StageAndUpgradeAsync, ExportSolutionAsync,
+# DeleteAndPromoteAsync, UninstallSolutionAsync) finds a privilege missing: ONE switch per org
+# (POST /_emulator/orgs/<org>/settings {"privilege_check": ...}), default below:
+#   "request" – the request itself is refused (403, 0x80040220);
+#   "job"     – the request is accepted and the system job fails (statuscode 31, errorcode -2147220960).
+PRIVILEGE_CHECK_DEFAULT = "request"
+PRIVILEGE_CHECK_CHOICES = ("request", "job")

@@ -21,9 +21,10 @@ import time
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
-from . import entities, errors, faults, fetchxml, importlog, odata, orgs, unconfirmed
+from . import entities, errors, faults, fetchxml, importlog, odata, orgs, security, unconfirmed
 from .entities import ENTITY_SETS, EntitySet
 from .errors import DataverseError
+from .package import SolutionPackage
 from .store import iso, new_id, now
 from .wire import Request, Response, query_pairs
 
@@ -93,6 +94,13 @@ ACTION_PARAMETERS: dict[str, dict[str, bool]] = {
     "PublishAllXml": {},
 }
 IMPORT_ACTIONS = {"ImportSolution", "ImportSolutionAsync", "StageAndUpgradeAsync"}
+ASYNC_ACTIONS = {
+    "ImportSolutionAsync",
+    "StageAndUpgradeAsync",
+    "ExportSolutionAsync",
+    "DeleteAndPromoteAsync",
+    "UninstallSolutionAsync",
+}
 PARAMETERLESS_FUNCTIONS = {"WhoAmI", "RetrieveVersion"}
 FUNCTIONS = {
     *PARAMETERLESS_FUNCTIONS,
@@ -245,7 +253,7 @@ class WebApi:
                 # The quick starts call "WhoAmI" without parentheses; Dataverse answers both forms.
                 return self._function(request, org, api, name, key or "", caller)
             if request.method == "POST" and name in ACTION_PARAMETERS:
-                return self._action(request, org, api, name, correlation_id)
+                return self._action(request, org, api, name, correlation_id, caller)
             # A function called with POST, an action with GET ("Troubleshoot Dataverse Web API client errors").
             raise errors.no_http_resource(f"{api}/{resource.strip('/')}")
         raise _segment_not_found(name)
@@ -254,6 +262,7 @@ class WebApi:
     # Functions (GET)
     # ------------------------------------------------------------------------------------------
     def _function(self, request: Request, org: dict, api: str, name: str, key: str, caller: dict) -> Response:
+        security.require(org, caller, unconfirmed.FUNCTION_PRIVILEGES.get(name, ()))
         args = _function_args(key, request.query())
         if name == "WhoAmI":
             return _ok(
@@ -327,7 +336,42 @@ class WebApi:
     # ------------------------------------------------------------------------------------------
     # Actions (POST)
     # ------------------------------------------------------------------------------------------
-    def _action(self, request: Request, org: dict, api: str, name: str, correlation_id: str) -> Response:
+    def _action_privileges(self, org: dict, name: str, body: dict) -> tuple[list[str], SolutionPackage | None]:
+        """What the action needs (security.py), and the package of an import, read once for the check."""
+        package = None
+        component_types: list[int | str] = []
+        if name in IMPORT_ACTIONS:
+            try:
+                _data, package = self.app.solutions.receive_package(org, body, name)
+            except DataverseError:
+                package = None  # refused (or failed) by the action itself, after the check
+            if package is not None:
+                component_types = [c.type for c in package.components]
+        elif name in ("ExportSolution", "ExportSolutionAsync"):
+            row = orgs.find_solution(org, str(body.get("SolutionName") or ""))
+            if row is not None and row.get("emu_package_sha"):
+                component_types = [c.type for c in self.app.solutions.package_by_sha(row["emu_package_sha"]).components]
+        needed: list[str] = []
+        message = unconfirmed.SAME_PRIVILEGES_AS.get(name)
+        if message is not None:
+            needed = security.solution_message_privileges(message, component_types)
+        needed += [p for p in unconfirmed.ACTION_PRIVILEGES.get(name, ()) if p not in needed]
+        return needed, package
+
+    def _authorize_action(self, org: dict, caller: dict, name: str, body: dict) -> tuple[DataverseError | None, Any]:
+        """Refuse (403, 0x80040220) an action the caller lacks a privilege for; for an async action of an org
+        whose ``privilege_check`` is "job", return the refusal instead so the system job fails with it."""
+        needed, package = self._action_privileges(org, name, body)
+        try:
+            security.require(org, caller, needed)
+        except DataverseError as refusal:
+            choice = org["settings"].get("privilege_check", unconfirmed.PRIVILEGE_CHECK_DEFAULT)
+            if name in ASYNC_ACTIONS and choice == "job":
+                return refusal, package
+            raise
+        return None, package
+
+    def _action(self, request: Request, org: dict, api: str, name: str, correlation_id: str, caller: dict) -> Response:
         try:
             body = request.json() or {}
         except (ValueError, LookupError) as exc:
@@ -354,29 +398,35 @@ class WebApi:
                 if parameter not in body:
                     raise _missing_parameter(parameter, name)
 
+        denied, package = self._authorize_action(org, caller, name, body)
         service = self.app.solutions
         context = f"{api}/$metadata#Microsoft.Dynamics.CRM.{name}Response"
         response: Response
         if name == "ImportSolution":
-            service.import_solution(org, body, correlation_id)
+            service.import_solution(org, body, correlation_id, package=package)
             response = Response(204)
         elif name in ("ImportSolutionAsync", "StageAndUpgradeAsync"):
             kind = "import" if name == "ImportSolutionAsync" else "stage_and_upgrade"
-            response = _ok({"@odata.context": context, **service.submit_import_async(org, body, kind, correlation_id)})
+            handles = service.submit_import_async(org, body, kind, correlation_id, package=package, denied=denied)
+            response = _ok({"@odata.context": context, **handles})
         elif name == "StageSolution":
             response = _ok({"@odata.context": context, **service.stage_solution(org, body)})
         elif name == "ExportSolution":
             response = _ok({"@odata.context": context, **service.export_solution(org, body, correlation_id)})
         elif name == "ExportSolutionAsync":
-            response = _ok({"@odata.context": context, **service.export_solution_async(org, body, correlation_id)})
+            handles = service.export_solution_async(org, body, correlation_id, denied=denied)
+            response = _ok({"@odata.context": context, **handles})
         elif name == "DownloadSolutionExportData":
             response = _ok({"@odata.context": context, **service.download_export(org, body)})
         elif name == "DeleteAndPromote":
             response = _ok({"@odata.context": context, **service.delete_and_promote(org, body, correlation_id)})
         elif name == "DeleteAndPromoteAsync":
-            response = _ok({"@odata.context": context, **service.delete_and_promote_async(org, body, correlation_id)})
+            handles = service.delete_and_promote_async(org, body, correlation_id, denied=denied)
+            response = _ok({"@odata.context": context, **handles})
         elif name == "UninstallSolutionAsync":
-            response = _ok({"@odata.context": context, **service.uninstall_async(org, body, correlation_id)})
+            response = _ok(
+                {"@odata.context": context, **service.uninstall_async(org, body, correlation_id, denied=denied)}
+            )
         else:  # PublishAllXml
             service.publish_all(org, correlation_id)
             response = Response(204)
@@ -406,6 +456,14 @@ class WebApi:
             return [service.importjob_view(org, job, t) for job in org["importjobs"].values()]
         if set_name == "solutioncomponents":
             return self._solution_components(org)
+        if set_name == "roles":
+            return list(security.ensure_roles(org).values())
+        if set_name == "privileges":
+            return security.privilege_rows()
+        if set_name == "roleprivilegescollection":
+            return security.role_privileges_rows(org)
+        if set_name == "systemuserrolescollection":
+            return security.user_role_rows(org)
         raise _segment_not_found(set_name)
 
     @staticmethod
@@ -445,6 +503,10 @@ class WebApi:
     ) -> Response:
         t = now()
         related = Related(self, org, t)
+        if request.method == "GET" and not (
+            key is not None and rest and _bound_function(rest) == "RetrieveUserPrivileges"
+        ):
+            self._require_read(org, caller, entity)
         if key is None:
             if rest == ["$count"] and request.method == "GET":
                 odata.check_options(request.query(), frozenset())
@@ -468,8 +530,9 @@ class WebApi:
         records = {r[entity.primary_key]: r for r in self.records(org, entity.name, t)}
         record = records.get(record_id)
         if rest:
-            raise _not_implemented(request)
+            return self._bound(request, org, api, entity, record_id, record, rest, related, caller)
         if request.method == "PATCH" and entity.name == "solutions":
+            security.require(org, caller, [unconfirmed.WRITE_PRIVILEGES[entity.name]])
             return self._patch_solution(request, org, api, record_id, record, related)
         if request.method != "GET":
             raise _not_implemented(request)
@@ -485,22 +548,93 @@ class WebApi:
         }
         return _ok(payload, _preference_headers(annotations, None))
 
+    def _require_read(self, org: dict, caller: dict, entity: EntitySet) -> None:
+        privilege = unconfirmed.READ_PRIVILEGES.get(entity.name)
+        if privilege:
+            security.require(org, caller, [privilege])
+
+    def _bound(
+        self,
+        request: Request,
+        org: dict,
+        api: str,
+        entity: EntitySet,
+        record_id: str,
+        record: dict | None,
+        rest: list[str],
+        related: Related,
+        caller: dict,
+    ) -> Response:
+        """``systemusers(<id>)/Microsoft.Dynamics.CRM.RetrieveUserPrivileges()`` and the collection-valued
+        navigation properties ``systemusers(<id>)/systemuserroles_association`` and
+        ``roles(<id>)/roleprivileges_association``."""
+        if len(rest) != 1:
+            raise _not_implemented(request)
+        function = _bound_function(rest)
+        if function is not None:
+            if function != "RetrieveUserPrivileges" or entity.name != "systemusers":
+                raise _segment_not_found(rest[0])
+            if request.method != "GET":
+                raise errors.no_http_resource(f"{api}/{entity.name}({record_id})/{rest[0]}")
+            if record is None:
+                raise errors.record_not_found(entity.logical_name, record_id)
+            if record_id != caller["systemuserid"]:
+                security.require(org, caller, ["prvReadUser"])
+            return _ok(
+                {
+                    "@odata.context": f"{api}/$metadata#Microsoft.Dynamics.CRM.RetrieveUserPrivilegesResponse",
+                    "RolePrivileges": security.retrieve_user_privileges(org, record),
+                }
+            )
+        target_name = entities.COLLECTION_NAVIGATIONS.get((entity.name, rest[0]))
+        if target_name is None:
+            raise errors.property_not_found(rest[0], entity.logical_name)
+        if request.method != "GET":
+            raise _not_implemented(request)
+        if record is None:
+            raise errors.record_not_found(entity.logical_name, record_id)
+        target = ENTITY_SETS[target_name]
+        self._require_read(org, caller, target)
+        if target_name == "roles":
+            rows = security.user_roles(org, org["systemusers"][record_id])
+        else:
+            held = set(org["roles"][record_id]["emu_privileges"])
+            rows = [row for row in security.privilege_rows() if row["name"] in held]
+        context = f"{api}/$metadata#{target.name}"
+        path = f"{entity.name}({record_id})/{rest[0]}"
+        return self._collection(request, org, api, target, related, caller, records=rows, context=context, path=path)
+
     def _collection(
-        self, request: Request, org: dict, api: str, entity: EntitySet, related: Related, caller: dict
+        self,
+        request: Request,
+        org: dict,
+        api: str,
+        entity: EntitySet,
+        related: Related,
+        caller: dict,
+        *,
+        records: list[dict] | None = None,
+        context: str | None = None,
+        path: str | None = None,
     ) -> Response:
         options = request.query()
-        odata.check_options(options, odata.SUPPORTED_OPTIONS, custom=("fetchXml",))
+        odata.check_options(options, odata.SUPPORTED_OPTIONS, custom=("fetchXml",) if records is None else ())
         if "fetchXml" in options:
             return self._fetch(request, org, api, entity, related, options, caller)
         query = odata.parse_query(options, entity, ENTITY_SETS)
+        for item in query.expand:
+            nav_field = entity.navigation(item.navigation)
+            if nav_field is not None and nav_field.target in ENTITY_SETS:
+                self._require_read(org, caller, ENTITY_SETS[nav_field.target])
         prefer = odata.parse_prefer(request.header_values("prefer"))
         max_page_size = None
         if prefer.get("odata.maxpagesize", "").isdigit():
             max_page_size = int(prefer["odata.maxpagesize"])
-        records = self.records(org, entity.name, now())
+        if records is None:
+            records = self.records(org, entity.name, now())
         page = odata.run_query(records, query, entity, related.resolver(entity), ENTITY_SETS, max_page_size)
         annotations = _annotations(request)
-        payload: dict[str, Any] = {"@odata.context": _context(api, entity, query, single=False)}
+        payload: dict[str, Any] = {"@odata.context": context or _context(api, entity, query, single=False)}
         if page.count is not None:
             payload["@odata.count"] = page.count
             if annotations is not None and (
@@ -519,7 +653,7 @@ class WebApi:
             params = [(k, v) for k, v in query_pairs(request.query_string) if k != "$skiptoken"]
             params.append(("$skiptoken", token))
             encoded = "&".join(f"{k}={urllib.parse.quote(v, safe=_SAFE)}" for k, v in params)
-            payload["@odata.nextLink"] = f"{api}/{entity.name}?{encoded}"
+            payload["@odata.nextLink"] = f"{api}/{path or entity.name}?{encoded}"
         return _ok(payload, _preference_headers(annotations, page.page_size_applied))
 
     def _fetch(
@@ -863,6 +997,14 @@ def _annotations(request: Request) -> list[str] | None:
     if value is None:
         return None
     return [part.strip() for part in value.strip('"').split(",") if part.strip()]
+
+
+def _bound_function(rest: list[str]) -> str | None:
+    """``Microsoft.Dynamics.CRM.RetrieveUserPrivileges()`` (or without the namespace) → its name."""
+    segment = rest[0] if len(rest) == 1 else ""
+    if not segment.endswith(")") or "(" not in segment:
+        return None
+    return segment.split("(", 1)[0].removeprefix("Microsoft.Dynamics.CRM.")
 
 
 def _wants(annotations: list[str] | None, name: str) -> bool:
