@@ -141,3 +141,35 @@ def test_the_emulator_never_imports_the_portal() -> None:
                 continue
             for module in modules:
                 assert module.split(".")[0] not in forbidden, f"{path.name} imports {module}"
+
+
+def test_a_demo_laid_out_under_paths_moves_to_origins_and_gets_its_limited_identity(tmp_path: Path) -> None:
+    """A demo state from before organisations had their own origin and application users held roles: the next
+    --seed demo gives each demo organisation a port and fabrikam-dev's identity its custom role."""
+    with start_emulator(tmp_path, "--seed", "demo") as server:
+        main_port = server.base_url.rsplit(":", 1)[1]
+    state = json.loads((tmp_path / "state.json").read_text())
+    state["seeded"] = ["demo"]
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    for org_file in (tmp_path / "state.json.orgs").glob("*.json"):
+        org = json.loads(org_file.read_text())
+        org.pop("port", None)
+        org.pop("roles", None)
+        for user in org["systemusers"].values():
+            user.pop("emu_roles", None)
+        org_file.write_text(json.dumps(org))
+    with start_emulator(tmp_path, "--port", main_port) as server:
+        # Without --seed the state is served as it is: under the main port's path.
+        assert server.admin("GET", "/orgs/contoso-dev")["url"] == f"{server.base_url}/contoso-dev"
+    with start_emulator(tmp_path, "--port", main_port, "--seed", "demo") as server:
+        credentials = json.loads((tmp_path / "demo-credentials.json").read_text())
+        assert all(re.fullmatch(r"https://127\.0\.0\.1:\d+", org["url"]) for org in credentials["orgs"].values())
+        limited = server.admin(
+            "GET", f"/orgs/fabrikam-dev/users/{credentials['orgs']['fabrikam-dev']['client_id']}/roles"
+        )
+        assert limited["roles"] == ["Fabrikam solution maker"]
+        assert "prvReadPublisher" not in limited["privileges"]
+        contoso = server.admin(
+            "GET", f"/orgs/contoso-prod/users/{credentials['orgs']['contoso-prod']['client_id']}/roles"
+        )
+        assert contoso["roles"] == ["System Administrator"]
