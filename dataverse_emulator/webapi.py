@@ -622,8 +622,9 @@ class WebApi:
         if "fetchXml" in options:
             return self._fetch(request, org, api, entity, related, options, caller)
         query = odata.parse_query(options, entity, ENTITY_SETS)
-        for item in query.expand:
-            nav_field = entity.navigation(item.navigation)
+        navigations = [item.navigation for item in query.expand] + _filter_navigations(query.filter)
+        for navigation in navigations:  # $expand=publisherid(…) and $filter=publisherid/uniquename read publishers
+            nav_field = entity.navigation(navigation)
             if nav_field is not None and nav_field.target in ENTITY_SETS:
                 self._require_read(org, caller, ENTITY_SETS[nav_field.target])
         prefer = odata.parse_prefer(request.header_values("prefer"))
@@ -997,6 +998,23 @@ def _annotations(request: Request) -> list[str] | None:
     if value is None:
         return None
     return [part.strip() for part in value.strip('"').split(",") if part.strip()]
+
+
+def _filter_navigations(node: tuple | None) -> list[str]:
+    """The lookups a parsed $filter follows (``publisherid/uniquename eq 'x'`` → ["publisherid"])."""
+    if node is None:
+        return []
+    if node[0] == "path":
+        return [node[1][0]] if len(node[1]) > 1 else []
+    found: list[str] = []
+    for part in node[1:]:
+        if isinstance(part, tuple) and part and isinstance(part[0], str):
+            found += _filter_navigations(part)
+        elif isinstance(part, tuple):
+            for item in part:
+                if isinstance(item, tuple):
+                    found += _filter_navigations(item)
+    return found
 
 
 def _bound_function(rest: list[str]) -> str | None:

@@ -559,7 +559,7 @@ def test_reading_an_entity_set_needs_its_read_privilege(emulator_org: EmulatorOr
     """Reading a table needs its read privilege (PRIVILEGE_ERROR; solution and solutioncomponent share
     prvReadSolution on the "Solution entity privileges" page,
     https://learn.microsoft.com/en-us/previous-versions/dynamicscrm-2015/developers-guide/gg334478(v=crm.7));
-    an ``$expand`` needs the related table's too."""
+    an ``$expand`` or a ``$filter`` through a lookup needs the related table's too."""
     limited_identity(emulator_org, lacks=("prvReadAsyncOperation", "prvReadPublisher"))
     assert_denied(emulator_org.get("asyncoperations?$select=name"), "prvReadAsyncOperation")
     assert_denied(emulator_org.get("asyncoperations/$count"), "prvReadAsyncOperation")
@@ -571,6 +571,7 @@ def test_reading_an_entity_set_needs_its_read_privilege(emulator_org: EmulatorOr
     assert_denied(
         emulator_org.get("solutions?$select=uniquename&$expand=publisherid($select=uniquename)"), "prvReadPublisher"
     )
+    assert_denied(emulator_org.get("solutions?$filter=publisherid/uniquename eq 'x'"), "prvReadPublisher")
     assert emulator_org.get("WhoAmI()").status_code == 200  # no privilege needed
 
 
