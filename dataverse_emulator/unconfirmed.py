@@ -15,7 +15,7 @@ from __future__ import annotations
 # 400 "The parameter 'ImportJobId' in the request payload is not a valid parameter for the operation ...".
 # ONE switch, per org (admin route POST /_emulator/orgs/<org>/settings), default below:
 #   "honour"  – the importjob gets the caller's id; reusing an id fails "A duplicate import job id already exists"
-#               (the default: what the reference documents);
+#               (the default: what the ImportSolutionAsync reference page documents);
 #   "reject"  – 400 as observed on-premises.
 # The portal's own ALM_IMPORT_JOB_ID_ON_ASYNC stays off either way: it never relies on this.
 IMPORT_JOB_ID_ON_ASYNC_DEFAULT = "honour"
@@ -483,7 +483,9 @@ WRITE_PRIVILEGES = {"solutions": "prvWriteSolution"}  # PATCH solutions(<id>)
 SYSTEM_CUSTOMIZER_LACKS = ("prvWriteOrganization",)
 # The roles a new application user (or person) gets: everything, as before the emulator had roles.
 DEFAULT_APPLICATION_USER_ROLES = ("System Administrator",)
-# The refusal: 403 (the reference's "403 (AccessDenied, PrivilegeDenied, …)"), code errors.PRIVILEGE_DENIED_CODE,
+# The refusal: 403 ("Identify status codes" lists 403 for AccessDenied and PrivilegeDenied,
+# https://learn.microsoft.com/en-us/power-apps/developer/data-platform/webapi/compose-http-requests-handle-errors),
+# code errors.PRIVILEGE_DENIED_CODE,
 # the message as pipelines commonly log it; the "on OTC=… for entity" part only for entity privileges.
 PRIVILEGE_DENIED_STATUS = 403
 PRIVILEGE_DENIED_MESSAGE = (
