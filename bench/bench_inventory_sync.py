@@ -111,7 +111,8 @@ def main() -> None:
             orgs, environments = [], []
             org_count = args.orgs or args.environments
             for index in range(org_count):
-                org = server.new_org(f"bench-{index:04d}")
+                # Hundreds of organisations: under the main port's path rather than a port each.
+                org = server.new_org(f"bench-{index:04d}", addressing="path")
                 for package in packages:
                     org.install(package)
                 orgs.append(org)

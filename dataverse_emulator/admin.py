@@ -11,7 +11,7 @@ import binascii
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from . import errors, faults, orgs, unconfirmed
+from . import errors, faults, orgs, security, unconfirmed
 from .errors import DataverseError
 from .package import read_package
 from .store import empty_state, new_id, now
@@ -63,8 +63,14 @@ class Admin:
             return {
                 "status": "ok",
                 "base_url": self.app.base_url,
+                "idp_url": self.app.idp_url,
                 "ca_file": str(self.app.ca_file),
                 "port": self.app.port,
+                "idp_port": self.app.idp_port or self.app.port,
+                "default_addressing": self.app.default_addressing,
+                "org_ports": {
+                    name: org["port"] for name, org in sorted(self.store.data["orgs"].items()) if org.get("port")
+                },
             }
         if method == "GET" and parts == ["state"]:
             return self._public_state()
@@ -101,12 +107,27 @@ class Admin:
         if not rest:
             if method == "DELETE":
                 del self.store.data["orgs"][name]
+                self.app.close_org_port(org.get("port"))
                 return {"deleted": name}
             return self.org_summary(name)
         if rest == ["settings"]:
             if method == "POST":
                 org["settings"].update(_org_settings(body))
             return org["settings"]
+        if rest == ["roles"]:
+            if method == "POST":
+                return self.add_role(org, body)
+            return [_role_summary(role) for role in security.ensure_roles(org).values()]
+        if len(rest) == 3 and rest[0] == "users" and rest[2] == "roles":
+            user = _find_user(org, rest[1])
+            if user is None:
+                raise AdminError(404, f"org {name!r} has no user {rest[1]!r} (a client id, object id or systemuserid)")
+            if method == "POST":
+                try:
+                    security.set_user_roles(org, user, [str(r) for r in body.get("roles", [])])
+                except security.UnknownPrivilege as exc:
+                    raise AdminError(400, str(exc)) from exc
+            return _user_roles_summary(org, user)
         if rest == ["faults"]:
             if method == "POST":
                 for kind, entry in faults.normalise(body, now()).items():
@@ -155,12 +176,15 @@ class Admin:
 
     # ------------------------------------------------------------------------------------------
     def reset(self) -> dict:
+        for org in self.store.data["orgs"].values():
+            self.app.close_org_port(org.get("port"))
         key = self.store.data.get("signing_key_pem")
         generation = self.store.data.get("token_generation", 0)
         self.store.data.clear()
         self.store.data.update(empty_state())
         self.store.data["signing_key_pem"] = key
         self.store.data["token_generation"] = generation + 1  # old tokens name orgs that are gone
+        self.store.data["idp_port"] = self.app.idp_port
         return {"reset": True}
 
     def _public_state(self) -> dict:
@@ -225,7 +249,12 @@ class Admin:
                 raise AdminError(400, f"org {org_name!r} belongs to tenant {org['tenant_id']}")
             if client_id not in org["allowed_clients"]:
                 org["allowed_clients"].append(client_id)
-            orgs.ensure_application_user(org, client_id, client["object_id"], client["display_name"])
+            user = orgs.ensure_application_user(org, client_id, client["object_id"], client["display_name"])
+            if body.get("roles") is not None:
+                try:
+                    security.set_user_roles(org, user, [str(r) for r in body["roles"]])
+                except security.UnknownPrivilege as exc:
+                    raise AdminError(400, str(exc)) from exc
         return {
             "tenant_id": tenant_id,
             "client_id": client_id,
@@ -236,6 +265,16 @@ class Admin:
             "authority": self.app.entra.authority(tenant_id),
             "orgs": [n for n, o in self.store.data["orgs"].items() if client_id in o["allowed_clients"]],
         }
+
+    def add_role(self, org: dict, body: dict[str, Any]) -> dict:
+        """A custom security role: ``{"name", "privileges": [names] | {name: depth}}`` (depth "Global" if a list)."""
+        privileges = body.get("privileges") or []
+        chosen = dict(privileges) if isinstance(privileges, dict) else {str(p): "Global" for p in privileges}
+        try:
+            security.ensure_roles(org)
+            return _role_summary(security.add_role(org, str(body["name"]), chosen))
+        except security.UnknownPrivilege as exc:
+            raise AdminError(400, str(exc)) from exc
 
     def create_org(self, body: dict[str, Any]) -> dict:
         name = str(body.get("name") or f"org-{secrets.token_hex(4)}").lower()
@@ -258,15 +297,27 @@ class Admin:
         choice = body.get("import_job_id_on_async")
         if choice is not None and choice not in unconfirmed.IMPORT_JOB_ID_ON_ASYNC_CHOICES:
             raise AdminError(400, f"import_job_id_on_async must be one of {unconfirmed.IMPORT_JOB_ID_ON_ASYNC_CHOICES}")
-        self.store.data["orgs"][name] = orgs.new_org(
-            name, tenant_id, operation_duration=duration, import_job_id_on_async=choice
-        )
+        addressing = str(body.get("addressing") or self.app.default_addressing)
+        if addressing not in ("origin", "path"):
+            raise AdminError(400, "addressing is 'origin' (the org at the root of its own port) or 'path'")
+        if addressing == "origin" and self.app.listeners is None:
+            raise AdminError(400, "this emulator serves no HTTPS; only 'path' addressing is possible")
+        org = orgs.new_org(name, tenant_id, operation_duration=duration, import_job_id_on_async=choice)
+        security.ensure_roles(org)
+        if addressing == "origin":
+            try:
+                org["port"] = self.app.open_org_port(name, int(body.get("port") or 0))
+            except OSError as exc:
+                raise AdminError(409, f"cannot listen on port {body.get('port')}: {exc}") from exc
+        self.store.data["orgs"][name] = org
         return self.org_summary(name)
 
     def org_summary(self, name: str) -> dict:
         org = self.store.data["orgs"][name]
         return {
             "name": name,
+            "addressing": "origin" if org.get("port") else "path",
+            "port": org.get("port") or self.app.port,
             "url": self.app.org_url(name),
             "api_url": f"{self.app.org_url(name)}/api/data/v9.2/",
             "organization_id": org["organization_id"],
@@ -360,6 +411,36 @@ def _secret() -> str:
     return f"{raw[:3]}8Q~{raw[3:]}"
 
 
+def _role_summary(role: dict) -> dict:
+    return {
+        "roleid": role["roleid"],
+        "name": role["name"],
+        "ismanaged": role["ismanaged"],
+        "privileges": role["emu_privileges"],
+    }
+
+
+def _find_user(org: dict, key: str) -> dict | None:
+    wanted = key.lower()
+    for user in org["systemusers"].values():
+        if wanted in (
+            user["systemuserid"],
+            (user.get("applicationid") or "").lower(),
+            user["azureactivedirectoryobjectid"],
+        ):
+            return user
+    return None
+
+
+def _user_roles_summary(org: dict, user: dict) -> dict:
+    return {
+        "systemuserid": user["systemuserid"],
+        "applicationid": user.get("applicationid"),
+        "roles": [role["name"] for role in security.user_roles(org, user)],
+        "privileges": security.held_privileges(org, user),
+    }
+
+
 def _settings(body: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     if "token_lifetime" in body:
@@ -380,7 +461,11 @@ def _org_settings(body: dict[str, Any]) -> dict[str, Any]:
         if body["import_job_id_on_async"] not in unconfirmed.IMPORT_JOB_ID_ON_ASYNC_CHOICES:
             raise AdminError(400, f"import_job_id_on_async must be one of {unconfirmed.IMPORT_JOB_ID_ON_ASYNC_CHOICES}")
         result["import_job_id_on_async"] = body["import_job_id_on_async"]
-    unknown = set(body) - {"operation_duration", "import_job_id_on_async"}
+    if "privilege_check" in body:
+        if body["privilege_check"] not in unconfirmed.PRIVILEGE_CHECK_CHOICES:
+            raise AdminError(400, f"privilege_check must be one of {unconfirmed.PRIVILEGE_CHECK_CHOICES}")
+        result["privilege_check"] = body["privilege_check"]
+    unknown = set(body) - {"operation_duration", "import_job_id_on_async", "privilege_check"}
     if unknown:
         raise AdminError(400, f"unknown org settings: {sorted(unknown)}")
     return result

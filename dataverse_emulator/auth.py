@@ -1,6 +1,7 @@
 """Entra ID (Azure AD v2.0 endpoints) as far as the portal and msal use it.
 
-Routes (all under ``https://127.0.0.1:PORT``):
+Routes (all under the identity provider's own origin ``https://127.0.0.1:IDP_PORT``, as
+``login.microsoftonline.com`` is a host of its own):
     GET  /{tenant}/v2.0/.well-known/openid-configuration   discovery (msal's Entra mode, docs/dataverse.md §13.2)
     GET  /{tenant}/.well-known/openid-configuration        discovery (msal's ``oidc_authority`` mode)
     GET  /{tenant}/discovery/v2.0/keys                     JWKS (RS256 signing key)
@@ -151,13 +152,13 @@ class Entra:
 
     # --- URLs ---------------------------------------------------------------------------------------
     def authority(self, tenant_id: str) -> str:
-        return f"{self.app.base_url}/{tenant_id}"
+        return f"{self.app.idp_url}/{tenant_id}"
 
     def issuer_v2(self, tenant_id: str) -> str:
-        return f"{self.app.base_url}/{tenant_id}/v2.0"
+        return f"{self.app.idp_url}/{tenant_id}/v2.0"
 
     def issuer_v1(self, tenant_id: str) -> str:
-        return f"{self.app.base_url}/{tenant_id}/"
+        return f"{self.app.idp_url}/{tenant_id}/"
 
     def token_lifetime(self) -> int:
         return int(self.store.data["settings"].get("token_lifetime", DEFAULT_TOKEN_LIFETIME))

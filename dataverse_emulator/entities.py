@@ -278,6 +278,47 @@ SOLUTION_HISTORIES = EntitySet(
     ),
 )
 
+# solutionhistorydata (entity set solutionhistories), the newer read-only record of solution operations
+# beside msdyn_solutionhistories: RetrieveMultiple only, OwnershipType None, errorcode an Integer, result an
+# Integer 0/1, operation 0 Import / 1 Uninstall / 2 Export, status 0 Start / 1 End
+# (https://learn.microsoft.com/en-us/power-apps/developer/data-platform/reference/entities/solutionhistorydata).
+SOLUTION_HISTORY_DATA = EntitySet(
+    name="solutionhistories",
+    logical_name="solutionhistorydata",
+    primary_key="solutionhistorydataid",
+    primary_name="solutionname",
+    object_type_code=unconfirmed.SOLUTION_HISTORY_DATA_OBJECT_TYPE_CODE,
+    display_name="SolutionHistoryData",
+    display_collection_name="SolutionHistoryDatas",
+    etag=False,
+    ownership="None",
+    fields=(
+        Field("solutionhistorydataid", "guid"),
+        Field("solutionname", "string"),
+        Field("solutionid", "guid"),
+        Field("solutionversion", "string"),
+        Field("publishername", "string"),
+        Field("packagename", "string"),
+        Field("packageversion", "string"),
+        Field("operation", "picklist", labels={0: "Import", 1: "Uninstall", 2: "Export"}),
+        Field("suboperation", "picklist", labels=HISTORY_SUBOPERATIONS),
+        Field("status", "picklist", labels={0: "Start", 1: "End"}),
+        Field("result", "int"),
+        Field("starttime", "datetime"),
+        Field("endtime", "datetime"),
+        Field("ismanaged", "bool", labels=YES_NO),
+        Field("ispatch", "bool", labels=YES_NO),
+        Field("isoverwritecustomizations", "bool", labels=YES_NO),
+        Field("ismicrosoftpublisher", "bool", labels=YES_NO),
+        Field("errorcode", "int"),
+        Field("exceptionmessage", "memo"),
+        Field("exceptionstack", "memo"),
+        Field("activityid", "guid"),
+        Field("correlationid", "guid"),
+        Field("description", "string"),
+    ),
+)
+
 SYSTEM_USERS = EntitySet(
     name="systemusers",
     logical_name="systemuser",
@@ -313,6 +354,85 @@ SYSTEM_USERS = EntitySet(
     ),
 )
 
+# Security roles and privileges (security.py): role, privilege, roleprivileges (roleprivilegescollection) and
+# systemuserroles (systemuserrolescollection) as the Web API reference pages name their columns
+# (https://learn.microsoft.com/en-us/power-apps/developer/data-platform/webapi/reference/role, …/privilege,
+# …/roleprivileges). Object type codes: role 1036, privilege 1023, roleprivileges 1037, systemuserroles 15.
+ROLES = EntitySet(
+    name="roles",
+    logical_name="role",
+    primary_key="roleid",
+    primary_name="name",
+    object_type_code=1036,
+    display_name="Security Role",
+    display_collection_name="Security Roles",
+    ownership="BusinessOwned",
+    fields=_common(
+        Field("roleid", "guid"),
+        Field("name", "string"),
+        Field("description", "string"),
+        Field("ismanaged", "bool", labels={True: "Managed", False: "Unmanaged"}),
+        Field("_businessunitid_value", "lookup", target="businessunits"),
+    ),
+)
+
+PRIVILEGES = EntitySet(
+    name="privileges",
+    logical_name="privilege",
+    primary_key="privilegeid",
+    primary_name="name",
+    object_type_code=1023,
+    display_name="Privilege",
+    display_collection_name="Privileges",
+    etag=False,
+    ownership="None",
+    fields=(
+        Field("privilegeid", "guid"),
+        Field("name", "string"),
+        Field("accessright", "int"),
+        Field("canbebasic", "bool", labels=YES_NO),
+        Field("canbelocal", "bool", labels=YES_NO),
+        Field("canbedeep", "bool", labels=YES_NO),
+        Field("canbeglobal", "bool", labels=YES_NO),
+    ),
+)
+
+ROLE_PRIVILEGES = EntitySet(
+    name="roleprivilegescollection",
+    logical_name="roleprivileges",
+    primary_key="roleprivilegeid",
+    primary_name="",
+    object_type_code=1037,
+    display_name="Role Privilege",
+    display_collection_name="Role Privileges",
+    etag=False,
+    ownership="None",
+    fields=(
+        Field("roleprivilegeid", "guid"),
+        Field("roleid", "guid"),
+        Field("privilegeid", "guid"),
+        Field("privilegedepthmask", "int"),
+        Field("ismanaged", "bool", labels=YES_NO),
+    ),
+)
+
+SYSTEM_USER_ROLES = EntitySet(
+    name="systemuserrolescollection",
+    logical_name="systemuserroles",
+    primary_key="systemuserroleid",
+    primary_name="",
+    object_type_code=15,
+    display_name="User Role",
+    display_collection_name="User Roles",
+    etag=False,
+    ownership="None",
+    fields=(
+        Field("systemuserroleid", "guid"),
+        Field("systemuserid", "guid"),
+        Field("roleid", "guid"),
+    ),
+)
+
 ENTITY_SETS: dict[str, EntitySet] = {
     es.name: es
     for es in (
@@ -322,8 +442,18 @@ ENTITY_SETS: dict[str, EntitySet] = {
         ASYNC_OPERATIONS,
         IMPORT_JOBS,
         SOLUTION_HISTORIES,
+        SOLUTION_HISTORY_DATA,
         SYSTEM_USERS,
+        ROLES,
+        PRIVILEGES,
+        ROLE_PRIVILEGES,
+        SYSTEM_USER_ROLES,
     )
+}
+# Collection-valued navigation properties the emulator serves: (entity set, name) -> target entity set.
+COLLECTION_NAVIGATIONS = {
+    ("systemusers", "systemuserroles_association"): "roles",
+    ("roles", "roleprivileges_association"): "privileges",
 }
 BY_LOGICAL_NAME: dict[str, EntitySet] = {es.logical_name: es for es in ENTITY_SETS.values()}
 
@@ -352,6 +482,7 @@ ENTITY_DEFINITIONS = EntitySet(
         Field("IsManaged", "bool"),
         Field("IsActivity", "bool"),
         Field("IsIntersect", "bool"),
+        Field("IsPrivate", "bool"),
         Field("OwnershipType", "string"),
         Field("TableType", "string"),
         Field("IntroducedVersion", "string"),

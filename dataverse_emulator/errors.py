@@ -116,3 +116,33 @@ RECORD_NOT_FOUND = "0x80040217"
 def record_not_found(logical_name: str, record_id: str) -> DataverseError:
     """404 for ``<set>(<guid>)`` of a missing row, e.g. "Entity 'solution' With Id = … Does Not Exist"."""
     return DataverseError(404, RECORD_NOT_FOUND, f"Entity '{logical_name}' With Id = {record_id} Does Not Exist")
+
+
+# --- "Troubleshoot Dataverse Web API client errors" (three documented client errors) ---
+# https://learn.microsoft.com/en-us/troubleshoot/power-platform/power-apps/dataverse/web-api-client-errors
+SEGMENT_NOT_FOUND_CODE = "0x8006088a"
+SEGMENT_NOT_FOUND_MESSAGE = "Resource not found for the segment '{segment}'."
+PROPERTY_NOT_FOUND_CODE = "0x0"
+PROPERTY_NOT_FOUND_MESSAGE = "Could not find a property named '{name}' on type 'Microsoft.Dynamics.CRM.{entity}'."
+NO_HTTP_RESOURCE_CODE = ""
+NO_HTTP_RESOURCE_MESSAGE = "No HTTP resource was found that matches the request URI '{uri}'."
+
+
+def segment_not_found(segment: str) -> DataverseError:
+    """404 for a name that is no entity set, function or action ("GET …/Account")."""
+    return DataverseError(404, SEGMENT_NOT_FOUND_CODE, SEGMENT_NOT_FOUND_MESSAGE.format(segment=segment))
+
+
+def property_not_found(name: str, entity: str) -> DataverseError:
+    """400 for a property the entity type does not have ("$select=Name")."""
+    return DataverseError(400, PROPERTY_NOT_FOUND_CODE, PROPERTY_NOT_FOUND_MESSAGE.format(name=name, entity=entity))
+
+
+def no_http_resource(uri: str) -> DataverseError:
+    """404 for a function or action called with the wrong HTTP method ("POST …/WhoAmI")."""
+    return DataverseError(404, NO_HTTP_RESOURCE_CODE, NO_HTTP_RESOURCE_MESSAGE.format(uri=uri))
+
+
+# --- "Troubleshoot Dataverse client errors": a missing privilege (-2147220960) ---
+# https://learn.microsoft.com/en-us/troubleshoot/power-platform/power-apps/dataverse/client-errors
+PRIVILEGE_DENIED_CODE = "0x80040220"

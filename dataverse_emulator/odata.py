@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from . import unconfirmed
+from . import errors, unconfirmed
 from .entities import EntitySet, Field
 from .errors import DataverseError
 
@@ -239,13 +239,11 @@ class Evaluator:
         for navigation in path[:-1]:
             nav_field = entity.navigation(navigation)
             if nav_field is None or nav_field.target not in self.entity_sets:
-                raise odata_error(
-                    unconfirmed.PROPERTY_NOT_FOUND_MESSAGE.format(name=navigation, entity=entity.logical_name)
-                )
+                raise errors.property_not_found(navigation, entity.logical_name)
             entity = self.entity_sets[nav_field.target]
         found = entity.field(path[-1])
         if found is None:
-            raise odata_error(unconfirmed.PROPERTY_NOT_FOUND_MESSAGE.format(name=path[-1], entity=entity.logical_name))
+            raise errors.property_not_found(path[-1], entity.logical_name)
         return found
 
     def _check_types(self, node: tuple) -> None:
@@ -425,17 +423,46 @@ def _split_top_level(text: str, separator: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
+def check_options(options: dict[str, str], system: set[str] | frozenset[str], custom: tuple[str, ...] = ()) -> None:
+    """Refuse every query option this resource does not apply, never ignore one.
+
+    ``system``: the ``$`` options allowed here; ``custom``: the Dataverse options without ``$`` allowed here
+    (``fetchXml``). Parameter aliases (``@p1``) are always allowed. Unknown ``$`` options get the OData error;
+    ``?sql=`` gets the answer of an environment without the SQL preview; other unknown names are refused too
+    unless ``unconfirmed.REFUSE_UNKNOWN_CUSTOM_QUERY_OPTIONS`` is off.
+    """
+    for name in options:
+        if name.startswith("@") or name in custom:
+            continue
+        if name.startswith("$"):
+            if name not in system:
+                raise unsupported_option(name)
+        elif name.lower() == "sql":
+            raise odata_error(unconfirmed.SQL_QUERY_OPTION_MESSAGE, unconfirmed.UNSUPPORTED_QUERY_OPTION_STATUS)
+        elif unconfirmed.REFUSE_UNKNOWN_CUSTOM_QUERY_OPTIONS:
+            raise unsupported_option(name)
+
+
+def unsupported_option(name: str) -> DataverseError:
+    return odata_error(
+        unconfirmed.UNSUPPORTED_QUERY_OPTION_MESSAGE.format(name=name), unconfirmed.UNSUPPORTED_QUERY_OPTION_STATUS
+    )
+
+
 def parse_query(options: dict[str, str], entity: EntitySet, entity_sets: dict[str, EntitySet]) -> Query:
-    """Parse the system query options of a collection request; unknown properties are a 400."""
+    """Parse the system query options of a collection request; unknown properties are a 400.
+
+    The caller has refused the options it does not apply (``check_options``); ``$``-options outside
+    SUPPORTED_OPTIONS are refused here as well."""
     for name in options:
         if name.startswith("$") and name not in SUPPORTED_OPTIONS:
-            raise odata_error(f"The query parameter '{name}' is not supported.")
+            raise unsupported_option(name)
     query = Query()
     if "$select" in options:
         query.select = _split_top_level(options["$select"], ",")
         for name in query.select:
             if entity.field(name) is None:
-                raise odata_error(unconfirmed.PROPERTY_NOT_FOUND_MESSAGE.format(name=name, entity=entity.logical_name))
+                raise errors.property_not_found(name, entity.logical_name)
     if options.get("$filter"):
         query.filter_text = options["$filter"]
         query.filter = parse_filter(options["$filter"])
@@ -445,9 +472,7 @@ def parse_query(options: dict[str, str], entity: EntitySet, entity_sets: dict[st
             column = pieces[0]
             direction = pieces[1].lower() if len(pieces) > 1 else "asc"
             if entity.field(column) is None or direction not in ("asc", "desc") or len(pieces) > 2:
-                raise odata_error(
-                    unconfirmed.PROPERTY_NOT_FOUND_MESSAGE.format(name=column, entity=entity.logical_name)
-                )
+                raise errors.property_not_found(column, entity.logical_name)
             query.orderby.append((column, direction == "desc"))
     if "$top" in options:
         try:
@@ -466,9 +491,7 @@ def parse_query(options: dict[str, str], entity: EntitySet, entity_sets: dict[st
             navigation = navigation.strip()
             nav_field = entity.navigation(navigation)
             if nav_field is None or nav_field.target not in entity_sets:
-                raise odata_error(
-                    unconfirmed.PROPERTY_NOT_FOUND_MESSAGE.format(name=navigation, entity=entity.logical_name)
-                )
+                raise errors.property_not_found(navigation, entity.logical_name)
             expand = Expand(navigation)
             if rest:
                 for option in _split_top_level(rest.rstrip(")"), ";"):
@@ -479,9 +502,7 @@ def parse_query(options: dict[str, str], entity: EntitySet, entity_sets: dict[st
                     target = entity_sets[nav_field.target]
                     for name in expand.select:
                         if target.field(name) is None:
-                            raise odata_error(
-                                unconfirmed.PROPERTY_NOT_FOUND_MESSAGE.format(name=name, entity=target.logical_name)
-                            )
+                            raise errors.property_not_found(name, target.logical_name)
             query.expand.append(expand)
     if options.get("$skiptoken"):
         query.page = parse_skiptoken(options["$skiptoken"])

@@ -71,6 +71,7 @@ def new_org(name: str, tenant_id: str, *, operation_duration: float, import_job_
         "settings": {
             "operation_duration": operation_duration,
             "import_job_id_on_async": import_job_id_on_async or unconfirmed.IMPORT_JOB_ID_ON_ASYNC_DEFAULT,
+            "privilege_check": unconfirmed.PRIVILEGE_CHECK_DEFAULT,
         },
         "faults": {},
         "allowed_clients": [],

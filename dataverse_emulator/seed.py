@@ -1,11 +1,14 @@
-"""``--seed demo``: the emulator side of docs/demo.md (idempotent).
+"""``--seed demo``: the emulator side of the demo (idempotent).
 
 Lays out one tenant with four orgs (contoso-dev with unmanaged corpus solutions installed,
 contoso-test and contoso-prod empty of custom solutions, fabrikam-dev with one unmanaged solution),
-one client credential per org, an SSO client for the portal's sign-in, and the six demo identities plus
-one without any app role. Client ids and object ids are fixed; secrets are generated once and kept in
-the state. Every start rewrites ``demo-credentials.json`` next to the state file, because the URLs
-contain the port of this run.
+each at the root of its own origin, one client credential per org, an SSO client for the portal's sign-in,
+and the six demo identities plus one without any app role. Client ids and object ids are fixed; secrets are
+generated once and kept in the state. The deploying identities are System Administrators, except
+fabrikam-dev's, which holds a custom role without prvReadPublisher (an ExportSolution privilege), so the
+portal has a missing privilege to catch. A demo laid out by an older emulator (organisations under a path,
+no roles) is brought up to date. Every start rewrites ``demo-credentials.json`` next to the state file,
+because the URLs contain this run's ports.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from . import security
 
 if TYPE_CHECKING:
     from .app import Emulator
@@ -38,6 +43,10 @@ DEMO_ORGS: dict[str, tuple[str, list[str]]] = {
     "contoso-prod": ("a1d3c5e7-0b2d-4f60-8a1c-3e5f7a9b1c03", []),
     "fabrikam-dev": ("a1d3c5e7-0b2d-4f60-8a1c-3e5f7a9b1c04", ["TravelRequestApprovalApp_1_0_0_6.solution.zip"]),
 }
+# The demo's deploying identity that lacks a privilege: its org, its role and the privilege it lacks.
+LIMITED_ORG = "fabrikam-dev"
+LIMITED_ROLE = "Fabrikam solution maker"
+LIMITED_ROLE_LACKS = ("prvReadPublisher", "prvWriteOrganization")
 SSO_CLIENT_ID = "a1d3c5e7-0b2d-4f60-8a1c-3e5f7a9b1c10"
 DEFAULT_REDIRECT_URIS = [
     "http://127.0.0.1:8000/accounts/entra/callback/",
@@ -101,8 +110,33 @@ def seed_demo(app: Emulator, redirect_uris: list[str] | None = None) -> Path:
             tenant = store.tenant(DEMO_TENANT_ID)
             assert tenant is not None
             tenant["clients"][SSO_CLIENT_ID]["redirect_uris"] = list(redirect_uris)
+        _bring_up_to_date(app)
         store.save()
         return write_demo_credentials(app)
+
+
+def _bring_up_to_date(app: Emulator) -> None:
+    """Organisations at their own origin (a demo laid out under paths moves, once), and the limited role."""
+    store = app.store
+    seeded = store.data.setdefault("seeded", [])
+    if "demo-origins" not in seeded:
+        if app.listeners is not None:
+            for org_name in DEMO_ORGS:
+                org = store.org(org_name)
+                if org is not None and not org.get("port"):
+                    org["port"] = app.open_org_port(org_name)
+        seeded.append("demo-origins")
+    if "demo-privileges" not in seeded:
+        org = store.org(LIMITED_ORG)
+        if org is not None:
+            client_id = DEMO_ORGS[LIMITED_ORG][0]
+            user = next((u for u in org["systemusers"].values() if u.get("applicationid") == client_id), None)
+            if security.find_role(org, LIMITED_ROLE) is None:
+                granted = security.BUILT_IN_ROLES[security.SYSTEM_ADMINISTRATOR] - set(LIMITED_ROLE_LACKS)
+                security.add_role(org, LIMITED_ROLE, {name: "Global" for name in sorted(granted)})
+            if user is not None:
+                security.set_user_roles(org, user, [LIMITED_ROLE])
+        seeded.append("demo-privileges")
 
 
 def write_demo_credentials(app: Emulator) -> Path:
@@ -115,6 +149,7 @@ def write_demo_credentials(app: Emulator) -> Path:
         "tenant_name": tenant["name"],
         "authority": app.entra.authority(DEMO_TENANT_ID),
         "base_url": app.base_url,
+        "idp_url": app.idp_url,
         "ca_file": str(app.ca_file),
         "orgs": {
             name: {

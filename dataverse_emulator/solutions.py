@@ -392,6 +392,12 @@ class SolutionService:
     ) -> tuple[Outcome, dict | None, int]:
         """Check and apply; never raises for solution errors, returns the outcome instead."""
         try:
+            denied = params.get("privilege_error")
+            if denied:  # the job runs as its caller, who lacks a privilege (PRIVILEGE_CHECK_DEFAULT "job")
+                raise ImportFailure(
+                    DataverseError(unconfirmed.PRIVILEGE_DENIED_STATUS, denied["code"], denied["message"]),
+                    at_manifest=True,
+                )
             self.check_rules(org, package, mode)
             if mode == "upgrade" and orgs.find_solution(org, package.unique_name) is None:
                 if not unconfirmed.STAGE_AND_UPGRADE_INSTALLS_NEW:
@@ -468,11 +474,14 @@ class SolutionService:
             params["fail"] = {"code": failure["code"], "message": failure["message"]}
         return params
 
-    def import_solution(self, org: dict, body: dict, correlation_id: str) -> None:
-        """``ImportSolution`` (sync, docs/dataverse.md §5.1): 204 on success; the error otherwise (status
-        UNCONFIRMED)."""
+    def import_solution(
+        self, org: dict, body: dict, correlation_id: str, package: SolutionPackage | None = None
+    ) -> None:
+        """``ImportSolution`` (sync, docs/dataverse.md §5.1): 204 on success; the error otherwise (status UNCONFIRMED).
+        ``package``: the one the privilege check already read from ``body``."""
         self.check_lock(org, "import")
-        _data, package = self.receive_package(org, body, "ImportSolution")
+        if package is None:
+            _data, package = self.receive_package(org, body, "ImportSolution")
         job_id = self._caller_job_id(org, body, "ImportSolution", is_async=False)
         t = now()
         mode = "holding" if body.get("HoldingSolution") else "update"
@@ -539,12 +548,24 @@ class SolutionService:
         job["operationcontext"] = None
         orgs.touch(org, job, t)
 
-    def submit_import_async(self, org: dict, body: dict, kind: str, correlation_id: str) -> dict[str, str]:
-        """``ImportSolutionAsync`` / ``StageAndUpgradeAsync`` (docs/dataverse.md §5.2, §6): returns the handles."""
+    def submit_import_async(
+        self,
+        org: dict,
+        body: dict,
+        kind: str,
+        correlation_id: str,
+        package: SolutionPackage | None = None,
+        denied: DataverseError | None = None,
+    ) -> dict[str, str]:
+        """``ImportSolutionAsync`` / ``StageAndUpgradeAsync`` (docs/dataverse.md §5.2, §6): returns the handles.
+
+        ``package``: already read by the privilege check; ``denied``: a missing privilege the job fails with
+        (``unconfirmed.PRIVILEGE_CHECK_DEFAULT`` "job")."""
         operation = MESSAGE_NAMES[kind]
         self.check_lock(org, kind)
         try:
-            _data, package = self.receive_package(org, body, operation)
+            if package is None:
+                _data, package = self.receive_package(org, body, operation)
         except DataverseError as error:
             if unconfirmed.STRUCTURAL_ERRORS_FAIL_REQUEST or error.code == unconfirmed.MISSING_PARAMETER_CODE:
                 raise
@@ -557,6 +578,8 @@ class SolutionService:
         self.count_import(org, package)
         params = self._import_params(org, body, t)
         params.update({"sha256": package.sha256, "mode": mode, "importjobid": job_id})
+        if denied is not None:
+            params["privilege_error"] = {"code": denied.code, "message": denied.message}
         never = faults.take_import_fault(org["faults"], "import_never_finishes", t)
         op = self._new_operation(org, kind, t, params, correlation_id, never_finishes=bool(never))
         self._new_importjob(org, job_id, package, t, op["asyncoperationid"])
@@ -726,6 +749,9 @@ class SolutionService:
         kind, params = op["emu_kind"], op["emu_params"]
         history = org["history"].get(op.get("emu_history_id") or "")
         try:
+            if params.get("privilege_error"):  # the job runs as its caller, who lacks a privilege
+                denied = params["privilege_error"]
+                raise DataverseError(unconfirmed.PRIVILEGE_DENIED_STATUS, denied["code"], denied["message"])
             if kind == "export":
                 data, _row = self.export_bytes(org, params["name"], params["managed"])
                 sha = orgs.stable_id("export", op["asyncoperationid"])
@@ -868,7 +894,9 @@ class SolutionService:
             orgs.history_finish(org, history, t=t, success=True)
         return history
 
-    def export_solution_async(self, org: dict, body: dict, correlation_id: str) -> dict:
+    def export_solution_async(
+        self, org: dict, body: dict, correlation_id: str, denied: DataverseError | None = None
+    ) -> dict:
         """``ExportSolutionAsync`` (docs/dataverse.md §4.2): refusals are immediate (UNCONFIRMED), the file comes
         later."""
         self.check_lock(org, "export")
@@ -879,9 +907,8 @@ class SolutionService:
         if unconfirmed.EXPORT_ASYNC_REFUSES_AT_REQUEST or row is None:
             _data, row = self.export_bytes(org, name, managed)  # same refusals as the sync export
         export_job_id = new_id()
-        op = self._new_operation(
-            org, "export", t, {"name": name, "managed": managed, "exportjobid": export_job_id}, correlation_id
-        )
+        params = {"name": name, "managed": managed, "exportjobid": export_job_id, **_denied(denied)}
+        op = self._new_operation(org, "export", t, params, correlation_id)
         org["exportjobs"][export_job_id] = {"asyncoperationid": op["asyncoperationid"], "sha256": None}
         op["emu_history_id"] = self._export_history(org, row, managed, t, correlation_id, finished=False)[
             "msdyn_solutionhistoryid"
@@ -945,17 +972,19 @@ class SolutionService:
         orgs.history_finish(org, history, t=t, success=True, solution_id=promoted["solutionid"])
         return {"SolutionId": promoted["solutionid"]}
 
-    def delete_and_promote_async(self, org: dict, body: dict, correlation_id: str) -> dict:
+    def delete_and_promote_async(
+        self, org: dict, body: dict, correlation_id: str, denied: DataverseError | None = None
+    ) -> dict:
         self.check_lock(org, "delete_and_promote")
         name = str(body.get("UniqueName") or "")
         if orgs.find_solution(org, name) is None:
             raise self._not_found(name)
         t = now()
-        op = self._new_operation(org, "delete_and_promote", t, {"name": name}, correlation_id)
+        op = self._new_operation(org, "delete_and_promote", t, {"name": name, **_denied(denied)}, correlation_id)
         op["emu_history_id"] = self._promote_history(org, name, t, correlation_id)["msdyn_solutionhistoryid"]
         return {"AsyncOperationId": op["asyncoperationid"]}
 
-    def uninstall_async(self, org: dict, body: dict, correlation_id: str) -> dict:
+    def uninstall_async(self, org: dict, body: dict, correlation_id: str, denied: DataverseError | None = None) -> dict:
         """``UninstallSolutionAsync`` (docs/dataverse.md §6): removes the solution when the job completes."""
         self.check_lock(org, "uninstall")
         name = str(body.get("SolutionUniqueName") or "")
@@ -967,7 +996,7 @@ class SolutionService:
                 400, unconfirmed.UNINSTALL_SYSTEM_SOLUTION_CODE, unconfirmed.UNINSTALL_SYSTEM_SOLUTION_MESSAGE
             )
         t = now()
-        op = self._new_operation(org, "uninstall", t, {"name": row["uniquename"]}, correlation_id)
+        op = self._new_operation(org, "uninstall", t, {"name": row["uniquename"], **_denied(denied)}, correlation_id)
         op["_regardingobjectid_value"] = row["solutionid"]
         history = orgs.history_start(
             org,
@@ -1067,6 +1096,11 @@ class SolutionService:
                 if any(key in own for key in dependency.required_keys()):
                     result.append(_dependency_row(org, dependency, other, required_solution=row))
         return result
+
+
+def _denied(denied: DataverseError | None) -> dict:
+    """Operation parameters recording a privilege the job will fail with (PRIVILEGE_CHECK_DEFAULT "job")."""
+    return {"privilege_error": {"code": denied.code, "message": denied.message}} if denied is not None else {}
 
 
 def _missing_xml(package: SolutionPackage) -> str:

@@ -8,14 +8,17 @@ it), nowhere else.
 from __future__ import annotations
 
 # ---------------------------------------------------------------------------------------------
-# Caller-chosen ImportJobId on ImportSolutionAsync / StageAndUpgradeAsync (docs/dataverse.md §5.2, docs/states.md §3).
-# The action reference lists ImportJobId as a nullable parameter, but Microsoft's ServiceClient removes it
-# before sending ("remove unsupported parameter", SVC ~L1273) and one 3P test saw an on-prem server answer
+# Caller-chosen ImportJobId on ImportSolutionAsync / StageAndUpgradeAsync. The ImportSolutionAsync reference
+# lists ImportJobId as a parameter (https://learn.microsoft.com/en-us/power-apps/developer/data-platform/webapi/
+# reference/importsolutionasync), so the default honours it. Against it: Microsoft's ServiceClient removes it
+# before sending ("remove unsupported parameter") and one third-party test saw an on-premises server answer
 # 400 "The parameter 'ImportJobId' in the request payload is not a valid parameter for the operation ...".
 # ONE switch, per org (admin route POST /_emulator/orgs/<org>/settings), default below:
-#   "reject"  – 400 as observed on-prem (the best evidence in docs/dataverse.md §1.6; the default);
-#   "honour"  – the importjob gets the caller's id; reusing an id fails "A duplicate import job id already exists".
-IMPORT_JOB_ID_ON_ASYNC_DEFAULT = "reject"
+#   "honour"  – the importjob gets the caller's id; reusing an id fails "A duplicate import job id already exists"
+#               (the default: what the ImportSolutionAsync reference page documents);
+#   "reject"  – 400 as observed on-premises.
+# The portal's own ALM_IMPORT_JOB_ID_ON_ASYNC stays off either way: it never relies on this.
+IMPORT_JOB_ID_ON_ASYNC_DEFAULT = "honour"
 IMPORT_JOB_ID_ON_ASYNC_CHOICES = ("reject", "honour")
 DUPLICATE_IMPORT_JOB_ID_CODE = "0x80048033"  # ImportSolutionError wrapper; hex of the duplicate-id error unknown
 # https://github.com/WaelHamze/dyn365-ce-vsts-tasks/issues/113
@@ -197,8 +200,13 @@ COMPONENT_TYPE_BY_NAME = {
     "bot": 10470,
     "botcomponent": 10471,
 }
-# Object type code of msdyn_solutionhistory (a first-party table; code not documented).
+# Object type code of msdyn_solutionhistory and solutionhistorydata (first-party tables; codes not documented).
 SOLUTION_HISTORY_OBJECT_TYPE_CODE = 10035
+SOLUTION_HISTORY_DATA_OBJECT_TYPE_CODE = 10036
+# solutionhistories is RetrieveMultiple only (its table reference); what a read by key answers is not
+# documented: 405 with the OData code.
+RETRIEVE_MULTIPLE_ONLY_STATUS = 405
+RETRIEVE_MULTIPLE_ONLY_MESSAGE = "The entity '{entity}' only supports RetrieveMultiple: query {entity_set} instead."
 # Custom tables get object type codes from here on, in order of creation (>= 10000 is documented for
 # custom entities; the exact numbering is the server's).
 FIRST_CUSTOM_OBJECT_TYPE_CODE = 10600
@@ -222,10 +230,21 @@ NOT_A_MEMBER_STATUS = 403
 NOT_A_MEMBER_CODE = "0x80072560"
 NOT_A_MEMBER_MESSAGE = "The user is not a member of the organization."
 
-# OData errors: unknown segment / property / bad $filter. Code and text from memory of real responses.
+# OData errors other than the three "Troubleshoot Dataverse Web API client errors" documents (unknown
+# segment, unknown property, wrong HTTP method: errors.py): a bad $filter, a bad key, an unsupported system
+# query option. Code from memory of real responses and a third-party client's comment ("Error Code:
+# 0x80060888 'The query parameter is not supported'" for $top/$skip on EntityDefinitions).
 ODATA_ERROR_CODE = "0x80060888"
-RESOURCE_NOT_FOUND_MESSAGE = "Resource not found for the segment '{segment}'."
-PROPERTY_NOT_FOUND_MESSAGE = "Could not find a property named '{name}' on type 'Microsoft.Dynamics.CRM.{entity}'."
+UNSUPPORTED_QUERY_OPTION_STATUS = 400
+UNSUPPORTED_QUERY_OPTION_MESSAGE = "The query parameter {name} is not supported"
+# ?sql= (an environment without the SQL preview): the text Microsoft's own Python client surfaced
+# (microsoft/PowerPlatform-DataverseClient-Python issue 74: "sql query parameter is not supported."); the
+# code is not given there.
+SQL_QUERY_OPTION_MESSAGE = "sql query parameter is not supported."
+# Custom query options (names without '$' or '@') that Dataverse does not know. OData lets a service ignore
+# them; whether Dataverse does is not documented. True: refused like an unknown system query option (a
+# client is never answered as if its option had been applied); False: ignored. ``sql`` is refused either way.
+REFUSE_UNKNOWN_CUSTOM_QUERY_OPTIONS = True
 METHOD_NOT_SUPPORTED_STATUS = 501
 METHOD_NOT_SUPPORTED_MESSAGE = "The emulator does not implement {method} on '{path}'."
 ENTITY_NAME_NOT_FOUND_MESSAGE = "Could not find entity with name '{name}'."
@@ -274,3 +293,211 @@ AADSTS_BAD_REFRESH_TOKEN = "AADSTS9002313: Invalid request. Request is malformed
 AADSTS_BAD_RESPONSE_TYPE = "AADSTS900144: The request body must contain the following parameter: 'response_type'."
 # Authorization codes live this long (Entra documents "about 10 minutes"; the exact figure is not fixed).
 AUTH_CODE_LIFETIME_SECONDS = 600
+
+# ---------------------------------------------------------------------------------------------
+# FetchXML (fetchxml.py). "Use FetchXml with the Web API" documents requests and answers, not the errors:
+# the code is the one commonly seen for a bad query (QueryBuilder errors), the texts are the emulator's own
+# except the attribute one, which follows the wording of real answers.
+FETCHXML_ERROR_CODE = "0x80041103"
+FETCHXML_INVALID_MESSAGE = "The FetchXML is not valid: {detail}."
+FETCHXML_NO_ATTRIBUTE_MESSAGE = (
+    "'{entity}' entity doesn't contain attribute with Name = '{name}' and NameMapping = 'Logical'."
+)
+FETCHXML_ENTITY_MISMATCH_MESSAGE = (
+    "The entity '{name}' of the FetchXML is not the table of the entity set '{entity_set}'."
+)
+FETCHXML_BAD_OPERATOR_MESSAGE = "The condition operator '{operator}' is not valid."
+FETCHXML_VALUES_MESSAGE = "The condition operator '{operator}' needs {expected}."
+FETCHXML_BAD_VALUE_MESSAGE = "The value '{value}' is not valid for the attribute '{name}' of type {type}."
+FETCHXML_TOP_WITH_PAGING_MESSAGE = "The top attribute can't be specified with the paging attributes page and count."
+# What the emulator does not implement is refused, never ignored (docs/emulator.md lists it).
+FETCHXML_NOT_IMPLEMENTED_MESSAGE = "The emulator does not implement {what} in FetchXML."
+
+# ---------------------------------------------------------------------------------------------
+# Security roles and privileges (security.py). Documented: the privileges of the ImportSolution,
+# ExportSolution and PublishAllXml messages, the 0x80040220 code of a missing privilege and the start of its
+# message ("Principal user (Id=<user id>, type=8) is missing <privilegeName> privilege"); everything else here
+# is assumed.
+#
+# https://learn.microsoft.com/en-us/previous-versions/dynamicscrm-2016/developers-guide/gg327891(v=crm.8)
+# "ImportSolution message privileges" ("The exact set of privileges needed depends on the entity types
+# specified in the request."):
+IMPORT_SOLUTION_PRIVILEGES = (
+    "prvCreateCustomization",
+    "prvReadArticleTemplate",
+    "prvReadBusinessUnit",
+    "prvReadConnectionRole",
+    "prvReadContractTemplate",
+    "prvReadCustomization",
+    "prvReadEmailTemplate",
+    "prvReadEntityMap",
+    "prvReadFieldSecurityProfile",
+    "prvReadMailMergeTemplate",
+    "prvReadPluginAssembly",
+    "prvReadQuery",
+    "prvReadReport",
+    "prvReadRole",
+    "prvReadSdkMessageProcessingStep",
+    "prvReadSolution",
+    "prvReadSystemForm",
+    "prvReadWebResource",
+    "prvWriteArticleTemplate",
+    "prvWriteConnectionRole",
+    "prvWriteContractTemplate",
+    "prvWriteCustomization",
+    "prvWriteOrganization",
+    "prvWriteQuery",
+    "prvWriteSolution",
+    "prvWriteSystemForm",
+)
+# https://learn.microsoft.com/en-us/previous-versions/dynamicscrm-2016/developers-guide/gg328430(v=crm.8)
+# "ExportSolution message privileges" (same caveat):
+EXPORT_SOLUTION_PRIVILEGES = (
+    "prvReadArticleTemplate",
+    "prvReadAttributeMap",
+    "prvReadBusinessUnit",
+    "prvReadConnectionRole",
+    "prvReadContractTemplate",
+    "prvReadCustomization",
+    "prvReadEmailTemplate",
+    "prvReadEntityMap",
+    "prvReadFieldSecurityProfile",
+    "prvReadMailMergeTemplate",
+    "prvReadOrganization",
+    "prvReadPluginAssembly",
+    "prvReadPublisher",
+    "prvReadQuery",
+    "prvReadReport",
+    "prvReadRole",
+    "prvReadSavedQueryVisualizations",
+    "prvReadSdkMessageProcessingStep",
+    "prvReadSolution",
+    "prvReadSystemForm",
+    "prvReadVisualizationModule",
+    "prvReadWebResource",
+    "prvReadWorkflow",
+)
+# https://learn.microsoft.com/en-us/previous-versions/dynamicscrm-2016/developers-guide/gg309497(v=crm.8)
+# "PublishAllXml message privileges":
+PUBLISH_ALL_XML_PRIVILEGES = (
+    "prvReadCustomization",
+    "prvReadQuery",
+    "prvReadSavedQueryVisualizations",
+    "prvReadSystemForm",
+    "prvReadWebResource",
+    "prvWriteQuery",
+)
+# Which of the documented privileges a request needs "depends on the entity types specified in the request";
+# which depend on which is not documented. False: the privileges every import / export needs (ALWAYS) plus
+# those of the component types in the package (BY_COMPONENT, keyed by solutioncomponent componenttype);
+# True: the whole documented list, whatever the package holds.
+CHECK_EVERY_DOCUMENTED_PRIVILEGE = False
+IMPORT_PRIVILEGES_ALWAYS = (
+    "prvCreateCustomization",
+    "prvReadCustomization",
+    "prvWriteCustomization",
+    "prvReadSolution",
+    "prvWriteSolution",
+    "prvWriteOrganization",
+)
+EXPORT_PRIVILEGES_ALWAYS = ("prvReadCustomization", "prvReadSolution", "prvReadPublisher", "prvReadOrganization")
+IMPORT_PRIVILEGES_BY_COMPONENT: dict[str, tuple[str, ...]] = {
+    "20": ("prvReadRole", "prvReadBusinessUnit"),  # security role
+    "26": ("prvReadQuery", "prvWriteQuery"),  # view (savedquery)
+    "31": ("prvReadReport",),
+    "36": ("prvReadEmailTemplate",),
+    "37": ("prvReadContractTemplate", "prvWriteContractTemplate"),
+    "38": ("prvReadArticleTemplate", "prvWriteArticleTemplate"),
+    "39": ("prvReadMailMergeTemplate",),
+    "46": ("prvReadEntityMap",),
+    "60": ("prvReadSystemForm", "prvWriteSystemForm"),  # form, dashboard
+    "61": ("prvReadWebResource",),
+    "63": ("prvReadConnectionRole", "prvWriteConnectionRole"),
+    "70": ("prvReadFieldSecurityProfile",),
+    "91": ("prvReadPluginAssembly",),
+    "92": ("prvReadSdkMessageProcessingStep",),
+}
+EXPORT_PRIVILEGES_BY_COMPONENT: dict[str, tuple[str, ...]] = {
+    "20": ("prvReadRole", "prvReadBusinessUnit"),
+    "26": ("prvReadQuery",),
+    "29": ("prvReadWorkflow",),  # process, cloud flow
+    "31": ("prvReadReport",),
+    "36": ("prvReadEmailTemplate",),
+    "37": ("prvReadContractTemplate",),
+    "38": ("prvReadArticleTemplate",),
+    "39": ("prvReadMailMergeTemplate",),
+    "46": ("prvReadEntityMap",),
+    "47": ("prvReadAttributeMap",),
+    "59": ("prvReadSavedQueryVisualizations",),
+    "60": ("prvReadSystemForm",),
+    "61": ("prvReadWebResource",),
+    "63": ("prvReadConnectionRole",),
+    "66": ("prvReadVisualizationModule",),
+    "70": ("prvReadFieldSecurityProfile",),
+    "91": ("prvReadPluginAssembly",),
+    "92": ("prvReadSdkMessageProcessingStep",),
+}
+# The documentation gives no privilege list for these actions. The async and staged forms need what their
+# documented message needs ("import" / "export" above) plus the privileges below; the others only these.
+SAME_PRIVILEGES_AS = {
+    "ImportSolution": "import",
+    "ImportSolutionAsync": "import",
+    "StageAndUpgradeAsync": "import",
+    "ExportSolution": "export",
+    "ExportSolutionAsync": "export",
+    "DownloadSolutionExportData": "export",
+}
+ACTION_PRIVILEGES: dict[str, tuple[str, ...]] = {
+    "StageAndUpgradeAsync": ("prvDeleteSolution",),  # the upgrade deletes the previous version
+    "StageSolution": ("prvReadSolution", "prvReadCustomization"),
+    "DeleteAndPromote": ("prvReadSolution", "prvWriteSolution", "prvDeleteSolution", "prvWriteCustomization"),
+    "DeleteAndPromoteAsync": ("prvReadSolution", "prvWriteSolution", "prvDeleteSolution", "prvWriteCustomization"),
+    "UninstallSolutionAsync": ("prvReadSolution", "prvDeleteSolution", "prvWriteCustomization"),
+    "PublishAllXml": PUBLISH_ALL_XML_PRIVILEGES,
+}
+# Functions: none documented. RetrieveUserPrivileges of oneself needs nothing; of another user prvReadUser.
+FUNCTION_PRIVILEGES: dict[str, tuple[str, ...]] = {
+    "RetrieveMissingDependencies": ("prvReadSolution",),
+    "RetrieveDependenciesForUninstall": ("prvReadSolution",),
+    "RetrieveFormattedImportJobResults": ("prvReadImportJob",),
+}
+# Reading an entity set (collection, record, $count, FetchXML) needs the table's read privilege. solution and
+# solutioncomponent share prvReadSolution (the "Solution entity privileges" page lists OTC 7100;7103);
+# the others follow the prvRead<Entity> naming. None: readable by any user (the privilege list itself).
+READ_PRIVILEGES: dict[str, str | None] = {
+    "solutions": "prvReadSolution",
+    "solutioncomponents": "prvReadSolution",
+    "publishers": "prvReadPublisher",
+    "asyncoperations": "prvReadAsyncOperation",
+    "importjobs": "prvReadImportJob",
+    "msdyn_solutionhistories": "prvReadmsdyn_solutionhistory",
+    "solutionhistories": "prvReadSolution",
+    "systemusers": "prvReadUser",
+    "roles": "prvReadRole",
+    "roleprivilegescollection": "prvReadRole",
+    "systemuserrolescollection": "prvReadUser",
+    "privileges": None,
+}
+WRITE_PRIVILEGES = {"solutions": "prvWriteSolution"}  # PATCH solutions(<id>)
+# System Customizer holds every privilege above but this one (the "Organization entity privileges" page gives
+# prvWriteOrganization to System Administrator and CEO-Business Manager only; the others are assumed).
+SYSTEM_CUSTOMIZER_LACKS = ("prvWriteOrganization",)
+# The roles a new application user (or person) gets: everything, as before the emulator had roles.
+DEFAULT_APPLICATION_USER_ROLES = ("System Administrator",)
+# The refusal: 403 ("Identify status codes" lists 403 for AccessDenied and PrivilegeDenied,
+# https://learn.microsoft.com/en-us/power-apps/developer/data-platform/webapi/compose-http-requests-handle-errors),
+# code errors.PRIVILEGE_DENIED_CODE,
+# the message as pipelines commonly log it; the "on OTC=… for entity" part only for entity privileges.
+PRIVILEGE_DENIED_STATUS = 403
+PRIVILEGE_DENIED_MESSAGE = (
+    "Principal user (Id={user}, type=8, roleCount={roles}, privilegeCount={privileges}, accessMode={access_mode}), "
+    "is missing {privilege} privilege (Id={privilege_id}){target}. context.Caller={user}"
+)
+PRIVILEGE_DENIED_ENTITY = " on OTC={otc} for entity '{entity}'"
+# When an async solution action (ImportSolutionAsync, StageAndUpgradeAsync, ExportSolutionAsync,
+# DeleteAndPromoteAsync, UninstallSolutionAsync) finds a privilege missing: ONE switch per org
+# (POST /_emulator/orgs/<org>/settings {"privilege_check": ...}), default below:
+#   "request" – the request itself is refused (403, 0x80040220);
+#   "job"     – the request is accepted and the system job fails (statuscode 31, errorcode -2147220960).
+PRIVILEGE_CHECK_DEFAULT = "request"
+PRIVILEGE_CHECK_CHOICES = ("request", "job")

@@ -18,6 +18,9 @@ class Request:
     headers: dict[str, list[str]]  # lower-case header name -> values
     body: bytes = b""
     client_ip: str = "127.0.0.1"
+    # Which listener received the request: ("main",) admin API and path-style orgs, ("idp",) the identity
+    # provider, ("org", name) an organisation served at the root of its own origin (server.py).
+    site: tuple[str, ...] = ("main",)
 
     def header(self, name: str, default: str | None = None) -> str | None:
         values = self.headers.get(name.lower())
@@ -27,23 +30,43 @@ class Request:
         return self.headers.get(name.lower(), [])
 
     def query(self) -> dict[str, str]:
-        """Query parameters (last value wins); '+' is not a space in OData URLs, so decode with unquote."""
-        result: dict[str, str] = {}
-        for part in self.query_string.split("&"):
-            if not part:
-                continue
-            name, _, value = part.partition("=")
-            result[urllib.parse.unquote(name)] = urllib.parse.unquote(value)
-        return result
+        """Query parameters (last value wins), decoded as an HTML form would encode them.
+
+        '+' is a space and a literal plus arrives as %2B: Dataverse accepts ``$filter=a+eq+'b'`` as well as
+        ``$filter=a%20eq%20'b'`` (the "Use FetchXml with the Web API" examples send ``fetch+page%3D…``),
+        and widely used clients (requests' ``params=``) encode spaces as '+'.
+        """
+        return dict(query_pairs(self.query_string))
 
     def form(self) -> dict[str, str]:
         """``application/x-www-form-urlencoded`` body (OAuth token requests, the sign-in page)."""
         return dict(urllib.parse.parse_qsl(self.body.decode("utf-8"), keep_blank_values=True))
 
     def json(self) -> Any:
+        """The body as JSON whatever the declared Content-Type (text/plain, none, odata parameters, …);
+        a ``charset`` parameter other than UTF-8 is honoured, a BOM is skipped."""
         if not self.body:
             return None
-        return json.loads(self.body.decode("utf-8-sig"))
+        return json.loads(self.body.decode(self.charset()))
+
+    def charset(self) -> str:
+        content_type = self.header("content-type") or ""
+        for parameter in content_type.split(";")[1:]:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "charset" and value.strip().strip('"'):
+                charset = value.strip().strip('"').lower()
+                return "utf-8-sig" if charset in ("utf-8", "utf8") else charset
+        return "utf-8-sig"
+
+
+def query_pairs(query_string: str) -> list[tuple[str, str]]:
+    """``a=1&b=x+y`` → [("a", "1"), ("b", "x y")] in order; '+' is a space, %2B a plus."""
+    pairs = []
+    for part in query_string.split("&"):
+        if part:
+            name, _, value = part.partition("=")
+            pairs.append((urllib.parse.unquote_plus(name), urllib.parse.unquote_plus(value)))
+    return pairs
 
 
 @dataclass

@@ -18,7 +18,7 @@ from deployments.jobs import job_run_now
 from deployments.models import Job, Pipeline, Promotion, Stage
 from deployments.services import pipeline_create, settings_current_etag, settings_update, stage_add
 from environments.models import Environment
-from environments.services.registry import environment_create
+from environments.services.registry import environment_create, environment_update
 from solutions.models import Solution, SolutionVersion
 from solutions.services.export import solution_export_request
 from solutions.services.registry import solution_register
@@ -31,11 +31,20 @@ def _kind(org: str) -> str:
 
 
 def seed_demo_environments(emulator: dict[str, Any]) -> list[Environment]:
-    """Register every emulator org as an environment of the team its name starts with."""
+    """Register every emulator org as an environment of the team its name starts with; an environment
+    registered by an earlier demo gets the org's URL and authority of this run (each org lives at the root
+    of its own origin on a port the emulator picked; a demo laid out under paths moves there)."""
     context = AuditContext.system()
     registered = []
     for org, details in sorted(emulator["orgs"].items()):
         environment = Environment.objects.filter(name=org).first()
+        if environment is not None and (environment.url, environment.authority) != (
+            details["url"],
+            emulator["authority"],
+        ):
+            environment = environment_update(
+                environment=environment, url=details["url"], authority=emulator["authority"], context=context
+            )
         if environment is None:
             team = Team.objects.get(slug=org.split("-")[0])
             environment = environment_create(

@@ -98,6 +98,7 @@ def pipeline_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context = {
         "pipeline": pipeline,
         "rows": rows,
+        "privilege_rows": selectors.pipeline_privileges(pipeline=pipeline),
         "is_admin": _is_admin(request),
         **object_history_context(
             user=request_user(request), instance=pipeline, page_number=request.GET.get("history_page")

@@ -1,4 +1,4 @@
-"""Reads for deployments: what a user may see."""
+"""Reads for deployments: what a user may see, and the privileges each pipeline stage's identity lacks."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from alm_portal.accounts import policy
 from alm_portal.accounts.choices import Role
 from alm_portal.accounts.models import User
 from alm_portal.audit.models import AuditEvent
+from alm_portal.dataverse import privileges
 from deployments import policy as deployment_policy
-from deployments.choices import PromotionStatus
+from deployments.choices import ImportMode, PromotionStatus
 from deployments.models import Approval, Job, Pipeline, Promotion, Stage
+from environments.selectors import environment_privileges
 
 
 def jobs_visible_to(*, user: User) -> QuerySet[Job]:
@@ -140,3 +142,36 @@ def settings_check_versions(*, pipeline: Pipeline, limit: int = 100) -> QuerySet
         .defer("managed_manifest", "unmanaged_manifest")
         .order_by("-created_at", "-pk")[:limit]
     )
+
+
+def stage_operation(*, stage: Stage) -> str:
+    """The Dataverse operation a promotion into ``stage`` runs (alm_portal.dataverse.privileges names)."""
+    return privileges.STAGE_AND_UPGRADE if stage.import_mode == ImportMode.UPGRADE else privileges.IMPORT
+
+
+def pipeline_privileges(*, pipeline: Pipeline) -> list[dict[str, Any]]:
+    """Per place in the pipeline, what its environment's deploying identity lacks for the operation done
+    there: exporting from the development environment, importing (as the stage's import mode says) into
+    each stage's target. From the environments' last health checks."""
+    rows: list[dict[str, Any]] = [
+        {
+            "where": "source",
+            "stage": None,
+            "environment": pipeline.development_environment,
+            "check": environment_privileges(
+                environment=pipeline.development_environment, operations=(privileges.EXPORT,)
+            ),
+        }
+    ]
+    for stage in pipeline.stages.all():
+        rows.append(
+            {
+                "where": "stage",
+                "stage": stage,
+                "environment": stage.target_environment,
+                "check": environment_privileges(
+                    environment=stage.target_environment, operations=(stage_operation(stage=stage),)
+                ),
+            }
+        )
+    return rows

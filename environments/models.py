@@ -27,7 +27,8 @@ class Environment(models.Model):
     `health_error` and `health_error_seen_at` keep the last failure even after a healthy check, so
     people can see when it last went wrong. `throttled_until` persists a Retry-After the client
     received, so every worker process respects it; `throttled_responses` counts every 429 any
-    process received from the environment (for /metrics).
+    process received from the environment (for /metrics). `privileges` is what the last health check
+    found missing among the privileges the portal's operations need.
     """
 
     name = models.CharField(max_length=100, unique=True)
@@ -51,6 +52,9 @@ class Environment(models.Model):
     throttled_until = models.DateTimeField(null=True, blank=True)
     throttled_responses = models.PositiveBigIntegerField(default=0)
     last_throttled_at = models.DateTimeField(null=True, blank=True)
+    # The deploying identity's privileges as the last successful health check read them
+    # (environments.services.health.privilege_report): which the portal's operations need and lack.
+    privileges = models.JSONField(default=dict, blank=True)
 
     inventory_synced_at = models.DateTimeField(null=True, blank=True)
     # Newest msdyn_starttime stored; the next sync asks for history from a little before it.

@@ -1,7 +1,9 @@
-"""Reads for environments: what a user may see, what is installed where (and when), drift."""
+"""Reads for environments: what a user may see, what is installed where (and when), drift, and which
+privileges the deploying identity lacks."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.apps import apps
@@ -11,6 +13,8 @@ from django.db.models.functions import Lower
 
 from alm_portal.accounts import policy
 from alm_portal.accounts.models import User
+from alm_portal.dataverse import privileges
+from alm_portal.dataverse.package import component_type_name
 from alm_portal.errors import NotFound
 from environments.choices import CredentialStatus
 from environments.drift import Expected
@@ -135,3 +139,62 @@ def registered_solution_names(*, names: set[str]) -> set[str] | None:
         )
     except FieldError:
         return None
+
+
+@dataclass(frozen=True)
+class PrivilegeGap:
+    """What the deploying identity lacks for one operation: always-needed privileges, and those only
+    solutions with certain components need ({privilege: component type codes})."""
+
+    operation: str
+    label: str
+    always: tuple[str, ...]
+    by_component: tuple[tuple[str, str], ...]  # (privilege, the component kinds that need it)
+
+    @property
+    def ok(self) -> bool:
+        return not self.always and not self.by_component
+
+
+@dataclass(frozen=True)
+class PrivilegeCheck:
+    """The last health check's reading of the deploying identity's privileges (``read`` False: it could not
+    read them, ``error`` says why; ``checked_at`` None: never checked)."""
+
+    checked_at: str | None
+    read: bool
+    error_code: str
+    error: str
+    gaps: tuple[PrivilegeGap, ...]
+
+    @property
+    def missing_any(self) -> bool:
+        return any(not gap.ok for gap in self.gaps)
+
+
+def environment_privileges(*, environment: Environment, operations: tuple[str, ...] | None = None) -> PrivilegeCheck:
+    """``Environment.privileges`` grouped per operation (all five unless ``operations`` names some)."""
+    report = environment.privileges or {}
+    missing = report.get("missing") or {}
+    gaps = []
+    for operation in operations or tuple(privileges.OPERATION_LABELS):
+        needs = missing.get(operation) or []
+        gaps.append(
+            PrivilegeGap(
+                operation=operation,
+                label=privileges.OPERATION_LABELS[operation],
+                always=tuple(need["privilege"] for need in needs if not need.get("component_types")),
+                by_component=tuple(
+                    (need["privilege"], ", ".join(component_type_name(int(t)) for t in need["component_types"]))
+                    for need in needs
+                    if need.get("component_types")
+                ),
+            )
+        )
+    return PrivilegeCheck(
+        checked_at=report.get("checked_at"),
+        read=bool(report.get("read")),
+        error_code=str(report.get("error_code") or ""),
+        error=str(report.get("error") or ""),
+        gaps=tuple(gaps),
+    )

@@ -77,6 +77,7 @@ def environment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "history": selectors.solution_history(environment=environment)[:50],
         "drift": selectors.drift_findings(environment=environment, include_resolved=True)[:100],
         "notifications": selectors.notifications_of(environment=environment)[:20],
+        "privileges": selectors.environment_privileges(environment=environment),
         "can_administer": policy.can_administer(user=request.user, token=None),  # type: ignore[arg-type]
         "rotate_form": CredentialRotateForm(),
         **object_history_context(

@@ -22,6 +22,7 @@ store them on a job row and decide what to do without parsing text.
         ├── PublisherMismatch     0x8004801C
         ├── AuthenticationFailed  401 even with a freshly acquired token
         ├── AccessDenied          403
+        │   └── MissingPrivilege  0x80040220: the identity lacks a named privilege (also a failed system job)
         ├── PayloadTooLarge       413 / 0x80040375
         ├── UnexpectedRedirect    any 3xx (redirects are never followed)
         ├── TlsError              certificate verification failed
@@ -51,6 +52,7 @@ __all__ = [
     "InvalidResponse",
     "ManagedUnmanagedMismatch",
     "MissingDependencies",
+    "MissingPrivilege",
     "NotFound",
     "PayloadTooLarge",
     "PermanentError",
@@ -219,6 +221,29 @@ class AccessDenied(PermanentError):
     """HTTP 403: the application user lacks a privilege."""
 
 
+_MISSING_PRIVILEGE = re.compile(r"\bmissing\s+(?P<privilege>prv\w+)\s+privilege", re.IGNORECASE)
+
+
+class MissingPrivilege(AccessDenied):
+    """``0x80040220`` (-2147220960): the deploying identity lacks a privilege ("Principal user (Id=…, type=8) is
+    missing prvWriteCustomization privilege", https://learn.microsoft.com/en-us/troubleshoot/power-platform/
+    power-apps/dataverse/client-errors). Permanent: granting the privilege is a person's job, so a job that
+    meets it fails at once. ``privilege`` is the name Dataverse gave (None when the text does not say);
+    ``message`` leads with it and what to grant, ``dataverse_message`` keeps Dataverse's words."""
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        match = _MISSING_PRIVILEGE.search(message or "")
+        self.privilege: str | None = match.group("privilege") if match else None
+        self.dataverse_message = message
+        if self.privilege:
+            message = (
+                f"The deploying identity lacks the Dataverse privilege {self.privilege}: give its application user "
+                f"a security role that holds {self.privilege} (System Administrator holds every privilege). "
+                f"Dataverse said: {message}"
+            )
+        super().__init__(message, **kwargs)
+
+
 class PayloadTooLarge(PermanentError):
     """HTTP 413: the request body is larger than the service accepts."""
 
@@ -285,6 +310,7 @@ _BAD_ZIP_CODES = frozenset({"0x80048060"})
 _PUBLISHER_CODES = frozenset({"0x8004801C"})
 _THROTTLE_CODES = frozenset({"0x80072322", "0x80072321", "0x80072326"})
 _TOO_LARGE_CODES = frozenset({"0x80040375"})  # ImportFileTooLargeToUpload
+_PRIVILEGE_CODES = frozenset({"0x80040220"})  # "Principal user is missing privilege" (-2147220960)
 
 
 def _mentions(message: str, fragments: tuple[str, ...]) -> bool:
@@ -322,6 +348,8 @@ def error_class_for(http_status: int | None, code: str | None, message: str) -> 
         return PayloadTooLarge
     if code in _NOT_FOUND_CODES or _mentions(message, unconfirmed.EXPORT_MISSING_SOLUTION_MESSAGE_FRAGMENTS):
         return NotFound
+    if code in _PRIVILEGE_CODES:
+        return MissingPrivilege
     if http_status is None:
         return DataverseError
     if http_status >= 500:

@@ -118,3 +118,77 @@ MICROSOFT_AUTHORITY_HOSTS: frozenset[str] = frozenset(
 #: exports; per-part limits are not documented. We accept 2 to 4 non-negative integer parts. docs/dataverse.md §11.3.
 VERSION_MIN_PARTS = 2
 VERSION_MAX_PARTS = 4
+
+# --- Privileges of the deploying identity (alm_portal/dataverse/privileges.py) ------------------------------
+
+#: ImportSolution / ExportSolution need the documented privileges (privileges.py) but "the exact set ... depends
+#: on the entity types specified in the request": these every request needs, the BY_COMPONENT ones only for
+#: solutions holding components of that type (solutioncomponent componenttype). The split is ours.
+IMPORT_PRIVILEGES_ALWAYS: tuple[str, ...] = (
+    "prvCreateCustomization",
+    "prvReadCustomization",
+    "prvWriteCustomization",
+    "prvReadSolution",
+    "prvWriteSolution",
+    "prvWriteOrganization",
+)
+EXPORT_PRIVILEGES_ALWAYS: tuple[str, ...] = (
+    "prvReadCustomization",
+    "prvReadSolution",
+    "prvReadPublisher",
+    "prvReadOrganization",
+)
+IMPORT_PRIVILEGES_BY_COMPONENT: dict[int, tuple[str, ...]] = {
+    20: ("prvReadRole", "prvReadBusinessUnit"),
+    26: ("prvReadQuery", "prvWriteQuery"),
+    31: ("prvReadReport",),
+    36: ("prvReadEmailTemplate",),
+    37: ("prvReadContractTemplate", "prvWriteContractTemplate"),
+    38: ("prvReadArticleTemplate", "prvWriteArticleTemplate"),
+    39: ("prvReadMailMergeTemplate",),
+    46: ("prvReadEntityMap",),
+    60: ("prvReadSystemForm", "prvWriteSystemForm"),
+    61: ("prvReadWebResource",),
+    63: ("prvReadConnectionRole", "prvWriteConnectionRole"),
+    70: ("prvReadFieldSecurityProfile",),
+    91: ("prvReadPluginAssembly",),
+    92: ("prvReadSdkMessageProcessingStep",),
+}
+EXPORT_PRIVILEGES_BY_COMPONENT: dict[int, tuple[str, ...]] = {
+    20: ("prvReadRole", "prvReadBusinessUnit"),
+    26: ("prvReadQuery",),
+    29: ("prvReadWorkflow",),
+    31: ("prvReadReport",),
+    36: ("prvReadEmailTemplate",),
+    37: ("prvReadContractTemplate",),
+    38: ("prvReadArticleTemplate",),
+    39: ("prvReadMailMergeTemplate",),
+    46: ("prvReadEntityMap",),
+    47: ("prvReadAttributeMap",),
+    59: ("prvReadSavedQueryVisualizations",),
+    60: ("prvReadSystemForm",),
+    61: ("prvReadWebResource",),
+    63: ("prvReadConnectionRole",),
+    66: ("prvReadVisualizationModule",),
+    70: ("prvReadFieldSecurityProfile",),
+    91: ("prvReadPluginAssembly",),
+    92: ("prvReadSdkMessageProcessingStep",),
+}
+
+#: The async actions the portal calls need what their documented message needs (assumed); no list is documented
+#: for stage-and-upgrade's removal of the old version, delete-and-promote and uninstall: these are assumed.
+OPERATION_MESSAGE: dict[str, str] = {"export": "export", "import": "import", "stage_and_upgrade": "import"}
+OPERATION_PRIVILEGES: dict[str, tuple[str, ...]] = {
+    "stage_and_upgrade": ("prvDeleteSolution",),
+    "delete_and_promote": ("prvReadSolution", "prvWriteSolution", "prvDeleteSolution", "prvWriteCustomization"),
+    "uninstall": ("prvReadSolution", "prvDeleteSolution", "prvWriteCustomization"),
+}
+#: What the portal reads around each operation: the system job it polls, the import job and its log, the
+#: solutions (with their publisher) it verifies. Read privileges named prvRead<Table> (assumed for these tables).
+PORTAL_READ_PRIVILEGES: dict[str, tuple[str, ...]] = {
+    "export": ("prvReadAsyncOperation",),
+    "import": ("prvReadAsyncOperation", "prvReadImportJob", "prvReadPublisher"),
+    "stage_and_upgrade": ("prvReadAsyncOperation", "prvReadImportJob", "prvReadPublisher"),
+    "delete_and_promote": ("prvReadAsyncOperation", "prvReadPublisher"),
+    "uninstall": ("prvReadAsyncOperation", "prvReadPublisher"),
+}

@@ -4,6 +4,10 @@ One function reads the live target and the registry and returns a report of chec
 code and a severity (issue 5):
 
 - ``target_reachable`` / ``target_unreachable``: the target answers WhoAmI with our credential.
+- the deploying identity's privileges (RetrieveUserPrivileges) against what the promotion's operations need
+  for this solution (alm_portal.dataverse.privileges): ``target_privileges`` (info),
+  ``target_privileges_missing`` (blocker, naming each privilege and what to grant), ``target_privileges_unknown``
+  (warning: they could not be read).
 - version order against what is installed: ``version_upgrade`` / ``version_new_install`` (info),
   ``already_installed`` and ``version_lower`` (blockers; going lower is only possible through a rollback,
   ``version_rollback`` for the uninstall-and-reinstall strategy).

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from alm_portal.dataverse import errors as dv
+from alm_portal.dataverse import privileges
 from alm_portal.dataverse.client import DataverseClient
 from deployments.choices import ImportMode, RollbackStrategy
 from deployments.models import DeploymentSettings, Promotion
@@ -54,7 +56,7 @@ def promotion_preflight(
     environment = promotion.target_environment
     unique_name = promotion.solution.unique_name
     try:
-        client.who_am_i()
+        who = client.who_am_i()
         facts = read_target(client=client, unique_name=unique_name)
     except dv.TransientError:
         raise
@@ -71,6 +73,7 @@ def promotion_preflight(
     strategy = promotion_strategy(promotion=promotion)
     version = SolutionVersion.objects.get(pk=promotion.version_id)
     manifest: Mapping[str, Any] = version.managed_manifest or {}
+    check_privileges(report, promotion=promotion, client=client, user_id=who.user_id, manifest=manifest)
     if strategy in (RollbackStrategy.HOLDING_APPLY, RollbackStrategy.HOLDING_REMOVE):
         _check_holding_strategy(report, promotion=promotion, facts=facts, strategy=strategy)
         check_holding_data_loss(report, promotion=promotion, facts=facts, strategy=strategy)
@@ -106,6 +109,78 @@ def promotion_preflight(
     if count_rows:
         count_report_rows(report, client=client)
     return report
+
+
+def privilege_operations(*, promotion: Promotion) -> list[str]:
+    """The operations (alm_portal.dataverse.privileges names) the promotion runs on its target."""
+    strategy = promotion_strategy(promotion=promotion)
+    if strategy == RollbackStrategy.HOLDING_APPLY:
+        return [privileges.DELETE_AND_PROMOTE]
+    if strategy == RollbackStrategy.HOLDING_REMOVE:
+        return [privileges.UNINSTALL]
+    mode = promotion_import_mode(promotion=promotion) or ImportMode.UPGRADE
+    imported = privileges.STAGE_AND_UPGRADE if mode == ImportMode.UPGRADE else privileges.IMPORT
+    if strategy == RollbackStrategy.UNINSTALL_REINSTALL:
+        return [privileges.UNINSTALL, imported]
+    return [imported]
+
+
+def check_privileges(
+    report: PreflightReport,
+    *,
+    promotion: Promotion,
+    client: DataverseClient,
+    user_id: uuid.UUID,
+    manifest: Mapping[str, Any],
+) -> None:
+    """Block when the target's deploying identity lacks a privilege the promotion's operations need.
+
+    Reads the identity's privileges (RetrieveUserPrivileges of the WhoAmI user) and compares them with what
+    the operations need for this solution's component types (alm_portal.dataverse.privileges): a missing one
+    is the blocker ``target_privileges_missing`` naming it and what to grant; privileges that cannot be read
+    are the warning ``target_privileges_unknown``.
+    """
+    environment = promotion.target_environment
+    try:
+        held = {privilege.name for privilege in client.retrieve_user_privileges(user_id)}
+    except dv.TransientError:
+        raise
+    except dv.DataverseError as exc:
+        report.add(
+            "target_privileges_unknown",
+            WARNING,
+            f"The privileges of {environment}'s deploying identity could not be read ({exc.message}); a missing "
+            "privilege would only show when Dataverse refuses the import.",
+            error_code=exc.code or type(exc).__name__,
+        )
+        return
+    types = privileges.manifest_component_types(manifest)
+    missing: dict[str, dict[str, Any]] = {}
+    operations = privilege_operations(promotion=promotion)
+    for operation in operations:
+        for need in privileges.missing(held, operation, types):
+            entry = missing.setdefault(
+                need.privilege, {"privilege": need.privilege, "needed_by": [], "source": need.source}
+            )
+            entry["needed_by"].append(privileges.OPERATION_LABELS[operation])
+    labels = " and ".join(privileges.OPERATION_LABELS[operation] for operation in operations)
+    if not missing:
+        report.add(
+            "target_privileges",
+            INFO,
+            f"{environment}'s deploying identity holds every privilege {labels} needs for this solution.",
+            user_id=str(user_id),
+        )
+        return
+    names = sorted(missing)
+    report.add(
+        "target_privileges_missing",
+        BLOCKER,
+        f"{environment}'s deploying identity lacks {', '.join(names)}, needed by {labels}: "
+        f"{privileges.grant_hint(names)}.",
+        user_id=str(user_id),
+        missing=[missing[name] for name in names],
+    )
 
 
 def _check_version_order(

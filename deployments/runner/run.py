@@ -227,9 +227,10 @@ class ImportRun:
         )
         if report.blockers:
             codes = ", ".join(check.code for check in report.blockers)
+            reasons = " ".join(check.message for check in report.blockers)
             self.fail(
                 "preflight_blocked",
-                f"Pre-flight found blockers just before submitting: {codes}.",
+                f"Pre-flight found blockers just before submitting: {codes}. {reasons}"[:4000],
                 result={"preflight": report.to_dict()},
             )
         self.state["checked"] = True

@@ -25,6 +25,13 @@ class HealthSerializer(serializers.Serializer):
     throttled_until = serializers.DateTimeField(allow_null=True)
     throttled_responses = serializers.IntegerField(help_text="HTTP 429 answers received from it, by any process.")
     last_throttled_at = serializers.DateTimeField(allow_null=True)
+    privileges = serializers.JSONField(
+        read_only=True,
+        help_text="The deploying identity's privileges as the last health check read them: checked_at, user_id, "
+        "read (false: error_code and error say why), held_count and missing: per operation (export, import, "
+        "stage_and_upgrade, delete_and_promote, uninstall) the needed privileges it lacks, each with source and "
+        "component_types (non-empty: only solutions with those components need it).",
+    )
 
 
 def _active(environment: Environment) -> Credential | None:

@@ -1,7 +1,9 @@
-"""Health checks: WhoAmI + RetrieveVersion, mapped to a status, stored, and credential expiry warnings."""
+"""Health checks: WhoAmI + RetrieveVersion, mapped to a status, stored, credential expiry warnings, and the
+privileges the deploying identity lacks for the portal's operations (``Environment.privileges``)."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,7 +16,8 @@ from django.views.decorators.debug import sensitive_variables
 from alm_portal import outbound
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.services import record
-from alm_portal.dataverse.client import throttle_not_before
+from alm_portal.dataverse import privileges
+from alm_portal.dataverse.client import DataverseClient, throttle_not_before
 from alm_portal.dataverse.errors import (
     AccessDenied,
     AuthenticationFailed,
@@ -76,6 +79,39 @@ class _Probe:
     dataverse_version: str = ""
     organization_id: str = ""
     throttled_until: datetime | None = None
+    privileges: dict[str, Any] | None = None
+
+
+def privilege_report(client: DataverseClient, user_id: uuid.UUID, *, now: datetime) -> dict[str, Any]:
+    """What the deploying identity lacks among the privileges each operation of the portal needs.
+
+    ``RetrieveUserPrivileges`` of the WhoAmI user, compared with alm_portal.dataverse.privileges: per
+    operation (export, import, stage_and_upgrade, delete_and_promote, uninstall) the missing ones, each with
+    where the need comes from and, for component-dependent ones, the component types that need it. A refusal
+    to read the privileges is recorded, not raised: the check still tells whether the environment answers.
+    """
+    try:
+        held = {privilege.name for privilege in client.retrieve_user_privileges(user_id)}
+    except TransientError:
+        raise
+    except DataverseError as exc:
+        return {
+            "checked_at": now.isoformat(),
+            "user_id": str(user_id),
+            "read": False,
+            "error_code": dataverse_error_code(exc),
+            "error": dataverse_error_text(exc)[:500],
+        }
+    return {
+        "checked_at": now.isoformat(),
+        "user_id": str(user_id),
+        "read": True,
+        "held_count": len(held),
+        "missing": {
+            operation: [need.to_dict() for need in privileges.missing(held, operation)]
+            for operation in privileges.OPERATION_LABELS
+        },
+    }
 
 
 @sensitive_variables()
@@ -88,6 +124,7 @@ def _probe(environment: Environment, credential: Credential | None) -> _Probe:
         with client:
             who = client.who_am_i()
             version = client.retrieve_version()
+            report = privilege_report(client, who.user_id, now=timezone.now())
     except Throttled as exc:
         until = throttle_not_before(environment.url) or (
             timezone.now() + timedelta(seconds=exc.retry_after) if exc.retry_after else None
@@ -106,7 +143,12 @@ def _probe(environment: Environment, credential: Credential | None) -> _Probe:
         return _Probe(HealthStatus.UNAUTHORIZED, "secret_unreadable", str(exc))
     except ValueError as exc:
         return _Probe(HealthStatus.UNAUTHORIZED, "invalid_credential", material.redact(str(exc))[:500])
-    return _Probe(HealthStatus.HEALTHY, dataverse_version=version, organization_id=str(who.organization_id))
+    return _Probe(
+        HealthStatus.HEALTHY,
+        dataverse_version=version,
+        organization_id=str(who.organization_id),
+        privileges={**report, "error": material.redact(report["error"])} if "error" in report else report,
+    )
 
 
 def _warning_thresholds() -> list[int]:
@@ -149,7 +191,7 @@ def _expiry_warning(
 def environment_check_health(
     *, environment: Environment, context: AuditContext, candidate: Credential | None = None
 ) -> HealthReport:
-    """WhoAmI + RetrieveVersion with the active credential; store and return the health.
+    """WhoAmI + RetrieveVersion + RetrieveUserPrivileges with the active credential; store and return the health.
 
     With a pending `candidate`, verify it first and, when it works, activate it (retiring the old
     one) so the check runs with it. Success is `healthy`, or `credential_expiring` when the active
@@ -190,6 +232,9 @@ def environment_check_health(
             current.dataverse_version = probe.dataverse_version
             current.organization_id = probe.organization_id
             update_fields += ["dataverse_version", "organization_id"]
+        if probe.privileges is not None:
+            current.privileges = probe.privileges
+            update_fields.append("privileges")
         current.save(update_fields=update_fields)
         threshold = None
         if credential is not None:

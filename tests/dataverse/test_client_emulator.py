@@ -404,7 +404,7 @@ def test_import_job_id_mode_sends_the_callers_id(emulator: EmulatorServer) -> No
     with pytest.raises(ValueError):
         client_for(honouring).import_solution_async(SUCCESS_1_0, import_job_id=chosen)
 
-    rejecting = emulator.new_org()  # the emulator's default follows the on-prem observation: 400
+    rejecting = emulator.new_org(import_job_id_on_async="reject")  # as observed on-premises: 400
     with pytest.raises(errors.PermanentError) as raised:
         client_for(rejecting, import_job_id_mode=True).import_solution_async(SUCCESS_1_0)
     assert raised.value.http_status == 400
@@ -730,3 +730,55 @@ def test_redirects_are_never_followed(redirecting_server: str, emulator: Emulato
     assert raised.value.location == f"{emulator.base_url}/somewhere-else"
     with pytest.raises(errors.UnexpectedRedirect):
         client.import_solution_async(SUCCESS_1_0)
+
+
+# --- privileges of the deploying identity ----------------------------------------------------------------------
+
+
+def _roles(org: EmulatorOrg, *roles: str) -> None:
+    org.server.admin("POST", f"/orgs/{org.name}/users/{org.client_id}/roles", {"roles": list(roles)})
+
+
+def test_retrieve_user_privileges_of_the_deploying_identity(emulator_org: EmulatorOrg) -> None:
+    """RetrieveUserPrivileges of the WhoAmI user
+    (https://learn.microsoft.com/en-us/power-apps/developer/data-platform/webapi/reference/retrieveuserprivileges),
+    the same call at the root of its own origin and under a path."""
+    _roles(emulator_org, "System Customizer")
+    for org in (emulator_org, emulator_org.server.new_org(addressing="path")):
+        with client_for(org) as client:
+            held = client.retrieve_user_privileges(client.who_am_i().user_id)
+        names = {privilege.name for privilege in held}
+        assert {"prvWriteCustomization", "prvReadSolution", "prvReadAsyncOperation"} <= names
+        assert ("prvWriteOrganization" in names) is (org is not emulator_org)  # System Customizer lacks it
+        solution = next(privilege for privilege in held if privilege.name == "prvReadSolution")
+        assert solution.depth == "Global"
+        assert solution.privilege_id == uuid.UUID("b64e92c8-5d2a-4052-a026-1b73eff9cebf")
+
+
+def test_a_missing_privilege_is_a_permanent_error_naming_it(emulator_org: EmulatorOrg) -> None:
+    """403 0x80040220 ("Principal user is missing privilege",
+    https://learn.microsoft.com/en-us/troubleshoot/power-platform/power-apps/dataverse/client-errors) becomes
+    MissingPrivilege: permanent, sent once, its message leading with the privilege and what to grant."""
+    _roles(emulator_org, "System Customizer")
+    client = client_for(emulator_org)
+    before = requests_seen(emulator_org)
+    with pytest.raises(errors.MissingPrivilege) as raised:
+        client.import_solution_async(SUCCESS_1_0)
+    error = raised.value
+    assert (error.http_status, error.code, error.privilege) == (403, "0x80040220", "prvWriteOrganization")
+    assert isinstance(error, errors.AccessDenied) and isinstance(error, errors.PermanentError)
+    assert error.message.startswith("The deploying identity lacks the Dataverse privilege prvWriteOrganization")
+    assert "System Administrator" in error.message and "Principal user (Id=" in error.dataverse_message
+    assert requests_seen(emulator_org) - before == 1  # sent once: no retry
+
+
+def test_a_system_job_failing_on_a_privilege_is_a_missing_privilege(emulator_org: EmulatorOrg) -> None:
+    """errorcode -2147220960 on a failed asyncoperation maps to the same MissingPrivilege."""
+    emulator_org.settings(privilege_check="job")
+    _roles(emulator_org, "System Customizer")
+    with client_for(emulator_org) as client:
+        handle = client.import_solution_async(SUCCESS_1_0)
+        operation = client.wait_for_async_operation(handle.async_operation_id, timeout=30, **FAST_POLL)
+        error = operation.error(client.environment_url)
+    assert isinstance(error, errors.MissingPrivilege)
+    assert (error.code, error.privilege) == ("0x80040220", "prvWriteOrganization")

@@ -36,3 +36,32 @@ def test_seed_demo_registers_the_emulator_orgs_and_pipelines(tmp_path, settings,
     out = capsys.readouterr().out
     assert "pipeline Contoso: contoso-dev → test → prod" in out
     assert "demo-password-for-tests" in out
+
+
+def test_seed_demo_moves_an_existing_demo_to_the_urls_of_this_run(tmp_path, settings):
+    """A demo registered while the emulator served its organisations under a path (or on other ports) gets
+    each organisation's own origin and the identity provider's authority, through the audited update."""
+    from alm_portal.audit.context import AuditContext
+    from alm_portal.audit.models import AuditEvent
+    from environments.services.registry import environment_update
+
+    settings.DEMO_PASSWORD = "demo-password-for-tests"
+    with start_emulator(tmp_path / "emulator", "--seed", "demo") as emulator:
+        settings.ALM_DATAVERSE_CA_BUNDLE = str(emulator.ca_file)
+        call_command("seed_demo", "--emulator-state", str(emulator.state_file), "--wait", "30")
+        dev = Environment.objects.get(name="contoso-dev")
+        origin, authority = dev.url, dev.authority
+        assert origin.count("/") == 2 and authority.startswith(emulator.idp_url)
+        old = environment_update(
+            environment=dev,
+            url=f"{emulator.base_url}/contoso-dev",
+            authority=f"{emulator.base_url}/{emulator.tenant_id}",
+            context=AuditContext.system(),
+        )
+        assert old.url.endswith("/contoso-dev")
+        call_command("seed_demo", "--emulator-state", str(emulator.state_file), "--wait", "30")
+
+    dev.refresh_from_db()
+    assert (dev.url, dev.authority) == (origin, authority)
+    moved = AuditEvent.objects.filter(action="environment.updated", object_id=str(dev.pk)).order_by("seq").last()
+    assert moved.after == {"url": origin, "authority": authority}

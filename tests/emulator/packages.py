@@ -49,12 +49,14 @@ def make_solution(
     missing: tuple[dict[str, str], ...] = (),
     omit: str | None = None,
     solution_xml: str | None = None,
+    web_resources: tuple[tuple[str, str], ...] = (),
 ) -> bytes:
     """A minimal solution zip. ``tables`` are custom table logical names (each gets a name column);
-    ``workflows`` are (guid, name) pairs; ``missing`` are Required attribute dicts of MissingDependencies;
-    ``omit`` drops one root file (to provoke 0x80048060)."""
+    ``workflows`` and ``web_resources`` are (guid, name) pairs; ``missing`` are Required attribute dicts of
+    MissingDependencies; ``omit`` drops one root file (to provoke 0x80048060)."""
     roots = [f'<RootComponent type="1" schemaName="{t}" behavior="0" />' for t in tables]
     roots += [f'<RootComponent type="29" id="{{{g}}}" behavior="0" />' for g, _ in workflows]
+    roots += [f'<RootComponent type="61" schemaName="{n}" behavior="0" />' for _, n in web_resources]
     missing_xml = "".join(
         "<MissingDependency><Required "
         + " ".join(f"{k}={quoteattr(v)}" for k, v in required.items())
@@ -101,9 +103,15 @@ def make_solution(
     flows = "".join(
         f'<Workflow WorkflowId="{{{g}}}" Name={quoteattr(n)}><Category>5</Category></Workflow>' for g, n in workflows
     )
+    resources = "".join(
+        f"<WebResource><WebResourceId>{{{g}}}</WebResourceId><Name>{escape(n)}</Name>"
+        f"<DisplayName>{escape(n)}</DisplayName><WebResourceType>3</WebResourceType></WebResource>"
+        for g, n in web_resources
+    )
     customizations = (
         '<ImportExportXml xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
         f"<Entities>{entities}</Entities><Roles /><Workflows>{flows}</Workflows><optionsets />"
+        f"<WebResources>{resources}</WebResources>"
         "<Languages><Language>1033</Language></Languages></ImportExportXml>"
     )
     files = {"solution.xml": manifest, "customizations.xml": customizations, "[Content_Types].xml": CONTENT_TYPES}

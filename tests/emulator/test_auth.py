@@ -120,7 +120,7 @@ def test_msal_with_validate_authority_false(emulator: EmulatorServer, emulator_o
 
 def test_unknown_tenant_discovery_is_refused(emulator: EmulatorServer) -> None:
     response = emulator.session().get(
-        f"{emulator.base_url}/{secrets.token_hex(8)}/v2.0/.well-known/openid-configuration"
+        f"{emulator.idp_url}/{secrets.token_hex(8)}/v2.0/.well-known/openid-configuration"
     )
     assert response.status_code in (400, 404)
 

@@ -13,8 +13,9 @@ the token comes from the emulator's Entra endpoint. Case format (all keys option
                 "empty_body": true},
      "then": [{"request": {...}, "wait_operation": "<dot path of the first response>", "expect": {...}}]}
 
-Placeholders in strings: {base} {tenant} {org} {org_url} {client_id} {client_secret} {zip:<file>}
-(base64 of a test zip) and {response.<dot path>} (from the case's first response).
+Placeholders in strings: {base} (the main port) {idp} (the identity provider's origin) {tenant} {org}
+{org_url} {client_id} {client_secret} {zip:<file>} (base64 of a test zip) and {response.<dot path>} (from the
+case's first response). A path that is a whole https URL is sent as it is.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from tests.emulator.packages import b64, corpus
 from tests.support.emulator import EmulatorOrg, EmulatorServer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "reference"
-PLACEHOLDER = re.compile(r"\{(zip:[^}]+|response\.[^}]+|base|tenant|org|org_url|client_id|client_secret)\}")
+PLACEHOLDER = re.compile(r"\{(zip:[^}]+|response\.[^}]+|base|idp|tenant|org|org_url|client_id|client_secret)\}")
 
 
 def _cases() -> list[Any]:
@@ -90,6 +91,7 @@ class Runner:
             return _get(self.first_response, name[len("response.") :])
         return {
             "base": self.server.base_url,
+            "idp": self.server.idp_url,
             "tenant": self.org.tenant_id,
             "org": self.org.name,
             "org_url": self.org.url,
@@ -110,7 +112,10 @@ class Runner:
         spec = self.fill(spec)
         method = spec.get("method", "GET")
         path = spec["path"]
-        url = self.server.base_url + path if path.startswith("/") else self.org.api_url + path
+        if path.startswith("https://"):
+            url = path
+        else:
+            url = self.server.base_url + path if path.startswith("/") else self.org.api_url + path
         headers = dict(spec.get("headers", {}))
         if spec.get("auth", "org") == "org":
             headers = {**self.org.headers(), **headers}

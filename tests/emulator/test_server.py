@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -80,7 +81,12 @@ def test_demo_seed_is_idempotent_and_writes_credentials(tmp_path: Path) -> None:
     with start_emulator(tmp_path, "--seed", "demo") as server:
         credentials = json.loads((tmp_path / "demo-credentials.json").read_text())
         assert set(credentials["orgs"]) == {"contoso-dev", "contoso-test", "contoso-prod", "fabrikam-dev"}
-        assert credentials["authority"] == f"{server.base_url}/{credentials['tenant_id']}"
+        assert credentials["authority"] == f"{server.idp_url}/{credentials['tenant_id']}"
+        assert credentials["idp_url"] == server.idp_url != server.base_url
+        # Each organisation at the root of its own origin, as https://<org>.crm.dynamics.com is.
+        urls = {name: org["url"] for name, org in credentials["orgs"].items()}
+        assert all(re.fullmatch(r"https://127\.0\.0\.1:\d+", url) for url in urls.values()), urls
+        assert len(set(urls.values()) | {server.base_url, server.idp_url}) == 6
         assert Path(credentials["ca_file"]) == server.ca_file
         usernames = {i["username"].split("@")[0]: i for i in credentials["identities"]}
         assert {"admin", "maker", "approver", "approver2", "auditor", "maker2"} <= set(usernames)
@@ -116,7 +122,8 @@ def test_demo_seed_is_idempotent_and_writes_credentials(tmp_path: Path) -> None:
     with start_emulator(tmp_path, "--seed", "demo") as server:
         credentials = json.loads((tmp_path / "demo-credentials.json").read_text())
         assert {name: org["client_secret"] for name, org in credentials["orgs"].items()} == secrets_before
-        assert credentials["orgs"]["contoso-dev"]["url"].startswith(server.base_url)
+        assert {name: org["url"] for name, org in credentials["orgs"].items()} == urls  # ports remembered
+        assert credentials["idp_url"] == server.idp_url
         assert len(server.admin("GET", "/state")["orgs"]["contoso-dev"]["solutions"]) == solutions_before
 
 
@@ -134,3 +141,35 @@ def test_the_emulator_never_imports_the_portal() -> None:
                 continue
             for module in modules:
                 assert module.split(".")[0] not in forbidden, f"{path.name} imports {module}"
+
+
+def test_a_demo_laid_out_under_paths_moves_to_origins_and_gets_its_limited_identity(tmp_path: Path) -> None:
+    """A demo state from before organisations had their own origin and application users held roles: the next
+    --seed demo gives each demo organisation a port and fabrikam-dev's identity its custom role."""
+    with start_emulator(tmp_path, "--seed", "demo") as server:
+        main_port = server.base_url.rsplit(":", 1)[1]
+    state = json.loads((tmp_path / "state.json").read_text())
+    state["seeded"] = ["demo"]
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    for org_file in (tmp_path / "state.json.orgs").glob("*.json"):
+        org = json.loads(org_file.read_text())
+        org.pop("port", None)
+        org.pop("roles", None)
+        for user in org["systemusers"].values():
+            user.pop("emu_roles", None)
+        org_file.write_text(json.dumps(org))
+    with start_emulator(tmp_path, "--port", main_port) as server:
+        # Without --seed the state is served as it is: under the main port's path.
+        assert server.admin("GET", "/orgs/contoso-dev")["url"] == f"{server.base_url}/contoso-dev"
+    with start_emulator(tmp_path, "--port", main_port, "--seed", "demo") as server:
+        credentials = json.loads((tmp_path / "demo-credentials.json").read_text())
+        assert all(re.fullmatch(r"https://127\.0\.0\.1:\d+", org["url"]) for org in credentials["orgs"].values())
+        limited = server.admin(
+            "GET", f"/orgs/fabrikam-dev/users/{credentials['orgs']['fabrikam-dev']['client_id']}/roles"
+        )
+        assert limited["roles"] == ["Fabrikam solution maker"]
+        assert "prvReadPublisher" not in limited["privileges"]
+        contoso = server.admin(
+            "GET", f"/orgs/contoso-prod/users/{credentials['orgs']['contoso-prod']['client_id']}/roles"
+        )
+        assert contoso["roles"] == ["System Administrator"]

@@ -388,7 +388,11 @@ def test_stage_solution_validates_without_installing_and_feeds_an_import(emulato
 
 
 def test_import_job_id_switch(emulator: object, emulator_org: EmulatorOrg) -> None:
+    """Both sides of unconfirmed.IMPORT_JOB_ID_ON_ASYNC_DEFAULT over HTTPS: "reject" as observed on-premises,
+    "honour" (the default) as the ImportSolutionAsync reference lists the parameter:
+    https://learn.microsoft.com/en-us/power-apps/developer/data-platform/webapi/reference/importsolutionasync"""
     chosen = str(uuid.uuid4())
+    emulator_org.settings(import_job_id_on_async="reject")
     rejected = emulator_org.post("ImportSolutionAsync", json={"CustomizationFile": b64(V1), "ImportJobId": chosen})
     assert rejected.status_code == 400
     assert emulator_org.import_count("Widget") == 0

@@ -85,9 +85,11 @@ def test_export_async_of_a_managed_solution(app: Emulator, monkeypatch: pytest.M
     assert finish(app, handles)["statuscode"] == 31
 
 
-def test_import_job_id_switch_default_is_reject(app: Emulator) -> None:
-    assert unconfirmed.IMPORT_JOB_ID_ON_ASYNC_DEFAULT == "reject"
-    assert org(app)["settings"]["import_job_id_on_async"] == "reject"
+def test_import_job_id_switch_default_is_honour(app: Emulator) -> None:
+    """The ImportSolutionAsync reference lists ImportJobId, so a new org honours it by default:
+    https://learn.microsoft.com/en-us/power-apps/developer/data-platform/webapi/reference/importsolutionasync"""
+    assert unconfirmed.IMPORT_JOB_ID_ON_ASYNC_DEFAULT == "honour"
+    assert org(app)["settings"]["import_job_id_on_async"] == "honour"
 
 
 def test_non_nullable_booleans_default_or_required(app: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -111,3 +113,56 @@ def test_non_nullable_booleans_default_or_required(app: Emulator, monkeypatch: p
     assert import_without_booleans("Lenient") == 204
     monkeypatch.setattr(unconfirmed, "LENIENT_NON_NULLABLE_BOOLEANS", False)
     assert import_without_booleans("Strict") == 400
+
+
+def _caller(app: Emulator, roles: list[str] | None = None) -> str:
+    """A bearer token of an application user of the org (``roles``: its security roles)."""
+    client = app.admin.register_client({"tenant_id": "t1", "orgs": ["switches"], "roles": roles})
+    return app.entra.access_token(
+        tenant_id="t1",
+        audience=app.org_url("switches"),
+        app_id=client["client_id"],
+        object_id=client["object_id"],
+        lifetime=600,
+        extra={"idtyp": "app"},
+    )
+
+
+def _call(app: Emulator, token: str, method: str, resource: str, query: str = "", body: dict | None = None) -> int:
+    request = Request(
+        method,
+        f"/switches/api/data/v9.2/{resource}",
+        query,
+        {"authorization": [f"Bearer {token}"]},
+        json.dumps(body).encode() if body is not None else b"",
+    )
+    return app.dispatch(request).status
+
+
+def test_unknown_custom_query_options_refused_or_ignored(app: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """REFUSE_UNKNOWN_CUSTOM_QUERY_OPTIONS: OData lets a service ignore custom options; the emulator refuses
+    them by default so no client is answered as if its option applied. ``sql`` is refused either way."""
+    token = _caller(app)
+    assert _call(app, token, "GET", "solutions", "$select=uniquename&foo=1") == 400
+    assert _call(app, token, "GET", "solutions", "$select=uniquename&sql=select+1") == 400
+    monkeypatch.setattr(unconfirmed, "REFUSE_UNKNOWN_CUSTOM_QUERY_OPTIONS", False)
+    assert _call(app, token, "GET", "solutions", "$select=uniquename&foo=1") == 200
+    assert _call(app, token, "GET", "solutions", "$select=uniquename&sql=select+1") == 400
+    assert _call(app, token, "GET", "solutions", "$select=uniquename&$skip=1") == 400  # system options always
+
+
+def test_documented_privileges_all_or_by_component(app: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CHECK_EVERY_DOCUMENTED_PRIVILEGE: by default ImportSolution needs the privileges every import needs plus
+    those of the package's component types; switched on, every privilege "ImportSolution message privileges"
+    lists (https://learn.microsoft.com/en-us/previous-versions/dynamicscrm-2016/developers-guide/gg327891(v=crm.8))."""
+    everything = app.admin.add_role(org(app), {"name": "Probe", "privileges": []})  # ensures built-in roles
+    assert everything["privileges"] == {}
+    admin_role = next(r for r in org(app)["roles"].values() if r["name"] == "System Administrator")
+    granted = [p for p in admin_role["emu_privileges"] if p != "prvReadArticleTemplate"]
+    app.admin.add_role(org(app), {"name": "No article templates", "privileges": granted})
+    token = _caller(app, ["No article templates"])
+    body = {"CustomizationFile": b64(make_solution("Plain", "1.0.0.0"))}
+    assert _call(app, token, "POST", "ImportSolution", body=body) == 204
+    monkeypatch.setattr(unconfirmed, "CHECK_EVERY_DOCUMENTED_PRIVILEGE", True)
+    body = {"CustomizationFile": b64(make_solution("Plainer", "1.0.0.0"))}
+    assert _call(app, token, "POST", "ImportSolution", body=body) == 403

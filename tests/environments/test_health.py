@@ -228,3 +228,78 @@ def test_beat_queues_one_health_check_per_active_environment(emulator, register,
     assert schedule_health_checks() == 1
     assert schedule_health_checks() == 0
     assert list(Job.objects.filter(kind=JobKind.HEALTH_CHECK).values_list("environment_id", flat=True)) == [active.pk]
+
+
+# --- the deploying identity's privileges -------------------------------------------------------------------------
+
+
+def test_the_health_check_reads_the_privileges_each_operation_needs(
+    emulator_org, register, admin_context, client, admin_user
+):
+    """RetrieveUserPrivileges of the WhoAmI user against what the portal's operations need: System
+    Customizer lacks prvWriteOrganization, which "ImportSolution message privileges" lists
+    (https://learn.microsoft.com/en-us/previous-versions/dynamicscrm-2016/developers-guide/gg327891(v=crm.8))
+    and "ExportSolution message privileges" does not
+    (https://learn.microsoft.com/en-us/previous-versions/dynamicscrm-2016/developers-guide/gg328430(v=crm.8))."""
+    emulator_org.server.admin(
+        "POST", f"/orgs/{emulator_org.name}/users/{emulator_org.client_id}/roles", {"roles": ["System Customizer"]}
+    )
+    environment = register(emulator_org)
+    report = services.environment_check_health(environment=environment, context=admin_context)
+    assert report.status == HealthStatus.HEALTHY  # it answers; what it may do is shown apart
+
+    environment.refresh_from_db()
+    privileges = environment.privileges
+    assert privileges["read"] is True and privileges["user_id"]
+    missing = {operation: [need["privilege"] for need in needs] for operation, needs in privileges["missing"].items()}
+    assert missing["export"] == []
+    assert missing["import"] == ["prvWriteOrganization"]
+    assert missing["stage_and_upgrade"] == ["prvWriteOrganization"]
+    assert missing["delete_and_promote"] == missing["uninstall"] == []
+    need = privileges["missing"]["import"][0]
+    assert (need["source"], need["component_types"]) == ("documented", [])
+
+    client.force_login(admin_user)
+    page = client.get(f"/environments/{environment.pk}/").content.decode()
+    assert "ImportSolutionAsync: missing <code>prvWriteOrganization</code>" in page
+    assert "ExportSolutionAsync: every privilege it needs is held" in page
+    api = client.get(f"/api/v1/environments/{environment.pk}/").json()
+    assert api["health"]["privileges"]["missing"]["import"][0]["privilege"] == "prvWriteOrganization"
+
+
+def test_privileges_needed_only_for_some_components_are_shown_apart(
+    emulator_org, register, admin_context, client, admin_user
+):
+    """ "The exact set of privileges needed depends on the entity types specified in the request": a role
+    without prvReadWebResource can import solutions without web resources; the page says which need it."""
+    server = emulator_org.server
+    everything = next(
+        r for r in server.admin("GET", f"/orgs/{emulator_org.name}/roles") if r["name"] == "System Administrator"
+    )
+    granted = [name for name in everything["privileges"] if name != "prvReadWebResource"]
+    server.admin("POST", f"/orgs/{emulator_org.name}/roles", {"name": "No web resources", "privileges": granted})
+    server.admin(
+        "POST", f"/orgs/{emulator_org.name}/users/{emulator_org.client_id}/roles", {"roles": ["No web resources"]}
+    )
+    environment = register(emulator_org)
+    services.environment_check_health(environment=environment, context=admin_context)
+
+    environment.refresh_from_db()
+    needs = environment.privileges["missing"]["import"]
+    assert [(need["privilege"], need["component_types"]) for need in needs] == [("prvReadWebResource", [61])]
+    client.force_login(admin_user)
+    page = client.get(f"/environments/{environment.pk}/").content.decode()
+    assert "for solutions with some components, also missing" in page and "prvReadWebResource" in page
+
+
+def test_a_failed_check_keeps_the_last_privileges_it_read(emulator_org, register, admin_context):
+    environment = register(emulator_org)
+    services.environment_check_health(environment=environment, context=admin_context)
+    environment.refresh_from_db()
+    read = environment.privileges
+    assert read["read"] is True
+    emulator_org.set_faults(server_errors={"count": 10})
+    services.environment_check_health(environment=environment, context=admin_context)
+    environment.refresh_from_db()
+    assert environment.health_status == HealthStatus.DEGRADED
+    assert environment.privileges == read

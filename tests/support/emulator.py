@@ -6,8 +6,9 @@ for these fixtures:
 ``emulator`` (session scope) → :class:`EmulatorServer`
     One emulator process for the whole test session, started with ``--port 0`` and a state file in a
     temporary directory, async solution operations lasting 0.5 s. Stopped (its process group killed) at the
-    end of the session. Attributes: ``base_url``, ``ca_file``, ``state_file``, ``tenant_id`` (a tenant created
-    for the session), ``authority`` (``https://127.0.0.1:PORT/<tenant>``), ``process``. Methods:
+    end of the session. Attributes: ``base_url`` (the main port: admin API, path-addressed orgs), ``idp_url``
+    (the identity provider's own port), ``ca_file``, ``state_file``, ``tenant_id`` (a tenant created for the
+    session), ``authority`` (``https://127.0.0.1:IDP_PORT/<tenant>``), ``process``. Methods:
     ``admin(method, path, json=None)`` (any admin route, see dataverse_emulator/README.md), ``session()``
     (a ``requests.Session`` that trusts the emulator CA), ``new_org(...)`` (a fresh org plus credential →
     :class:`EmulatorOrg`), ``create_org``, ``register_client``, ``add_identity``, ``set_faults``,
@@ -18,7 +19,9 @@ for these fixtures:
 
 ``emulator_org`` (function scope) → :class:`EmulatorOrg`
     A new org with its own client credential for one test, so tests never see each other's solutions,
-    faults or counters. Attributes: ``name``, ``url`` (the org base URL, ``https://127.0.0.1:PORT/<org>``),
+    faults or counters. It lives at the root of its own origin (its own port, as a real environment is
+    ``https://<org>.crm.dynamics.com``); ``new_org(addressing="path")`` gives one under the main port's
+    ``/<org>`` instead. Attributes: ``name``, ``url`` (the org base URL, ``https://127.0.0.1:ORG_PORT``),
     ``api_url`` (``<url>/api/data/v9.2/``), ``tenant_id``, ``authority``, ``client_id``, ``client_secret``,
     ``server``. Methods: ``token()``, ``headers()`` (the Web API headers of docs/dataverse.md §1.2 with a bearer token),
     ``get(path)``, ``post(path, json=…)``, ``patch(path, json=…)`` (paths relative to ``api_url``),
@@ -68,6 +71,7 @@ class EmulatorServer:
         self.state_file = state_file
         self.log_file = log_file
         self._session = self.session()
+        self.idp_url = str(self.admin("GET", "/health")["idp_url"])
         self.tenant_id = self.create_tenant(name="emulator-tests")
 
     # --- plumbing -----------------------------------------------------------------------------------
@@ -88,7 +92,7 @@ class EmulatorServer:
 
     @property
     def authority(self) -> str:
-        return f"{self.base_url}/{self.tenant_id}"
+        return f"{self.idp_url}/{self.tenant_id}"
 
     # --- set-up ---------------------------------------------------------------------------------------
     def create_tenant(self, tenant_id: str | None = None, name: str | None = None) -> str:
@@ -101,6 +105,7 @@ class EmulatorServer:
         tenant_id: str | None = None,
         operation_duration: float = TEST_OPERATION_DURATION,
         import_job_id_on_async: str | None = None,
+        addressing: str | None = None,
     ) -> dict:
         body: dict[str, Any] = {
             "name": name or f"org-{uuid.uuid4().hex[:10]}",
@@ -109,6 +114,8 @@ class EmulatorServer:
         }
         if import_job_id_on_async:
             body["import_job_id_on_async"] = import_job_id_on_async
+        if addressing:
+            body["addressing"] = addressing
         return self.admin("POST", "/orgs", body)
 
     def register_client(
@@ -181,7 +188,7 @@ class EmulatorServer:
     # --- tokens -----------------------------------------------------------------------------------------
     def token(self, org_url: str, client_id: str, client_secret: str, tenant_id: str | None = None) -> str:
         response = self._session.post(
-            f"{self.base_url}/{tenant_id or self.tenant_id}/oauth2/v2.0/token",
+            f"{self.idp_url}/{tenant_id or self.tenant_id}/oauth2/v2.0/token",
             data={
                 "grant_type": "client_credentials",
                 "client_id": client_id,
@@ -199,7 +206,7 @@ class EmulatorServer:
         return msal.ConfidentialClientApplication(
             client_id,
             client_credential=client_secret,
-            authority=f"{self.base_url}/{tenant_id or self.tenant_id}",
+            authority=f"{self.idp_url}/{tenant_id or self.tenant_id}",
             instance_discovery=False,
             http_client=self.session(),
             **kwargs,

@@ -30,9 +30,13 @@ from django.utils import timezone
 TERMINAL = ("succeeded", "failed", "cancelled", "needs_attention")
 
 
-def org_of(environment: Any) -> str:
-    """The emulator org behind an environment (its URL is https://127.0.0.1:PORT/<org>)."""
-    return urlsplit(environment.url).path.strip("/").split("/")[0]
+def org_of(environment: Any, orgs_by_url: dict[str, str] | None = None) -> str:
+    """The emulator org behind an environment: by its URL in ``orgs_by_url`` (the admin API's org list; an org
+    at its own origin has no name in its URL), else the first path segment (``https://127.0.0.1:PORT/<org>``)."""
+    url = str(environment.url).rstrip("/")
+    if orgs_by_url is not None and url in orgs_by_url:
+        return orgs_by_url[url]
+    return urlsplit(url).path.strip("/").split("/")[0]
 
 
 def _pid_alive(pid: int) -> bool:
@@ -192,11 +196,12 @@ def check_invariants(
     imports = [job for job in jobs if job.kind == "import"]
     report.import_jobs = len(imports)
     expected: dict[tuple[str, str, str], dict[str, int]] = {}
+    orgs_by_url = {str(org["url"]).rstrip("/"): str(org["name"]) for org in emulator.admin("GET", "/orgs")}
     for job in imports:
         promotion = Promotion.objects.select_related("solution", "version").filter(run_job=job).first()
         if promotion is None or promotion.kind != "promotion" or job.environment is None:
             continue
-        key = (org_of(job.environment), promotion.solution.unique_name, promotion.version.version)
+        key = (org_of(job.environment, orgs_by_url), promotion.solution.unique_name, promotion.version.version)
         bucket = expected.setdefault(key, {"jobs": 0, "succeeded": 0})
         bucket["jobs"] += 1
         bucket["succeeded"] += job.status == "succeeded"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from alm_portal.dataverse import unconfirmed
 from alm_portal.dataverse.client.odata import _HISTORY_SELECT, _odata_datetime, _odata_string, _query
 from alm_portal.dataverse.client.results import (
+    HeldPrivilege,
     SolutionHistoryEntry,
     WhoAmI,
     _bool,
@@ -36,6 +38,29 @@ class EnvironmentQueries(DataverseTransport):
             business_unit_id=_required_uuid(payload.get("BusinessUnitId"), "BusinessUnitId"),
             organization_id=_required_uuid(payload.get("OrganizationId"), "OrganizationId"),
         )
+
+    def retrieve_user_privileges(self, user_id: uuid.UUID | str) -> list[HeldPrivilege]:
+        """``GET systemusers(<id>)/Microsoft.Dynamics.CRM.RetrieveUserPrivileges()``: the privileges a user holds
+        through its roles, deepest first per name (https://learn.microsoft.com/en-us/power-apps/developer/
+        data-platform/webapi/reference/retrieveuserprivileges). The deploying identity reads its own with the
+        ``UserId`` of WhoAmI."""
+        user = uuid.UUID(str(user_id))
+        payload = self._get(f"systemusers({user})/Microsoft.Dynamics.CRM.RetrieveUserPrivileges()")
+        rows = payload.get("RolePrivileges") if isinstance(payload, Mapping) else None
+        if not isinstance(rows, list):
+            raise InvalidResponse("RetrieveUserPrivileges returned no RolePrivileges")
+        held: dict[str, HeldPrivilege] = {}
+        for row in rows:
+            if not isinstance(row, Mapping) or not row.get("PrivilegeName"):
+                continue
+            privilege = HeldPrivilege(
+                name=_str(row.get("PrivilegeName")),
+                depth=_str(row.get("Depth")),
+                privilege_id=_uuid(row.get("PrivilegeId")),
+                business_unit_id=_uuid(row.get("BusinessUnitId")),
+            )
+            held.setdefault(privilege.name, privilege)
+        return sorted(held.values(), key=lambda p: p.name)
 
     def retrieve_version(self) -> str:
         """``GET RetrieveVersion()`` → the organization version (not in docs/dataverse.md; UNCONFIRMED shape)."""

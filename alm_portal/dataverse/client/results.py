@@ -83,6 +83,16 @@ class WhoAmI:
 
 
 @dataclass(frozen=True)
+class HeldPrivilege:
+    """One RolePrivilege of RetrieveUserPrivileges: a privilege the user holds through a role, and how deep."""
+
+    name: str
+    depth: str
+    privilege_id: uuid.UUID | None
+    business_unit_id: uuid.UUID | None
+
+
+@dataclass(frozen=True)
 class Publisher:
     """docs/dataverse.md §3.3."""
 

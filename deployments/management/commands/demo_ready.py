@@ -9,6 +9,7 @@ demo with the reason on screen instead of a portal that half works.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from argparse import BooleanOptionalAction
@@ -65,6 +66,10 @@ class Command(BaseCommand):
                 next_progress = time.monotonic() + PROGRESS_EVERY_SECONDS
             time.sleep(0.5)
 
+        sign_in_page = emulator
+        if settings.ALM_SSO_DEMO_CREDENTIALS and Path(settings.ALM_SSO_DEMO_CREDENTIALS).exists():
+            # The identity provider answers on a port of its own, as login.microsoftonline.com is a host of its own.
+            sign_in_page = json.loads(Path(settings.ALM_SSO_DEMO_CREDENTIALS).read_text()).get("idp_url", emulator)
         usernames = [person.username for person in DEMO_PEOPLE]
         users = sorted(User.objects.filter(username__in=usernames), key=lambda user: usernames.index(user.username))
         rule = "─" * 78
@@ -72,7 +77,7 @@ class Command(BaseCommand):
             rule,
             f"ALM Portal is ready: {portal}",
             *demo_people_lines(users, demo_password()),
-            f'"Sign in with Microsoft Entra ID" opens the emulator\'s sign-in page on {emulator}: its',
+            f'"Sign in with Microsoft Entra ID" opens the emulator\'s sign-in page on {sign_in_page}: its',
             "certificate comes from the emulator's own authority, so the browser warns once unless you trust",
             f"{Path(settings.VAR_DIR) / 'dataverse-emulator' / 'ca.pem'} (docs/demo.md says how).",
             "Ctrl-C stops everything.",
