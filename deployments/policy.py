@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 
-from alm_portal.accounts.choices import Role
+from alm_portal.accounts.choices import Role, Scope
 from alm_portal.errors import Conflict, DomainError, InvalidState, PermissionRefused, ValidationFailed
-from deployments.choices import ApprovalDecision, PreflightStatus, PromotionKind, PromotionStatus
+from deployments.choices import ApprovalDecision, PreflightStatus, PromotionKind, PromotionStatus, RollbackStrategy
 
 if TYPE_CHECKING:
     from alm_portal.accounts.models import User
@@ -164,6 +164,19 @@ def admin_refusal(*, user: User, action: str) -> Refusal | None:
     if user.is_active and user.role == Role.ADMIN:
         return None
     return Refusal("permission_denied", f"Only an admin may {action}.")
+
+
+# Rollback strategies only an admin may choose: uninstalling deletes the solution's tables with their data,
+# and finishing (DeleteAndPromote) or removing a holding solution changes the target beyond the version the
+# promotion installed. They need the `admin` scope: an admin's session, or an admin's token holding it.
+ADMIN_ROLLBACK_STRATEGIES: frozenset[str] = frozenset(
+    {RollbackStrategy.UNINSTALL_REINSTALL, RollbackStrategy.HOLDING_APPLY, RollbackStrategy.HOLDING_REMOVE}
+)
+
+
+def rollback_strategy_scope(strategy: str) -> str:
+    """The scope a caller needs to request a rollback with `strategy` (the request scope for the rest)."""
+    return Scope.ADMIN if strategy in ADMIN_ROLLBACK_STRATEGIES else Scope.REQUEST
 
 
 def freeze_override_refusal(*, user: User, promotion: Promotion) -> Refusal | None:

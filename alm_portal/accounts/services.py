@@ -20,6 +20,7 @@ from django.utils import timezone
 from alm_portal.accounts import policy, selectors
 from alm_portal.accounts.choices import Role, Scope
 from alm_portal.accounts.models import ApiToken, SignInThrottle, Team, TeamMembership, User, UserSession
+from alm_portal.accounts.policy import ScopeNotAllowed
 from alm_portal.audit.choices import Outcome
 from alm_portal.audit.context import AuditContext, ObjectRef
 from alm_portal.audit.services import record, record_outcome
@@ -30,11 +31,6 @@ TOKEN_PREFIX = "alm_"
 _TOKEN_PATTERN = re.compile(r"^alm_(?P<id>[1-9][0-9]{0,18})_(?P<secret>[A-Za-z0-9_-]{43})$")
 # last_used_at is a hint for people, not a log: writing it on every call would turn reads into writes.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-
-
-class ScopeNotAllowed(DomainError):
-    status = 400
-    code = "scope_not_allowed"
 
 
 class TokenRejected(DomainError):
