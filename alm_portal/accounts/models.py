@@ -62,9 +62,15 @@ class ApiToken(models.Model):
     The token text is `alm_<id>_<secret>`: the id finds the row, the keyed digest proves the secret.
     A fast keyed hash (not a password hash) because it is checked on every API call, and the
     256-bit random secret cannot be guessed offline anyway.
+
+    A token created by a request that was itself authenticated by a token has that token as its
+    `parent`: it expires no later than the parent and is revoked with it (accounts.services).
     """
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
+    parent = models.ForeignKey(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="children", editable=False
+    )
     name = models.CharField(max_length=100)
     scopes = models.JSONField(default=list)
     digest = models.CharField(max_length=64)

@@ -20,7 +20,7 @@ from django.utils import timezone
 from alm_portal.accounts import policy, selectors
 from alm_portal.accounts.choices import Role, Scope
 from alm_portal.accounts.models import ApiToken, SignInThrottle, Team, TeamMembership, User, UserSession
-from alm_portal.accounts.policy import ScopeNotAllowed
+from alm_portal.accounts.policy import ScopeNotAllowed as ScopeNotAllowed  # raised by the services, named here
 from alm_portal.audit.choices import Outcome
 from alm_portal.audit.context import AuditContext, ObjectRef
 from alm_portal.audit.services import record, record_outcome
@@ -29,6 +29,8 @@ from alm_portal.errors import DomainError, NotFound, ValidationFailed
 logger = logging.getLogger(__name__)
 TOKEN_PREFIX = "alm_"
 _TOKEN_PATTERN = re.compile(r"^alm_(?P<id>[1-9][0-9]{0,18})_(?P<secret>[A-Za-z0-9_-]{43})$")
+# Token text anywhere in a longer text (answers that must not be stored, log lines, URLs).
+TOKEN_TEXT_PATTERN = re.compile(r"alm_[1-9][0-9]{0,18}_[A-Za-z0-9_-]{43}")
 # last_used_at is a hint for people, not a log: writing it on every call would turn reads into writes.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -57,8 +59,16 @@ def api_token_create(
     context: AuditContext,
     name: str | None = None,
     days: int | None = None,
+    parent: ApiToken | None = None,
 ) -> tuple[ApiToken, str]:
-    """Create a token for `user` and return it with its text, which is never available again."""
+    """Create a token for `user` and return it with its text, which is never available again.
+
+    `parent` is the token the request was authenticated with (None for a page or a command): the new
+    token gets no scope the parent lacks, expires no later than the parent (an explicit `days` that
+    would outlive it is refused; without `days` it expires with the parent at the latest), and is
+    revoked with it. Event: api_token.created.
+    """
+    explicit_days = days is not None
     days = settings.ALM_TOKEN_DEFAULT_DAYS if days is None else days
     name = (name or "").strip() or _default_token_name()
     scopes = sorted(set(scopes or [Scope.READ]))
@@ -70,48 +80,92 @@ def api_token_create(
         errors["scopes"] = [f"Unknown scope: {', '.join(unknown)}. Known scopes: {', '.join(Scope.values)}."]
     if len(name) > 100:
         errors["name"] = ["Name must be at most 100 characters."]
+    now = timezone.now()
+    expires_at = now + timedelta(days=days)
+    if parent is not None and expires_at > parent.expires_at:
+        if explicit_days and "days" not in errors:
+            errors["days"] = [
+                f"A token created with a token expires no later than that token ({parent.expires_at:%Y-%m-%d %H:%M} "
+                "UTC); ask for fewer days, or leave days out to expire together with it."
+            ]
+        expires_at = parent.expires_at
     if errors:
         raise ValidationFailed("The token request is not valid.", details=errors)
     if not user.is_active:
         raise ValidationFailed("A disabled user cannot get API tokens.", details={"user": ["User is disabled."]})
-    beyond = policy.scopes_beyond_role(role=user.role, scopes=scopes)
-    if beyond:
-        raise ScopeNotAllowed(
-            f"The {user.role} role does not allow the scope(s): {', '.join(beyond)}.",
-            details={"scopes": beyond, "role": user.role},
-        )
+    refusal = policy.token_mint_refusal(user=user, parent=parent, scopes=scopes)
+    if refusal is not None:
+        raise refusal
     if ApiToken.objects.filter(user=user, name=name).exists():
         raise ValidationFailed(
             "A token with this name already exists.", details={"name": [f"You already have a token named {name!r}."]}
         )
     secret = secrets.token_urlsafe(32)  # 256 bits
     with transaction.atomic():
+        # Locked, so a revocation of the parent either sees this child or makes this check fail.
+        if (
+            parent is not None
+            and ApiToken.objects.select_for_update()
+            .filter(pk=parent.pk, revoked_at__isnull=True, expires_at__gt=now)
+            .first()
+            is None
+        ):
+            raise TokenRejected("The API token has been revoked.", code="token_revoked")
         token = ApiToken.objects.create(
-            user=user,
-            name=name,
-            scopes=scopes,
-            digest="",
-            expires_at=timezone.now() + timedelta(days=days),
+            user=user, name=name, scopes=scopes, digest="", expires_at=expires_at, parent=parent
         )
         token.digest = _token_digest(token_id=token.pk, secret=secret)
         ApiToken.objects.filter(pk=token.pk).update(digest=token.digest)
-        record(
-            context=context,
-            action="api_token.created",
-            target=token,
-            related=user,
-            after={"name": name, "scopes": scopes, "expires_at": token.expires_at.isoformat()},
-        )
+        after: dict[str, object] = {"name": name, "scopes": scopes, "expires_at": token.expires_at.isoformat()}
+        if parent is not None:
+            after["parent"] = parent.pk
+        record(context=context, action="api_token.created", target=token, related=user, after=after)
     return token, f"{TOKEN_PREFIX}{token.pk}_{secret}"
 
 
-def api_token_revoke(*, token: ApiToken, context: AuditContext) -> ApiToken:
-    """Revoke a token. Revoking an already revoked token changes nothing and writes nothing."""
+def _descendants(token: ApiToken) -> list[ApiToken]:
+    """The live tokens minted, directly or not, by `token`, parents before their children."""
+    found: list[ApiToken] = []
+    frontier = [token.pk]
+    while frontier:
+        children = list(ApiToken.objects.filter(parent_id__in=frontier, revoked_at__isnull=True).order_by("pk"))
+        found += children
+        frontier = [child.pk for child in children]
+    return found
+
+
+def api_token_revoke(
+    *,
+    token: ApiToken,
+    context: AuditContext,
+    revoked_by: User | None = None,
+    acting_token: ApiToken | None = None,
+) -> ApiToken:
+    """Revoke a token and every token it minted (each its own api_token.revoked event). Revoking an
+    already revoked token changes nothing and writes nothing.
+
+    `revoked_by` is the person asking (None: the portal itself, e.g. a command) and `acting_token` the
+    token their request came with: it must hold every scope of the token it revokes
+    (accounts.policy.token_revoke_refusal), so a read-only token cannot end a token that may request.
+    """
+    if revoked_by is not None:
+        refusal = policy.token_revoke_refusal(user=revoked_by, acting_token=acting_token, target=token)
+        if refusal is not None:
+            raise refusal
     with transaction.atomic():
         now = timezone.now()
         changed = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now)
         if changed:
             record(context=context, action="api_token.revoked", target=token, related=token.user)
+            for child in _descendants(token):
+                ApiToken.objects.filter(pk=child.pk).update(revoked_at=now)
+                record(
+                    context=context,
+                    action="api_token.revoked",
+                    target=child,
+                    related=child.user,
+                    after={"reason": "its parent token was revoked", "parent": child.parent_id},
+                )
     token.refresh_from_db()
     return token
 

@@ -56,8 +56,12 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
 @require_POST
 def api_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     token = get_object_or_404(selectors.api_tokens_of(user=request.user), pk=pk)  # type: ignore[arg-type]
-    services.api_token_revoke(token=token, context=AuditContext.from_request(request))
-    messages.success(request, f"Token {token.name!r} revoked.")
+    try:
+        services.api_token_revoke(token=token, context=AuditContext.from_request(request), revoked_by=request.user)  # type: ignore[arg-type]
+    except DomainError as refusal:
+        messages.error(request, refusal.message)
+    else:
+        messages.success(request, f"Token {token.name!r} revoked (and any token created with it).")
     return redirect("accounts:api-tokens")
 
 
