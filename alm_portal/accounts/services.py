@@ -25,12 +25,11 @@ from alm_portal.audit.choices import Outcome
 from alm_portal.audit.context import AuditContext, ObjectRef
 from alm_portal.audit.services import record, record_outcome
 from alm_portal.errors import DomainError, NotFound, ValidationFailed
+from alm_portal.log_redaction import TOKEN_TEXT_PATTERN as TOKEN_TEXT_PATTERN  # token text anywhere in a text
 
 logger = logging.getLogger(__name__)
 TOKEN_PREFIX = "alm_"
 _TOKEN_PATTERN = re.compile(r"^alm_(?P<id>[1-9][0-9]{0,18})_(?P<secret>[A-Za-z0-9_-]{43})$")
-# Token text anywhere in a longer text (answers that must not be stored, log lines, URLs).
-TOKEN_TEXT_PATTERN = re.compile(r"alm_[1-9][0-9]{0,18}_[A-Za-z0-9_-]{43}")
 # last_used_at is a hint for people, not a log: writing it on every call would turn reads into writes.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -140,6 +139,7 @@ def api_token_revoke(
     context: AuditContext,
     revoked_by: User | None = None,
     acting_token: ApiToken | None = None,
+    reason: str = "",
 ) -> ApiToken:
     """Revoke a token and every token it minted (each its own api_token.revoked event). Revoking an
     already revoked token changes nothing and writes nothing.
@@ -156,7 +156,13 @@ def api_token_revoke(
         now = timezone.now()
         changed = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now)
         if changed:
-            record(context=context, action="api_token.revoked", target=token, related=token.user)
+            record(
+                context=context,
+                action="api_token.revoked",
+                target=token,
+                related=token.user,
+                after={"reason": reason} if reason else None,
+            )
             for child in _descendants(token):
                 ApiToken.objects.filter(pk=child.pk).update(revoked_at=now)
                 record(
@@ -168,6 +174,23 @@ def api_token_revoke(
                 )
     token.refresh_from_db()
     return token
+
+
+EXPOSED_IN_URL = "it was sent in a URL, which proxies and servers write to their logs"
+
+
+def api_token_revoke_exposed(*, raw: str, request_id: str = "", client_ip: str | None = None) -> ApiToken | None:
+    """Revoke the live token whose text `raw` is, because it was sent where it is logged (a URL's query
+    string): whoever reads those logs could use it. Returns the revoked token, or None when `raw` is no
+    live token (nothing to do). The holder of the token is the actor: they presented it."""
+    try:
+        token = api_token_authenticate(raw)
+    except TokenRejected:
+        return None
+    context = AuditContext.for_user(
+        token.user, auth_method=f"api_token:{token.pk}", request_id=request_id, client_ip=client_ip
+    )
+    return api_token_revoke(token=token, context=context, reason=EXPOSED_IN_URL)
 
 
 def api_token_authenticate(raw: str) -> ApiToken:
