@@ -23,12 +23,13 @@ migrate: install
 
 # Web (gunicorn), a Celery worker, beat and the Dataverse emulator in the foreground; Ctrl-C stops all.
 # Sign-in: the emulator's demo identities through Entra ID single sign-on, linked to the seeded
-# accounts by username (the demo only), or the seeded accounts' password.
+# accounts by their full user principal name in the demo's own domain and tenant (the demo only, taken
+# from the emulator's demo credentials), or the seeded accounts' password.
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	ALM_PORT=$(PORT) ALM_EMULATOR_PORT=$(EMULATOR_PORT) ALM_DATAVERSE_CA_BUNDLE=$(CURDIR)/var/dataverse-emulator/ca.pem \
-		ALM_SSO_DEMO_CREDENTIALS=$(CURDIR)/var/dataverse-emulator/demo-credentials.json ALM_SSO_LINK_BY_USERNAME=true \
+		ALM_SSO_DEMO_CREDENTIALS=$(CURDIR)/var/dataverse-emulator/demo-credentials.json \
 		$(VENV)/bin/honcho -f Procfile start
 
 lint: install

@@ -392,12 +392,17 @@ ALM_SSO_CLIENT_SECRET = env_optional("ALM_SSO_CLIENT_SECRET")
 ALM_SSO_DEMO_CREDENTIALS = env_optional("ALM_SSO_DEMO_CREDENTIALS")
 if ALM_SSO_DEMO_CREDENTIALS and PRODUCTION:
     raise ConfigurationError("ALM_SSO_DEMO_CREDENTIALS", "is for the demo and must not be set in production")
+# The demo only (never in production): a first sign-in from the demo's tenant whose user principal name is
+# exactly <username>@<the demo's domain> links the unlinked local demo account <username>. Taken from the
+# emulator's demo credentials, so nothing but the demo can turn it on (docs/security.md, identity linking).
+ALM_SSO_DEMO_LINKING: dict[str, str] | None = None
 if ALM_SSO_DEMO_CREDENTIALS and not ALM_SSO_AUTHORITY and Path(ALM_SSO_DEMO_CREDENTIALS).exists():
     try:
         _demo_sso = json.loads(Path(ALM_SSO_DEMO_CREDENTIALS).read_text())
         ALM_SSO_AUTHORITY = str(_demo_sso["authority"])
         ALM_SSO_CLIENT_ID = str(_demo_sso["sso_client"]["client_id"])
         ALM_SSO_CLIENT_SECRET = str(_demo_sso["sso_client"]["client_secret"])
+        ALM_SSO_DEMO_LINKING = {"tenant_id": str(_demo_sso["tenant_id"]), "domain": str(_demo_sso["tenant_name"])}
     except (OSError, ValueError, KeyError, TypeError):
         raise ConfigurationError("ALM_SSO_DEMO_CREDENTIALS", "is not the emulator's demo-credentials.json") from None
 _sso_missing = [
@@ -420,9 +425,14 @@ ALM_SSO_ROLE_MAP = env_json_str_map(
 # App roles or group object ids → team slugs. Sign-in adds and removes memberships of these teams only;
 # teams not named here are managed in the portal.
 ALM_SSO_GROUP_TEAM_MAP = env_json_str_map("ALM_SSO_GROUP_TEAM_MAP", {}, value_pattern=r"^[-a-zA-Z0-9_]+$")
-# Link a first Entra ID sign-in to an unlinked local account of the same username. Off: anyone who
-# controls a matching name in the tenant would take over the account. The demo turns it on.
-ALM_SSO_LINK_BY_USERNAME = env_bool("ALM_SSO_LINK_BY_USERNAME", default=False)
+# Linking by username was removed: it ignored the domain, so approver2@attacker.example signed in as the
+# local approver2. Stop rather than run with a setting that no longer does what its name says.
+if "ALM_SSO_LINK_BY_USERNAME" in os.environ:
+    raise ConfigurationError(
+        "ALM_SSO_LINK_BY_USERNAME",
+        "was removed: Entra ID sign-ins link by tenant and object id only; an admin links a local account "
+        "(manage.py link_entra_identity, or People in the portal)",
+    )
 
 # Solution packages: uploads above this size are refused with 413 (match your proxy's body limit).
 ALM_MAX_UPLOAD_BYTES = env_int("ALM_MAX_UPLOAD_BYTES", 500 * 1024 * 1024, minimum=1024)

@@ -419,20 +419,94 @@ def user_create(
     display_name: str = "",
     email: str = "",
     password: str | None = None,
+    entra_tenant_id: str | None = None,
+    entra_object_id: str | None = None,
 ) -> User:
-    """Create a local account (break-glass and demo); single sign-on creates users through its own flow."""
+    """Create an account: a local one (break-glass and demo, with a password), or the one a first Entra ID
+    sign-in makes, linked to its tenant and object id from the start. Event: user.created."""
     if role not in Role.values:
         raise ValidationFailed("Unknown role.", details={"role": [f"Must be one of {', '.join(Role.values)}."]})
     if User.objects.filter(username=username).exists():
         raise ValidationFailed("This username is taken.", details={"username": [f"{username!r} already exists."]})
     with transaction.atomic():
-        user = User(username=username, role=role, display_name=display_name, email=email)
+        user = User(
+            username=username,
+            role=role,
+            display_name=display_name,
+            email=email,
+            entra_tenant_id=entra_tenant_id,
+            entra_object_id=entra_object_id,
+        )
         if password:
             user.set_password(password)
         else:
             user.set_unusable_password()
         user.save()
-        record(context=context, action="user.created", target=user, after={"username": username, "role": role})
+        after: dict[str, object] = {"username": username, "role": role}
+        if entra_object_id:
+            after |= {"entra_tenant_id": entra_tenant_id, "entra_object_id": entra_object_id}
+        record(context=context, action="user.created", target=user, after=after)
+    return user
+
+
+_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def user_link_entra_identity(
+    *, user: User, tenant_id: str, object_id: str, context: AuditContext, how: str = "linked by an admin"
+) -> User:
+    """Link `user` to the Entra ID identity (tenant id, object id): its sign-ins then sign in as `user`.
+
+    The explicit way an existing local account gets its Entra ID identity (People in the portal,
+    `manage.py link_entra_identity`); single sign-on calls it too for the demo's own accounts and to
+    record the tenant of an account linked before tenants were recorded. Both ids are GUIDs; an
+    identity already linked to another account is refused. Event: user.sso_linked (before/after, how).
+    """
+    tenant_id, object_id = (tenant_id or "").strip().lower(), (object_id or "").strip().lower()
+    errors = {
+        name: ["Must be a GUID such as 5b0b0d7e-2f43-4c1e-9a4e-0d3e7c2a9f10."]
+        for name, value in (("tenant_id", tenant_id), ("object_id", object_id))
+        if not _GUID.match(value)
+    }
+    if errors:
+        raise ValidationFailed("The Entra ID identity is not valid.", details=errors)
+    with transaction.atomic():
+        taken = (
+            User.objects.select_for_update()
+            .filter(entra_tenant_id=tenant_id, entra_object_id=object_id)
+            .exclude(pk=user.pk)
+            .first()
+        )
+        if taken is not None:
+            raise ValidationFailed(
+                f"This Entra ID identity is already linked to {taken.username}.",
+                details={"object_id": [f"Already linked to {taken.username}; unlink it there first."]},
+            )
+        current = User.objects.select_for_update().get(pk=user.pk)
+        before = {"entra_tenant_id": current.entra_tenant_id, "entra_object_id": current.entra_object_id}
+        after = {"entra_tenant_id": tenant_id, "entra_object_id": object_id}
+        if before != after:
+            User.objects.filter(pk=user.pk).update(**after)
+            record(context=context, action="user.sso_linked", target=user, before=before, after={**after, "how": how})
+        user.entra_tenant_id, user.entra_object_id = tenant_id, object_id
+    return user
+
+
+def user_set_display_name(*, user: User, display_name: str, context: AuditContext) -> User:
+    """Change the name the portal shows for `user` (single sign-on fills in a missing one). Event: user.renamed."""
+    display_name = (display_name or "").strip()[:150]
+    with transaction.atomic():
+        before = User.objects.filter(pk=user.pk).values_list("display_name", flat=True).first() or ""
+        if before != display_name:
+            User.objects.filter(pk=user.pk).update(display_name=display_name)
+            record(
+                context=context,
+                action="user.renamed",
+                target=user,
+                before={"display_name": before},
+                after={"display_name": display_name},
+            )
+        user.display_name = display_name
     return user
 
 
