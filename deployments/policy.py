@@ -20,6 +20,7 @@ from django.conf import settings
 from alm_portal.accounts.choices import Role, Scope
 from alm_portal.errors import Conflict, DomainError, InvalidState, PermissionRefused, ValidationFailed
 from deployments.choices import ApprovalDecision, PreflightStatus, PromotionKind, PromotionStatus, RollbackStrategy
+from environments.choices import EnvironmentKind
 
 if TYPE_CHECKING:
     from alm_portal.accounts.models import User
@@ -276,10 +277,20 @@ def latest_deployment_refusal(*, promotion: Promotion, latest: Promotion | None)
 
 
 def approvals_required(*, promotion: Promotion) -> int:
-    """The stage's count; a rollback needs at least one approval even where the stage needs none."""
-    required = promotion.stage.required_approvals
+    """The stage's count; a rollback needs at least one approval even where the stage needs none, and so
+    does anything into a production environment unless the stage explicitly allows none (a stage saved
+    before its environment became production, or before the rule, does not slip through)."""
+    stage = promotion.stage
+    required = stage.required_approvals
     if promotion.kind == PromotionKind.ROLLBACK:
         return max(1, required)
+    # The environment is read only for a stage that needs no approval (no query for all the others).
+    if (
+        required == 0
+        and not stage.production_without_approval
+        and promotion.target_environment.kind == EnvironmentKind.PRODUCTION
+    ):
+        return 1
     return required
 
 
