@@ -29,7 +29,7 @@ run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	ALM_PORT=$(PORT) ALM_EMULATOR_PORT=$(EMULATOR_PORT) ALM_DATAVERSE_CA_BUNDLE=$(CURDIR)/var/dataverse-emulator/ca.pem \
-		ALM_SSO_DEMO_CREDENTIALS=$(CURDIR)/var/dataverse-emulator/demo-credentials.json \
+		ALM_SSO_DEMO_CREDENTIALS=$(CURDIR)/var/dataverse-emulator/demo-credentials.json ALM_DJANGO_ADMIN=false \
 		$(VENV)/bin/honcho -f Procfile start
 
 lint: install

@@ -434,6 +434,10 @@ if "ALM_SSO_LINK_BY_USERNAME" in os.environ:
         "(manage.py link_entra_identity, or People in the portal)",
     )
 
+# Django's admin site at /admin/: read-only for staff superusers (manage.py createsuperuser). The demo
+# (`make run`) turns it off: its people are not staff, and every change goes through the portal's pages.
+ALM_DJANGO_ADMIN = env_bool("ALM_DJANGO_ADMIN", default=True)
+
 # Solution packages: uploads above this size are refused with 413 (match your proxy's body limit).
 ALM_MAX_UPLOAD_BYTES = env_int("ALM_MAX_UPLOAD_BYTES", 500 * 1024 * 1024, minimum=1024)
 # Export jobs look at Dataverse's async operation every few seconds for a short while, then defer
