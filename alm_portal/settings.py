@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from kombu import Queue
 
 from alm_portal.config import (
     ConfigurationError,
@@ -302,6 +303,15 @@ CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_SEND_TASK_EVENTS = False
+# Webhook and email deliveries wait on other people's servers (up to 15 s an attempt against a dead host),
+# so they have a queue of their own: a backlog of them never holds up the jobs (exports, pre-flights,
+# imports) behind it. A worker started without -Q consumes both queues, taking from each in turn.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = (Queue("celery"), Queue("notifications"))
+CELERY_TASK_ROUTES = {
+    "notifications.deliver_webhook": {"queue": "notifications"},
+    "notifications.deliver_email": {"queue": "notifications"},
+}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ALWAYS_EAGER = False
