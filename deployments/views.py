@@ -23,7 +23,7 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
 from alm_portal.accounts import policy as account_policy
-from alm_portal.accounts.choices import Role, Scope
+from alm_portal.accounts.choices import Scope
 from alm_portal.accounts.models import User
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.history import object_history_context
@@ -102,7 +102,7 @@ def _approvals_facts(promotion: Promotion) -> dict[str, Any]:
     candidates = User.objects.filter(
         Q(approver_of_stages=promotion.stage) | Q(memberships__team__approver_of_stages=promotion.stage),
         is_active=True,
-        role__in=(Role.APPROVER, Role.ADMIN),
+        role__in=account_policy.DECIDING_ROLES,
     ).distinct()
     still = [
         person.shown_name
@@ -417,7 +417,7 @@ def _deletes_data(promotion: Promotion) -> bool:
 @login_required
 def approvals_inbox(request: HttpRequest) -> HttpResponse:
     user = _user(request)
-    if user.role not in (Role.APPROVER, Role.ADMIN):
+    if not account_policy.decides_promotions(user):
         raise PermissionDenied("The approvals inbox is for approvers and admins.")
     rows = [
         {

@@ -94,9 +94,18 @@ def reads_audit_log(user: User) -> bool:
     return user.is_active and user.role in (Role.AUDITOR, Role.ADMIN)
 
 
+def reads_metrics(*, user: User, token: ApiToken | None) -> bool:
+    """Operational metrics (/metrics) are for admins and auditors, by session or by a token with `read`."""
+    return reads_audit_log(user) and Scope.READ in effective_scopes(user=user, token=token)
+
+
+# The roles whose people may be named to decide on promotions (deployments.policy.decision_refusal).
+DECIDING_ROLES: tuple[str, ...] = (Role.APPROVER, Role.ADMIN)
+
+
 def decides_promotions(user: User) -> bool:
     """Approvers and admins may be named to decide on promotions (the approvals inbox is theirs)."""
-    return user.is_active and user.role in (Role.APPROVER, Role.ADMIN)
+    return user.is_active and user.role in DECIDING_ROLES
 
 
 # --- API tokens -------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 
-from alm_portal.accounts.choices import Role
+from alm_portal.accounts import policy as account_policy
 from alm_portal.accounts.models import Team, User
 from alm_portal.audit.context import AuditContext, ObjectRef
 from alm_portal.audit.services import record
@@ -25,7 +25,7 @@ from environments.choices import EnvironmentKind
 NAME_MAX_LENGTH = 50
 MAX_REQUIRED_APPROVALS = 10
 # Roles whose people can approve (deployments.policy.decision_refusal); naming anyone else does nothing.
-APPROVING_ROLES = (Role.APPROVER, Role.ADMIN)
+APPROVING_ROLES = account_policy.DECIDING_ROLES
 # Promotions that are not over: bound to their stage's target, approvals and gating.
 IN_FLIGHT = (
     PromotionStatus.PENDING_APPROVAL,
