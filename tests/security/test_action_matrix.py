@@ -763,3 +763,36 @@ def test_every_page_that_takes_a_post_has_an_action_here(world: World) -> None:
     assert sorted(covered - takes_post) == [], "actions for pages that take no POST"
     for name, action in ACTIONS.items():
         assert set(action.expected) == set(PERSONAS), name
+
+
+def test_a_freeze_override_needs_the_admin_scope_whichever_way_it_is_asked(world: World, token_for: Any) -> None:
+    """The API-only option of approving: the service checks the scope, not the view (it used to be the view)."""
+    from rest_framework.test import APIClient
+
+    from alm_portal.accounts.models import ApiToken
+    from alm_portal.errors import ScopeInsufficient
+
+    admin = world.users["admin"]
+    approve_only = token_for(admin, scopes=["read", "approve"], name="approve-only")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {approve_only}")
+    body = {"override_freeze": True, "reason": "Hotfix for a payroll outage"}
+    url = f"/api/v1/promotions/{world.ids['pending']}/approve/"
+
+    refused = client.post(url, body, format="json")
+    full = APIClient()
+    full.credentials(HTTP_AUTHORIZATION=f"Bearer {world.tokens['admin']}")
+    allowed_through = full.post(url, body, format="json")
+
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "scope_insufficient"
+    # With the admin scope the scope check passes; no freeze covers this promotion, so that is what answers.
+    assert allowed_through.status_code == 409 and allowed_through.json()["error"]["code"] == "not_frozen"
+    token = ApiToken.objects.get(name="approve-only")
+    with pytest.raises(ScopeInsufficient):
+        workflow.promotion_override_freeze(
+            promotion=Promotion.objects.get(pk=world.ids["pending"]),
+            user=admin,
+            reason="Hotfix",
+            context=_ctx(admin),
+            token=token,
+        )
