@@ -32,7 +32,6 @@ from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 
-from alm_portal.accounts.services import TOKEN_TEXT_PATTERN
 from alm_portal.errors import DomainError
 from alm_portal.idempotency.services import (
     StoredResponse,
@@ -40,6 +39,7 @@ from alm_portal.idempotency.services import (
     idempotency_complete,
     idempotency_release,
 )
+from alm_portal.log_redaction import TOKEN_TEXT_PATTERN
 
 logger = logging.getLogger(__name__)
 
