@@ -26,13 +26,14 @@ migrate: install
 # Web (gunicorn), a Celery worker, beat and the Dataverse emulator in the foreground; Ctrl-C stops all.
 # The last lines printed, once every process answers, are the URL, the demo users and their password.
 # Sign-in: the seeded accounts' password, or the emulator's demo identities through Entra ID single
-# sign-on (the demo links them to the seeded accounts).
+# sign-on, linked to the seeded accounts by their full user principal name in the demo's own domain and
+# tenant (the demo only, taken from the emulator's demo credentials).
 run: install
 	ALM_VAR_DIR=$(VAR) $(PY) manage.py migrate --noinput
 	rm -f $(VAR)/run/*.ready
 	PYTHONUNBUFFERED=1 ALM_VAR_DIR=$(VAR) ALM_PORT=$(PORT) ALM_EMULATOR_PORT=$(EMULATOR_PORT) \
 		ALM_DATAVERSE_CA_BUNDLE=$(VAR)/dataverse-emulator/ca.pem \
-		ALM_SSO_DEMO_CREDENTIALS=$(VAR)/dataverse-emulator/demo-credentials.json ALM_SSO_LINK_BY_USERNAME=true \
+		ALM_SSO_DEMO_CREDENTIALS=$(VAR)/dataverse-emulator/demo-credentials.json ALM_DJANGO_ADMIN=false \
 		$(VENV)/bin/honcho -f Procfile start
 
 lint: install

@@ -33,6 +33,12 @@ class PermissionRefused(DomainError):
     code = "permission_denied"
 
 
+class ScopeInsufficient(PermissionRefused):
+    """The caller's role allows the action but the API token it presented lacks the scope."""
+
+    code = "scope_insufficient"
+
+
 class NotFound(DomainError):
     status = 404
     code = "not_found"

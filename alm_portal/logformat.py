@@ -7,6 +7,9 @@
   the message are written as \\r and \\n, and the lines of a traceback are indented, so nothing a
   user typed (a name, a comment, a URL) can forge a record of its own.
 
+Both formats mask credentials in what they write: query parameters such as `access_token` or
+`code` in any URL of the message or traceback, and API token text (alm_portal.log_redaction).
+
 The request id is bound by RequestIdMiddleware for a request and by the job engine for the job it
 runs (with the request id of the request that queued it); the job id only while a job runs. These
 ids are for log records only: business code receives them as arguments.
@@ -21,6 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+from alm_portal.log_redaction import redact
 from alm_portal.middleware import bind_request_id_for_logs, reset_request_id_for_logs
 
 _current_job_id: contextvars.ContextVar[str] = contextvars.ContextVar("job_id", default="-")
@@ -61,14 +65,14 @@ class JsonLogFormatter(logging.Formatter):
             "time": _utc_time(record),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
             "request_id": None if request_id == "-" else request_id,
             "job_id": None if job_id == "-" else job_id,
         }
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = redact(self.formatException(record.exc_info))
         if record.stack_info:
-            entry["stack"] = self.formatStack(record.stack_info)
+            entry["stack"] = redact(self.formatStack(record.stack_info))
         # ensure_ascii also escapes U+2028/U+2029, which some log viewers treat as line breaks.
         return json.dumps(entry, ensure_ascii=True, default=str)
 
@@ -78,7 +82,7 @@ class TextLogFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         request_id, job_id = _ids(record)
-        message = record.getMessage().replace("\r", "\\r").replace("\n", "\\n")
+        message = redact(record.getMessage()).replace("\r", "\\r").replace("\n", "\\n")
         job = f" [job {job_id}]" if job_id != "-" else ""
         line = f"{_utc_time(record)} {record.levelname} {record.name} [{request_id}]{job} {message}"
         extra = ""
@@ -87,5 +91,6 @@ class TextLogFormatter(logging.Formatter):
         if record.stack_info:
             extra = (extra + "\n" if extra else "") + self.formatStack(record.stack_info)
         if extra:
+            extra = redact(extra)
             line += "".join("\n    | " + part for part in extra.replace("\r", "\\r").split("\n"))
         return line

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from kombu import Queue
 
 from alm_portal.config import (
     ConfigurationError,
@@ -307,6 +308,15 @@ CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_SEND_TASK_EVENTS = False
+# Webhook and email deliveries wait on other people's servers (up to 15 s an attempt against a dead host),
+# so they have a queue of their own: a backlog of them never holds up the jobs (exports, pre-flights,
+# imports) behind it. A worker started without -Q consumes both queues, taking from each in turn.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = (Queue("celery"), Queue("notifications"))
+CELERY_TASK_ROUTES = {
+    "notifications.deliver_webhook": {"queue": "notifications"},
+    "notifications.deliver_email": {"queue": "notifications"},
+}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ALWAYS_EAGER = False
@@ -399,12 +409,17 @@ ALM_SSO_DEMO_CREDENTIALS = env_optional("ALM_SSO_DEMO_CREDENTIALS")
 ALM_READY_FILE = env_optional("ALM_READY_FILE")
 if ALM_SSO_DEMO_CREDENTIALS and PRODUCTION:
     raise ConfigurationError("ALM_SSO_DEMO_CREDENTIALS", "is for the demo and must not be set in production")
+# The demo only (never in production): a first sign-in from the demo's tenant whose user principal name is
+# exactly <username>@<the demo's domain> links the unlinked local demo account <username>. Taken from the
+# emulator's demo credentials, so nothing but the demo can turn it on (docs/security.md, identity linking).
+ALM_SSO_DEMO_LINKING: dict[str, str] | None = None
 if ALM_SSO_DEMO_CREDENTIALS and not ALM_SSO_AUTHORITY and Path(ALM_SSO_DEMO_CREDENTIALS).exists():
     try:
         _demo_sso = json.loads(Path(ALM_SSO_DEMO_CREDENTIALS).read_text())
         ALM_SSO_AUTHORITY = str(_demo_sso["authority"])
         ALM_SSO_CLIENT_ID = str(_demo_sso["sso_client"]["client_id"])
         ALM_SSO_CLIENT_SECRET = str(_demo_sso["sso_client"]["client_secret"])
+        ALM_SSO_DEMO_LINKING = {"tenant_id": str(_demo_sso["tenant_id"]), "domain": str(_demo_sso["tenant_name"])}
     except (OSError, ValueError, KeyError, TypeError):
         raise ConfigurationError("ALM_SSO_DEMO_CREDENTIALS", "is not the emulator's demo-credentials.json") from None
 _sso_missing = [
@@ -427,9 +442,18 @@ ALM_SSO_ROLE_MAP = env_json_str_map(
 # App roles or group object ids → team slugs. Sign-in adds and removes memberships of these teams only;
 # teams not named here are managed in the portal.
 ALM_SSO_GROUP_TEAM_MAP = env_json_str_map("ALM_SSO_GROUP_TEAM_MAP", {}, value_pattern=r"^[-a-zA-Z0-9_]+$")
-# Link a first Entra ID sign-in to an unlinked local account of the same username. Off: anyone who
-# controls a matching name in the tenant would take over the account. The demo turns it on.
-ALM_SSO_LINK_BY_USERNAME = env_bool("ALM_SSO_LINK_BY_USERNAME", default=False)
+# Linking by username was removed: it ignored the domain, so approver2@attacker.example signed in as the
+# local approver2. Stop rather than run with a setting that no longer does what its name says.
+if "ALM_SSO_LINK_BY_USERNAME" in os.environ:
+    raise ConfigurationError(
+        "ALM_SSO_LINK_BY_USERNAME",
+        "was removed: Entra ID sign-ins link by tenant and object id only; an admin links a local account "
+        "(manage.py link_entra_identity, or People in the portal)",
+    )
+
+# Django's admin site at /admin/: read-only for staff superusers (manage.py createsuperuser). The demo
+# (`make run`) turns it off: its people are not staff, and every change goes through the portal's pages.
+ALM_DJANGO_ADMIN = env_bool("ALM_DJANGO_ADMIN", default=True)
 
 # Solution packages: uploads above this size are refused with 413 (match your proxy's body limit).
 ALM_MAX_UPLOAD_BYTES = env_int("ALM_MAX_UPLOAD_BYTES", 500 * 1024 * 1024, minimum=1024)

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
@@ -28,7 +29,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves its init script from a URL, so the docs page runs under the strict CSP.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
-    path("admin/", admin.site.urls),
 ]
+if settings.ALM_DJANGO_ADMIN:
+    # Read-only (alm_portal/readonly_admin.py); off in the demo, whose people are not staff.
+    urlpatterns.append(path("admin/", admin.site.urls))
 
 handler500 = "alm_portal.server_errors.server_error"

@@ -11,6 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from alm_portal.accounts import policy
 from alm_portal.accounts.models import User
 from deployments import dashboard
 from deployments.views import approvals_waiting_for
@@ -54,6 +55,6 @@ def home(request: HttpRequest) -> HttpResponse:
         "running_poll": dashboard.running_jobs_poll_interval(running),
         "failures": dashboard.recent_failures(user=user),
         "drift": dashboard.open_drift(user=user),
-        "is_admin": user.role == "admin",
+        "is_admin": policy.is_admin(user),
     }
     return render(request, "home.html", context)

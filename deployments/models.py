@@ -49,6 +49,9 @@ class Stage(models.Model):
         "environments.Environment", on_delete=models.PROTECT, related_name="stages_targeting"
     )
     required_approvals = models.PositiveSmallIntegerField(default=1)
+    # A stage into a production environment needs at least one approval unless an admin set this on
+    # purpose (audited with the stage's other policy); without it 0 counts as 1 there (deployments.policy).
+    production_without_approval = models.BooleanField(default=False)
     approver_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="approver_of_stages")
     approver_teams = models.ManyToManyField("accounts.Team", blank=True, related_name="approver_of_stages")
     # Gating: the same version must have succeeded in the previous stage first.

@@ -60,7 +60,13 @@ class StageForm(forms.Form):
         max_value=MAX_REQUIRED_APPROVALS,
         initial=1,
         help_text="Distinct people; at most as many as the approvers named below can provide. 0 starts promotions "
-        "without approval (rollbacks still need one).",
+        "without approval (rollbacks still need one; a production target needs the box below ticked).",
+    )
+    production_without_approval = forms.BooleanField(
+        label="Allow production without approval",
+        required=False,
+        help_text="Only for a production target with 0 required approvals: promotions then start with nobody's "
+        "approval, an admin's own included. Changing it is audited.",
     )
     approver_users = forms.ModelMultipleChoiceField(
         label="Approvers (people)",

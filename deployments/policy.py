@@ -17,9 +17,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 
-from alm_portal.accounts.choices import Role
+from alm_portal.accounts.choices import Role, Scope
 from alm_portal.errors import Conflict, DomainError, InvalidState, PermissionRefused, ValidationFailed
-from deployments.choices import ApprovalDecision, PreflightStatus, PromotionKind, PromotionStatus
+from deployments.choices import ApprovalDecision, PreflightStatus, PromotionKind, PromotionStatus, RollbackStrategy
+from environments.choices import EnvironmentKind
 
 if TYPE_CHECKING:
     from alm_portal.accounts.models import User
@@ -166,6 +167,19 @@ def admin_refusal(*, user: User, action: str) -> Refusal | None:
     return Refusal("permission_denied", f"Only an admin may {action}.")
 
 
+# Rollback strategies only an admin may choose: uninstalling deletes the solution's tables with their data,
+# and finishing (DeleteAndPromote) or removing a holding solution changes the target beyond the version the
+# promotion installed. They need the `admin` scope: an admin's session, or an admin's token holding it.
+ADMIN_ROLLBACK_STRATEGIES: frozenset[str] = frozenset(
+    {RollbackStrategy.UNINSTALL_REINSTALL, RollbackStrategy.HOLDING_APPLY, RollbackStrategy.HOLDING_REMOVE}
+)
+
+
+def rollback_strategy_scope(strategy: str) -> str:
+    """The scope a caller needs to request a rollback with `strategy` (the request scope for the rest)."""
+    return Scope.ADMIN if strategy in ADMIN_ROLLBACK_STRATEGIES else Scope.REQUEST
+
+
 def freeze_override_refusal(*, user: User, promotion: Promotion) -> Refusal | None:
     """A freeze override is an admin's extra approval: admin only, and the four-eyes rules still apply."""
     return admin_refusal(user=user, action="override a freeze") or four_eyes_refusal(user=user, promotion=promotion)
@@ -263,10 +277,20 @@ def latest_deployment_refusal(*, promotion: Promotion, latest: Promotion | None)
 
 
 def approvals_required(*, promotion: Promotion) -> int:
-    """The stage's count; a rollback needs at least one approval even where the stage needs none."""
-    required = promotion.stage.required_approvals
+    """The stage's count; a rollback needs at least one approval even where the stage needs none, and so
+    does anything into a production environment unless the stage explicitly allows none (a stage saved
+    before its environment became production, or before the rule, does not slip through)."""
+    stage = promotion.stage
+    required = stage.required_approvals
     if promotion.kind == PromotionKind.ROLLBACK:
         return max(1, required)
+    # The environment is read only for a stage that needs no approval (no query for all the others).
+    if (
+        required == 0
+        and not stage.production_without_approval
+        and promotion.target_environment.kind == EnvironmentKind.PRODUCTION
+    ):
+        return 1
     return required
 
 

@@ -36,6 +36,7 @@ from alm_portal.errors import InvalidState, ValidationFailed
 from deployments.choices import ImportMode, PromotionStatus, RollbackStrategy
 from deployments.jobs import JobFailed
 from deployments.models import Promotion
+from deployments.policy import ADMIN_ROLLBACK_STRATEGIES
 from deployments.preflight import (
     HOLDING_SUFFIX,
     count_rows,
@@ -183,7 +184,6 @@ def _entry(
     reason: str,
     resulting_version: str | None,
     data_loss: list[dict[str, Any]] | None,
-    requires_admin: bool,
     requires_confirmation: bool,
     confirmation: str | None = None,
 ) -> dict[str, Any]:
@@ -195,7 +195,9 @@ def _entry(
         "resulting_version": resulting_version,
         "data_loss": data_loss if data_loss is not None else [],
         "data_loss_known": data_loss is not None,
-        "requires_admin": requires_admin,
+        # The same rule rollback_request enforces (deployments.policy), so the planner never offers what
+        # the request would refuse.
+        "requires_admin": strategy in ADMIN_ROLLBACK_STRATEGIES,
         "requires_confirmation": requires_confirmation,
         "confirmation": confirmation if requires_confirmation else None,
         "import_mode": IMPORT_MODES.get(strategy),
@@ -259,7 +261,6 @@ def rollback_plan(*, promotion: Promotion, client_factory: ClientFactory | None 
                 "since are removed, with the data in those tables and columns.",
                 resulting_version=next_version if old else None,
                 data_loss=_diff_loss(current, old) if old else [],
-                requires_admin=False,
                 requires_confirmation=False,
             ),
             _entry(
@@ -270,7 +271,6 @@ def rollback_plan(*, promotion: Promotion, client_factory: ClientFactory | None 
                 "since stay, so no data is lost; changed components get their old definitions back.",
                 resulting_version=next_version if old else None,
                 data_loss=[],
-                requires_admin=False,
                 requires_confirmation=False,
             ),
             _entry(
@@ -281,7 +281,6 @@ def rollback_plan(*, promotion: Promotion, client_factory: ClientFactory | None 
                 f"installs {promotion.previous_version}. Destructive; admins only; type {name} to confirm.",
                 resulting_version=promotion.previous_version if old else None,
                 data_loss=_custom_tables(current),
-                requires_admin=True,
                 requires_confirmation=True,
                 confirmation=name,
             ),
@@ -312,7 +311,6 @@ def _holding_entries(promotion: Promotion, target: _Target) -> list[dict[str, An
                     reason=f"{promotion.target_environment} has no holding solution {name}{HOLDING_SUFFIX}.",
                     resulting_version=None,
                     data_loss=[],
-                    requires_admin=True,
                     requires_confirmation=False,
                 )
             )
@@ -336,7 +334,6 @@ def _holding_entries(promotion: Promotion, target: _Target) -> list[dict[str, An
                 ),
                 resulting_version=target.holding if applying else target.installed,
                 data_loss=loss,
-                requires_admin=True,
                 requires_confirmation=bool(loss),
                 confirmation=name,
             )

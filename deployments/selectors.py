@@ -7,7 +7,6 @@ from typing import Any
 from django.db.models import Prefetch, Q, QuerySet
 
 from alm_portal.accounts import policy
-from alm_portal.accounts.choices import Role
 from alm_portal.accounts.models import User
 from alm_portal.audit.models import AuditEvent
 from alm_portal.dataverse import privileges
@@ -111,7 +110,7 @@ def promotions_awaiting_decision_by(*, user: User) -> list[Promotion]:
     four-eyes and already-decided rules are asked of deployments.policy over prefetched rows, so the
     inbox shows exactly what approving would allow.
     """
-    if not user.is_active or user.role not in (Role.APPROVER, Role.ADMIN):
+    if not policy.decides_promotions(user):
         return []
     waiting = (
         promotion_rows_visible_to(user=user)

@@ -23,14 +23,14 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
 from alm_portal.accounts import policy as account_policy
-from alm_portal.accounts.choices import Role
+from alm_portal.accounts.choices import Scope
 from alm_portal.accounts.models import User
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.history import object_history_context
 from alm_portal.audit.services import record_outcome
 from alm_portal.errors import DomainError
 from deployments import policy, selectors, workflow
-from deployments.choices import ApprovalDecision, PromotionKind, PromotionStatus
+from deployments.choices import ApprovalDecision, PromotionKind, PromotionStatus, RollbackStrategy
 from deployments.forms import CommentRequiredForm, DecisionForm, PromotionRequestForm, RollbackForm
 from deployments.models import Promotion, Stage
 from deployments.target_diff import promotion_target_diff
@@ -102,7 +102,7 @@ def _approvals_facts(promotion: Promotion) -> dict[str, Any]:
     candidates = User.objects.filter(
         Q(approver_of_stages=promotion.stage) | Q(memberships__team__approver_of_stages=promotion.stage),
         is_active=True,
-        role__in=(Role.APPROVER, Role.ADMIN),
+        role__in=account_policy.DECIDING_ROLES,
     ).distinct()
     still = [
         person.shown_name
@@ -171,9 +171,13 @@ def _rollback_plan(promotion: Promotion, user: User) -> list[dict[str, Any]]:
         plan = rollback_plan(promotion=promotion)
     except DomainError as refusal:
         return [{"strategy": "", "label": "Rollback", "available": False, "reason": refusal.message}]
-    is_admin = account_policy.is_admin(user)
     for entry in plan:
-        entry["allowed"] = bool(entry.get("available")) and (is_admin or not entry.get("requires_admin"))
+        strategy = str(entry.get("strategy") or "")
+        # The scope rule rollback_request applies; the manual "restore backup" entry is an admin's step too.
+        scope = policy.rollback_strategy_scope(strategy) if strategy in RollbackStrategy.values else Scope.ADMIN
+        entry["allowed"] = bool(entry.get("available")) and (
+            account_policy.scope_refusal(user=user, token=None, scope=scope) is None
+        )
     return plan
 
 
@@ -413,7 +417,7 @@ def _deletes_data(promotion: Promotion) -> bool:
 @login_required
 def approvals_inbox(request: HttpRequest) -> HttpResponse:
     user = _user(request)
-    if user.role not in (Role.APPROVER, Role.ADMIN):
+    if not account_policy.decides_promotions(user):
         raise PermissionDenied("The approvals inbox is for approvers and admins.")
     rows = [
         {

@@ -3,7 +3,7 @@ Secrets are not shown, not even encrypted."""
 
 from django.contrib import admin
 
-from alm_portal.accounts.admin import ReadOnlyAdmin
+from alm_portal.readonly_admin import ReadOnlyAdmin
 from environments.models import (
     Credential,
     DriftFinding,

@@ -27,7 +27,7 @@ PAGE_SIZE = 50
 
 
 def _may_request(user: Any) -> bool:
-    return Scope.REQUEST in policy.role_scopes(user.role) and policy.changes_anything(user)
+    return policy.scope_refusal(user=user, token=None, scope=Scope.REQUEST) is None
 
 
 @login_required

@@ -1,19 +1,21 @@
-"""Read-mostly admin: changes to people go through the services (and the audit log), not admin forms."""
+"""Read-only admin: changes to people go through the services (and the audit log), not admin forms.
+
+Two models other apps registered are taken off the admin site here (this app's admin module loads after
+theirs): Django's groups, which this product does not use (roles are its own), and django-celery-beat's
+periodic tasks and schedules. Beat's schedule is fixed in settings (CELERY_BEAT_SCHEDULE); through its
+admin a superuser could add any task with any arguments, unaudited.
+"""
 
 from django.contrib import admin
+from django.contrib.auth.models import Group
+from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 
 from alm_portal.accounts.models import ApiToken, Team, TeamMembership, User
+from alm_portal.readonly_admin import ReadOnlyAdmin
 
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return False
-
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return False
-
-    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return False
+for _model in (Group, PeriodicTask, IntervalSchedule, CrontabSchedule, SolarSchedule, ClockedSchedule):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
 
 
 @admin.register(User)

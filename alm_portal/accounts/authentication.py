@@ -21,10 +21,10 @@ class BearerTokenAuthentication(BaseAuthentication):
 
     def authenticate(self, request: Request) -> tuple[Any, Any] | None:
         if any(name in request.query_params for name in _QUERY_TOKEN_NAMES):
-            raise exceptions.AuthenticationFailed(
-                "Tokens in the query string are refused; send them in the Authorization header.",
-                code="not_authenticated",
-            )
+            message = "Tokens in the query string are refused; send them in the Authorization header."
+            if self._revoke_exposed(request):
+                message += " The token was revoked, because URLs are written to logs: create a new one."
+            raise exceptions.AuthenticationFailed(message, code="not_authenticated")
         parts = get_authorization_header(request).split()
         if not parts or parts[0].lower() != self.keyword.lower().encode():
             return None
@@ -39,6 +39,20 @@ class BearerTokenAuthentication(BaseAuthentication):
         except services.TokenRejected as refusal:
             raise exceptions.AuthenticationFailed(refusal.message, code=refusal.code) from None
         return token.user, token
+
+    @staticmethod
+    def _revoke_exposed(request: Request) -> bool:
+        """A live token in the URL is burnt: the URL is already in some log (a proxy's if not ours)."""
+        revoked = False
+        for name in _QUERY_TOKEN_NAMES:
+            for value in request.query_params.getlist(name):
+                exposed = services.api_token_revoke_exposed(
+                    raw=value,
+                    request_id=getattr(request, "request_id", ""),
+                    client_ip=getattr(request, "client_ip", None),
+                )
+                revoked = revoked or exposed is not None
+        return revoked
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="alm-portal"'

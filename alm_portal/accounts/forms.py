@@ -15,6 +15,17 @@ class ApiTokenForm(forms.Form):
     days = forms.IntegerField(min_value=1, max_value=90, initial=30, help_text="1 to 90 days.")
 
 
+class EntraLinkForm(forms.Form):
+    """An admin links a local account to an Entra ID identity (both GUIDs; the service checks them)."""
+
+    tenant_id = forms.CharField(max_length=64, label="Tenant id", help_text="The directory (tenant) id, a GUID.")
+    object_id = forms.CharField(
+        max_length=64,
+        label="Object id",
+        help_text="The user's object id in that tenant, a GUID (a refused sign-in names both).",
+    )
+
+
 class SignInForm(AuthenticationForm):
     """Django's password form; when the lockout refuses (or this failure started it) it says so, in words
     that are the same whether or not the username exists."""

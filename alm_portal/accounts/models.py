@@ -29,12 +29,19 @@ class User(AbstractUser):
 
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.MAKER)
     display_name = models.CharField(max_length=150, blank=True)
-    # Entra ID object id (oid claim), the stable key single sign-on maps to.
-    entra_object_id = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    # Entra ID tenant id (tid claim) and object id (oid claim): together the only key single sign-on
+    # maps to (a name or an e-mail address is never one). Set when the account is created by a sign-in,
+    # or linked by an admin (accounts.services.user_link_entra_identity); null for local accounts (null, not
+    # "", so that unlinked accounts never collide in the unique constraint below).
+    entra_tenant_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
+    entra_object_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     teams = models.ManyToManyField(Team, through="TeamMembership", related_name="members", blank=True)
 
     class Meta:
         ordering = ["username"]
+        constraints = [
+            models.UniqueConstraint(fields=["entra_tenant_id", "entra_object_id"], name="user_entra_identity_unique")
+        ]
 
     def __str__(self) -> str:
         return self.display_name or self.username
@@ -62,9 +69,15 @@ class ApiToken(models.Model):
     The token text is `alm_<id>_<secret>`: the id finds the row, the keyed digest proves the secret.
     A fast keyed hash (not a password hash) because it is checked on every API call, and the
     256-bit random secret cannot be guessed offline anyway.
+
+    A token created by a request that was itself authenticated by a token has that token as its
+    `parent`: it expires no later than the parent and is revoked with it (accounts.services).
     """
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
+    parent = models.ForeignKey(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="children", editable=False
+    )
     name = models.CharField(max_length=100)
     scopes = models.JSONField(default=list)
     digest = models.CharField(max_length=64)

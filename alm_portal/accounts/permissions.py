@@ -29,14 +29,17 @@ def required_scope(view: Any, method: str) -> str:
 
 
 class ScopedRolePermission(BasePermission):
+    """The endpoint's scope, asked of accounts.policy.scope_refusal (the check the services use too)."""
+
     def has_permission(self, request: Request, view: Any) -> bool:
         user = request.user
         if not user or not user.is_authenticated:
             raise exceptions.NotAuthenticated("Authentication credentials were not provided.")
         scope = required_scope(view, request.method or "GET")
         token = request.auth if request.auth is not None and hasattr(request.auth, "scopes") else None
-        if scope in policy.effective_scopes(user=user, token=token):
+        refusal = policy.scope_refusal(user=user, token=token, scope=scope)
+        if refusal is None:
             return True
-        if token is not None and scope in policy.role_scopes(user.role):
-            raise ScopeInsufficient(f"This token lacks the '{scope}' scope.")
-        raise exceptions.PermissionDenied(f"The {user.role} role may not do this (needs '{scope}').")
+        if refusal.code == ScopeInsufficient.default_code:
+            raise ScopeInsufficient(refusal.message)
+        raise exceptions.PermissionDenied(refusal.message)

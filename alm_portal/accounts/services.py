@@ -20,21 +20,18 @@ from django.utils import timezone
 from alm_portal.accounts import policy, selectors
 from alm_portal.accounts.choices import Role, Scope
 from alm_portal.accounts.models import ApiToken, SignInThrottle, Team, TeamMembership, User, UserSession
+from alm_portal.accounts.policy import ScopeNotAllowed as ScopeNotAllowed  # raised by the services, named here
 from alm_portal.audit.choices import Outcome
 from alm_portal.audit.context import AuditContext, ObjectRef
 from alm_portal.audit.services import record, record_outcome
 from alm_portal.errors import DomainError, NotFound, ValidationFailed
+from alm_portal.log_redaction import TOKEN_TEXT_PATTERN as TOKEN_TEXT_PATTERN  # token text anywhere in a text
 
 logger = logging.getLogger(__name__)
 TOKEN_PREFIX = "alm_"
 _TOKEN_PATTERN = re.compile(r"^alm_(?P<id>[1-9][0-9]{0,18})_(?P<secret>[A-Za-z0-9_-]{43})$")
 # last_used_at is a hint for people, not a log: writing it on every call would turn reads into writes.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-
-
-class ScopeNotAllowed(DomainError):
-    status = 400
-    code = "scope_not_allowed"
 
 
 class TokenRejected(DomainError):
@@ -61,8 +58,16 @@ def api_token_create(
     context: AuditContext,
     name: str | None = None,
     days: int | None = None,
+    parent: ApiToken | None = None,
 ) -> tuple[ApiToken, str]:
-    """Create a token for `user` and return it with its text, which is never available again."""
+    """Create a token for `user` and return it with its text, which is never available again.
+
+    `parent` is the token the request was authenticated with (None for a page or a command): the new
+    token gets no scope the parent lacks, expires no later than the parent (an explicit `days` that
+    would outlive it is refused; without `days` it expires with the parent at the latest), and is
+    revoked with it. Event: api_token.created.
+    """
+    explicit_days = days is not None
     days = settings.ALM_TOKEN_DEFAULT_DAYS if days is None else days
     name = (name or "").strip() or _default_token_name()
     scopes = sorted(set(scopes or [Scope.READ]))
@@ -74,50 +79,118 @@ def api_token_create(
         errors["scopes"] = [f"Unknown scope: {', '.join(unknown)}. Known scopes: {', '.join(Scope.values)}."]
     if len(name) > 100:
         errors["name"] = ["Name must be at most 100 characters."]
+    now = timezone.now()
+    expires_at = now + timedelta(days=days)
+    if parent is not None and expires_at > parent.expires_at:
+        if explicit_days and "days" not in errors:
+            errors["days"] = [
+                f"A token created with a token expires no later than that token ({parent.expires_at:%Y-%m-%d %H:%M} "
+                "UTC); ask for fewer days, or leave days out to expire together with it."
+            ]
+        expires_at = parent.expires_at
     if errors:
         raise ValidationFailed("The token request is not valid.", details=errors)
     if not user.is_active:
         raise ValidationFailed("A disabled user cannot get API tokens.", details={"user": ["User is disabled."]})
-    beyond = policy.scopes_beyond_role(role=user.role, scopes=scopes)
-    if beyond:
-        raise ScopeNotAllowed(
-            f"The {user.role} role does not allow the scope(s): {', '.join(beyond)}.",
-            details={"scopes": beyond, "role": user.role},
-        )
+    refusal = policy.token_mint_refusal(user=user, parent=parent, scopes=scopes)
+    if refusal is not None:
+        raise refusal
     if ApiToken.objects.filter(user=user, name=name).exists():
         raise ValidationFailed(
             "A token with this name already exists.", details={"name": [f"You already have a token named {name!r}."]}
         )
     secret = secrets.token_urlsafe(32)  # 256 bits
     with transaction.atomic():
+        # Locked, so a revocation of the parent either sees this child or makes this check fail.
+        if (
+            parent is not None
+            and ApiToken.objects.select_for_update()
+            .filter(pk=parent.pk, revoked_at__isnull=True, expires_at__gt=now)
+            .first()
+            is None
+        ):
+            raise TokenRejected("The API token has been revoked.", code="token_revoked")
         token = ApiToken.objects.create(
-            user=user,
-            name=name,
-            scopes=scopes,
-            digest="",
-            expires_at=timezone.now() + timedelta(days=days),
+            user=user, name=name, scopes=scopes, digest="", expires_at=expires_at, parent=parent
         )
         token.digest = _token_digest(token_id=token.pk, secret=secret)
         ApiToken.objects.filter(pk=token.pk).update(digest=token.digest)
-        record(
-            context=context,
-            action="api_token.created",
-            target=token,
-            related=user,
-            after={"name": name, "scopes": scopes, "expires_at": token.expires_at.isoformat()},
-        )
+        after: dict[str, object] = {"name": name, "scopes": scopes, "expires_at": token.expires_at.isoformat()}
+        if parent is not None:
+            after["parent"] = parent.pk
+        record(context=context, action="api_token.created", target=token, related=user, after=after)
     return token, f"{TOKEN_PREFIX}{token.pk}_{secret}"
 
 
-def api_token_revoke(*, token: ApiToken, context: AuditContext) -> ApiToken:
-    """Revoke a token. Revoking an already revoked token changes nothing and writes nothing."""
+def _descendants(token: ApiToken) -> list[ApiToken]:
+    """The live tokens minted, directly or not, by `token`, parents before their children."""
+    found: list[ApiToken] = []
+    frontier = [token.pk]
+    while frontier:
+        children = list(ApiToken.objects.filter(parent_id__in=frontier, revoked_at__isnull=True).order_by("pk"))
+        found += children
+        frontier = [child.pk for child in children]
+    return found
+
+
+def api_token_revoke(
+    *,
+    token: ApiToken,
+    context: AuditContext,
+    revoked_by: User | None = None,
+    acting_token: ApiToken | None = None,
+    reason: str = "",
+) -> ApiToken:
+    """Revoke a token and every token it minted (each its own api_token.revoked event). Revoking an
+    already revoked token changes nothing and writes nothing.
+
+    `revoked_by` is the person asking (None: the portal itself, e.g. a command) and `acting_token` the
+    token their request came with: it must hold every scope of the token it revokes
+    (accounts.policy.token_revoke_refusal), so a read-only token cannot end a token that may request.
+    """
+    if revoked_by is not None:
+        refusal = policy.token_revoke_refusal(user=revoked_by, acting_token=acting_token, target=token)
+        if refusal is not None:
+            raise refusal
     with transaction.atomic():
         now = timezone.now()
         changed = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now)
         if changed:
-            record(context=context, action="api_token.revoked", target=token, related=token.user)
+            record(
+                context=context,
+                action="api_token.revoked",
+                target=token,
+                related=token.user,
+                after={"reason": reason} if reason else None,
+            )
+            for child in _descendants(token):
+                ApiToken.objects.filter(pk=child.pk).update(revoked_at=now)
+                record(
+                    context=context,
+                    action="api_token.revoked",
+                    target=child,
+                    related=child.user,
+                    after={"reason": "its parent token was revoked", "parent": child.parent_id},
+                )
     token.refresh_from_db()
     return token
+
+
+EXPOSED_IN_URL = "it was sent in a URL, which proxies and servers write to their logs"
+
+
+def api_token_revoke_exposed(*, raw: str, request_id: str = "", client_ip: str | None = None) -> ApiToken | None:
+    """Revoke the live token whose text `raw` is, because it was sent where it is logged (a URL's query
+    string): whoever reads those logs could use it. Returns the revoked token, or None when `raw` is no
+    live token (nothing to do). The holder of the token is the actor: they presented it."""
+    try:
+        token = api_token_authenticate(raw)
+    except TokenRejected:
+        return None
+    context = AuditContext.for_user(
+        token.user, auth_method=f"api_token:{token.pk}", request_id=request_id, client_ip=client_ip
+    )
+    return api_token_revoke(token=token, context=context, reason=EXPOSED_IN_URL)
 
 
 def api_token_authenticate(raw: str) -> ApiToken:
@@ -346,20 +419,94 @@ def user_create(
     display_name: str = "",
     email: str = "",
     password: str | None = None,
+    entra_tenant_id: str | None = None,
+    entra_object_id: str | None = None,
 ) -> User:
-    """Create a local account (break-glass and demo); single sign-on creates users through its own flow."""
+    """Create an account: a local one (break-glass and demo, with a password), or the one a first Entra ID
+    sign-in makes, linked to its tenant and object id from the start. Event: user.created."""
     if role not in Role.values:
         raise ValidationFailed("Unknown role.", details={"role": [f"Must be one of {', '.join(Role.values)}."]})
     if User.objects.filter(username=username).exists():
         raise ValidationFailed("This username is taken.", details={"username": [f"{username!r} already exists."]})
     with transaction.atomic():
-        user = User(username=username, role=role, display_name=display_name, email=email)
+        user = User(
+            username=username,
+            role=role,
+            display_name=display_name,
+            email=email,
+            entra_tenant_id=entra_tenant_id,
+            entra_object_id=entra_object_id,
+        )
         if password:
             user.set_password(password)
         else:
             user.set_unusable_password()
         user.save()
-        record(context=context, action="user.created", target=user, after={"username": username, "role": role})
+        after: dict[str, object] = {"username": username, "role": role}
+        if entra_object_id:
+            after |= {"entra_tenant_id": entra_tenant_id, "entra_object_id": entra_object_id}
+        record(context=context, action="user.created", target=user, after=after)
+    return user
+
+
+_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def user_link_entra_identity(
+    *, user: User, tenant_id: str, object_id: str, context: AuditContext, how: str = "linked by an admin"
+) -> User:
+    """Link `user` to the Entra ID identity (tenant id, object id): its sign-ins then sign in as `user`.
+
+    The explicit way an existing local account gets its Entra ID identity (People in the portal,
+    `manage.py link_entra_identity`); single sign-on calls it too for the demo's own accounts and to
+    record the tenant of an account linked before tenants were recorded. Both ids are GUIDs; an
+    identity already linked to another account is refused. Event: user.sso_linked (before/after, how).
+    """
+    tenant_id, object_id = (tenant_id or "").strip().lower(), (object_id or "").strip().lower()
+    errors = {
+        name: ["Must be a GUID such as 5b0b0d7e-2f43-4c1e-9a4e-0d3e7c2a9f10."]
+        for name, value in (("tenant_id", tenant_id), ("object_id", object_id))
+        if not _GUID.match(value)
+    }
+    if errors:
+        raise ValidationFailed("The Entra ID identity is not valid.", details=errors)
+    with transaction.atomic():
+        taken = (
+            User.objects.select_for_update()
+            .filter(entra_tenant_id=tenant_id, entra_object_id=object_id)
+            .exclude(pk=user.pk)
+            .first()
+        )
+        if taken is not None:
+            raise ValidationFailed(
+                f"This Entra ID identity is already linked to {taken.username}.",
+                details={"object_id": [f"Already linked to {taken.username}; unlink it there first."]},
+            )
+        current = User.objects.select_for_update().get(pk=user.pk)
+        before = {"entra_tenant_id": current.entra_tenant_id, "entra_object_id": current.entra_object_id}
+        after = {"entra_tenant_id": tenant_id, "entra_object_id": object_id}
+        if before != after:
+            User.objects.filter(pk=user.pk).update(**after)
+            record(context=context, action="user.sso_linked", target=user, before=before, after={**after, "how": how})
+        user.entra_tenant_id, user.entra_object_id = tenant_id, object_id
+    return user
+
+
+def user_set_display_name(*, user: User, display_name: str, context: AuditContext) -> User:
+    """Change the name the portal shows for `user` (single sign-on fills in a missing one). Event: user.renamed."""
+    display_name = (display_name or "").strip()[:150]
+    with transaction.atomic():
+        before = User.objects.filter(pk=user.pk).values_list("display_name", flat=True).first() or ""
+        if before != display_name:
+            User.objects.filter(pk=user.pk).update(display_name=display_name)
+            record(
+                context=context,
+                action="user.renamed",
+                target=user,
+                before={"display_name": before},
+                after={"display_name": display_name},
+            )
+        user.display_name = display_name
     return user
 
 

@@ -1,13 +1,16 @@
 """Entra ID single sign-on: MSAL's authorization-code flow (state, nonce and PKCE are msal's) and the
 mapping of id_token claims to our users.
 
-- Users are keyed by the `oid` claim (User.entra_object_id). With ALM_SSO_LINK_BY_USERNAME (off by
-  default, on in the demo) a first sign-in links an unlinked local account whose username is the
-  claim's `preferred_username` or its part before "@"; otherwise it creates the user, and refuses
-  when that username is already taken by an unlinked account (an admin decides who that is).
+- Users are keyed by the `tid` and `oid` claims together (User.entra_tenant_id, entra_object_id), never
+  by a name. A first sign-in creates its user, named by `preferred_username`, and is refused when an
+  unlinked account already has that username: an admin decides who that is and links it
+  (accounts.services.user_link_entra_identity). Only in the demo (settings.ALM_SSO_DEMO_LINKING, from
+  the emulator's credentials) does a first sign-in from the demo's tenant whose user principal name is
+  exactly `<username>@<the demo's domain>` link the local demo account `<username>`.
+- A sign-in that is not linked to an account never changes or disables an existing account.
 - ALM_SSO_ROLE_MAP maps app roles (`roles` claim) or group object ids (`groups` claim) to our roles;
   with several, the most powerful wins (admin, approver, maker, auditor). A sign-in without any
-  mapped value disables the account (accounts.services.user_disable: sessions, tokens, approvals)
+  mapped value disables the linked account (accounts.services.user_disable: sessions, tokens, approvals)
   and is refused.
 - ALM_SSO_GROUP_TEAM_MAP maps app roles or group ids to team slugs; each sign-in adds and removes
   memberships of the mapped teams to match the claims and leaves other teams alone.
@@ -16,19 +19,19 @@ mapping of id_token claims to our users.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
 import requests
 from django.conf import settings
-from django.db import transaction
 
 from alm_portal.accounts import services
 from alm_portal.accounts.choices import Role
 from alm_portal.accounts.models import User
 from alm_portal.audit.context import AuditContext, ObjectRef
-from alm_portal.audit.services import record, record_outcome
+from alm_portal.audit.services import record_outcome
 
 # When the claims map to several roles, the first of these wins.
 ROLE_PRECEDENCE: tuple[str, ...] = (Role.ADMIN, Role.APPROVER, Role.MAKER, Role.AUDITOR)
@@ -40,7 +43,7 @@ GROUPS_LEFT_OUT = (
 )
 USERNAME_TAKEN = (
     "An ALM Portal account named {username} already exists and is not linked to your Entra ID identity; "
-    "ask an admin to link it."
+    "ask an admin to link it (tenant {tenant_id}, object id {object_id})."
 )
 
 
@@ -50,6 +53,10 @@ class SignInRefused(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class MissingIdentity(SignInRefused):
+    """The id_token lacks the claims that say who signed in (tid, oid)."""
 
 
 def sso_configured() -> bool:
@@ -96,6 +103,9 @@ STALE_FLOW = "The sign-in took too long or was started elsewhere; please try aga
 MISMATCH = "The answer from Entra ID did not match this sign-in; please try again."
 
 
+UNREACHABLE = "Entra ID could not be reached to finish the sign-in; please try again in a moment."
+
+
 def sign_in_from_answer(*, flow: dict[str, Any] | None, answer: dict[str, str], context: AuditContext) -> User:
     """The callback's whole use case: redeem Entra ID's answer for the flow this browser started, then
     map the claims to a user. Every way it can end without a user raises SignInRefused and is audited."""
@@ -105,9 +115,20 @@ def sign_in_from_answer(*, flow: dict[str, Any] | None, answer: dict[str, str], 
         claims = flow_finish(flow=flow, answer=answer)
     except ValueError as problem:  # msal: state mismatch and other protocol errors
         raise _failed(context=context, reason=f"answer did not match the flow: {problem}", message=MISMATCH) from None
+    except RuntimeError as problem:
+        # msal raises RuntimeError (IdTokenError and its kin among them) when the id_token's nonce,
+        # issuer or audience is not the one this flow expects: a replayed or substituted token.
+        reason = f"id_token did not match the flow: {problem}"
+        raise _failed(context=context, reason=reason, message=MISMATCH) from None
+    except requests.RequestException as problem:
+        reason = f"Entra ID unreachable: {type(problem).__name__}"
+        raise _failed(context=context, reason=reason, message=UNREACHABLE) from None
     except SignInRefused as refusal:  # Entra ID answered with an error
         raise _failed(context=context, reason=refusal.message, message=refusal.message) from None
-    return user_from_claims(claims=claims, context=context)
+    try:
+        return user_from_claims(claims=claims, context=context)
+    except MissingIdentity as missing:
+        raise _failed(context=context, reason=missing.message, message=missing.message) from None
 
 
 def _failed(*, context: AuditContext, reason: str, message: str) -> SignInRefused:
@@ -147,79 +168,120 @@ def team_slugs_for(claims: dict[str, Any]) -> set[str]:
 
 @dataclass(frozen=True)
 class _Identity:
+    tenant_id: str
     oid: str
     username: str
     display_name: str
-    email: str
 
 
 def _identity(claims: dict[str, Any]) -> _Identity:
-    oid = str(claims.get("oid") or "")
-    if not oid:
-        raise SignInRefused("Entra ID sent no object id (oid); the portal cannot tell who you are.")
+    oid = str(claims.get("oid") or "").lower()
+    tenant_id = str(claims.get("tid") or "").lower()
+    if not oid or not tenant_id:
+        raise MissingIdentity("Entra ID sent no tenant or object id (tid, oid); the portal cannot tell who you are.")
     preferred = str(claims.get("preferred_username") or oid)
-    return _Identity(oid=oid, username=preferred[:150], display_name=str(claims.get("name") or "")[:150], email="")
-
-
-def _find(identity: _Identity) -> User | None:
-    user = User.objects.filter(entra_object_id=identity.oid).first()
-    if user is not None or not settings.ALM_SSO_LINK_BY_USERNAME:
-        return user
-    local = identity.username.split("@", 1)[0]
-    return (
-        User.objects.filter(entra_object_id__isnull=True, username__in={identity.username, local})
-        .order_by("pk")
-        .first()
+    return _Identity(
+        tenant_id=tenant_id, oid=oid, username=preferred[:150], display_name=str(claims.get("name") or "")[:150]
     )
 
 
-def _refuse(*, context: AuditContext, subject: ObjectRef, oid: str, reason: str, message: str) -> SignInRefused:
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def configured_tenant() -> str | None:
+    """The tenant id the authority names (`https://<host>/<tenant id>`), or None when it names none (common,
+    organizations, a domain name): the tenant an account linked before tenants were recorded belongs to."""
+    segment = urlparse(str(settings.ALM_SSO_AUTHORITY or "")).path.strip("/").split("/")[0].lower()
+    return segment if _GUID.fullmatch(segment) else None
+
+
+def _linked(identity: _Identity) -> User | None:
+    """The account linked to this tenant and object id. An account linked before the tenant was recorded
+    counts only for the tenant the authority names (and gets it recorded)."""
+    user = User.objects.filter(entra_tenant_id=identity.tenant_id, entra_object_id=identity.oid).first()
+    if user is not None or identity.tenant_id != configured_tenant():
+        return user
+    return User.objects.filter(entra_tenant_id__isnull=True, entra_object_id=identity.oid).first()
+
+
+def _demo_account(identity: _Identity) -> User | None:
+    """The demo only: the unlinked local account whose username, with the demo's domain, is exactly this
+    sign-in's user principal name, in the demo's tenant. approver2@attacker.example is not approver2."""
+    demo: dict[str, str] | None = settings.ALM_SSO_DEMO_LINKING
+    if not demo or identity.tenant_id != demo["tenant_id"].lower():
+        return None
+    local, at, domain = identity.username.rpartition("@")
+    if not at or not local or domain.lower() != demo["domain"].lower():
+        return None
+    return User.objects.filter(username=local, entra_object_id__isnull=True, entra_tenant_id__isnull=True).first()
+
+
+def _refuse(
+    *, context: AuditContext, subject: ObjectRef, identity: _Identity, reason: str, message: str
+) -> SignInRefused:
     record_outcome(
-        context=context, action="auth.sso_refused", outcome="denied", message=reason, target=subject, after={"oid": oid}
+        context=context,
+        action="auth.sso_refused",
+        outcome="denied",
+        message=reason,
+        target=subject,
+        after={"oid": identity.oid, "tid": identity.tenant_id, "preferred_username": identity.username},
     )
     return SignInRefused(message)
 
 
 def user_from_claims(*, claims: dict[str, Any], context: AuditContext) -> User:
-    """The user these id_token claims sign in (created, linked or updated), or SignInRefused."""
+    """The user these id_token claims sign in (created, or the linked one updated), or SignInRefused.
+
+    Only an account linked to the claims' tenant and object id is ever changed (role, teams, disabled
+    when no app role maps); a sign-in linked to no account creates one or is refused, and leaves every
+    existing account as it was.
+    """
     identity = _identity(claims)
     role = role_for(claims)
-    user = _find(identity)
+    user = _linked(identity)
+    demo_link = False
+    if user is None and role is not None:
+        user = _demo_account(identity)
+        demo_link = user is not None
     subject = ObjectRef(type="accounts.user", id=str(user.pk) if user else "", repr=identity.username)
     if role is None and _groups_left_out(claims):
         # The claims do not say which groups the user is in, so they cannot say the user lost access.
         raise _refuse(
-            context=context, subject=subject, oid=identity.oid, reason="groups overage", message=GROUPS_LEFT_OUT
+            context=context, subject=subject, identity=identity, reason="groups overage", message=GROUPS_LEFT_OUT
         )
     if role is None:
         if user is not None and user.is_active:
             services.user_disable(user=user, context=context, reason="Entra ID sign-in without an app role")
-        raise _refuse(context=context, subject=subject, oid=identity.oid, reason="no app role", message=NO_APP_ROLE)
+        raise _refuse(context=context, subject=subject, identity=identity, reason="no app role", message=NO_APP_ROLE)
     if user is not None and not user.is_active:
-        raise _refuse(context=context, subject=subject, oid=identity.oid, reason="account disabled", message=DISABLED)
+        raise _refuse(context=context, subject=subject, identity=identity, reason="account disabled", message=DISABLED)
     if user is None:
         if User.objects.filter(username=identity.username).exists():
             raise _refuse(
                 context=context,
                 subject=subject,
-                oid=identity.oid,
+                identity=identity,
                 reason="username taken by an unlinked account",
-                message=USERNAME_TAKEN.format(username=identity.username),
+                message=USERNAME_TAKEN.format(
+                    username=identity.username, tenant_id=identity.tenant_id, object_id=identity.oid
+                ),
             )
         user = services.user_create(
-            username=identity.username, role=role, display_name=identity.display_name, context=context
+            username=identity.username,
+            role=role,
+            display_name=identity.display_name,
+            context=context,
+            entra_tenant_id=identity.tenant_id,
+            entra_object_id=identity.oid,
         )
-    with transaction.atomic():
-        changed: dict[str, Any] = {}
-        if user.entra_object_id != identity.oid:
-            changed["entra_object_id"] = identity.oid
-        if identity.display_name and not user.display_name:
-            changed["display_name"] = identity.display_name
-        if changed:
-            User.objects.filter(pk=user.pk).update(**changed)
-            for field, value in changed.items():
-                setattr(user, field, value)
-            record(context=context, action="user.sso_linked", target=user, after=changed)
+    elif demo_link or user.entra_tenant_id is None:
+        how = "the demo's own domain and tenant" if demo_link else "the tenant the authority names"
+        user = services.user_link_entra_identity(
+            user=user, tenant_id=identity.tenant_id, object_id=identity.oid, context=context, how=how
+        )
+    if identity.display_name and not user.display_name:
+        user = services.user_set_display_name(user=user, display_name=identity.display_name, context=context)
     if user.role != role:
         user = services.user_set_role(user=user, role=role, context=context)
     if settings.ALM_SSO_GROUP_TEAM_MAP and not _groups_left_out(claims):

@@ -15,4 +15,5 @@ urlpatterns = [
     path("users/", views.user_list, name="user-list"),
     path("users/<int:pk>/sessions/", views.user_sessions, name="user-sessions"),
     path("users/<int:pk>/sessions/end/", views.user_sessions_end, name="user-sessions-end"),
+    path("users/<int:pk>/entra/", views.user_entra_link, name="user-entra-link"),
 ]

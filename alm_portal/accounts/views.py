@@ -15,7 +15,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from alm_portal.accounts import policy, selectors, services, sso
-from alm_portal.accounts.forms import ApiTokenForm, SignInForm
+from alm_portal.accounts.forms import ApiTokenForm, EntraLinkForm, SignInForm
 from alm_portal.accounts.models import User
 from alm_portal.audit.context import AuditContext
 from alm_portal.errors import DomainError
@@ -56,8 +56,12 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
 @require_POST
 def api_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     token = get_object_or_404(selectors.api_tokens_of(user=request.user), pk=pk)  # type: ignore[arg-type]
-    services.api_token_revoke(token=token, context=AuditContext.from_request(request))
-    messages.success(request, f"Token {token.name!r} revoked.")
+    try:
+        services.api_token_revoke(token=token, context=AuditContext.from_request(request), revoked_by=request.user)  # type: ignore[arg-type]
+    except DomainError as refusal:
+        messages.error(request, refusal.message)
+    else:
+        messages.success(request, f"Token {token.name!r} revoked (and any token created with it).")
     return redirect("accounts:api-tokens")
 
 
@@ -137,8 +141,35 @@ def user_sessions(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "accounts/user_sessions.html",
-        {"person": person, "sessions": selectors.active_sessions_of(user=person)},
+        {"person": person, "sessions": selectors.active_sessions_of(user=person), "link_form": EntraLinkForm()},
     )
+
+
+@login_required
+@require_POST
+def user_entra_link(request: HttpRequest, pk: int) -> HttpResponse:
+    """An admin links a local account to an Entra ID identity: the one way, besides a first sign-in that
+    creates its own account, that an account gets one (sign-ins never link by name)."""
+    _admin_only(request)
+    person = get_object_or_404(User, pk=pk)
+    form = EntraLinkForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Give the tenant id and the object id of the Entra ID identity.")
+        return redirect("accounts:user-sessions", pk=person.pk)
+    try:
+        services.user_link_entra_identity(
+            user=person,
+            tenant_id=form.cleaned_data["tenant_id"],
+            object_id=form.cleaned_data["object_id"],
+            context=AuditContext.from_request(request),
+        )
+    except DomainError as refusal:
+        details = refusal.details if isinstance(refusal.details, dict) else {}
+        problems = [str(problem) for values in details.values() for problem in values]
+        messages.error(request, " ".join([refusal.message, *problems]))
+    else:
+        messages.success(request, f"{person.shown_name} now signs in with that Entra ID identity.")
+    return redirect("accounts:user-sessions", pk=person.pk)
 
 
 @login_required

@@ -10,6 +10,9 @@
   fields, so an upload is never held in memory. The query string and content type are part of it.
 - Not kept (a retry runs again): 5xx answers, 401/403 refusals (nothing ran; fixing the
   credentials must not replay the refusal), 429, streamed answers.
+- Secrets shown once are never stored: a view whose answer holds one (a new API token) puts what a
+  replay answers instead on the response (`REPLAY_INSTEAD_ATTRIBUTE`), and that is what is stored. As
+  a safety net, an answer that holds API token text anyway is not kept at all.
 
 A middleware rather than a view mixin because every POST of every app must honour the key, and the
 claim must be taken before the view runs; it is limited to the API path so pages are unaffected.
@@ -36,6 +39,7 @@ from alm_portal.idempotency.services import (
     idempotency_complete,
     idempotency_release,
 )
+from alm_portal.log_redaction import TOKEN_TEXT_PATTERN
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +50,8 @@ _META_KEY = "HTTP_IDEMPOTENCY_KEY"
 _VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _REPLAYED_HEADERS = ("Content-Type", "Location", "ETag")
 _NOT_KEPT = frozenset({401, 403, 429})
+# Set by a view on its response: (status, JSON-able body) that a replay answers instead of the response.
+REPLAY_INSTEAD_ATTRIBUTE = "idempotency_replay_instead"
 # Multipart boundaries and small fields around a file (as the upload view allows).
 _MULTIPART_ALLOWANCE = 1024 * 1024
 _CHUNK = 1024 * 1024
@@ -114,6 +120,21 @@ def _replay(stored: StoredResponse) -> HttpResponse:
     return response
 
 
+def _storable(response: HttpResponse) -> StoredResponse | None:
+    """What to keep for a replay: the response, or what its view said to answer instead; None when it
+    holds token text (never stored, so the key is released and a retry runs again)."""
+    instead = getattr(response, REPLAY_INSTEAD_ATTRIBUTE, None)
+    if instead is not None:
+        status_code, data = instead
+        body = json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
+        return StoredResponse(status_code=status_code, body=body, headers={"Content-Type": "application/json"})
+    if TOKEN_TEXT_PATTERN.search(response.content.decode("utf-8", "replace")):
+        logger.warning("an answer holding API token text was not kept for idempotent replay")
+        return None
+    headers = {name: response[name] for name in _REPLAYED_HEADERS if response.has_header(name)}
+    return StoredResponse(status_code=response.status_code, body=response.content, headers=headers)
+
+
 class IdempotencyMiddleware:
     """Honour `Idempotency-Key` on POSTs under /api/v1/ (see the module docstring)."""
 
@@ -152,9 +173,9 @@ class IdempotencyMiddleware:
         if response.streaming or response.status_code >= 500 or response.status_code in _NOT_KEPT:
             idempotency_release(record=claim.record)
             return response
-        headers = {name: response[name] for name in _REPLAYED_HEADERS if response.has_header(name)}
-        idempotency_complete(
-            record=claim.record,
-            response=StoredResponse(status_code=response.status_code, body=response.content, headers=headers),
-        )
+        stored = _storable(response)
+        if stored is None:
+            idempotency_release(record=claim.record)
+            return response
+        idempotency_complete(record=claim.record, response=stored)
         return response

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
 
 from alm_portal.audit.models import AuditEvent
+from alm_portal.readonly_admin import ReadOnlyAdmin
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     list_display = (
         "seq",
         "occurred_at",
@@ -27,14 +25,4 @@ class AuditEventAdmin(admin.ModelAdmin):
     ordering = ("-seq",)
     # COUNT(*) over millions of rows on every page is the slow part of a big changelist.
     show_full_result_count = False
-    actions = None
     readonly_fields = tuple(field.name for field in AuditEvent._meta.fields)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

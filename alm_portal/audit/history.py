@@ -14,7 +14,7 @@ from django.db.models import Model
 from django.urls import reverse
 from django.utils.http import urlencode
 
-from alm_portal.accounts.choices import Role
+from alm_portal.accounts import policy
 from alm_portal.accounts.models import User
 from alm_portal.audit import selectors
 
@@ -53,6 +53,6 @@ def object_history_context(*, user: User, instance: Model, page_number: str | No
         }
         for event in page.object_list
     ]
-    reader = user.is_active and user.role in (Role.AUDITOR, Role.ADMIN)
+    reader = policy.reads_audit_log(user)
     link = reverse("audit:timeline") + "?" + urlencode({"object_type": object_type, "object_id": own}) if reader else ""
     return {"history": page, "history_audit_link": link, "history_parameter": HISTORY_PAGE_PARAMETER}

@@ -15,7 +15,7 @@ from django.utils.dateparse import parse_date
 from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
-from alm_portal.accounts.choices import Role
+from alm_portal.accounts import policy
 from alm_portal.accounts.models import User
 from alm_portal.audit import selectors
 from alm_portal.audit.choices import Outcome
@@ -35,7 +35,7 @@ def _day(text: str, *, end: bool = False) -> datetime | None:
 
 def _require_reader(request: HttpRequest) -> User:
     user: User = request.user  # type: ignore[assignment]
-    if not user.is_active or user.role not in (Role.AUDITOR, Role.ADMIN):
+    if not policy.reads_audit_log(user):
         raise PermissionDenied("The audit log is for auditors and admins.")
     return user
 

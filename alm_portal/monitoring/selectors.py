@@ -62,8 +62,10 @@ class BrokerDepth:
 
 
 def _queue_names() -> list[str]:
-    # Every task goes to Celery's default queue (no routes are configured).
-    return [getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "celery")]
+    """Celery's default queue (jobs) and the deliveries' own queue (settings.CELERY_TASK_QUEUES)."""
+    default = getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "celery")
+    declared = [queue.name for queue in getattr(settings, "CELERY_TASK_QUEUES", ())]
+    return [default, *(name for name in declared if name != default)]
 
 
 def broker_depth() -> BrokerDepth:

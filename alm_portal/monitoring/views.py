@@ -15,12 +15,10 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from alm_portal.accounts import policy
 from alm_portal.accounts import services as accounts
-from alm_portal.accounts.choices import Role, Scope
 from alm_portal.monitoring.exposition import CONTENT_TYPE, render
 from alm_portal.monitoring.selectors import metric_families
-
-_READERS = (Role.ADMIN, Role.AUDITOR)
 
 
 def _refusal(status: int, message: str) -> HttpResponse:
@@ -39,7 +37,7 @@ def _bearer_allowed(presented: str) -> bool | None:
         token = accounts.api_token_authenticate(presented)
     except accounts.TokenRejected:
         return None
-    return token.user.role in _READERS and Scope.READ in (token.scopes or [])
+    return policy.reads_metrics(user=token.user, token=token)
 
 
 @never_cache
@@ -57,7 +55,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
         user = request.user
         if not user.is_authenticated:
             return _refusal(401, "Authentication required.")
-        allowed = user.is_active and getattr(user, "role", None) in _READERS
+        allowed = policy.reads_metrics(user=user, token=None)
     if not allowed:
         return _refusal(403, "Metrics are for admins, auditors and the configured scraper.")
     return HttpResponse(render(metric_families()), content_type=CONTENT_TYPE)

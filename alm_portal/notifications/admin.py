@@ -3,7 +3,6 @@ The encrypted secret is not shown."""
 
 from django.contrib import admin
 
-from alm_portal.accounts.admin import ReadOnlyAdmin
 from alm_portal.notifications.models import (
     EmailDelivery,
     EmailSubscription,
@@ -11,6 +10,7 @@ from alm_portal.notifications.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from alm_portal.readonly_admin import ReadOnlyAdmin
 
 
 @admin.register(WebhookEndpoint)

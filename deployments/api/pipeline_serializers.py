@@ -67,6 +67,7 @@ class StageSerializer(serializers.ModelSerializer):
             "name",
             "environment",
             "required_approvals",
+            "production_without_approval",
             "approvers",
             "requires_previous_stage",
             "import_mode",
@@ -120,6 +121,10 @@ class StageUpdateSerializer(StrictInputSerializer):
     name = serializers.CharField(required=False, max_length=50)
     environment = serializers.IntegerField(required=False, help_text="Id of the target environment.")
     required_approvals = serializers.IntegerField(required=False, min_value=0, max_value=10)
+    production_without_approval = serializers.BooleanField(
+        required=False,
+        help_text="A production target needs at least one approval unless this is set (an explicit, audited policy).",
+    )
     approver_users = serializers.ListField(child=serializers.IntegerField(), required=False)
     approver_teams = serializers.ListField(child=serializers.IntegerField(), required=False)
     requires_previous_stage = serializers.BooleanField(required=False)
@@ -177,6 +182,7 @@ class StageReplaceSerializer(StageCreateSerializer):
     lists when given (entries equal to an existing one keep it) and stay as they are when omitted."""
 
     required_approvals = serializers.IntegerField(min_value=0, max_value=10, default=1)
+    production_without_approval = serializers.BooleanField(default=False)
     approver_users = serializers.ListField(child=serializers.IntegerField(), default=list)
     approver_teams = serializers.ListField(child=serializers.IntegerField(), default=list)
     requires_previous_stage = serializers.BooleanField(default=True)

@@ -13,15 +13,13 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import exceptions, mixins, status, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from alm_portal.accounts import policy as account_policy
 from alm_portal.accounts.choices import Scope
-from alm_portal.accounts.models import ApiToken, User
-from alm_portal.accounts.permissions import ScopeInsufficient
+from alm_portal.accounts.models import ApiToken
 from alm_portal.audit.context import AuditContext
 from alm_portal.errors import InvalidState, NotFound, ValidationFailed
 from deployments import jobs, selectors, workflow
@@ -37,7 +35,7 @@ from deployments.api.serializers import (
     RollbackPlanSerializer,
     RollbackSerializer,
 )
-from deployments.choices import JobStatus, RollbackStrategy
+from deployments.choices import JobStatus
 from deployments.filtersets import JobFilterSet, PromotionFilterSet
 from deployments.models import Job, Promotion, Stage
 from deployments.rollback import rollback_plan
@@ -48,27 +46,15 @@ CONFLICT = E(description="invalid_state (details: current, allowed) or another 4
 FORBIDDEN = E(
     description="permission_denied | scope_insufficient | self_approval_forbidden | uploader_approval_forbidden"
 )
-# Strategies the rollback plan marks requires_admin: an admin-scoped caller only.
-ADMIN_ROLLBACKS = (
-    RollbackStrategy.UNINSTALL_REINSTALL,
-    RollbackStrategy.HOLDING_APPLY,
-    RollbackStrategy.HOLDING_REMOVE,
-)
 
 
 def _context(request: Request) -> AuditContext:
     return AuditContext.from_request(request)
 
 
-def require_scope(request: Request, scope: str) -> None:
-    """A second scope an action needs for one of its options (the view's own scope is already checked)."""
-    token = request.auth if isinstance(request.auth, ApiToken) else None
-    user: User = request.user  # type: ignore[assignment]
-    if scope in account_policy.effective_scopes(user=user, token=token):
-        return
-    if token is not None and scope in account_policy.role_scopes(user.role):
-        raise ScopeInsufficient(f"This token lacks the '{scope}' scope.")
-    raise exceptions.PermissionDenied(f"The {user.role} role may not do this (needs '{scope}').")
+def _token(request: Request) -> ApiToken | None:
+    """The API token of the request, for the services' scope checks (None for a session)."""
+    return request.auth if isinstance(request.auth, ApiToken) else None
 
 
 # --- promotions --------------------------------------------------------------------------------------
@@ -144,12 +130,12 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         form.is_valid(raise_exception=True)
         data = form.validated_data
         if data["override_freeze"]:
-            require_scope(request, Scope.ADMIN)
             workflow.promotion_override_freeze(
                 promotion=promotion,
                 user=request.user,  # type: ignore[arg-type]
                 reason=data.get("reason", ""),
                 context=_context(request),
+                token=_token(request),
             )
         else:
             workflow.promotion_approve(
@@ -228,8 +214,6 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         form = RollbackSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        if data["strategy"] in ADMIN_ROLLBACKS:
-            require_scope(request, Scope.ADMIN)
         created = workflow.rollback_request(
             promotion=promotion,
             strategy=data["strategy"],
@@ -237,6 +221,7 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             context=_context(request),
             confirm=data.get("confirm", ""),
             comment=data["justification"],
+            token=_token(request),
         )
         response = self._fresh(created.pk, status.HTTP_201_CREATED)
         response["Location"] = reverse("api:deployments:promotion-detail", kwargs={"pk": created.pk})

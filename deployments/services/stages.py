@@ -12,7 +12,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 
-from alm_portal.accounts.choices import Role
+from alm_portal.accounts import policy as account_policy
 from alm_portal.accounts.models import Team, User
 from alm_portal.audit.context import AuditContext, ObjectRef
 from alm_portal.audit.services import record
@@ -20,11 +20,12 @@ from alm_portal.errors import InvalidState, ValidationFailed
 from deployments.choices import ImportMode, PromotionStatus
 from deployments.models import Pipeline, Promotion, Stage
 from deployments.services.auditing import record_changes
+from environments.choices import EnvironmentKind
 
 NAME_MAX_LENGTH = 50
 MAX_REQUIRED_APPROVALS = 10
 # Roles whose people can approve (deployments.policy.decision_refusal); naming anyone else does nothing.
-APPROVING_ROLES = (Role.APPROVER, Role.ADMIN)
+APPROVING_ROLES = account_policy.DECIDING_ROLES
 # Promotions that are not over: bound to their stage's target, approvals and gating.
 IN_FLIGHT = (
     PromotionStatus.PENDING_APPROVAL,
@@ -35,6 +36,7 @@ IN_FLIGHT = (
 )
 POLICY_FIELDS = (
     "required_approvals",
+    "production_without_approval",
     "requires_previous_stage",
     "import_mode",
     "overwrite_unmanaged_customizations",
@@ -94,6 +96,26 @@ def _approver_errors(*, required_approvals: int, users: Sequence[User], teams: S
     return errors
 
 
+def production_approval_errors(
+    *, target_environment: Any, required_approvals: Any, production_without_approval: bool
+) -> dict[str, list[str]]:
+    """A production target needs at least one approval, unless an admin explicitly allowed none (the
+    stage's production_without_approval, audited with its other policy): otherwise an admin's own
+    request would be approved by "system" with nobody else involved."""
+    if (
+        getattr(target_environment, "kind", None) == EnvironmentKind.PRODUCTION
+        and required_approvals == 0
+        and not production_without_approval
+    ):
+        return {
+            "required_approvals": [
+                f"{target_environment.name} is a production environment: require at least one approval, or tick "
+                "'Allow production without approval' to say on purpose that none is needed."
+            ]
+        }
+    return {}
+
+
 def _stage_errors(
     *,
     pipeline: Pipeline,
@@ -102,6 +124,7 @@ def _stage_errors(
     required_approvals: Any,
     import_mode: str,
     change_reference_pattern: str,
+    production_without_approval: bool = False,
     exclude_pk: int | None = None,
 ) -> dict[str, list[str]]:
     errors: dict[str, list[str]] = {}
@@ -120,6 +143,12 @@ def _stage_errors(
         or not 0 <= required_approvals <= MAX_REQUIRED_APPROVALS
     ):
         errors["required_approvals"] = [f"Must be between 0 and {MAX_REQUIRED_APPROVALS}."]
+    else:
+        errors |= production_approval_errors(
+            target_environment=target_environment,
+            required_approvals=required_approvals,
+            production_without_approval=production_without_approval,
+        )
     if target_environment.pk == pipeline.development_environment_id:
         errors["target_environment"] = ["A stage cannot target the pipeline's development environment."]
     else:
@@ -145,6 +174,7 @@ def stage_add(
     target_environment: Any,
     context: AuditContext,
     required_approvals: int = 1,
+    production_without_approval: bool = False,
     approver_users: Iterable[User] = (),
     approver_teams: Iterable[Team] = (),
     import_mode: str = ImportMode.UPGRADE,
@@ -170,6 +200,7 @@ def stage_add(
         required_approvals=required_approvals,
         import_mode=import_mode,
         change_reference_pattern=change_reference_pattern,
+        production_without_approval=production_without_approval,
     )
     if not errors and (users or teams):
         errors = _approver_errors(required_approvals=required_approvals, users=users, teams=teams)
@@ -185,6 +216,7 @@ def stage_add(
                 order=(last or 0) + 1,
                 target_environment=target_environment,
                 required_approvals=required_approvals,
+                production_without_approval=production_without_approval,
                 import_mode=import_mode,
                 requires_previous_stage=requires_previous_stage,
                 overwrite_unmanaged_customizations=overwrite_unmanaged_customizations,
@@ -246,6 +278,7 @@ def _stage_update(*, stage: Stage, context: AuditContext, changes: dict[str, Any
             required_approvals=required,
             import_mode=changes.get("import_mode", stage.import_mode),
             change_reference_pattern=pattern,
+            production_without_approval=changes.get("production_without_approval", stage.production_without_approval),
             exclude_pk=stage.pk,
         )
         if not errors and {"approver_users", "approver_teams", "required_approvals"} & set(changes):

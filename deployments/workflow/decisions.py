@@ -6,7 +6,9 @@ from typing import Any
 
 from django.db import transaction
 
-from alm_portal.accounts.models import User
+from alm_portal.accounts import policy as account_policy
+from alm_portal.accounts.choices import Scope
+from alm_portal.accounts.models import ApiToken, User
 from alm_portal.audit.context import AuditContext
 from deployments import policy
 from deployments.choices import ApprovalDecision, JobKind
@@ -117,15 +119,19 @@ def promotion_reject(*, promotion: Promotion, user: User, comment: str, context:
     return promotion
 
 
-def promotion_override_freeze(*, promotion: Promotion, user: User, reason: str, context: AuditContext) -> Promotion:
+def promotion_override_freeze(
+    *, promotion: Promotion, user: User, reason: str, context: AuditContext, token: ApiToken | None = None
+) -> Promotion:
     """An admin lets a promotion start during a freeze of its stage: one extra approval, with a reason.
 
     The override is recorded as an approval flagged `freeze_override` (bound to the artifact and
     target, expiring like any other), which does not count towards the stage's ordinary approvals.
     A scheduled promotion held only by the freeze moves on to queued at once. Refusals: 403
     permission_denied (not an admin), self/uploader rules; 409 not_frozen (no freeze at its start),
-    already_decided, preflight_pending/blocked, invalid_state. Event: promotion.freeze_overridden.
+    already_decided, preflight_pending/blocked, invalid_state. Needs the admin scope (`token`: the API
+    token of the request, None for a session). Event: promotion.freeze_overridden.
     """
+    account_policy.require_scope(user=user, token=token, scope=Scope.ADMIN, doing="override a freeze")
     raise_if_refused(policy.comment_refusal(reason, field_name="reason"))
     with transaction.atomic():
         now = _now()

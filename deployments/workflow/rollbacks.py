@@ -8,7 +8,8 @@ from typing import Any
 
 from django.db import transaction
 
-from alm_portal.accounts.models import User
+from alm_portal.accounts import policy as account_policy
+from alm_portal.accounts.models import ApiToken, User
 from alm_portal.audit.context import AuditContext
 from alm_portal.errors import InvalidState, ValidationFailed
 from deployments import policy
@@ -56,12 +57,15 @@ def rollback_request(
     context: AuditContext,
     confirm: str = "",
     comment: str = "",
+    token: ApiToken | None = None,
 ) -> Promotion:
     """Ask to roll back `promotion` (the latest succeeded deployment of its solution on its target,
     else 409 not_latest_deployment) with `strategy`. Creates a promotion of kind rollback: exempt
-    from gating, needing at least one approval from the stage's approvers. `uninstall_reinstall` is
-    admin only and `confirm` must equal the solution's unique name. The version to install comes
-    from deployments.rollback.rollback_artifact_for (which re-versions when needed).
+    from gating, needing at least one approval from the stage's approvers. The strategies of
+    policy.ADMIN_ROLLBACK_STRATEGIES need the admin scope (`token`: the API token the request came
+    with, None for a page), checked here for pages and API alike; for `uninstall_reinstall`
+    `confirm` must equal the solution's unique name. The version to install comes from
+    deployments.rollback.rollback_artifact_for (which re-versions when needed).
     Event: promotion.requested (kind rollback)."""
     from deployments.rollback import rollback_artifact_for
 
@@ -71,14 +75,18 @@ def rollback_request(
             details={"strategy": [f"Must be one of {', '.join(RollbackStrategy.values)}."]},
         )
     raise_if_refused(policy.request_refusal(user=requested_by, solution=promotion.solution))
+    account_policy.require_scope(
+        user=requested_by,
+        token=token,
+        scope=policy.rollback_strategy_scope(strategy),
+        doing=f"roll back with the strategy {strategy}",
+    )
     raise_if_refused(policy.comment_refusal(comment, required=False))
-    if strategy == RollbackStrategy.UNINSTALL_REINSTALL:
-        raise_if_refused(policy.admin_refusal(user=requested_by, action="uninstall and reinstall a solution"))
-        if confirm != promotion.solution.unique_name:
-            raise ValidationFailed(
-                "Uninstalling deletes the solution's tables and their data; confirm with its unique name.",
-                details={"confirm": [f"Type {promotion.solution.unique_name} to confirm."]},
-            )
+    if strategy == RollbackStrategy.UNINSTALL_REINSTALL and confirm != promotion.solution.unique_name:
+        raise ValidationFailed(
+            "Uninstalling deletes the solution's tables and their data; confirm with its unique name.",
+            details={"confirm": [f"Type {promotion.solution.unique_name} to confirm."]},
+        )
     promotion.refresh_from_db()
     raise_if_refused(policy.latest_deployment_refusal(promotion=promotion, latest=_latest_succeeded(promotion)))
     _refuse_second_rollback(promotion)

@@ -15,7 +15,7 @@ from alm_portal.audit.context import AuditContext
 from alm_portal.audit.services import record
 from deployments.choices import JobKind
 from deployments.jobs import job_enqueue
-from environments.choices import CredentialStatus, HealthStatus
+from environments.choices import CredentialStatus, EnvironmentKind, HealthStatus
 from environments.models import Credential, Environment
 from environments.services.credentials import credential_insert, credential_rotate, credential_set_expiry
 from environments.services.scheduling import enqueue_once
@@ -175,6 +175,8 @@ def environment_update(
             changes = {key: value for key, value in wanted.items() if before[key] != value}
             if not changes:
                 return current
+            if changes.get("kind") == EnvironmentKind.PRODUCTION:
+                _refuse_production_without_approvals(current)
             for key, value in changes.items():
                 setattr(current, key, value)
             current.updated_at = timezone.now()
@@ -197,6 +199,19 @@ def environment_update(
     except IntegrityError:
         raise field_error("name", "An environment with this name exists.") from None
     return current
+
+
+def _refuse_production_without_approvals(environment: Environment) -> None:
+    """An environment becomes production only once every stage into it requires an approval or explicitly
+    allows none (deployments.services.stages.production_approval_errors)."""
+    stages = environment.stages_targeting.filter(required_approvals=0, production_without_approval=False)
+    names = sorted(f"{stage.pipeline.name} → {stage.name}" for stage in stages.select_related("pipeline"))
+    if names:
+        raise field_error(
+            "kind",
+            f"Stages into {environment.name} require no approval ({', '.join(names)}); a production environment needs "
+            "at least one, or the stage must allow production without approval. Change the stages first.",
+        )
 
 
 @sensitive_variables()

@@ -27,7 +27,13 @@ def group_maps(settings: Any, team: Any) -> Any:
 
 
 def _claims(*groups: str, oid: str = "0b000000-0000-4000-8000-000000000001") -> dict[str, Any]:
-    return {"oid": oid, "preferred_username": "mia@contoso.example", "name": "Mia", "groups": list(groups)}
+    return {
+        "tid": "5b0b0d7e-2f43-4c1e-9a4e-0d3e7c2a9f10",
+        "oid": oid,
+        "preferred_username": "mia@contoso.example",
+        "name": "Mia",
+        "groups": list(groups),
+    }
 
 
 def _sign_in(claims: dict[str, Any]) -> User:

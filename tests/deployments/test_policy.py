@@ -8,6 +8,7 @@ import pytest
 
 from deployments import policy
 from deployments.models import Approval, Promotion, Stage, StageFreeze, StageWindow
+from environments.models import Environment
 from tests.deployments.test_workflow_fixtures import fast_password_hashing  # noqa: F401 - autouse fixture
 
 UTC_NOON_WEDNESDAY = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
@@ -214,9 +215,12 @@ def approval(approver_id, *, sha="a" * 64, target=1, expires=None, voided=None, 
     )
 
 
-def promotion_for(required, *, kind="promotion"):
+def promotion_for(required, *, kind="promotion", environment_kind="test", without_approval=False):
     return Promotion(
-        kind=kind, artifact_sha256="a" * 64, target_environment_id=1, stage=Stage(required_approvals=required)
+        kind=kind,
+        artifact_sha256="a" * 64,
+        target_environment=Environment(pk=1, kind=environment_kind),
+        stage=Stage(required_approvals=required, production_without_approval=without_approval),
     )
 
 
@@ -244,6 +248,13 @@ def test_a_rollback_needs_one_approval_even_where_the_stage_needs_none():
     assert policy.approvals_required(promotion=promotion_for(0)) == 0
     assert policy.approvals_required(promotion=promotion_for(0, kind="rollback")) == 1
     assert policy.approvals_required(promotion=promotion_for(2, kind="rollback")) == 2
+
+
+def test_production_needs_one_approval_unless_the_stage_explicitly_allows_none():
+    assert policy.approvals_required(promotion=promotion_for(0, environment_kind="production")) == 1
+    assert policy.approvals_required(promotion=promotion_for(3, environment_kind="production")) == 3
+    allowed = promotion_for(0, environment_kind="production", without_approval=True)
+    assert policy.approvals_required(promotion=allowed) == 0
 
 
 def test_gating_rules():

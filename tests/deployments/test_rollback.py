@@ -187,7 +187,7 @@ def test_holding_apply_finishes_a_stuck_upgrade(contoso, deployed):
     assert plan["holding_apply"]["available"] is True and plan["holding_apply"]["resulting_version"] == "1.3.0.0"
     assert [entry["table"] for entry in plan["holding_apply"]["data_loss"]] == ["ud_testentity9"]
 
-    rollback = contoso.rollback(deployed, "holding_apply")
+    rollback = contoso.rollback(deployed, "holding_apply", by=contoso.admin)
 
     assert rollback.status == "succeeded", (rollback.error_code, rollback.error_message)
     assert contoso.installed("test")["version"] == "1.3.0.0"
@@ -201,7 +201,7 @@ def test_holding_apply_finishes_a_stuck_upgrade(contoso, deployed):
 def test_holding_remove_drops_a_stuck_upgrade(contoso, deployed):
     contoso.orgs["test"].install(success_package("1.3.0.0", BASE_TABLES), mode="holding")
 
-    rollback = contoso.rollback(deployed, "holding_remove")
+    rollback = contoso.rollback(deployed, "holding_remove", by=contoso.admin)
 
     assert rollback.status == "succeeded", (rollback.error_code, rollback.error_message)
     assert contoso.installed("test")["version"] == "1.2.0.0"
@@ -218,7 +218,7 @@ def test_a_holding_strategy_without_a_holding_solution_is_blocked_at_preflight(c
     from deployments import workflow
 
     rollback = workflow.rollback_request(
-        promotion=deployed, strategy="holding_remove", requested_by=contoso.maker, context=as_user(contoso.maker)
+        promotion=deployed, strategy="holding_remove", requested_by=contoso.admin, context=as_user(contoso.admin)
     )
     rollback = contoso.preflight(rollback)
 

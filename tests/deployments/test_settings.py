@@ -237,6 +237,7 @@ def test_stage_policy_fields_are_stored_and_audited(pipeline, environments, appr
         name="uat",
         target_environment=environments["prod2"],
         required_approvals=0,
+        production_without_approval=True,  # a production target with no approval only on purpose
         approver_users=[approver],
         import_mode="update",
         overwrite_unmanaged_customizations=True,
@@ -254,6 +255,7 @@ def test_stage_policy_fields_are_stored_and_audited(pipeline, environments, appr
         "order": 3,
         "target_environment": environments["prod2"].pk,
         "required_approvals": 0,
+        "production_without_approval": True,
         "requires_previous_stage": True,
         "import_mode": "update",
         "overwrite_unmanaged_customizations": True,

@@ -158,8 +158,8 @@ def entra(entra_server: tuple[Any, dict[str, Any]], runner_settings: Any, tmp_pa
     settings.ALM_SSO_AUTHORITY = credentials["authority"]
     settings.ALM_SSO_CLIENT_ID = credentials["sso_client"]["client_id"]
     settings.ALM_SSO_CLIENT_SECRET = credentials["sso_client"]["client_secret"]
-    # As in the demo: the demo identities sign in as the local people of the same name.
-    settings.ALM_SSO_LINK_BY_USERNAME = True
+    # As in the demo: the demo identities sign in as the local people of the same name, in its own domain.
+    settings.ALM_SSO_DEMO_LINKING = {"tenant_id": credentials["tenant_id"], "domain": credentials["tenant_name"]}
     # One bundle trusting both emulators: this one (Entra ID) and the session's (the Dataverse orgs).
     bundle = tmp_path / "ca-bundle.pem"
     bundle.write_text(Path(settings.ALM_DATAVERSE_CA_BUNDLE).read_text() + server.ca_file.read_text())

@@ -170,7 +170,7 @@ def test_sqlite_embedded_default_is_configured_for_concurrency(tmp_path):
         ("ALM_SSO_ROLE_MAP", '{"": "admin"}', "non-empty string"),
         ("ALM_SSO_ROLE_MAP", '{"ALM.Admin": 1}', "non-empty string"),
         ("ALM_SSO_GROUP_TEAM_MAP", '{"group-id": "Not a slug!"}', "does not match"),
-        ("ALM_SSO_LINK_BY_USERNAME", "sometimes", "must be true or false"),
+        ("ALM_SSO_LINK_BY_USERNAME", "true", "was removed"),
     ],
 )
 def test_single_sign_on_maps_are_parsed_strictly_at_start_up(tmp_path, variable, value, problem):
@@ -191,21 +191,23 @@ def test_the_role_map_accepts_every_role_and_defaults_to_the_app_roles(tmp_path)
         "ALM.Maker": "maker",
         "ALM.Auditor": "auditor",
     }
-    assert settings.ALM_SSO_GROUP_TEAM_MAP == {} and settings.ALM_SSO_LINK_BY_USERNAME is False
+    assert settings.ALM_SSO_GROUP_TEAM_MAP == {} and settings.ALM_SSO_DEMO_LINKING is None
 
 
 def test_the_demo_takes_its_sign_in_client_from_the_emulators_credentials(tmp_path):
     credentials = tmp_path / "demo-credentials.json"
     credentials.write_text(
-        '{"authority": "https://127.0.0.1:8443/t", "sso_client": {"client_id": "c", "client_secret": "s"}}'
+        '{"authority": "https://127.0.0.1:8443/t", "sso_client": {"client_id": "c", "client_secret": "s"}, '
+        '"tenant_id": "t", "tenant_name": "contoso.example"}'
     )
     env = {key: value for key, value in os.environ.items() if not key.startswith(("ALM_", "DATABASE_URL", "SECRET"))}
     env.update({"ALM_VAR_DIR": str(tmp_path / "var"), "ALM_SSO_DEMO_CREDENTIALS": str(credentials)})
     code = (
-        "from alm_portal import settings as s; print(s.ALM_SSO_AUTHORITY, s.ALM_SSO_CLIENT_ID, s.ALM_SSO_CLIENT_SECRET)"
+        "from alm_portal import settings as s; print(s.ALM_SSO_AUTHORITY, s.ALM_SSO_CLIENT_ID, s.ALM_SSO_CLIENT_SECRET,"
+        " s.ALM_SSO_DEMO_LINKING['tenant_id'], s.ALM_SSO_DEMO_LINKING['domain'])"
     )
     shown = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-    assert shown.stdout.split() == ["https://127.0.0.1:8443/t", "c", "s"], shown.stderr
+    assert shown.stdout.split() == ["https://127.0.0.1:8443/t", "c", "s", "t", "contoso.example"], shown.stderr
     credentials.write_text("{}")
     assert "ALM_SSO_DEMO_CREDENTIALS" in _django_check({"ALM_SSO_DEMO_CREDENTIALS": str(credentials)}, tmp_path).stderr
     missing = _django_check({"ALM_SSO_DEMO_CREDENTIALS": str(tmp_path / "not-yet.json")}, tmp_path)

@@ -90,6 +90,8 @@ def _purge_queue() -> None:
     client = redis.Redis.from_url(settings.REDIS_URL)
     for key in client.scan_iter("celery*"):
         client.delete(key)
+    for key in client.scan_iter("notifications*"):  # the deliveries' own queue (settings.CELERY_TASK_QUEUES)
+        client.delete(key)
     for key in client.scan_iter("_kombu*"):
         client.delete(key)
     for key in client.scan_iter("unacked*"):

@@ -102,6 +102,7 @@ PAGES: dict[str, tuple[str, str | None, dict[str, int]]] = {
     "accounts:user-list": ("get", None, ADMIN_ONLY),
     "accounts:user-sessions": ("get", "user", ADMIN_ONLY),
     "accounts:user-sessions-end": ("post", "user", {**ADMIN_ONLY, "admin": 302}),
+    "accounts:user-entra-link": ("post", "user", {**ADMIN_ONLY, "admin": 302}),
 }
 
 # Pages that answer without a session: (method, status for anonymous). Sign-in and sign-out are covered

@@ -27,9 +27,15 @@ class MeSerializer(serializers.ModelSerializer):
 
 
 class ApiTokenSerializer(serializers.ModelSerializer):
+    parent = serializers.PrimaryKeyRelatedField(
+        read_only=True,
+        allow_null=True,
+        help_text="The token that created this one (it expires and is revoked with it), or null.",
+    )
+
     class Meta:
         model = ApiToken
-        fields = ["id", "name", "scopes", "created_at", "expires_at", "revoked_at", "last_used_at"]
+        fields = ["id", "name", "scopes", "created_at", "expires_at", "revoked_at", "last_used_at", "parent"]
 
 
 class ApiTokenCreateSerializer(serializers.Serializer):

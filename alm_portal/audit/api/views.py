@@ -26,7 +26,8 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from alm_portal.accounts.choices import Role, Scope
+from alm_portal.accounts import policy
+from alm_portal.accounts.choices import Scope
 from alm_portal.audit import selectors
 from alm_portal.audit.api.exports import csv_stream, jsonl_stream
 from alm_portal.audit.api.serializers import (
@@ -115,7 +116,7 @@ class AuditEventViewSet(viewsets.GenericViewSet):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
-        if request.user.role not in (Role.AUDITOR, Role.ADMIN):  # type: ignore[union-attr]
+        if not policy.reads_audit_log(request.user):  # type: ignore[arg-type]
             raise exceptions.PermissionDenied("Only auditors and admins read the audit log.")
 
     def get_queryset(self) -> QuerySet[AuditEvent]:

@@ -11,6 +11,10 @@ socket is pinned to an address the policy allowed (no redirects; 5 s to connect,
 2xx is delivered; 410 Gone switches the endpoint off (audited); anything else is retried with
 exponential backoff and jitter until ALM_NOTIFICATION_RETRY_HOURS (24) after the delivery was made,
 then marked failed. Errors recorded on the row are short and never carry the secret or the body.
+
+In development loopback mode (ALM_ALLOW_LOOPBACK) a webhook may point at any port of this machine, so the
+row does not say why no HTTP answer came (refused, silent, not TLS): otherwise the delivery log would
+tell an admin which local ports are open. The worker's log line keeps the reason for whoever runs it.
 """
 
 from __future__ import annotations
@@ -49,6 +53,10 @@ CLAIM_LEASE = timedelta(seconds=120)
 FIRST_RETRY_SECONDS = 30
 MAX_RETRY_SECONDS = 3600
 SWEEP_LIMIT = 500
+LOOPBACK_NO_ANSWER = (
+    "Could not deliver: no HTTP answer. (In loopback mode the reason is not recorded, so that this log cannot "
+    "tell which local ports are open; the worker's log has it.)"
+)
 
 _random = secrets.SystemRandom()
 
@@ -200,7 +208,12 @@ def webhook_delivery_attempt(*, delivery_id: int, now: datetime | None = None) -
         return outcome
     if status_code is not None:
         error = f"HTTP {status_code}."
+    elif outbound.loopback_allowed() and not error.startswith(POLICY_REFUSAL):
+        error = LOOPBACK_NO_ANSWER
     return _retry_or_fail(WebhookDelivery, delivery, attempt, now, error, status_code)
+
+
+POLICY_REFUSAL = "Refused by the outbound policy"
 
 
 def _post(url: str, *, body: bytes, headers: dict[str, str]) -> tuple[int | None, str]:
