@@ -103,7 +103,12 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             201: PromotionSerializer,
             400: E(description="validation_error | stage_not_in_pipeline"),
             403: E(description="permission_denied | scope_insufficient"),
-            409: E(description="artifact_missing | previous_stage_not_succeeded"),
+            409: E(
+                description="artifact_missing | previous_stage_not_succeeded | duplicate_request: the version "
+                "already has an open promotion into the stage (pending approval, approved, scheduled, queued or "
+                "running); `details.existing` names it (id, kind, status, solution, version, stage, requested_by, "
+                "requested_at, url)"
+            ),
         },
     )
     def create(self, request: Request) -> Response:
@@ -192,7 +197,16 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         )
         return self._fresh(promotion.pk)
 
-    @extend_schema(request=RetrySerializer, responses={200: PromotionSerializer, 409: CONFLICT})
+    @extend_schema(
+        request=RetrySerializer,
+        responses={
+            200: PromotionSerializer,
+            409: E(
+                description="invalid_state | duplicate_request (another open promotion of the same version "
+                "and stage; `details.existing` names it)"
+            ),
+        },
+    )
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str) -> Response:
         """Try a failed promotion again (approvals, window and pre-flight are checked again)."""

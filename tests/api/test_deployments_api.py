@@ -338,7 +338,7 @@ def _more_promotions(api_world, count: int) -> None:
     stage = api_world.objects["stages"]["test"]
     for index in range(count):
         promotion = workflow.promotion_request(
-            version=versions["1.0" if index % 2 else "1.1"],
+            version=versions["1.0"],
             stage=stage,
             requested_by=api_world.users["maker"],
             context=AuditContext.system(),
@@ -349,6 +349,10 @@ def _more_promotions(api_world, count: int) -> None:
             promotion=promotion,
             user=api_world.users["approver"],
             context=AuditContext.for_user(api_world.users["approver"], auth_method="session"),
+        )
+        # One open promotion per version and stage: close this one before asking again.
+        workflow.promotion_cancel(
+            promotion=promotion, user=api_world.users["maker"], comment="next", context=AuditContext.system()
         )
 
 
