@@ -341,6 +341,7 @@ def promotion_request(request: HttpRequest, version_pk: int) -> HttpResponse:
     stages = _stage_choices(version)
     form = PromotionRequestForm(request.POST or None, stages=stages)
     form.fields["stage"].widget.attrs.update(preview_trigger_attributes(version_pk=version.pk))
+    existing: dict[str, Any] | None = None
     if request.method == "POST" and form.is_valid():
         stage = get_object_or_404(Stage, pk=int(form.cleaned_data["stage"]))
         try:
@@ -355,7 +356,9 @@ def promotion_request(request: HttpRequest, version_pk: int) -> HttpResponse:
                 context=AuditContext.from_request(request),
             )
         except DomainError as problem:
-            details = problem.details if isinstance(problem.details, dict) else {}
+            details = dict(problem.details) if isinstance(problem.details, dict) else {}
+            # duplicate_request: Back + resubmit; the refusal links the promotion already asked for.
+            existing = details.pop("existing", None) if problem.code == "duplicate_request" else None
             placed = False
             for field, problems in details.items():
                 if field in form.fields:
@@ -368,7 +371,9 @@ def promotion_request(request: HttpRequest, version_pk: int) -> HttpResponse:
             messages.success(request, "Promotion requested; pre-flight checks run now.")
             return redirect("deployments:promotion-detail", pk=promotion.pk)
     return render(
-        request, "deployments/promotion_request.html", {"version": version, "form": form, "has_stages": bool(stages)}
+        request,
+        "deployments/promotion_request.html",
+        {"version": version, "form": form, "has_stages": bool(stages), "existing": existing},
     )
 
 

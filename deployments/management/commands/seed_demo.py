@@ -8,7 +8,12 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from alm_portal.accounts.demo import demo_people_lines, seed_demo_people
-from deployments.demo import seed_demo_environments, seed_demo_history, seed_demo_pipelines
+from deployments.demo import (
+    seed_demo_derived_version,
+    seed_demo_environments,
+    seed_demo_history,
+    seed_demo_pipelines,
+)
 
 
 def _wait_for_emulator(state_file: Path, timeout: float) -> dict[str, Any]:
@@ -57,7 +62,9 @@ class Command(BaseCommand):
                 "Seeding the demo: promotion history, the first time only (about a minute: each export, "
                 "pre-flight and import runs against the emulator)"
             )
-            for story in seed_demo_history(emulator):
+            stories = seed_demo_history(emulator)
+            derived = seed_demo_derived_version()
+            for story in [*stories, *([derived] if derived else [])]:
                 self.stdout.write(
                     f"  promotion {story.solution} {story.version} → {story.stage}: {story.status} ({story.note})"
                 )
