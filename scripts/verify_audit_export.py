@@ -166,9 +166,8 @@ def _chain(head, tail):
 def _arguments(argv):
     parser = argparse.ArgumentParser(
         prog="verify_audit_export.py",
-        description=__doc__.strip().splitlines()[0],
-        epilog="Whole exports verify as a chain; filtered exports (with their header record) row by row, "
-        "with links where seqs are consecutive. Exit status: 0 verified, 1 broken, 2 unreadable.",
+        description=__doc__.strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("file", metavar="FILE", help="the JSON Lines export, or - for standard input")
     parser.add_argument(
@@ -188,7 +187,7 @@ def main(argv):
         with open(arguments.file, encoding="utf-8") as lines:
             return verify_export(lines, sys.stdout, filtered=arguments.filtered)
     except (OSError, UnicodeDecodeError) as exc:
-        print(f"error=cannot read {arguments.file}: {exc}", file=sys.stderr)
+        print(f"cannot read {arguments.file}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
         return 2
 
 

@@ -105,7 +105,7 @@ def test_the_offline_verifier_prints_its_contract_for_help():
         # The hash, the output lines and the exit statuses, and where the full contract is.
         assert "sha256((prev_hash + canonical)" in result.stdout
         assert "first_broken_seq=N" in result.stdout
-        assert "Exit status 2" in result.stdout
+        assert "2 the file could not be read" in result.stdout
         assert "docs/audit.md" in result.stdout
 
 
