@@ -31,7 +31,7 @@ from alm_portal.audit.services import record_outcome
 from alm_portal.errors import DomainError
 from deployments import policy, selectors, workflow
 from deployments.choices import ApprovalDecision, PromotionKind, PromotionStatus
-from deployments.forms import CommentRequiredForm, DecisionForm, PromotionRequestForm, RollbackForm
+from deployments.forms import CancelForm, DecisionForm, PromotionRequestForm, RejectForm, RollbackForm
 from deployments.models import Promotion, Stage
 from deployments.target_diff import promotion_target_diff
 from deployments.views_preflight import preview_trigger_attributes
@@ -159,8 +159,9 @@ def _progress_context(promotion: Promotion) -> dict[str, Any]:
     }
 
 
-def _rollback_plan(promotion: Promotion, user: User) -> list[dict[str, Any]]:
-    """The planner for a succeeded promotion the user may act on; empty otherwise."""
+def _rollback_plan(promotion: Promotion, user: User, *, sent: RollbackForm | None = None) -> list[dict[str, Any]]:
+    """The planner for a succeeded promotion the user may act on; empty otherwise. Each strategy the
+    user may request has its form (the one just refused comes back bound, with its errors)."""
     if promotion.status != PromotionStatus.SUCCEEDED or not account_policy.changes_anything(user):
         return []
     if policy.request_refusal(user=user, solution=promotion.solution) is not None:
@@ -172,8 +173,20 @@ def _rollback_plan(promotion: Promotion, user: User) -> list[dict[str, Any]]:
     except DomainError as refusal:
         return [{"strategy": "", "label": "Rollback", "available": False, "reason": refusal.message}]
     is_admin = account_policy.is_admin(user)
+    sent_strategy = sent.data.get("strategy") if sent is not None else None
     for entry in plan:
         entry["allowed"] = bool(entry.get("available")) and (is_admin or not entry.get("requires_admin"))
+        if not entry["allowed"]:
+            continue
+        strategy = entry["strategy"]
+        form = sent if sent is not None and sent_strategy == strategy else RollbackForm(initial={"strategy": strategy})
+        form.auto_id = f"rollback-{strategy}-%s"
+        if not entry.get("requires_confirmation"):
+            form.fields.pop("confirm", None)
+        else:
+            form.fields["confirm"].label = f"Type {entry.get('confirmation')} to confirm"
+            form.fields["confirm"].widget.attrs["autocomplete"] = "off"
+        entry["form"] = form
     return plan
 
 
@@ -182,7 +195,28 @@ def _rollback_plan(promotion: Promotion, user: User) -> list[dict[str, Any]]:
 
 @login_required
 def promotion_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    promotion = _promotion(request, pk)
+    return _detail_page(request, _promotion(request, pk))
+
+
+def _decision_forms(data: Any = None, *, doing: str = "") -> dict[str, Any]:
+    """The page's forms, each with ids of its own; the one just sent is bound to what was sent."""
+    bound = {name: data if name == doing else None for name in ("approve", "reject", "cancel")}
+    return {
+        "decision_form": DecisionForm(bound["approve"], auto_id="approve-%s"),
+        "reject_form": RejectForm(bound["reject"], auto_id="reject-%s"),
+        "cancel_form": CancelForm(bound["cancel"], auto_id="cancel-%s"),
+    }
+
+
+def _detail_page(
+    request: HttpRequest,
+    promotion: Promotion,
+    *,
+    forms: dict[str, Any] | None = None,
+    rollback_form: RollbackForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    """The detail page; after a refused form, that form comes back with its errors and what was typed."""
     user = _user(request)
     preflight = promotion.preflight_result if isinstance(promotion.preflight_result, dict) else {}
     result = promotion.result if isinstance(promotion.result, dict) else {}
@@ -195,19 +229,17 @@ def promotion_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "decision_refusal": _decision_refusal(user, promotion) if may_change else "",
         "approve_refusal": _approve_refusal(promotion),
         "show_decision": may_change,
-        "decision_form": DecisionForm(),
-        "reject_form": CommentRequiredForm(),
+        **(forms or _decision_forms()),
         "may_cancel": cancel_refusal is None and promotion.status in policy.CANCELLABLE_STATUSES,
         "may_retry": cancel_refusal is None and promotion.status == PromotionStatus.FAILED,
-        "cancel_form": CommentRequiredForm(),
         "import_log": result.get("import_log") or {},
         "components": result.get("components") or [],
-        "rollback_plan": _rollback_plan(promotion, user),
+        "rollback_plan": _rollback_plan(promotion, user, sent=rollback_form),
         "is_rollback": promotion.kind == PromotionKind.ROLLBACK,
         "target": promotion_target_diff(promotion=promotion),
         **object_history_context(user=user, instance=promotion, page_number=request.GET.get("history_page")),
     }
-    return render(request, "deployments/promotion_detail.html", context)
+    return render(request, "deployments/promotion_detail.html", context, status=status)
 
 
 @login_required
@@ -218,11 +250,21 @@ def promotion_progress(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _act(request: HttpRequest, pk: int, doing: str, call: Any, success: str) -> HttpResponse:
+    """Validate the action's form, call the workflow, and come back to the page. A form that does not
+    validate (a comment over the limit, a missing reason) is shown again with what was typed and the
+    error, and nothing happens: the decision is never taken without the text that was sent with it."""
     promotion = _promotion(request, pk)
     if not account_policy.changes_anything(_user(request)):
         raise PermissionDenied("Auditors read everything and change nothing.")
+    forms = _decision_forms(request.POST, doing=doing)
+    form = forms.get(f"{doing}_form" if doing != "approve" else "decision_form")
+    if form is None:  # retry sends no text
+        form = DecisionForm(request.POST, auto_id=f"{doing}-%s")
+    if not form.is_valid():
+        messages.error(request, f"Nothing was done: {_first_error(form)}")
+        return _detail_page(request, promotion, forms=forms, status=400)
     try:
-        call(promotion)
+        call(promotion, form.cleaned_data.get("comment", ""))
     except DomainError as refusal:
         _refused(request, refusal, doing=doing, promotion=promotion)
     else:
@@ -230,16 +272,22 @@ def _act(request: HttpRequest, pk: int, doing: str, call: Any, success: str) -> 
     return redirect("deployments:promotion-detail", pk=pk)
 
 
+def _first_error(form: Any) -> str:
+    for name, errors in form.errors.items():
+        label = form.fields[name].label if name in form.fields else ""
+        label = str(label).split(" (")[0]
+        return f"{label}: {errors[0]}" if label else str(errors[0])
+    return "the form is not valid."
+
+
 @login_required
 @require_POST
 def promotion_approve(request: HttpRequest, pk: int) -> HttpResponse:
-    form = DecisionForm(request.POST)
-    comment = form.cleaned_data["comment"] if form.is_valid() else ""
     return _act(
         request,
         pk,
         "approve",
-        lambda promotion: workflow.promotion_approve(
+        lambda promotion, comment: workflow.promotion_approve(
             promotion=promotion, user=_user(request), comment=comment, context=AuditContext.from_request(request)
         ),
         "Your approval is recorded.",
@@ -249,12 +297,11 @@ def promotion_approve(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def promotion_reject(request: HttpRequest, pk: int) -> HttpResponse:
-    comment = request.POST.get("comment", "")
     return _act(
         request,
         pk,
         "reject",
-        lambda promotion: workflow.promotion_reject(
+        lambda promotion, comment: workflow.promotion_reject(
             promotion=promotion, user=_user(request), comment=comment, context=AuditContext.from_request(request)
         ),
         "The promotion is rejected.",
@@ -264,12 +311,11 @@ def promotion_reject(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def promotion_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    comment = request.POST.get("comment", "")
     return _act(
         request,
         pk,
         "cancel",
-        lambda promotion: workflow.promotion_cancel(
+        lambda promotion, comment: workflow.promotion_cancel(
             promotion=promotion, user=_user(request), comment=comment, context=AuditContext.from_request(request)
         ),
         "The promotion is cancelled.",
@@ -283,11 +329,8 @@ def promotion_retry(request: HttpRequest, pk: int) -> HttpResponse:
         request,
         pk,
         "retry",
-        lambda promotion: workflow.promotion_retry(
-            promotion=promotion,
-            user=_user(request),
-            comment=request.POST.get("comment", ""),
-            context=AuditContext.from_request(request),
+        lambda promotion, comment: workflow.promotion_retry(
+            promotion=promotion, user=_user(request), comment=comment, context=AuditContext.from_request(request)
         ),
         "Trying again: pre-flight runs first.",
     )
@@ -301,8 +344,8 @@ def promotion_rollback(request: HttpRequest, pk: int) -> HttpResponse:
         raise PermissionDenied("Auditors read everything and change nothing.")
     form = RollbackForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Choose a rollback strategy.")
-        return redirect("deployments:promotion-detail", pk=pk)
+        messages.error(request, f"Nothing was done: {_first_error(form)}")
+        return _detail_page(request, promotion, rollback_form=form, status=400)
     try:
         rollback = workflow.rollback_request(
             promotion=promotion,

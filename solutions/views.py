@@ -32,7 +32,7 @@ def _may_request(user: Any) -> bool:
 
 @login_required
 def solution_list(request: HttpRequest) -> HttpResponse:
-    search = request.GET.get("q", "").strip()[:100]
+    search = request.GET.get("q", "").strip()
     # The list shows no deployments: skip the detail page's prefetch of them.
     solutions = selectors.solutions_visible_to(user=request.user).prefetch_related(None)  # type: ignore[arg-type]
     if search:

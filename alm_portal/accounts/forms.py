@@ -5,9 +5,10 @@ from django.core.exceptions import ValidationError
 from alm_portal.accounts import selectors, services
 from alm_portal.accounts.backends import LOCKED_OUT_ATTRIBUTE
 from alm_portal.accounts.choices import Scope
+from alm_portal.forms import PortalForm
 
 
-class ApiTokenForm(forms.Form):
+class ApiTokenForm(PortalForm):
     name = forms.CharField(max_length=100, required=False, help_text="Leave empty for cli-<time>.")
     scopes = forms.MultipleChoiceField(
         choices=Scope.choices, widget=forms.CheckboxSelectMultiple, initial=[Scope.READ], required=False

@@ -20,6 +20,7 @@ from environments.models import Credential, Environment
 TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$")
 MAX_SECRET_LENGTH = 1024
 MAX_PEM_LENGTH = 32_768
+DESCRIPTION_MAX_LENGTH = 2000
 
 
 def field_error(name: str, message: str) -> ValidationFailed:
