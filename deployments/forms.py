@@ -22,7 +22,8 @@ def _comment(*, label: str = "Comment", required: bool = False, rows: int = 2) -
 
 class PromotionRequestForm(PortalForm):
     stage = forms.ChoiceField(label="Stage")
-    comment = _comment(rows=3)
+    # The API calls it `justification`; the page says so too.
+    comment = _comment(label="Justification", rows=3)
     change_reference = forms.CharField(label="Change reference", required=False, max_length=CHANGE_REFERENCE_MAX_LENGTH)
     backup_reference = forms.CharField(label="Backup reference", required=False, max_length=BACKUP_REFERENCE_MAX_LENGTH)
     scheduled_for = forms.DateTimeField(
@@ -52,4 +53,4 @@ class CancelForm(PortalForm):
 class RollbackForm(PortalForm):
     strategy = forms.ChoiceField(choices=RollbackStrategy.choices, widget=forms.HiddenInput)
     confirm = forms.CharField(label="Type the solution's unique name to confirm", required=False, max_length=200)
-    comment = _comment(label="Comment")
+    comment = _comment(label="Justification")

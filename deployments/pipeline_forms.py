@@ -86,7 +86,6 @@ class StageForm(PortalForm):
         label="Gating: the same version must have succeeded in the previous stage first",
         required=False,
         initial=True,
-        help_text="The first stage has no previous stage, so this does not apply to it.",
     )
     overwrite_unmanaged_customizations = forms.BooleanField(label="Overwrite unmanaged customizations", required=False)
     activate_flows_and_plugins = forms.BooleanField(
@@ -99,6 +98,15 @@ class StageForm(PortalForm):
     backup_reference_required = forms.BooleanField(
         label="A pre-deployment backup reference is required", required=False
     )
+
+    def __init__(self, *args: Any, previous_stage: str | None, **kwargs: Any) -> None:
+        """`previous_stage`: the name of the stage this one comes after, None when it is the first."""
+        super().__init__(*args, **kwargs)
+        self.fields["requires_previous_stage"].help_text = (
+            f"Here: the version must have succeeded in {previous_stage} first."
+            if previous_stage
+            else "This is the first stage: there is no previous stage, so gating does not apply to it."
+        )
 
 
 class WindowForm(PortalForm):

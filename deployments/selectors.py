@@ -140,3 +140,12 @@ def settings_check_versions(*, pipeline: Pipeline, limit: int = 100) -> QuerySet
         .defer("managed_manifest", "unmanaged_manifest")
         .order_by("-created_at", "-pk")[:limit]
     )
+
+
+def stage_before(*, pipeline_id: int, order: int | None = None) -> Stage | None:
+    """The stage a stage at `order` comes after (None for the first); without `order`, the pipeline's
+    last stage, which a new stage would come after."""
+    stages = Stage.objects.filter(pipeline_id=pipeline_id)
+    if order is not None:
+        stages = stages.filter(order__lt=order)
+    return stages.order_by("-order").first()

@@ -34,7 +34,7 @@ from deployments.choices import ApprovalDecision, PromotionKind, PromotionStatus
 from deployments.forms import CancelForm, DecisionForm, PromotionRequestForm, RejectForm, RollbackForm
 from deployments.models import Promotion, Stage
 from deployments.target_diff import promotion_target_diff
-from deployments.views_preflight import preview_trigger_attributes
+from deployments.views_preflight import preview_trigger_attributes, reference_trigger_attributes
 from solutions import selectors as solution_selectors
 
 logger = logging.getLogger(__name__)
@@ -362,6 +362,26 @@ def promotion_rollback(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("deployments:promotion-detail", pk=rollback.pk)
 
 
+def _say_which_stages_ask(form: PromotionRequestForm, *, pipeline_id: int | None) -> None:
+    """Up front, under each reference field: which stages require it (and the pattern a change reference
+    must match), so nobody learns it only from a refusal."""
+    stages = list(Stage.objects.filter(pipeline_id=pipeline_id).order_by("order", "pk"))
+    change = [
+        f"{stage.name}" + (f" (matching {stage.change_reference_pattern})" if stage.change_reference_pattern else "")
+        for stage in stages
+        if stage.change_reference_required
+    ]
+    backup = [stage.name for stage in stages if stage.backup_reference_required]
+    form.fields["change_reference"].help_text = (
+        f"Required for {', '.join(change)}." if change else "No stage of this pipeline requires one."
+    )
+    form.fields["backup_reference"].help_text = (
+        f"Required for {', '.join(backup)}: where the pre-deployment backup of the target is."
+        if backup
+        else "No stage of this pipeline requires one."
+    )
+
+
 def _stage_choices(version: Any) -> list[tuple[int, str]]:
     pipeline_id = version.solution.pipeline_id
     stages = Stage.objects.filter(pipeline_id=pipeline_id).select_related("target_environment").order_by("order", "pk")
@@ -380,6 +400,9 @@ def promotion_request(request: HttpRequest, version_pk: int) -> HttpResponse:
     stages = _stage_choices(version)
     form = PromotionRequestForm(request.POST or None, stages=stages)
     form.fields["stage"].widget.attrs.update(preview_trigger_attributes(version_pk=version.pk))
+    for name in ("change_reference", "backup_reference"):
+        form.fields[name].widget.attrs.update(reference_trigger_attributes(version_pk=version.pk))
+    _say_which_stages_ask(form, pipeline_id=version.solution.pipeline_id)
     if request.method == "POST" and form.is_valid():
         stage = get_object_or_404(Stage, pk=int(form.cleaned_data["stage"]))
         try:

@@ -49,10 +49,14 @@ class EnvironmentFields(PortalForm):
     url = forms.CharField(
         max_length=300,
         label="Environment URL",
-        help_text="https://<org>.crm<N>.dynamics.com",
+        help_text="https://<org>.crm<N>.dynamics.com, e.g. https://contoso-test.crm4.dynamics.com",
     )
     kind = forms.ChoiceField(choices=EnvironmentKind.choices)
-    tenant_id = forms.CharField(max_length=64, label="Tenant id")
+    tenant_id = forms.CharField(
+        max_length=64,
+        label="Tenant id",
+        help_text="The Directory (tenant) id, a GUID, or a verified domain of the tenant (contoso.onmicrosoft.com).",
+    )
     authority = forms.CharField(
         max_length=300, required=False, help_text="Empty: https://login.microsoftonline.com/<tenant id>"
     )
@@ -64,7 +68,10 @@ class EnvironmentFields(PortalForm):
 
 
 class EnvironmentRegisterForm(EnvironmentFields, CredentialFields):
-    """Register: the environment and its first credential."""
+    """Register: the environment and its first credential, in the order people have them at hand:
+    what the environment is and where, then how the portal signs in to it."""
+
+    field_order = [*EnvironmentFields.base_fields, *CredentialFields.base_fields]
 
 
 class EnvironmentEditForm(EnvironmentFields):

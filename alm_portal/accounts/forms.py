@@ -9,7 +9,11 @@ from alm_portal.forms import PortalForm
 
 
 class ApiTokenForm(PortalForm):
-    name = forms.CharField(max_length=100, required=False, help_text="Leave empty for cli-<time>.")
+    name = forms.CharField(
+        max_length=100,
+        required=False,
+        help_text="Leave empty to name it after the time it is made (cli-2026-01-31T09:30:00.000000Z).",
+    )
     scopes = forms.MultipleChoiceField(
         choices=Scope.choices, widget=forms.CheckboxSelectMultiple, initial=[Scope.READ], required=False
     )
