@@ -33,6 +33,7 @@ from deployments import policy, selectors, workflow
 from deployments.choices import ApprovalDecision, PromotionKind, PromotionStatus
 from deployments.forms import CancelForm, DecisionForm, PromotionRequestForm, RejectForm, RollbackForm
 from deployments.models import Promotion, Stage
+from deployments.status_sentences import job_line, promotion_status_sentence
 from deployments.target_diff import promotion_target_diff
 from deployments.views_preflight import preview_trigger_attributes, reference_trigger_attributes
 from solutions import selectors as solution_selectors
@@ -132,7 +133,8 @@ def _approvals_facts(promotion: Promotion) -> dict[str, Any]:
 def _decision_refusal(user: User, promotion: Promotion) -> str:
     """Why `user` may not approve or reject now, in words ("" when they may)."""
     if promotion.status != PromotionStatus.PENDING_APPROVAL:
-        return f"This promotion is {promotion.get_status_display().lower()}; there is nothing to decide."
+        # The status itself is said once, in the live part above: this must not restate it.
+        return "Decisions are closed: it is past approval (see Status above)."
     # The requester learns the four-eyes rule first: it is the reason that never changes.
     refusal = policy.four_eyes_refusal(user=user, promotion=promotion) or policy.decision_refusal(
         user=user, promotion=promotion
@@ -148,14 +150,16 @@ def _approve_refusal(promotion: Promotion) -> str:
 
 
 def _progress_context(promotion: Promotion) -> dict[str, Any]:
+    """The live part: the status, its one sentence and the run job (deployments/status_sentences.py)."""
     job = promotion.run_job
     return {
         "promotion": promotion,
         "status_tone": STATUS_TONE.get(promotion.status, ""),
+        "status_sentence": promotion_status_sentence(promotion),
         "live": promotion.status in LIVE_STATUSES,
         "job": job,
+        "job_line": job_line(job),
         "progress": job.progress if job is not None else (100 if promotion.status == PromotionStatus.SUCCEEDED else 0),
-        "progress_message": job.progress_message if job is not None else "",
     }
 
 
@@ -244,9 +248,23 @@ def _detail_page(
 
 @login_required
 def promotion_progress(request: HttpRequest, pk: int) -> HttpResponse:
-    """The live part of the detail page, polled by htmx every 2 s while the promotion is not over."""
+    """The live part of the detail page, polled by htmx every 2 s while the promotion is not over.
+
+    `shown` is the status the page was rendered with. When the status has moved on, the rest of the page
+    (approvals, actions, rollback) no longer fits it: the page reloads itself (HX-Refresh), unless the
+    person has typed into one of its forms (their text fields are sent along), whose text a reload
+    would throw away; then the live part says the status changed and asks them to reload when ready."""
     promotion = _promotion(request, pk)
-    return render(request, "deployments/_promotion_progress.html", _progress_context(promotion))
+    context = _progress_context(promotion)
+    shown = request.GET.get("shown", "")
+    if shown and shown != promotion.status:
+        typed = [value for name in request.GET if name != "shown" for value in request.GET.getlist(name)]
+        if not any(value.strip() for value in typed):
+            response = render(request, "deployments/_promotion_progress.html", context)
+            response["HX-Refresh"] = "true"
+            return response
+        context["status_changed"] = True
+    return render(request, "deployments/_promotion_progress.html", context)
 
 
 def _act(request: HttpRequest, pk: int, doing: str, call: Any, success: str) -> HttpResponse:
