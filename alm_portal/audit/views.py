@@ -163,11 +163,31 @@ def audit_timeline(request: HttpRequest) -> HttpResponse:
             "keep": keep,
             "outcomes": Outcome.choices,
             "unknown_actor": unknown_actor,
-            "verification": selectors.audit_last_verification(),
+            **_verification_context(),
             "export_csv": _export_url(filters, actor.pk if actor else None, "csv"),
             "export_jsonl": _export_url(filters, actor.pk if actor else None, "jsonl"),
         },
     )
+
+
+# The verification card asks every 2 s while a verification is waiting or running, and not otherwise.
+VERIFICATION_POLL = "2s"
+
+
+def _verification_context() -> dict[str, Any]:
+    running = selectors.audit_verification_running()
+    return {
+        "verification": selectors.audit_last_verification(),
+        "verification_job": running,
+        "verification_poll": VERIFICATION_POLL if running is not None else "",
+    }
+
+
+@login_required
+def audit_verification(request: HttpRequest) -> HttpResponse:
+    """The verification card, live (htmx): the running job's progress, then its result."""
+    _require_reader(request)
+    return render(request, "audit/_verification.html", _verification_context())
 
 
 @login_required
@@ -176,5 +196,5 @@ def audit_verify(request: HttpRequest) -> HttpResponse:
     """Queue a full verification of the chain as a job; its `audit.verified` event becomes the shown result."""
     _require_reader(request)
     job = audit_verification_request(context=AuditContext.from_request(request))
-    messages.success(request, f"Verification queued (job {job.pk}); its result appears here when it is done.")
+    messages.success(request, f"Verification queued (job {job.pk}); its progress and result appear below.")
     return redirect("audit:timeline")
