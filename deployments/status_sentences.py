@@ -42,7 +42,10 @@ def _pending(promotion: Promotion) -> str:
             f"starts once approved{later}."
         )
     if promotion.preflight_status == PreflightStatus.BLOCKED:
-        return f"Blocked by the pre-flight checks: it cannot be approved as it stands, so nothing goes into {target}."
+        return (
+            f"Waiting for approval, but blocked by the pre-flight checks: it cannot be approved as it stands, "
+            f"so nothing goes into {target}."
+        )
     return f"Waiting for approval: the {_work(promotion)} into {target} starts once approved{later}."
 
 

@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres, pytest.ma
 
 # What each status must say first, and what it must never say. Every status is here (checked below).
 SAYS: dict[str, str] = {
-    PromotionStatus.PENDING_APPROVAL: "Waiting for approval",
+    PromotionStatus.PENDING_APPROVAL: "Waiting for",  # the pre-flight checks, then approval; or approval
     PromotionStatus.APPROVED: "Approved: the import is being queued",
     PromotionStatus.SCHEDULED: "Approved and scheduled: the import starts at",
     PromotionStatus.QUEUED: "Approved and queued",
