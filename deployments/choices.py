@@ -74,6 +74,19 @@ class PromotionStatus(models.TextChoices):
     ROLLED_BACK = "rolled_back", "Rolled back"
 
 
+# A promotion in one of these is still open: it will (or may still) change its target. At most one open
+# promotion of a kind per version and stage (a partial unique index, deployments.models.Promotion);
+# succeeded, failed, rejected, cancelled and rolled back are closed.
+OPEN_PROMOTION_STATUSES: tuple[str, ...] = (
+    PromotionStatus.PENDING_APPROVAL,
+    PromotionStatus.APPROVED,
+    PromotionStatus.SCHEDULED,
+    PromotionStatus.QUEUED,
+    PromotionStatus.RUNNING,
+)
+# Why the portal itself cancelled a promotion (the `reason` of its promotion.cancelled event).
+SUPERSEDED = "superseded"
+
 # DESIGN section 3: the only moves a promotion may make (deployments/workflow/ enforces them).
 PROMOTION_TRANSITIONS: dict[str, tuple[str, ...]] = {
     PromotionStatus.PENDING_APPROVAL: (PromotionStatus.APPROVED, PromotionStatus.REJECTED, PromotionStatus.CANCELLED),

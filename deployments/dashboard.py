@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
@@ -37,6 +37,8 @@ RECENT_FAILURE_DAYS = 7
 
 # state -> (tone class of the badge, words shown and read out)
 UP_TO_DATE, BEHIND, DRIFT, FAILED, NOT_INSTALLED = "up_to_date", "behind", "drift", "failed", "not_installed"
+# The order cell_state decides in: a solution is counted in the first state that applies.
+COUNT_STATES = (FAILED, DRIFT, NOT_INSTALLED, UP_TO_DATE, BEHIND)
 CELL_STATES: dict[str, tuple[str, str]] = {
     UP_TO_DATE: ("ok", "up to date"),
     BEHIND: ("warn", "behind"),
@@ -220,15 +222,25 @@ def release_matrices(
 
 
 def environment_status_counts(*, user: User, page_number: str | None = None) -> Page[Any]:
-    """A page of the environments that visible pipelines deploy to, each with how many of those
-    pipelines' solutions are up to date, behind, drifted or failed there.
+    """A page of the environments that visible pipelines deploy to, each with its solutions counted by
+    the state their release-matrix cell shows there.
 
-    Behind needs the numeric version order (1.10 > 1.9), so it is counted in Python over one query of
-    current inventory; drift and failures are counted by the database. Fixed number of queries.
+    The solutions in scope of an environment are the visible solutions of the pipelines with a stage
+    targeting it; each is counted exactly once, in the first state that applies (COUNT_STATES, the
+    same order cell_state decides in): failed (its newest promotion into that stage failed), drift (an
+    open drift finding for it there), not installed, up to date, behind. So the five numbers add up to
+    `total`, the number of solutions in scope. Drift about solutions outside the pipelines (an
+    unregistered solution, a stuck holding solution) is listed under Drift, not counted here.
+
+    Behind needs the numeric version order (1.10 > 1.9), so the states are decided in Python over one
+    query each of solutions, current inventory, open drift and failed latest promotions: a fixed
+    number of queries.
     """
     pipelines = selectors.pipelines_visible_to(user=user).values("pk")
-    stages = list(Stage.objects.filter(pipeline__in=pipelines).values_list("target_environment_id", "pipeline_id"))
-    environment_ids = sorted({environment_id for environment_id, _ in stages})
+    stages = list(
+        Stage.objects.filter(pipeline__in=pipelines).values_list("pk", "target_environment_id", "pipeline_id")
+    )
+    environment_ids = sorted({environment_id for _, environment_id, _ in stages})
     environments = (
         environment_selectors.environments_visible_to(user=user)
         .prefetch_related(None)
@@ -242,61 +254,60 @@ def environment_status_counts(*, user: User, page_number: str | None = None) -> 
         page.object_list = []
         return page
     visible = solution_selectors.solutions_visible_to(user=user).prefetch_related(None)
-    latest_by_pipeline: dict[int, dict[str, str | None]] = {}
-    for pipeline_id, name, latest in visible.filter(pipeline__in=pipelines).values_list(  # type: ignore[misc]
-        "pipeline_id", "unique_name", "latest_version_text"
+    solutions_by_pipeline: dict[int, list[tuple[int, str, str | None]]] = {}
+    for solution_id, pipeline_id, name, latest in visible.filter(pipeline__in=pipelines).values_list(  # type: ignore[misc]
+        "pk", "pipeline_id", "unique_name", "latest_version_text"
     ):
-        latest_by_pipeline.setdefault(pipeline_id, {})[name] = latest
-    expected: dict[int, dict[str, str | None]] = {}  # environment -> {solution name: latest version}
-    for environment_id, pipeline_id in stages:
-        if environment_id in shown_ids:
-            expected.setdefault(environment_id, {}).update(latest_by_pipeline.get(pipeline_id, {}))
-    # Per pipeline, its shown environments × its solutions: only the rows that count.
-    environments_by_pipeline: dict[int, list[int]] = {}
-    for environment_id, pipeline_id in stages:
-        if environment_id in shown_ids:
-            environments_by_pipeline.setdefault(pipeline_id, []).append(environment_id)
+        solutions_by_pipeline.setdefault(pipeline_id, []).append((solution_id, name, latest))
+    # environment -> [(stage, solution id, unique name, latest version)]: what each environment counts.
+    in_scope: dict[int, list[tuple[int, int, str, str | None]]] = {pk: [] for pk in shown_ids}
     wanted = Q()
-    for pipeline_id, pipeline_environments in environments_by_pipeline.items():
-        if latest_by_pipeline.get(pipeline_id):
-            wanted |= Q(environment_id__in=pipeline_environments, unique_name__in=list(latest_by_pipeline[pipeline_id]))
-    counts = {pk: {UP_TO_DATE: 0, BEHIND: 0, DRIFT: 0, FAILED: 0, NOT_INSTALLED: 0} for pk in shown_ids}
-    current: list[tuple[int, str, str]] = []
-    if wanted:  # nothing to count while no pipeline has a solution
-        current = list(
-            InventoryInterval.objects.filter(wanted, valid_to__isnull=True).values_list(
-                "environment_id", "unique_name", "version"
-            )
-        )
-    for environment_id, name, version in current:
-        if name in expected.get(environment_id, {}):
-            state = cell_state(installed=version, latest=expected[environment_id][name], failed=False, drift=False)
-            counts[environment_id][state] += 1
-    drift = dict(
-        DriftFinding.objects.filter(resolved_at__isnull=True, environment_id__in=shown_ids)
-        .values("environment_id")
-        .annotate(n=Count("pk"))
-        .values_list("environment_id", "n")
-    )
-    failed = dict(
+    for stage_id, environment_id, pipeline_id in stages:
+        members = solutions_by_pipeline.get(pipeline_id, [])
+        if environment_id not in in_scope or not members:
+            continue
+        in_scope[environment_id] += [(stage_id, solution_id, name, latest) for solution_id, name, latest in members]
+        wanted |= Q(environment_id=environment_id, unique_name__in=[name for _, name, _ in members])
+    installed: dict[tuple[int, str], str] = {}
+    if wanted:  # nothing to read while no pipeline has a solution
+        installed = {
+            (environment_id, name.lower()): version
+            for environment_id, name, version in InventoryInterval.objects.filter(
+                wanted, valid_to__isnull=True
+            ).values_list("environment_id", "unique_name", "version")
+        }
+    drift = {
+        (environment_id, name.lower())
+        for environment_id, name in DriftFinding.objects.filter(
+            resolved_at__isnull=True, environment_id__in=shown_ids
+        ).values_list("environment_id", "unique_name")
+    }
+    failed = set(
         _failed_latest_promotions()
         .filter(target_environment_id__in=shown_ids, solution__in=visible.values("pk"))
-        .values("target_environment_id")
-        .annotate(n=Count("solution_id", distinct=True))
-        .values_list("target_environment_id", "n")
+        .values_list("solution_id", "stage_id")
     )
     rows = []
     for environment in shown:
-        row = counts[environment.pk]
-        row[NOT_INSTALLED] = len(expected.get(environment.pk, {})) - row[UP_TO_DATE] - row[BEHIND]
+        counts = dict.fromkeys(COUNT_STATES, 0)
+        for stage_id, solution_id, name, latest in in_scope[environment.pk]:
+            where = (environment.pk, name.lower())
+            state = cell_state(
+                installed=installed.get(where),
+                latest=latest,
+                failed=(solution_id, stage_id) in failed,
+                drift=where in drift,
+            )
+            counts[state] += 1
         rows.append(
             {
                 "environment": environment,
-                "ok": row[UP_TO_DATE],
-                "behind": row[BEHIND],
-                "not_installed": row[NOT_INSTALLED],
-                "drift": drift.get(environment.pk, 0),
-                "failed": failed.get(environment.pk, 0),
+                "ok": counts[UP_TO_DATE],
+                "behind": counts[BEHIND],
+                "not_installed": counts[NOT_INSTALLED],
+                "drift": counts[DRIFT],
+                "failed": counts[FAILED],
+                "total": len(in_scope[environment.pk]),
             }
         )
     page.object_list = rows  # type: ignore[assignment]  # the page carries rows, not environments

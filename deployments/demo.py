@@ -3,8 +3,12 @@ services against a running emulator. Idempotent: what exists is left as it is.""
 
 from __future__ import annotations
 
+import io
+import re
+import zipfile
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -12,6 +16,7 @@ from django.utils import timezone
 
 from alm_portal.accounts.models import Team, User
 from alm_portal.audit.context import AuditContext
+from alm_portal.dataverse.package import read_solution_zip
 from deployments import workflow
 from deployments.choices import JobStatus
 from deployments.jobs import job_run_now
@@ -20,8 +25,9 @@ from deployments.services import pipeline_create, settings_current_etag, setting
 from environments.models import Environment
 from environments.services.registry import environment_create
 from solutions.models import Solution, SolutionVersion
+from solutions.selectors import version_find
 from solutions.services.export import solution_export_request
-from solutions.services.registry import solution_register
+from solutions.services.registry import solution_register, solution_version_upload
 
 _KIND_BY_SUFFIX = {"-dev": "development", "-test": "test", "-prod": "production"}
 
@@ -92,6 +98,27 @@ def seed_demo_pipelines() -> list[Pipeline]:
 
 # --- history (DESIGN section 8) -------------------------------------------------------------------------
 
+# Corpus packages the demo uploads (deployments/demo_packages/ATTRIBUTION.md says where they come from).
+DEMO_PACKAGES = Path(__file__).resolve().parent / "demo_packages"
+# IncidentReporting 1.0.0.2 as published, managed and unmanaged: what test and prod run first, so the
+# exported 1.0.0.5 (the 1.0.0.4 content of contoso-dev) really differs from what they had.
+INCIDENT_FIRST = ("IncidentReporting_1_0_0_1_managed.zip", "IncidentReporting_1_0_0_2.zip")
+INCIDENT_FIRST_NOTES = (
+    "IncidentReporting 1.0.0.2 as published in pnp/powerplatform-samples (corpus zips, unchanged): the "
+    "release before the one contoso-dev holds."
+)
+# A version derived for the demo: the published 1.0.0.5 without its custom table, so pre-flight has a
+# table with rows to warn about. 1.0.1.0 stays clear of the revisions contoso-dev's exports bump.
+DERIVED_SOURCE = "IncidentReporting_1_0_0_5_managed.zip"
+DERIVED_TABLE = "csa_csIncident"
+DERIVED_VERSION = "1.0.1.0"
+DERIVED_NOTES = (
+    "DERIVED FOR THE DEMO, not a release: IncidentReporting 1.0.0.5 from the pnp/powerplatform-samples "
+    f"corpus with its custom table {DERIVED_TABLE} removed (and the relationships naming it), version set "
+    f"to {DERIVED_VERSION}. It shows what an upgrade that drops a table with data deletes: approve it only "
+    "to see the data go."
+)
+
 # Solutions of contoso-dev the history uses, in the order they are registered and exported.
 DEMO_SOLUTIONS = (
     "IncidentReporting",
@@ -146,6 +173,82 @@ def _demo_settings_document(versions: list[SolutionVersion]) -> dict[str, Any]:
         "EnvironmentVariables": [variables[key] for key in sorted(variables)],
         "ConnectionReferences": [references[key] for key in sorted(references)],
     }
+
+
+def derived_package(source: bytes, *, table: str, version: str) -> bytes:
+    """A copy of a solution zip without one table: its <Entity>, the relationships that name it and its
+    root component go, and solution.xml says `version`. Checked by reading it back. Demo only: a real
+    release is exported or uploaded, never edited."""
+    with zipfile.ZipFile(io.BytesIO(source)) as archive:
+        files = {info.filename: archive.read(info) for info in archive.infolist()}
+    customizations = files["customizations.xml"].decode("utf-8")
+    # Element names are case-sensitive (an <Entity> holds an <entity>); the table's name is not.
+    name = "(?i:" + re.escape(table) + ")"
+    entity = re.compile(r"<Entity>\s*<Name [^>]*>" + name + r"</Name>.*?</Entity>", re.S)
+    customizations, removed = entity.subn("", customizations)
+    if removed != 1:
+        raise ValueError(f"the package has no table {table!r} to remove")
+    relationship = re.compile(
+        r"<EntityRelationship Name=\"[^\"]*\">(?:(?!</EntityRelationship>).)*?"
+        r"<Referenc(?:ing|ed)EntityName>" + name + r"</Referenc(?:ing|ed)EntityName>"
+        r".*?</EntityRelationship>",
+        re.S,
+    )
+    customizations = relationship.sub("", customizations)
+    solution = files["solution.xml"].decode("utf-8")
+    solution = re.sub(r'<RootComponent type="1" schemaName="' + name + r'"[^>]*/>\s*', "", solution)
+    solution = re.sub(r"<Version>[^<]+</Version>", f"<Version>{version}</Version>", solution, count=1)
+    files["customizations.xml"] = customizations.encode("utf-8")
+    files["solution.xml"] = solution.encode("utf-8")
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for filename, data in files.items():
+            target.writestr(filename, data)
+    manifest = read_solution_zip(io.BytesIO(out.getvalue()))
+    tables = {component.name.lower() for component in manifest.components() if component.kind.value == "table"}
+    if table.lower() in tables or manifest.version.canonical != version:
+        raise ValueError(f"deriving {table!r} out of the package did not work")
+    return out.getvalue()
+
+
+def _upload(solution: Solution, maker: User, data: bytes, name: str, notes: str) -> SolutionVersion:
+    file = io.BytesIO(data)
+    file.name = name
+    outcome = solution_version_upload(file=file, user=maker, context=_as(maker), release_notes=notes, solution=solution)
+    return outcome.version
+
+
+def _upload_first_incident(solution: Solution, maker: User) -> SolutionVersion:
+    """IncidentReporting 1.0.0.2, both flavours, from the corpus."""
+    version = None
+    for zip_name in INCIDENT_FIRST:
+        version = _upload(solution, maker, (DEMO_PACKAGES / zip_name).read_bytes(), zip_name, INCIDENT_FIRST_NOTES)
+    assert version is not None
+    return version
+
+
+def seed_demo_derived_version() -> DemoStory | None:
+    """The derived IncidentReporting version, requested into test and left waiting for approval with its
+    pre-flight done: the promotion page and the approvals inbox show the data-loss warning with the
+    table's row counts. Idempotent: nothing happens once the version exists (or before the history)."""
+    solution = Solution.objects.filter(unique_name__iexact="IncidentReporting").first()
+    pipeline = Pipeline.objects.filter(name="Contoso").first()
+    if solution is None or pipeline is None or version_find(solution=solution, version=DERIVED_VERSION):
+        return None
+    maker = _person("maker")
+    data = derived_package((DEMO_PACKAGES / DERIVED_SOURCE).read_bytes(), table=DERIVED_TABLE, version=DERIVED_VERSION)
+    derived = _upload(
+        solution, maker, data, f"IncidentReporting_{DERIVED_VERSION.replace('.', '_')}_derived.zip", DERIVED_NOTES
+    )
+    waiting = _requested(
+        derived,
+        pipeline.stages.get(name="test"),
+        maker,
+        comment=f"Demo: what would an upgrade to the derived {DERIVED_VERSION} (without {DERIVED_TABLE}) delete?",
+    )
+    return DemoStory(
+        "IncidentReporting", derived.version, "test", waiting.status, f"derived; pre-flight {waiting.preflight_status}"
+    )
 
 
 def _export(solution: Solution, maker: User) -> SolutionVersion:
@@ -222,12 +325,13 @@ def seed_demo_history(emulator: dict[str, Any]) -> list[DemoStory]:
             user=maker,
             context=_as(maker),
         )
+    incident_0 = _upload_first_incident(solutions["IncidentReporting"], maker)
     incident_1 = _export(solutions["IncidentReporting"], maker)
     podcast = _export(solutions["PodcastCopilotSolution"], maker)
     created_by = _export(solutions["UpdateCreatedBy"], maker)
     flow = _export(solutions["flowexcelgroupbyemailnotificationexample"], maker)
     incident_2 = _export(solutions["IncidentReporting"], maker)
-    document = _demo_settings_document([incident_1, incident_2, podcast, created_by, flow])
+    document = _demo_settings_document([incident_0, incident_1, incident_2, podcast, created_by, flow])
     for stage in (test, prod):
         settings_update(
             stage=stage,
@@ -238,6 +342,10 @@ def seed_demo_history(emulator: dict[str, Any]) -> list[DemoStory]:
         )
 
     stories = []
+    # The published 1.0.0.2 first, in test and prod, so the next release has a real diff against them.
+    for stage, people in ((test, (approver,)), (prod, (approver, approver2))):
+        done = _ran(_approved(_requested(incident_0, stage, maker), *people))
+        stories.append(DemoStory("IncidentReporting", incident_0.version, stage.name, done.status, "from the corpus"))
     # Succeeded to test, then to prod with two approvals.
     done = _ran(_approved(_requested(incident_1, test, maker), approver))
     stories.append(DemoStory("IncidentReporting", incident_1.version, "test", done.status, "approved by approver"))

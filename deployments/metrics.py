@@ -3,7 +3,9 @@
 - deployment frequency: succeeded production promotions per ISO week (by finished_at);
 - lead time: version created → production success (median and p90);
 - change failure rate: production promotions that failed or were rolled back ÷ production promotions
-  that reached an outcome (succeeded, failed or rolled back);
+  that reached an outcome (succeeded, failed or rolled back). Only real deployments count: a promotion
+  refused before anything ran on the target (failed from queued: preflight_blocked, checksum_mismatch)
+  is neither a failure nor an outcome, and one the portal cancelled as superseded never ran at all;
 - time to restore: a production failure (finished_at) or rollback request (requested_at) → the next
   succeeded production deployment of the same solution into the same environment (median).
 
@@ -40,6 +42,12 @@ class DeliveryMetrics:
     time_to_restore_median: timedelta | None = None
     restores: int = 0
     failures_per_week: list[tuple[str, int]] = field(default_factory=list)
+
+
+def deployed(promotion: Promotion) -> bool:
+    """Whether the promotion reached its target: every success did; a failure only when it started (a
+    failure straight from queued was refused before anything ran)."""
+    return promotion.status != PromotionStatus.FAILED or promotion.started_at is not None
 
 
 def _percentile(values: list[timedelta], fraction: float) -> timedelta | None:
@@ -86,7 +94,7 @@ def _metrics_of(
     rows: list[Promotion], rollbacks: list[Promotion], *, since: datetime, until: datetime
 ) -> DeliveryMetrics:
     """The four metrics over already loaded rows (see the module docstring)."""
-    window = [row for row in rows if since <= row.finished_at < until]  # type: ignore[operator]
+    window = [row for row in rows if since <= row.finished_at < until and deployed(row)]  # type: ignore[operator]
     work = [row for row in window if row.kind == PromotionKind.PROMOTION]
     succeeded = [row for row in work if row.status in SUCCESSES]
 

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from deployments.choices import (
     ACTIVE_JOB_STATUSES,
+    OPEN_PROMOTION_STATUSES,
     SOLUTION_OPERATION_KINDS,
     ApprovalDecision,
     ImportMode,
@@ -251,6 +252,15 @@ class Promotion(models.Model):
             models.Index(fields=["requested_at", "id"], name="promotion_requested_order_idx"),
             models.Index(fields=["status", "requested_at"], name="promotion_status_idx"),
             models.Index(fields=["target_environment", "solution", "status"], name="promotion_target_idx"),
+        ]
+        constraints = [
+            # A second request for what is already asked for (Back + resubmit, a POST sent twice) is
+            # refused with duplicate_request; the index holds it when two requests race.
+            models.UniqueConstraint(
+                fields=["kind", "version", "stage"],
+                condition=Q(status__in=OPEN_PROMOTION_STATUSES),
+                name="one_open_promotion_per_version_and_stage",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -52,6 +52,7 @@ _ERROR_CLASS_BY_CODE: dict[str, type[DomainError]] = {
     "not_latest_deployment": Conflict,
     "previous_stage_not_succeeded": Conflict,
     "not_frozen": Conflict,
+    "duplicate_request": Conflict,
 }
 
 
@@ -72,6 +73,37 @@ class Refusal:
 def raise_if_refused(refusal: Refusal | None) -> None:
     if refusal is not None:
         raise refusal.error()
+
+
+def promotion_reference(promotion: Promotion) -> dict[str, Any]:
+    """How a refusal names another promotion: enough to find it and to say what it is."""
+    return {
+        "id": promotion.pk,
+        "kind": promotion.kind,
+        "status": promotion.status,
+        "solution": promotion.solution.unique_name,
+        "version": promotion.version.version_key,
+        "stage": promotion.stage.name,
+        "requested_by": promotion.requested_by.username,
+        "requested_at": promotion.requested_at.isoformat(),
+        "url": f"/deploy/promotions/{promotion.pk}/",
+    }
+
+
+def duplicate_refusal(*, existing: Promotion | None) -> Refusal | None:
+    """409 duplicate_request when the same version already has an open promotion of the same kind into
+    the same stage (Back + resubmit, a POST sent twice): the second would only fail or do nothing."""
+    if existing is None:
+        return None
+    what = "rollback" if existing.kind == PromotionKind.ROLLBACK else "promotion"
+    return Refusal(
+        "duplicate_request",
+        f"{existing.solution.unique_name} {existing.version.version_key} → {existing.stage.name} already has an "
+        f"open {what}: #{existing.pk}, {existing.get_status_display().lower()}, requested by "
+        f"{existing.requested_by.shown_name} at {existing.requested_at:%Y-%m-%d %H:%M} UTC. "
+        f"Follow that one instead of requesting it again.",
+        details={"existing": promotion_reference(existing)},
+    )
 
 
 def approval_ttl() -> timedelta:

@@ -11,8 +11,15 @@ from alm_portal.accounts.choices import Role
 from alm_portal.accounts.models import User
 from alm_portal.audit.models import AuditEvent
 from deployments import policy as deployment_policy
-from deployments.choices import TERMINAL_JOB_STATUSES, JobKind, PromotionStatus
+from deployments.choices import (
+    OPEN_PROMOTION_STATUSES,
+    TERMINAL_JOB_STATUSES,
+    JobKind,
+    PromotionKind,
+    PromotionStatus,
+)
 from deployments.models import Approval, Job, Pipeline, Promotion, Stage
+from solutions import selectors as solution_selectors
 
 
 def jobs_visible_to(*, user: User) -> QuerySet[Job]:
@@ -90,6 +97,56 @@ def promotions_visible_to(*, user: User) -> QuerySet[Promotion]:
         "solution", "version", "stage", "preflight_job", "run_job"
     ).prefetch_related("target_environment", "requested_by", _approvals_prefetch())
     return _promotions_visible(promotions, user=user)
+
+
+def open_duplicate_of(*, kind: str, version_id: int, stage_id: int, exclude_id: int | None = None) -> Promotion | None:
+    """The open promotion of `kind` of this version into this stage, if there is one (at most one: the
+    partial unique index one_open_promotion_per_version_and_stage)."""
+    rows = Promotion.objects.filter(
+        kind=kind, version_id=version_id, stage_id=stage_id, status__in=OPEN_PROMOTION_STATUSES
+    ).select_related("solution", "version", "stage", "requested_by")
+    if exclude_id is not None:
+        rows = rows.exclude(pk=exclude_id)
+    return rows.order_by("requested_at", "pk").first()
+
+
+def installed_version_after(promotion: Promotion) -> str:
+    """The version a succeeded promotion left on its target: what the runner saw installed, else the
+    version it deployed."""
+    result = promotion.result if isinstance(promotion.result, dict) else {}
+    return str(result.get("installed_version") or promotion.version.version_key)
+
+
+def promotion_overtaken_by(*, promotion: Promotion) -> Promotion | None:
+    """The deployment that made `promotion` stale, or None.
+
+    A promotion is overtaken when the newest deployment of its solution into its target that succeeded
+    after it was requested left the same or a higher version there (running it would only fail with
+    already_installed or version_lower), or, for a rollback, when anything was deployed there since it
+    was requested (what it rolls back is no longer what is installed). A rolled-back deployment counts
+    through its rollback, which is the newer success.
+    """
+    newest = (
+        Promotion.objects.filter(
+            solution_id=promotion.solution_id,
+            target_environment_id=promotion.target_environment_id,
+            status=PromotionStatus.SUCCEEDED,
+            finished_at__gt=promotion.requested_at,
+        )
+        .exclude(pk=promotion.pk)
+        .select_related("solution", "version", "stage", "requested_by")
+        .order_by("-finished_at", "-pk")
+        .first()
+    )
+    if newest is None:
+        return None
+    if promotion.kind == PromotionKind.ROLLBACK:
+        return newest
+    left = solution_selectors.parse_version(installed_version_after(newest))
+    wanted = solution_selectors.parse_version(promotion.version.version_key)
+    if left is None or wanted is None:
+        return None
+    return newest if left >= wanted else None
 
 
 def promotion_for_run_job(*, job: Job) -> Promotion | None:

@@ -18,6 +18,7 @@ from django.utils.dateparse import parse_datetime
 from alm_portal.errors import DomainError
 from deployments.choices import PromotionStatus
 from deployments.models import Promotion
+from deployments.preflight import data_loss_entries
 from solutions import selectors as solution_selectors
 from solutions.services import version_diff_against_installed
 
@@ -76,9 +77,16 @@ def promotion_target_diff(*, promotion: Promotion) -> dict[str, Any]:
         logger.info("no target diff for promotion %s: %s", promotion.pk, problem.message)
         diff = {"in_registry": False, "message": problem.message}
     counted = _data_loss_from_preflight(promotion)
+    # The same rule as pre-flight's: only custom tables and columns lose data (a system table the solution
+    # stops listing stays, with its rows), so the page never warns where pre-flight found nothing.
     data_loss = counted or [
-        {"where": item.get("description") or item.get("table"), "rows": None, "approximate": True, "as_of": None}
-        for item in diff.get("data_loss") or []
+        {
+            "where": f"{entry['table']}.{entry['column']}" if entry.get("column") else entry["table"],
+            "rows": None,
+            "approximate": True,
+            "as_of": None,
+        }
+        for entry in data_loss_entries(diff.get("data_loss") or [])
     ]
     return {
         "compared_with": compared_with,

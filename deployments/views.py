@@ -421,6 +421,7 @@ def promotion_request(request: HttpRequest, version_pk: int) -> HttpResponse:
     for name in ("change_reference", "backup_reference"):
         form.fields[name].widget.attrs.update(reference_trigger_attributes(version_pk=version.pk))
     _say_which_stages_ask(form, pipeline_id=version.solution.pipeline_id)
+    existing: dict[str, Any] | None = None
     if request.method == "POST" and form.is_valid():
         stage = get_object_or_404(Stage, pk=int(form.cleaned_data["stage"]))
         try:
@@ -435,7 +436,9 @@ def promotion_request(request: HttpRequest, version_pk: int) -> HttpResponse:
                 context=AuditContext.from_request(request),
             )
         except DomainError as problem:
-            details = problem.details if isinstance(problem.details, dict) else {}
+            details = dict(problem.details) if isinstance(problem.details, dict) else {}
+            # duplicate_request: Back + resubmit; the refusal links the promotion already asked for.
+            existing = details.pop("existing", None) if problem.code == "duplicate_request" else None
             placed = False
             for field, problems in details.items():
                 if field in form.fields:
@@ -448,7 +451,9 @@ def promotion_request(request: HttpRequest, version_pk: int) -> HttpResponse:
             messages.success(request, "Promotion requested; pre-flight checks run now.")
             return redirect("deployments:promotion-detail", pk=promotion.pk)
     return render(
-        request, "deployments/promotion_request.html", {"version": version, "form": form, "has_stages": bool(stages)}
+        request,
+        "deployments/promotion_request.html",
+        {"version": version, "form": form, "has_stages": bool(stages), "existing": existing},
     )
 
 

@@ -36,10 +36,25 @@ class Installed:
 
 @dataclass(frozen=True)
 class Expected:
-    """What the portal deployed: version and flavour."""
+    """What the portal deployed: version and flavour.
+
+    While the portal's own promotion of the solution runs on the environment, what it is doing is not
+    drift: `also_accepted` holds the version it installs, `may_be_absent` says it may leave the solution
+    absent for a while (a first install, an uninstall before a reinstall), and `any_version` that the
+    version it leaves is only known afterwards (applying a holding solution).
+    """
 
     version: str
     is_managed: bool
+    also_accepted: tuple[str, ...] = ()
+    may_be_absent: bool = False
+    any_version: bool = False
+
+    def accepts(self, installed_version: str) -> bool:
+        if self.any_version:
+            return True
+        wanted = {version_key(self.version), *(version_key(version) for version in self.also_accepted)}
+        return version_key(installed_version) in wanted
 
 
 @dataclass(frozen=True)
@@ -70,8 +85,9 @@ def compute_drift(
 ) -> list[Finding]:
     """Every drift finding for one environment, in a stable order.
 
-    - version_changed: a deployed solution is installed in another version than the portal put there.
-    - missing: a deployed solution is not installed any more.
+    - version_changed: a deployed solution is installed in another version than the portal put there
+      (or is putting there right now: see Expected).
+    - missing: a deployed solution is not installed any more (and no promotion under way may remove it).
     - unmanaged: the portal deployed it managed, the environment has it unmanaged.
     - holding_stuck: a `<name>_Upgrade` holding solution older than `holding_grace` (a staged
       upgrade that was never applied); needs no expectations.
@@ -84,6 +100,8 @@ def compute_drift(
     for name, want in sorted(expected.items()):
         have = by_lower.get(name.lower())
         if have is None:
+            if want.may_be_absent:
+                continue
             findings.append(
                 Finding(
                     DriftKind.MISSING,
@@ -100,7 +118,7 @@ def compute_drift(
                     {"expected_version": want.version, "installed_version": have.version, "installed_managed": False},
                 )
             )
-        elif version_key(have.version) != version_key(want.version):
+        elif not want.accepts(have.version):
             findings.append(
                 Finding(
                     DriftKind.VERSION_CHANGED,

@@ -99,18 +99,44 @@ def expected_installations(*, environment: Environment) -> dict[str, Expected]:
     """What the portal deployed to `environment` and believes is installed: {unique_name: Expected}.
 
     The newest succeeded promotion (deploy or rollback) per solution on this target; the portal only
-    ever installs managed packages. A rolled-back promotion is no longer `succeeded`, so its rollback
-    is what counts. Read through the app registry: deployments imports environments, not the reverse.
+    ever installs managed packages. Its expected version is the one the runner saw installed right
+    after its operations (`result.installed_version`: a holding solution applied by a rollback leaves
+    the holding's version), else the promoted version. A rolled-back promotion is no longer
+    `succeeded`, so its rollback is what counts.
+
+    A promotion running on this target right now is the portal's own doing too: its version is
+    accepted beside the last deployed one (the runner syncs the inventory before it reports success,
+    and a scheduled sync may come while it imports), so the portal never reports its own deployment
+    as drift. Read through the app registry: deployments imports environments, not the reverse.
     """
     promotion_model = apps.get_model("deployments", "Promotion")
     rows = (
         promotion_model.objects.filter(target_environment=environment, status="succeeded")
         .order_by("solution_id", "-finished_at", "-id")
-        .values_list("solution__unique_name", "version__version_key")
+        .values_list("solution__unique_name", "version__version_key", "result")
     )
     expected: dict[str, Expected] = {}
-    for unique_name, version in rows:
-        expected.setdefault(unique_name, Expected(version=version, is_managed=True))
+    for unique_name, version, result in rows:
+        if unique_name in expected:
+            continue
+        installed = result.get("installed_version") if isinstance(result, dict) else None
+        expected[unique_name] = Expected(version=str(installed or version), is_managed=True)
+    running = (
+        promotion_model.objects.filter(target_environment=environment, status="running")
+        .order_by("solution_id", "id")
+        .values_list("solution__unique_name", "version__version_key", "rollback_strategy")
+    )
+    for unique_name, version, strategy in running:
+        deployed = expected.get(unique_name)
+        expected[unique_name] = Expected(
+            version=deployed.version if deployed else version,
+            is_managed=True,
+            also_accepted=(*(deployed.also_accepted if deployed else ()), version),
+            # Before a first install the solution is absent; uninstall_reinstall removes it first.
+            may_be_absent=deployed is None or strategy == "uninstall_reinstall" or deployed.may_be_absent,
+            # DeleteAndPromote leaves the holding solution's version, which only the run's end records.
+            any_version=strategy == "holding_apply" or (deployed is not None and deployed.any_version),
+        )
     return expected
 
 

@@ -74,7 +74,9 @@ def environment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "environment": environment,
         "credentials": selectors.credentials_of(environment=environment),
         "inventory": selectors.inventory_current(environment=environment),
-        "history": selectors.solution_history(environment=environment)[:50],
+        # Not "history": that name is the audit History tab's (object_history_context), which used to
+        # overwrite this list and show audit events as 25 empty "? … failed" history rows.
+        "solution_history": selectors.solution_history(environment=environment)[:50],
         "drift": selectors.drift_findings(environment=environment, include_resolved=True)[:100],
         "notifications": selectors.notifications_of(environment=environment)[:20],
         "can_administer": policy.can_administer(user=request.user, token=None),  # type: ignore[arg-type]

@@ -7,15 +7,29 @@ Standard library plus `requests` only, no Django: the file runs on its own (`pyt
     ALM_URL=https://alm.example.com ALM_TOKEN=alm_12_… almctl promote Contoso --version 1.2.0.0 --stage prod --wait
 
 Commands
-    promote SOLUTION --version V --stage NAME [--justification T] [--change-reference R] [--wait]
+    promote SOLUTION --version V --stage NAME [--justification T] [--change-reference R]
+            [--backup-reference R] [--scheduled-for TIME] [--wait]
     status ID [--wait]                 a promotion
     approve ID [--comment T]
     export SOLUTION [--bump revision|build|minor|major|none] [--wait]
     upload FILE [--release-notes T] [--home-environment NAME]
     rollback ID --strategy S [--justification T] [--confirm UNIQUE_NAME] [--wait]
 
+Global options (--url, --token, --timeout, --poll, --outage, --json) go before or after the command.
+A stage may require a change reference (matching its pattern) and a backup reference: give them with
+--change-reference and --backup-reference. When the portal refuses a request, almctl prints its error
+code, its message and every field message it gave (`  backup_reference: …`).
+
+A request that fails for a moment (connection refused or reset, a timeout, 429, 502, 503, 504) is
+sent again after 1, 2, 4 … s (from --poll when it is below 1 s; at most 60 s; longer when the portal
+sends Retry-After), with the same
+Idempotency-Key, so a POST that did arrive is answered from the first response instead of acting twice.
+Only an outage lasting --outage seconds (default 300) ends the command, with exit code 4; a promotion
+it was waiting for may still complete: look again with `almctl status ID --wait`.
+
 Exit codes: 0 succeeded (or accepted, without --wait), 1 failed, rejected, cancelled or refused by the
-portal, 2 usage (bad arguments, ALM_URL/ALM_TOKEN missing), 3 timed out while waiting.
+portal, 2 usage (bad arguments, ALM_URL/ALM_TOKEN missing), 3 timed out while waiting, 4 the portal
+stayed unreachable for --outage seconds.
 Every invocation sends its own Idempotency-Key, so a retried HTTP request never acts twice.
 """
 
@@ -34,7 +48,10 @@ from typing import Any, TextIO
 
 import requests
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
+# Answers that mean "not now" rather than "no": the request is sent again after a pause.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+MAX_BACKOFF = 60.0
 # How --wait pauses between looks (tests replace it to run the worker's part inline).
 SLEEP: Callable[[float], None] = time.sleep
 PROMOTION_DONE = {"succeeded": EXIT_OK, "failed": EXIT_FAILED, "rejected": EXIT_FAILED, "cancelled": EXIT_FAILED}
@@ -49,19 +66,71 @@ class UsageError(Exception):
 
 
 class PortalError(Exception):
-    """The portal refused or failed: exit 1, with its error code and message."""
+    """The portal refused or failed: exit 1, with its error code, message and field messages."""
+
+    exit_code = EXIT_FAILED
 
     def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status, self.code, self.message, self.details = status, code, message, details
 
+    def explain(self) -> list[str]:
+        """The refusal in lines: status, code and message, then one line per field message (a 400
+        names the fields it refused) or per detail the portal gave (e.g. the promotion that already exists)."""
+        return [str(self), *_detail_lines(self.details)]
+
+
+class PortalUnreachable(PortalError):
+    """The portal did not answer (or answered "not now") for longer than the outage budget: exit 4."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
+def _detail_lines(details: Any, prefix: str = "") -> list[str]:
+    if isinstance(details, dict):
+        existing = details.get("existing")
+        if isinstance(existing, dict) and "id" in existing:  # duplicate_request names the open promotion
+            rest = {key: value for key, value in details.items() if key != "existing"}
+            line = f"  {prefix}existing: promotion {existing['id']} ({existing.get('status', '?')})"
+            return [line + (f" {existing['url']}" if existing.get("url") else ""), *_detail_lines(rest, prefix)]
+        lines = []
+        for field, value in details.items():
+            if isinstance(value, dict):
+                lines += _detail_lines(value, f"{prefix}{field}.")
+            elif isinstance(value, list):
+                texts = [item if isinstance(item, str) else json.dumps(item, sort_keys=True) for item in value]
+                lines.append(f"  {prefix}{field}: {' '.join(texts)}")
+            else:
+                lines.append(f"  {prefix}{field}: {value}")
+        return lines
+    if isinstance(details, list):
+        return [f"  {prefix.rstrip('.') or 'error'}: {item}" for item in details]
+    return []
+
 
 class Portal:
-    """A thin client of /api/v1/ with the caller's bearer token."""
+    """A thin client of /api/v1/ with the caller's bearer token.
 
-    def __init__(self, url: str, token: str, *, timeout: float = 30.0, session: requests.Session | None = None):
+    A request that fails for a moment is sent again with backoff until it has failed for `outage`
+    seconds (then PortalUnreachable); `notice` hears about each retry.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        timeout: float = 30.0,
+        session: requests.Session | None = None,
+        outage: float = 300.0,
+        first_backoff: float = 1.0,
+        notice: Callable[[str], None] | None = None,
+    ):
         self.base = url.rstrip("/") + "/api/v1/"
         self.timeout = timeout
+        self.outage = outage
+        self.first_backoff = max(0.01, first_backoff)
+        self.notice = notice or (lambda text: None)
         self.session = session or requests.Session()
         self.session.headers.update(
             {"Authorization": f"Bearer {token}", "Accept": "application/json", "User-Agent": USER_AGENT}
@@ -73,19 +142,50 @@ class Portal:
         headers = kwargs.pop("headers", {})
         if method == "POST":
             headers["Idempotency-Key"] = self.idempotency_key
+        # A streamed upload cannot be sent twice from the same open file: one attempt.
+        retry = "files" not in kwargs
+        first_failure: float | None = None
+        failures = 0
+        while True:
+            problem, wait = self._attempt(method, path, headers, kwargs)
+            if problem is None:
+                return wait  # the answer's body
+            now = time.monotonic()
+            first_failure = now if first_failure is None else first_failure
+            failures += 1
+            down_for = now - first_failure
+            if not retry or down_for >= self.outage:
+                raise PortalUnreachable(
+                    0,
+                    "unreachable",
+                    f"{self.base} did not answer for {down_for:.0f} s ({failures} attempts): {problem}",
+                )
+            delay = min(MAX_BACKOFF, self.first_backoff * 2 ** (failures - 1), self.outage - down_for)
+            delay = max(delay, float(wait or 0))
+            self.notice(f"{problem}; trying again in {delay:.1f} s")
+            SLEEP(delay)
+
+    def _attempt(self, method: str, path: str, headers: dict[str, str], kwargs: dict[str, Any]) -> tuple[Any, Any]:
+        """One try: (None, body) on an answer, (problem, seconds to wait at least) when it is worth retrying.
+        Raises PortalError for a refusal."""
         try:
             response = self.session.request(
                 method, self.base + path.lstrip("/"), headers=headers, timeout=self.timeout, **kwargs
             )
         except requests.RequestException as exc:
-            raise PortalError(0, "unreachable", f"{self.base} did not answer: {exc}") from None
+            return f"{self.base} did not answer ({type(exc).__name__}: {exc})", 0
         if response.status_code >= 400:
             try:
                 error = response.json()["error"]
-                raise PortalError(response.status_code, error["code"], error["message"], error.get("details"))
+                refusal = PortalError(response.status_code, error["code"], error["message"], error.get("details"))
             except (ValueError, KeyError, TypeError):
-                raise PortalError(response.status_code, "http_error", response.text[:300]) from None
-        return response.json() if response.content else None
+                refusal = PortalError(response.status_code, "http_error", response.text[:300])
+            if response.status_code in RETRY_STATUSES or refusal.code == "idempotency_in_progress":
+                retry_after = response.headers.get("Retry-After", "")
+                wait = min(MAX_BACKOFF, float(retry_after)) if retry_after.isdigit() else 0
+                return f"{self.base} answered {response.status_code} {refusal.code}", wait
+            raise refusal
+        return None, response.json() if response.content else None
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params or None)
@@ -222,8 +322,9 @@ def cmd_promote(portal: Portal, args: argparse.Namespace, output: Output) -> int
         "stage": portal.stage_id(solution, args.stage),
         "justification": args.justification,
     }
-    if args.change_reference:
-        body["change_reference"] = args.change_reference
+    for name in ("change_reference", "backup_reference", "scheduled_for"):
+        if getattr(args, name):
+            body[name] = getattr(args, name)
     promotion = portal.post("promotions/", body)
     output.line(f"requested promotion {promotion['id']}")
     return _finish_promotion(portal, promotion, args, output)
@@ -292,47 +393,89 @@ def cmd_upload(portal: Portal, args: argparse.Namespace, output: Output) -> int:
     return EXIT_OK
 
 
+def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """The options every command takes, before or after its name. The command's own copies default to
+    SUPPRESS, so an option given before the command is not reset by the command's parser."""
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument("--url", default=default(os.environ.get("ALM_URL")), help="the portal (default: $ALM_URL)")
+    parser.add_argument(
+        "--token", default=default(os.environ.get("ALM_TOKEN")), help="an API token (default: $ALM_TOKEN)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=default(3600.0), help="seconds --wait waits at most (default 3600)"
+    )
+    parser.add_argument(
+        "--poll", type=float, default=default(5.0), help="seconds between looks while waiting (default 5)"
+    )
+    parser.add_argument(
+        "--outage",
+        type=float,
+        default=default(300.0),
+        help="seconds the portal may stay unreachable before almctl gives up with exit code 4 (default 300)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="print the final object as JSON instead of progress",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="almctl", description="Request and follow ALM Portal promotions.")
-    root.add_argument("--url", default=os.environ.get("ALM_URL"), help="the portal (default: $ALM_URL)")
-    root.add_argument("--token", default=os.environ.get("ALM_TOKEN"), help="an API token (default: $ALM_TOKEN)")
-    root.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits at most (default 3600)")
-    root.add_argument("--poll", type=float, default=5.0, help="seconds between looks while waiting (default 5)")
-    root.add_argument("--json", action="store_true", help="print the final object as JSON instead of progress")
+    root = argparse.ArgumentParser(
+        prog="almctl",
+        description="Request and follow ALM Portal promotions.",
+        epilog="Exit codes: 0 succeeded, 1 failed or refused, 2 usage, 3 timed out waiting, "
+        "4 the portal stayed unreachable for --outage seconds.",
+    )
+    _global_options(root, defaults=True)
+    shared = argparse.ArgumentParser(add_help=False)
+    _global_options(shared, defaults=False)
     commands = root.add_subparsers(dest="command", required=True)
 
-    promote = commands.add_parser("promote", help="request a promotion of a version into a stage")
+    promote = commands.add_parser("promote", help="request a promotion of a version into a stage", parents=[shared])
     promote.add_argument("solution", help="the solution's unique name")
     promote.add_argument("--version", required=True)
     promote.add_argument("--stage", required=True, help="a stage name of the solution's pipeline")
     promote.add_argument("--justification", default="Requested by almctl")
-    promote.add_argument("--change-reference", default="")
+    promote.add_argument("--change-reference", default="", help="e.g. CHG0012345; required by stages that ask for one")
+    promote.add_argument(
+        "--backup-reference", default="", help="where the pre-deployment backup is; required by stages that ask"
+    )
+    promote.add_argument(
+        "--scheduled-for", default="", help="not before this time (RFC 3339 with an offset, e.g. 2026-12-12T02:00Z)"
+    )
     promote.add_argument("--wait", action="store_true", help="wait for the outcome")
     promote.set_defaults(handler=cmd_promote)
 
-    status = commands.add_parser("status", help="show a promotion")
+    status = commands.add_parser("status", help="show a promotion", parents=[shared])
     status.add_argument("id", type=int)
     status.add_argument("--wait", action="store_true", help="wait for the outcome")
     status.set_defaults(handler=cmd_status)
 
-    approve = commands.add_parser("approve", help="approve a promotion")
+    approve = commands.add_parser("approve", help="approve a promotion", parents=[shared])
     approve.add_argument("id", type=int)
     approve.add_argument("--comment", default="")
     approve.set_defaults(handler=cmd_approve)
 
-    export = commands.add_parser("export", help="export a solution from its development environment")
+    export = commands.add_parser("export", help="export a solution from its development environment", parents=[shared])
     export.add_argument("solution")
     export.add_argument("--bump", choices=["revision", "build", "minor", "major", "none"], default="revision")
     export.add_argument("--wait", action="store_true", help="wait for the export job")
     export.set_defaults(handler=cmd_export)
 
-    upload = commands.add_parser("upload", help="upload a solution zip to the registry")
+    upload = commands.add_parser("upload", help="upload a solution zip to the registry", parents=[shared])
     upload.add_argument("file")
     upload.add_argument("--release-notes", default="")
     upload.add_argument("--home-environment", default="", help="for a solution's first upload: its dev environment")
     upload.set_defaults(handler=cmd_upload)
 
-    rollback = commands.add_parser("rollback", help="roll back a promotion (the latest succeeded one)")
+    rollback = commands.add_parser(
+        "rollback", help="roll back a promotion (the latest succeeded one)", parents=[shared]
+    )
     rollback.add_argument("id", type=int)
     rollback.add_argument(
         "--strategy",
@@ -356,14 +499,22 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         print("almctl: set ALM_URL and ALM_TOKEN (or --url and --token)", file=err)
         return EXIT_USAGE
     output = Output(out, as_json=args.json)
+
+    def notice(text: str) -> None:
+        print(f"almctl: {text}", file=err, flush=True)
+
+    portal = Portal(args.url, args.token, outage=args.outage, first_backoff=min(args.poll, 1.0), notice=notice)
     try:
-        return int(args.handler(Portal(args.url, args.token), args, output))
+        return int(args.handler(portal, args, output))
     except UsageError as problem:
         print(f"almctl: {problem}", file=err)
         return EXIT_USAGE
     except PortalError as refusal:
-        print(f"almctl: {refusal}", file=err)
-        return EXIT_FAILED
+        for line in refusal.explain():
+            print(f"almctl: {line}", file=err)
+        if isinstance(refusal, PortalUnreachable):
+            print("almctl: anything already requested may still complete; look again with `almctl status ID`", file=err)
+        return refusal.exit_code
 
 
 if __name__ == "__main__":

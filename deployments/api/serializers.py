@@ -177,9 +177,51 @@ class PromotionSerializer(serializers.ModelSerializer):
         return {"code": promotion.error_code, "message": promotion.error_message}
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "integer", "description": "an id"},
+            {"type": "string", "minLength": 1, "maxLength": 100, "description": "a name (digits only: an id)"},
+        ]
+    }
+)
+class IdOrNameField(serializers.Field):
+    """An id (a JSON integer, or a string of digits, as before) or a name: additive to an id field."""
+
+    default_error_messages = {"invalid": "Give an id (an integer) or a name (1–100 characters)."}
+
+    def to_internal_value(self, data: Any) -> int | str:
+        if isinstance(data, bool) or not isinstance(data, int | str):
+            self.fail("invalid")
+        if isinstance(data, int):
+            return data
+        text = data.strip()
+        if not text or len(text) > 100:
+            self.fail("invalid")
+        return int(text) if text.isdigit() else text
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
 class PromotionCreateSerializer(StrictInputSerializer):
-    version = serializers.IntegerField(help_text="Id of the solution version to install.")
-    stage = serializers.IntegerField(help_text="Id of a stage of the solution's pipeline.")
+    version = IdOrNameField(
+        help_text="The solution version to install: its id, or its version string (e.g. 1.0.0.6) together "
+        "with `solution`."
+    )
+    stage = IdOrNameField(
+        help_text="The target stage: its id, or its name in `pipeline` (by default the solution's pipeline)."
+    )
+    solution = serializers.CharField(
+        required=False,
+        max_length=100,
+        help_text="The solution's unique name (case-insensitive): needed when `version` is a version string.",
+    )
+    pipeline = serializers.CharField(
+        required=False,
+        max_length=100,
+        help_text="The pipeline's name, for a stage given by name (default: the solution's pipeline).",
+    )
     justification = serializers.CharField(max_length=COMMENT_MAX_LENGTH)
     scheduled_for = serializers.DateTimeField(required=False, allow_null=True)
     change_reference = serializers.CharField(required=False, allow_blank=True, max_length=CHANGE_REFERENCE_MAX_LENGTH)

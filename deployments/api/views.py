@@ -10,6 +10,8 @@ a promotion answers 200 (rollback: 201) with the full promotion as GET returns i
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import QuerySet
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -42,6 +44,7 @@ from deployments.filtersets import JobFilterSet, PromotionFilterSet
 from deployments.models import Job, Promotion, Stage
 from deployments.rollback import rollback_plan
 from solutions import selectors as solution_selectors
+from solutions.models import SolutionVersion
 
 E = OpenApiResponse
 CONFLICT = E(description="invalid_state (details: current, allowed) or another 409 code of the action")
@@ -74,6 +77,80 @@ def require_scope(request: Request, scope: str) -> None:
 # --- promotions --------------------------------------------------------------------------------------
 
 
+def _version_of(user: User, data: dict[str, Any]) -> SolutionVersion:
+    """The version a request names: by id, or by `solution` unique name and version string."""
+    versions = solution_selectors.versions_visible_to(user=user)
+    named_solution = data.get("solution")
+    if isinstance(data["version"], int):
+        version = versions.filter(pk=data["version"]).first()
+        if version is None:
+            raise ValidationFailed("Unknown version.", details={"version": ["No such version among yours."]})
+        if named_solution and version.solution.unique_name.casefold() != named_solution.casefold():
+            raise ValidationFailed(
+                "The version is of another solution.",
+                details={
+                    "solution": [f"Version {version.pk} is of {version.solution.unique_name}, not {named_solution}."]
+                },
+            )
+        return version
+    if not named_solution:
+        raise ValidationFailed(
+            "A version string needs the solution's unique name.",
+            details={"solution": ["Required when `version` is a version string (or give the version's id)."]},
+        )
+    solution = solution_selectors.solutions_visible_to(user=user).filter(unique_name__iexact=named_solution).first()
+    if solution is None:
+        raise ValidationFailed(
+            "Unknown solution.", details={"solution": [f"No solution {named_solution!r} among yours."]}
+        )
+    parsed = solution_selectors.parse_version(str(data["version"]))
+    version = versions.filter(solution=solution, version_key=parsed.canonical).first() if parsed else None
+    if version is None:
+        raise ValidationFailed(
+            "Unknown version.",
+            details={"version": [f"{solution.unique_name} has no version {data['version']} in the registry."]},
+        )
+    return version
+
+
+def _stage_of(user: User, data: dict[str, Any], version: SolutionVersion) -> Stage:
+    """The stage a request names: by id, or by name in `pipeline` (default: the solution's pipeline)."""
+    stages = Stage.objects.select_related("pipeline", "target_environment")
+    named_pipeline = data.get("pipeline")
+    if isinstance(data["stage"], int):
+        stage = stages.filter(pk=data["stage"]).first()
+        if stage is None:
+            raise ValidationFailed("Unknown stage.", details={"stage": ["No such stage."]})
+        if named_pipeline and stage.pipeline.name.casefold() != named_pipeline.casefold():
+            raise ValidationFailed(
+                "The stage is of another pipeline.",
+                details={"pipeline": [f"Stage {stage.pk} is of {stage.pipeline.name}, not {named_pipeline}."]},
+            )
+        return stage
+    if named_pipeline:
+        pipeline = selectors.pipelines_visible_to(user=user).filter(name__iexact=named_pipeline).first()
+        if pipeline is None:
+            raise ValidationFailed(
+                "Unknown pipeline.", details={"pipeline": [f"No pipeline {named_pipeline!r} among yours."]}
+            )
+        pipeline_id = pipeline.pk
+    elif version.solution.pipeline_id is not None:
+        pipeline_id = version.solution.pipeline_id
+    else:
+        raise ValidationFailed(
+            "The solution is on no pipeline.",
+            details={"stage": [f"{version.solution.unique_name} is on no pipeline; give the stage's id."]},
+        )
+    candidates = list(stages.filter(pipeline_id=pipeline_id).order_by("order"))
+    stage = next((row for row in candidates if row.name.casefold() == str(data["stage"]).casefold()), None)
+    if stage is None:
+        names = ", ".join(row.name for row in candidates) or "none"
+        raise ValidationFailed(
+            "Unknown stage.", details={"stage": [f"No stage {data['stage']!r} in this pipeline (stages: {names})."]}
+        )
+    return stage
+
+
 class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = PromotionSerializer
     filterset_class = PromotionFilterSet
@@ -103,20 +180,26 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             201: PromotionSerializer,
             400: E(description="validation_error | stage_not_in_pipeline"),
             403: E(description="permission_denied | scope_insufficient"),
-            409: E(description="artifact_missing | previous_stage_not_succeeded"),
+            409: E(
+                description="artifact_missing | previous_stage_not_succeeded | duplicate_request: the version "
+                "already has an open promotion into the stage (pending approval, approved, scheduled, queued or "
+                "running); `details.existing` names it (id, kind, status, solution, version, stage, requested_by, "
+                "requested_at, url)"
+            ),
         },
     )
     def create(self, request: Request) -> Response:
-        """Request a promotion of a version into a stage of its solution's pipeline."""
+        """Request a promotion of a version into a stage of its solution's pipeline.
+
+        Name the version by id, or by `solution` (unique name) and version string; the stage by id, or by
+        name (in `pipeline`, by default the solution's pipeline): `{"solution": "IncidentReporting",
+        "version": "1.0.0.6", "stage": "test", "justification": "…"}`."""
         form = PromotionCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        version = solution_selectors.versions_visible_to(user=request.user).filter(pk=data["version"]).first()  # type: ignore[arg-type]
-        if version is None:
-            raise ValidationFailed("Unknown version.", details={"version": ["No such version among yours."]})
-        stage = Stage.objects.select_related("pipeline", "target_environment").filter(pk=data["stage"]).first()
-        if stage is None:
-            raise ValidationFailed("Unknown stage.", details={"stage": ["No such stage."]})
+        user: User = request.user  # type: ignore[assignment]
+        version = _version_of(user, data)
+        stage = _stage_of(user, data, version)
         promotion = workflow.promotion_request(
             version=version,
             stage=stage,
@@ -192,7 +275,16 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         )
         return self._fresh(promotion.pk)
 
-    @extend_schema(request=RetrySerializer, responses={200: PromotionSerializer, 409: CONFLICT})
+    @extend_schema(
+        request=RetrySerializer,
+        responses={
+            200: PromotionSerializer,
+            409: E(
+                description="invalid_state | duplicate_request (another open promotion of the same version "
+                "and stage; `details.existing` names it)"
+            ),
+        },
+    )
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str) -> Response:
         """Try a failed promotion again (approvals, window and pre-flight are checked again)."""

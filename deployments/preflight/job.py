@@ -29,7 +29,8 @@ def _transient_wait(exc: dv.TransientError, attempt: int) -> float:
 
 def preflight_run(*, job: Job, context: AuditContext, client_factory: ClientFactory | None = None) -> dict[str, Any]:
     """Carry out a PREFLIGHT job: check the promotion against its target and report the result to the workflow
-    (`promotion_preflight_finished`). Safe to run again: a result already reported by this job is returned
+    (`promotion_preflight_finished`); a promotion another deployment has overtaken is cancelled as
+    superseded instead. Safe to run again: a result already reported by this job is returned
     as it is, and an unreachable target is looked at again a few times before it becomes a blocker."""
     from deployments import workflow
 
@@ -42,6 +43,10 @@ def preflight_run(*, job: Job, context: AuditContext, client_factory: ClientFact
         return dict(promotion.preflight_result or {})
     if promotion.status in (PromotionStatus.CANCELLED, PromotionStatus.REJECTED):
         return {"skipped": f"promotion is {promotion.status}"}
+    # Another deployment made it stale since it was requested: the portal cancels it, nobody approves it.
+    overtaken_by = workflow.promotion_cancel_if_overtaken(promotion=promotion, context=context)
+    if overtaken_by is not None:
+        return {"skipped": "promotion is cancelled", "superseded_by": overtaken_by.pk}
 
     try:
         client = (client_factory or deployment_client_for)(promotion.target_environment)

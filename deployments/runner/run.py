@@ -167,6 +167,11 @@ class ImportRun:
     # -- the steps --
 
     def run(self) -> dict[str, Any]:
+        if self.promotion.status == PromotionStatus.QUEUED:
+            # Nothing was submitted yet: a promotion overtaken while it waited is cancelled, never run.
+            superseded = self._supersede_if_overtaken()
+            if superseded is not None:
+                return superseded
         if "ops" not in self.state:
             self._prepare()
         if self.promotion.status == PromotionStatus.QUEUED:
@@ -179,6 +184,17 @@ class ImportRun:
         while self.state["op"] < len(self.operations):
             self._operation(self.state["op"])
         return self._finish()
+
+    def _supersede_if_overtaken(self) -> dict[str, Any] | None:
+        from deployments import workflow
+
+        overtaken_by = workflow.promotion_cancel_if_overtaken(
+            promotion=self.promotion, context=self.context, own_job_id=self.job.pk
+        )
+        if overtaken_by is None:
+            return None
+        self._refresh_promotion()
+        return {"ran": False, "superseded_by": overtaken_by.pk, "message": self.promotion.error_message}
 
     def _prepare(self) -> None:
         facts = read_target(client=self.client, unique_name=self.promotion.solution.unique_name)

@@ -32,6 +32,11 @@ from deployments.workflow.runner_reports import (
     promotion_set_attention,
 )
 from deployments.workflow.scheduling import promotions_release_scheduled
+from deployments.workflow.superseding import (
+    promotion_cancel_if_overtaken,
+    promotion_supersede,
+    promotions_supersede_duplicates,
+)
 from deployments.workflow.transitions import _move as _move  # tested directly
 from deployments.workflow.voiding import approvals_void_for_user, promotion_void_approvals, promotions_retarget
 
@@ -39,6 +44,7 @@ __all__ = [
     "approvals_void_for_user",
     "promotion_approve",
     "promotion_cancel",
+    "promotion_cancel_if_overtaken",
     "promotion_mark_failed",
     "promotion_mark_rolled_back",
     "promotion_mark_running",
@@ -51,8 +57,10 @@ __all__ = [
     "promotion_resolve_attention",
     "promotion_retry",
     "promotion_set_attention",
+    "promotion_supersede",
     "promotion_void_approvals",
     "promotions_release_scheduled",
     "promotions_retarget",
+    "promotions_supersede_duplicates",
     "rollback_request",
 ]

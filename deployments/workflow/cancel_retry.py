@@ -9,9 +9,10 @@ from django.db import transaction
 from alm_portal.accounts.models import User
 from alm_portal.audit.context import AuditContext
 from alm_portal.errors import InvalidState
-from deployments import policy
+from deployments import policy, selectors
 from deployments.models import Promotion
 from deployments.policy import raise_if_refused
+from deployments.workflow.creation import duplicate_refused
 from deployments.workflow.transitions import (
     Status,
     _advance_approved,
@@ -68,13 +69,26 @@ def promotion_retry(*, promotion: Promotion, user: User, context: AuditContext, 
     approvals for another artifact or target are voided. Pre-flight runs again and the current
     deployment settings are snapshotted. Approvals still valid → approved → queued/scheduled; else
     back to pending_approval. The attempt number goes up either way. Event: promotion.retried.
+    Refused with 409 duplicate_request while another open promotion of the same version into the same
+    stage exists (requested after this one failed).
     """
     raise_if_refused(policy.comment_refusal(comment, required=False))
+    with duplicate_refused(
+        kind=promotion.kind, version_id=promotion.version_id, stage_id=promotion.stage_id, exclude_id=promotion.pk
+    ):
+        return _retry(promotion_id=promotion.pk, user=user, context=context, comment=comment)
+
+
+def _retry(*, promotion_id: int, user: User, context: AuditContext, comment: str) -> Promotion:
     with transaction.atomic():
         now = _now()
-        promotion = _locked(promotion.pk)
+        promotion = _locked(promotion_id)
         _require_status(promotion, (Status.FAILED,), "retried")
         raise_if_refused(policy.requester_or_admin_refusal(user=user, promotion=promotion, action="retry"))
+        existing = selectors.open_duplicate_of(
+            kind=promotion.kind, version_id=promotion.version_id, stage_id=promotion.stage_id, exclude_id=promotion.pk
+        )
+        raise_if_refused(policy.duplicate_refusal(existing=existing))
         version = SolutionVersion.objects.get(pk=promotion.version_id)
         raise_if_refused(policy.artifact_refusal(version=version))
         stage = promotion.stage

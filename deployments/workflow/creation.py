@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from alm_portal.accounts.models import User
 from alm_portal.audit.context import AuditContext
 from alm_portal.errors import ValidationFailed
-from deployments import policy
+from deployments import policy, selectors
 from deployments.choices import PromotionKind
 from deployments.models import Promotion, Stage
 from deployments.policy import raise_if_refused
@@ -54,6 +56,31 @@ def _checked_schedule(scheduled_for: datetime | None, *, now: datetime) -> datet
     return scheduled_for
 
 
+def _is_duplicate(exc: IntegrityError) -> bool:
+    # PostgreSQL names the index; SQLite names the columns of the unique index instead.
+    text = str(exc)
+    return "one_open_promotion_per_version_and_stage" in text or (
+        "deployments_promotion.kind" in text and "deployments_promotion.stage_id" in text
+    )
+
+
+@contextmanager
+def duplicate_refused(*, kind: str, version_id: int, stage_id: int, exclude_id: int | None = None) -> Iterator[None]:
+    """Turn a violation of one_open_promotion_per_version_and_stage inside the block into 409
+    duplicate_request naming the open promotion; the block runs in its own savepoint."""
+    try:
+        with transaction.atomic():
+            yield
+    except IntegrityError as exc:
+        if not _is_duplicate(exc):
+            raise
+        existing = selectors.open_duplicate_of(
+            kind=kind, version_id=version_id, stage_id=stage_id, exclude_id=exclude_id
+        )
+        raise_if_refused(policy.duplicate_refusal(existing=existing))
+        raise
+
+
 def _create(
     *,
     kind: str,
@@ -70,27 +97,29 @@ def _create(
     rollback_strategy: str = "",
 ) -> Promotion:
     """Create a promotion waiting for approval, start its pre-flight and audit it; in the caller's
-    transaction. With 0 approvals required it moves on at once (actor system)."""
-    promotion = Promotion.objects.create(
-        kind=kind,
-        status=Status.PENDING_APPROVAL,
-        solution=version.solution,
-        version=version,
-        stage=stage,
-        target_environment=stage.target_environment,
-        artifact_sha256=version.managed_sha256,
-        requested_by=requested_by,
-        requested_at=now,
-        comment=comment.strip(),
-        change_reference=change_reference.strip(),
-        backup_reference=backup_reference.strip(),
-        scheduled_for=scheduled_for,
-        settings_version=_current_settings(stage),
-        attempt=1,
-        rollback_of=rollback_of,
-        rollback_strategy=rollback_strategy,
-        updated_at=now,
-    )
+    transaction. With 0 approvals required it moves on at once (actor system). A request that loses
+    the race with an identical one is refused with duplicate_request (the partial unique index)."""
+    with duplicate_refused(kind=kind, version_id=version.pk, stage_id=stage.pk):
+        promotion = Promotion.objects.create(
+            kind=kind,
+            status=Status.PENDING_APPROVAL,
+            solution=version.solution,
+            version=version,
+            stage=stage,
+            target_environment=stage.target_environment,
+            artifact_sha256=version.managed_sha256,
+            requested_by=requested_by,
+            requested_at=now,
+            comment=comment.strip(),
+            change_reference=change_reference.strip(),
+            backup_reference=backup_reference.strip(),
+            scheduled_for=scheduled_for,
+            settings_version=_current_settings(stage),
+            attempt=1,
+            rollback_of=rollback_of,
+            rollback_strategy=rollback_strategy,
+            updated_at=now,
+        )
     _touch(promotion, now=now, **_restart_preflight(promotion, context=context))
     after: dict[str, Any] = {
         "status": promotion.status,
@@ -142,7 +171,8 @@ def promotion_request(
     """Ask for `version` to be installed into `stage`'s environment.
 
     Refused unless the requester may act on the solution (403 permission_denied), the stage belongs
-    to the solution's pipeline (400 stage_not_in_pipeline), a managed artifact is stored (409
+    to the solution's pipeline (400 stage_not_in_pipeline), the version has no open promotion into the
+    stage already (409 duplicate_request, details.existing naming it), a managed artifact is stored (409
     artifact_missing), the stage's reference rules hold (400 validation_error) and the version
     succeeded in the previous stage (409 previous_stage_not_succeeded, unless the stage says no).
     Creates the promotion waiting for approval, snapshots the stage's deployment settings and
@@ -151,6 +181,11 @@ def promotion_request(
     solution = version.solution
     raise_if_refused(policy.request_refusal(user=requested_by, solution=solution))
     raise_if_refused(policy.stage_membership_refusal(solution=solution, stage=stage))
+    raise_if_refused(
+        policy.duplicate_refusal(
+            existing=selectors.open_duplicate_of(kind=PromotionKind.PROMOTION, version_id=version.pk, stage_id=stage.pk)
+        )
+    )
     raise_if_refused(policy.artifact_refusal(version=version))
     raise_if_refused(policy.comment_refusal(comment, required=False))
     raise_if_refused(

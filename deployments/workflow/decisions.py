@@ -8,10 +8,12 @@ from django.db import transaction
 
 from alm_portal.accounts.models import User
 from alm_portal.audit.context import AuditContext
+from alm_portal.errors import InvalidState
 from deployments import policy
 from deployments.choices import ApprovalDecision, JobKind
 from deployments.models import Approval, Promotion
 from deployments.policy import Refusal, raise_if_refused
+from deployments.workflow.superseding import promotion_cancel_if_overtaken
 from deployments.workflow.transitions import (
     Status,
     _advance_approved,
@@ -39,8 +41,12 @@ def promotion_approve(*, promotion: Promotion, user: User, context: AuditContext
     Refusals: 403 permission_denied (not named on the stage), self_approval_forbidden,
     uploader_approval_forbidden; 409 already_decided, preflight_pending, preflight_blocked,
     invalid_state. Events: promotion.approval_recorded (more approvals needed) or promotion.approved.
+    A promotion overtaken by another deployment of its solution to its target is cancelled by the system
+    as superseded instead (promotion.cancelled) and the approval refused with invalid_state, details
+    {current: cancelled, superseded_by}.
     """
     raise_if_refused(policy.comment_refusal(comment, required=False))
+    _refuse_if_overtaken(promotion, context=context)
     with transaction.atomic():
         now = _now()
         promotion = _locked(promotion.pk)
@@ -83,6 +89,20 @@ def promotion_approve(*, promotion: Promotion, user: User, context: AuditContext
             after={**after, **_advance_facts(advance)},
         )
     return promotion
+
+
+def _refuse_if_overtaken(promotion: Promotion, *, context: AuditContext) -> None:
+    """Approving a stale promotion would run it into a failure (already_installed, version_lower): the
+    portal cancels it as superseded (committed) and tells the approver why nothing was approved."""
+    overtaken_by = promotion_cancel_if_overtaken(promotion=promotion, context=context)
+    if overtaken_by is None:
+        return
+    raise InvalidState(
+        f"Promotion #{promotion.pk} was overtaken by promotion #{overtaken_by.pk} "
+        f"({overtaken_by.version.version_key}, succeeded in {overtaken_by.target_environment}); the portal "
+        "cancelled it as superseded, so there is nothing to approve.",
+        details={"current": Status.CANCELLED, "allowed": [Status.PENDING_APPROVAL], "superseded_by": overtaken_by.pk},
+    )
 
 
 def promotion_reject(*, promotion: Promotion, user: User, comment: str, context: AuditContext) -> Promotion:

@@ -36,6 +36,7 @@ from environments.models import Credential, Environment, EnvironmentNotification
 from environments.services.credentials import credential_activate, credential_verify
 from environments.services.errors import CredentialVerificationFailed, dataverse_error_code, dataverse_error_text
 from environments.services.notifications import notify
+from environments.services.scheduling import environment_queue_first_inventory_sync
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class HealthReport:
     error: str = ""
     dataverse_version: str = ""
     candidate_verified: bool | None = None
+    # The first inventory sync queued because the environment answered for the first time.
+    inventory_sync_job: int | None = None
 
     def as_result(self) -> dict[str, Any]:
         data = asdict(self)
@@ -155,7 +158,9 @@ def environment_check_health(
     one) so the check runs with it. Success is `healthy`, or `credential_expiring` when the active
     credential expires within 30 days (notified once at 30 and once at 7 days: `credential.expiring`).
     A change of status is audited (`environment.health_changed`); a throttled environment gets
-    `throttled_until` from the Retry-After.
+    `throttled_until` from the Retry-After. An environment that answers and was never synced gets its
+    first inventory sync queued now, so its inventory is known minutes after registration instead of
+    after the hourly schedule's first run.
     """
     candidate_verified: bool | None = None
     if candidate is not None and candidate.status == CredentialStatus.PENDING_VERIFICATION:
@@ -203,6 +208,9 @@ def environment_check_health(
                 related=current,
                 after={"threshold_days": threshold, "expires_at": credential.expires_at},
             )
+        first_sync = None
+        if status in (HealthStatus.HEALTHY, HealthStatus.CREDENTIAL_EXPIRING):
+            first_sync = environment_queue_first_inventory_sync(environment=current, context=context)
         if before["health_status"] != status:
             record(
                 context=context,
@@ -221,6 +229,7 @@ def environment_check_health(
         error=probe.error,
         dataverse_version=probe.dataverse_version,
         candidate_verified=candidate_verified,
+        inventory_sync_job=first_sync.pk if first_sync is not None else None,
     )
 
 

@@ -43,6 +43,19 @@ def environment_request_inventory_sync(*, environment: Environment, context: Aud
         return enqueue_once(environment=environment, kind=JobKind.INVENTORY_SYNC, params={}, context=context)
 
 
+def environment_queue_first_inventory_sync(*, environment: Environment, context: AuditContext) -> Job | None:
+    """Queue the first inventory sync of an environment that was never synced, unless one is already
+    waiting or running; in the caller's transaction. Returns the job queued, or None."""
+    if environment.inventory_synced_at is not None or not environment.is_active:
+        return None
+    under_way = Job.objects.filter(
+        environment=environment, kind=JobKind.INVENTORY_SYNC, status__in=[JobStatus.PENDING, *ACTIVE_JOB_STATUSES]
+    )
+    if under_way.exists():
+        return None
+    return job_enqueue(kind=JobKind.INVENTORY_SYNC, environment=environment, params={}, context=context)
+
+
 def environments_enqueue_scheduled(*, kind: str, context: AuditContext) -> int:
     """Beat's fan-out: one job of `kind` per active environment that has none waiting or running."""
     if kind not in (JobKind.HEALTH_CHECK, JobKind.INVENTORY_SYNC):

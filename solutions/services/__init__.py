@@ -1,6 +1,7 @@
 """Use cases of the solution registry: the only code that writes solutions, versions and diffs.
 
-- solution_register(): a new solution, joining the pipeline that starts at its home environment.
+- solution_register(): a new solution, joining the pipeline that starts at its home environment; its
+  publisher and display name come from the first package stored (artifact_register).
 - solution_version_upload(): a package from a person (page or API), validated, stored, registered.
 - solution_export_request() / solution_export_run(): export from the home development environment as
   a job, bumping the version there first, both flavours, registered as one version.
@@ -27,6 +28,7 @@ from solutions.services.registry import (
     solution_register,
     solution_version_reversion,
     solution_version_upload,
+    solutions_fill_identity,
 )
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "solution_register",
     "solution_version_reversion",
     "solution_version_upload",
+    "solutions_fill_identity",
     "version_diff",
     "version_diff_against_installed",
 ]

@@ -13,6 +13,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from alm_portal.accounts import policy
@@ -231,6 +232,67 @@ def _check_publisher(solution: Solution, manifest: SolutionManifest) -> None:
         )
 
 
+def _fill_identity(
+    solution: Solution, *, publisher: str, prefix: str, display_name: str, from_version: str, context: AuditContext
+) -> None:
+    """Fill what registration by name could not know from a package: the publisher (unique name and
+    prefix) and the display name (only while it is the unique name, registration's placeholder). In
+    the caller's transaction, under its lock on the solution. Event: solution.identity_filled."""
+    found: dict[str, str] = {}
+    if not solution.publisher_unique_name and publisher:
+        found["publisher_unique_name"] = publisher[:100]
+    if not solution.publisher_prefix and prefix:
+        found["publisher_prefix"] = prefix[:20]
+    display_name = display_name[:255]
+    if solution.display_name in ("", solution.unique_name) and display_name and display_name != solution.display_name:
+        found["display_name"] = display_name
+    if not found:
+        return
+    before = {name: getattr(solution, name) for name in found}
+    Solution.objects.filter(pk=solution.pk).update(**found)
+    for name, value in found.items():
+        setattr(solution, name, value)
+    record(
+        context=context,
+        action="solution.identity_filled",
+        target=solution,
+        before=before,
+        after={**found, "from_version": from_version},
+    )
+
+
+def solutions_fill_identity(*, context: AuditContext) -> list[int]:
+    """For solutions registered by name before their first package filled the publisher and display name
+    (the export path did not), take them from their oldest version's manifest; returns the ids filled.
+    Safe to run again."""
+    filled: list[int] = []
+    missing = Solution.objects.filter(
+        Q(publisher_unique_name="") | Q(publisher_prefix="") | Q(display_name="") | Q(display_name=F("unique_name"))
+    )
+    for solution_id in missing.values_list("pk", flat=True):
+        with transaction.atomic():
+            solution = Solution.objects.select_for_update().get(pk=solution_id)
+            oldest = (
+                solution.versions.exclude(manifest_summary={}).order_by("major", "minor", "build", "revision").first()
+            )
+            if oldest is None:
+                continue
+            summary = oldest.manifest_summary or {}
+            publisher = summary.get("publisher") or {}
+            before = (solution.publisher_unique_name, solution.publisher_prefix, solution.display_name)
+            _fill_identity(
+                solution,
+                publisher=str(publisher.get("unique_name") or ""),
+                prefix=str(publisher.get("prefix") or ""),
+                display_name=str(summary.get("display_name") or ""),
+                from_version=oldest.version_key,
+                context=context,
+            )
+            if before != (solution.publisher_unique_name, solution.publisher_prefix, solution.display_name):
+                filled.append(solution.pk)
+    return filled
+
+
 def artifact_register(
     *,
     solution: Solution,
@@ -291,7 +353,21 @@ def artifact_register(
         "path": name,
     }
     with transaction.atomic():
-        Solution.objects.select_for_update().filter(pk=solution.pk).first()
+        locked = Solution.objects.select_for_update().filter(pk=solution.pk).first()
+        if locked is not None:
+            _fill_identity(
+                locked,
+                publisher=manifest.publisher.unique_name,
+                prefix=manifest.publisher.customization_prefix or "",
+                display_name=_display_name(manifest),
+                from_version=version_key,
+                context=context,
+            )
+            solution.display_name, solution.publisher_unique_name, solution.publisher_prefix = (
+                locked.display_name,
+                locked.publisher_unique_name,
+                locked.publisher_prefix,
+            )
         existing = SolutionVersion.objects.filter(solution=solution, version_key=version_key).first()
         if existing is None:
             major, minor, build, revision = manifest.version.padded

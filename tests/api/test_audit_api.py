@@ -4,7 +4,10 @@ that verify offline (JSON Lines) or open safely in a spreadsheet (CSV); reading 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import itertools
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -200,3 +203,109 @@ def test_beat_queues_a_daily_verification_job_once(api_world, settings):
     second = audit_verify_run.apply().get()
     job = Job.objects.get(kind="audit_verify")
     assert first == second == job.pk and job.created_by is None
+
+
+# --- filtered exports verify as what they are (issue 13, item 4) ---------------------------------------------
+
+
+def _verify(text: str, *args: str) -> subprocess.CompletedProcess[str]:
+    # -I -S: isolated, no site-packages: the verifier needs nothing but the standard library.
+    return subprocess.run(
+        [sys.executable, "-I", "-S", str(VERIFIER), *args, "-"], input=text, capture_output=True, text=True, check=False
+    )
+
+
+def _filtered_export(api_world) -> tuple[str, list[dict]]:
+    """The auditor's export of promotion events: rows scattered over the chain (seq gaps)."""
+    for index in range(3):
+        emit("environment.touched", after={"n": index})  # between the promotion events, outside the filter
+        emit("promotion.requested", target=ObjectRef(type="deployments.promotion", id=str(index), repr="p"))
+    emit("promotion.approved", target=ObjectRef(type="deployments.promotion", id="2", repr="p"))  # consecutive
+    response = api_world.client("auditor").get("/api/v1/audit-events/export/?file_format=jsonl&action=promotion")
+    assert response.status_code == 200 and response["X-Audit-Export-Filtered"] == "true"
+    text = stream_text(response)
+    rows = [json.loads(line) for line in text.splitlines()]
+    return text, rows
+
+
+def _jsonl(rows: list[dict]) -> str:
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
+def test_a_filtered_export_states_its_filter_and_verifies_as_filtered(api_world):
+    text, rows = _filtered_export(api_world)
+    header, events = rows[0]["audit_export"], rows[1:]
+    assert header["filtered"] is True and header["filters"] == {"action": "promotion"}
+    assert events and all(event["action"].startswith("promotion.") for event in events)
+    seqs = [event["seq"] for event in events]
+    assert any(later - earlier > 1 for earlier, later in itertools.pairwise(seqs))  # gaps by design
+
+    result = _verify(text)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == 'filter={"action": "promotion"}'
+    links = sum(1 for earlier, later in zip([0, *seqs], seqs, strict=False) if later == earlier + 1)
+    summary = f"checked={len(events)} links_checked={links} unlinked={len(events) - links} head_seq={seqs[-1]}"
+    assert lines[1] == f"{summary} head_hash={events[-1]['hash']}"
+    assert lines[2].startswith("note=filtered export")
+
+
+def test_tampering_with_a_filtered_export_is_still_detected(api_world):
+    _, rows = _filtered_export(api_world)
+    header, events = rows[:1], rows[1:]
+
+    edited = [dict(event) for event in events]
+    edited[-1]["after"] = {"forged": True}
+    result = _verify(_jsonl(header + edited))
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[-1] == f"first_broken_seq={events[-1]['seq']} reason=hash_mismatch"
+
+    swapped = [events[-1], *events[:-1]]
+    result = _verify(_jsonl(header + swapped))
+    assert result.returncode == 1 and result.stdout.splitlines()[-1].endswith("reason=seq_order")
+
+    # A forger who rehashes one row cannot keep its link to the consecutive row before it.
+    consecutive = next(i for i in range(1, len(events)) if events[i]["seq"] == events[i - 1]["seq"] + 1)
+    forged = [dict(event) for event in events]
+    row = forged[consecutive]
+    row["prev_hash"] = "f" * 64
+    canonical = json.dumps(
+        {key: row[key] for key in row if key != "hash"}, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    row["hash"] = hashlib.sha256((row["prev_hash"] + canonical).encode("utf-8")).hexdigest()
+    result = _verify(_jsonl(header + forged))
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[-1] == f"first_broken_seq={row['seq']} reason=prev_hash_mismatch"
+
+    # Without its header the file is not a filtered export any more: its gaps break the chain.
+    result = _verify(_jsonl(events))
+    assert result.returncode == 1 and result.stdout.splitlines()[-1].endswith("reason=seq_gap")
+    # …unless the auditor says it is one (an export made before the header existed).
+    result = _verify(_jsonl(events), "--filtered")
+    assert result.returncode == 0 and result.stdout.splitlines()[0] == "filter=unknown (--filtered)"
+
+
+def test_an_unfiltered_export_has_no_header_and_tampering_is_still_a_break(api_world):
+    text = stream_text(api_world.client("admin").get("/api/v1/audit-events/export/?file_format=jsonl"))
+    rows = [json.loads(line) for line in text.splitlines()]
+    assert "audit_export" not in rows[0] and rows[0]["seq"] == 1
+    result = _verify(text)
+    assert result.returncode == 0 and result.stdout.splitlines() == [
+        f"checked={len(rows)} head_seq={rows[-1]['seq']} head_hash={rows[-1]['hash']}"
+    ]
+    del rows[1]
+    result = _verify(_jsonl(rows))
+    assert result.returncode == 1 and result.stdout.splitlines()[-1] == "first_broken_seq=2 reason=seq_gap"
+
+
+def test_the_verifier_explains_itself_on_help():
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", str(VERIFIER), "--help"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "usage: verify_audit_export.py" in result.stdout and "--filtered" in result.stdout
+    assert "Traceback" not in result.stderr
+    missing = subprocess.run(
+        [sys.executable, "-I", "-S", str(VERIFIER), "/nonexistent/audit.jsonl"], capture_output=True, text=True
+    )
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr and "cannot read" in missing.stderr

@@ -338,7 +338,7 @@ def _more_promotions(api_world, count: int) -> None:
     stage = api_world.objects["stages"]["test"]
     for index in range(count):
         promotion = workflow.promotion_request(
-            version=versions["1.0" if index % 2 else "1.1"],
+            version=versions["1.0"],
             stage=stage,
             requested_by=api_world.users["maker"],
             context=AuditContext.system(),
@@ -349,6 +349,10 @@ def _more_promotions(api_world, count: int) -> None:
             promotion=promotion,
             user=api_world.users["approver"],
             context=AuditContext.for_user(api_world.users["approver"], auth_method="session"),
+        )
+        # One open promotion per version and stage: close this one before asking again.
+        workflow.promotion_cancel(
+            promotion=promotion, user=api_world.users["maker"], comment="next", context=AuditContext.system()
         )
 
 
@@ -385,3 +389,67 @@ def test_queries_per_list_request_do_not_depend_on_the_page_size(api_world, url,
         assert len(response.json()["results"]) == (1 if size == 1 else len(response.json()["results"]))
         counts.append(len(captured.captured_queries))
     assert counts[0] == counts[1], counts
+
+
+# --- names where almctl has names (issue 13, item 11) ----------------------------------------------------
+
+
+def test_a_promotion_may_name_its_solution_version_pipeline_and_stage(api_world):
+    maker = api_world.client("maker")
+    by_names = maker.post(
+        "/api/v1/promotions/",
+        {"solution": "success", "version": "1.0.0.0", "pipeline": "contoso", "stage": "TEST", "justification": "CI"},
+        format="json",
+    )
+    assert by_names.status_code == 201, by_names.json()
+    body = by_names.json()
+    assert body["version"] == {"id": api_world.ids["old_version"], "version": "1.0.0.0"}
+    assert body["stage"] == {"id": api_world.ids["stage"], "name": "test"}
+    # Without a pipeline the solution's own is meant; a short version string is a version too.
+    prod = maker.post(
+        "/api/v1/promotions/", {"solution": "Success", "version": "1.1", "stage": "prod", "justification": "CI"}
+    )
+    assert prod.status_code == 409 and prod.json()["error"]["code"] == "previous_stage_not_succeeded"
+
+
+def test_numeric_ids_keep_working_as_numbers_and_as_digit_strings(api_world):
+    maker = api_world.client("maker")
+    version, stage = api_world.ids["old_version"], api_world.ids["stage"]
+    created = maker.post("/api/v1/promotions/", {"version": str(version), "stage": str(stage), "justification": "x"})
+    assert created.status_code == 201, created.json()
+    assert created.json()["version"]["id"] == version
+    # Ids and names may be mixed; a name that contradicts an id is refused.
+    mixed = maker.post(
+        "/api/v1/promotions/",
+        {"version": version, "solution": "Other", "stage": "test", "justification": "x"},
+        format="json",
+    )
+    assert mixed.status_code == 400
+    assert mixed.json()["error"]["details"] == {"solution": [f"Version {version} is of Success, not Other."]}
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({"version": "1.0.0.0", "stage": "test"}, "solution", "Required when `version` is a version string"),
+        ({"solution": "Nope", "version": "1.0.0.0", "stage": "test"}, "solution", "No solution 'Nope' among yours."),
+        ({"solution": "Success", "version": "9.9", "stage": "test"}, "version", "Success has no version 9.9"),
+        ({"solution": "Success", "version": "1.0.0.0", "stage": "uat"}, "stage", "(stages: test, prod)"),
+        ({"solution": "Success", "version": "1.0.0.0", "stage": "test", "pipeline": "X"}, "pipeline", "No pipeline"),
+        ({"solution": "Success", "version": True, "stage": "test"}, "version", "Give an id (an integer) or a name"),
+    ],
+)
+def test_names_that_match_nothing_are_refused_per_field(api_world, body, field, message):
+    response = api_world.client("maker").post("/api/v1/promotions/", {**body, "justification": "x"}, format="json")
+    assert response.status_code == 400, response.json()
+    error = response.json()["error"]
+    assert error["code"] == "validation_error" and list(error["details"]) == [field]
+    assert message in error["details"][field][0]
+
+
+def test_the_schema_documents_ids_or_names(api_world):
+    schema = api_world.client("maker").get("/api/schema/?format=json").json()
+    create = schema["components"]["schemas"]["PromotionCreate"]["properties"]
+    assert {choice["type"] for choice in create["version"]["oneOf"]} == {"integer", "string"}
+    assert {choice["type"] for choice in create["stage"]["oneOf"]} == {"integer", "string"}
+    assert "solution" in create and "pipeline" in create

@@ -37,6 +37,9 @@ def test_seed_demo_lays_out_the_history_once(tmp_path, settings, capsys, no_brok
         for p in Promotion.objects.select_related("solution", "version", "stage").order_by("pk")
     ]
     assert history == [
+        # The published 1.0.0.2 first (issue 13: versions that really differ), then the exported release.
+        ("IncidentReporting", "1.0.0.2", "test", "succeeded", ""),
+        ("IncidentReporting", "1.0.0.2", "prod", "succeeded", ""),
         ("IncidentReporting", "1.0.0.5", "test", "succeeded", ""),
         ("IncidentReporting", "1.0.0.5", "prod", "succeeded", ""),
         ("PodcastCopilotSolution", "1.0.0.6", "test", "succeeded", ""),
@@ -44,14 +47,18 @@ def test_seed_demo_lays_out_the_history_once(tmp_path, settings, capsys, no_brok
         ("IncidentReporting", "1.0.0.6", "test", "rejected", ""),
         ("UpdateCreatedBy", "1.0.0.2", "test", "failed", "0x8004801D"),
         ("flowexcelgroupbyemailnotificationexample", "1.0.0.8", "test", "scheduled", ""),
+        # Derived for the demo (a table removed): waits for approval, its pre-flight warning of data loss.
+        ("IncidentReporting", "1.0.1.0", "test", "pending_approval", ""),
     ]
-    waiting = Promotion.objects.get(status="pending_approval")
+    waiting = Promotion.objects.get(status="pending_approval", stage__name="prod")
     assert list(waiting.approvals.values_list("approver__username", flat=True)) == ["approver"]
     assert not Promotion.objects.filter(status__in=("running", "queued", "approved")).exists()
     # The emulator agrees: one import per succeeded or failed run, nothing else.
     imports = sorted((row["org"], row["solution"], row["version"]) for row in counters)
     assert imports == [
+        ("contoso-prod", "IncidentReporting", "1.0.0.2"),
         ("contoso-prod", "IncidentReporting", "1.0.0.5"),
+        ("contoso-test", "IncidentReporting", "1.0.0.2"),
         ("contoso-test", "IncidentReporting", "1.0.0.5"),
         ("contoso-test", "PodcastCopilotSolution", "1.0.0.6"),
         ("contoso-test", "UpdateCreatedBy", "1.0.0.2"),

@@ -63,6 +63,19 @@ def test_a_deployed_solution_that_is_gone():
     assert found == {("missing", "Core"): {"expected_version": "1.1.0.0", "expected_managed": True}}
 
 
+def test_what_a_running_promotion_of_the_portal_installs_is_not_drift():
+    """Issue 13: the runner syncs before it reports success, and a scheduled sync may come mid-import."""
+    under_way = Expected("1.1.0.0", True, also_accepted=("1.2.0.0",))
+    assert _drift(_installed(Installed("Core", "1.2.0.0", True)), {"Core": under_way}) == {}
+    assert _drift(_installed(Installed("Core", "1.1.0.0", True)), {"Core": under_way}) == {}
+    found = _drift(_installed(Installed("Core", "1.3.0.0", True)), {"Core": under_way})  # not the portal's
+    assert list(found) == [("version_changed", "Core")]
+    first_install = Expected("1.2.0.0", True, may_be_absent=True)
+    assert _drift(_installed(), {"Core": first_install}) == {}
+    applying_holding = Expected("1.1.0.0", True, any_version=True)
+    assert _drift(_installed(Installed("Core", "1.1.5.0", True)), {"Core": applying_holding}) == {}
+
+
 def test_unmanaged_where_managed_was_deployed():
     found = _drift(_installed(Installed("core", "1.1.0.0", False)), {"Core": Expected("1.1.0.0", True)})
     assert list(found) == [("unmanaged", "Core")]

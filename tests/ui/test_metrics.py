@@ -40,7 +40,7 @@ def history(api_world: Any) -> dict[str, Any]:
         )
 
     row("1.0", "succeeded", T0)
-    row("1.1", "failed", T0 + timedelta(days=1))
+    row("1.1", "failed", T0 + timedelta(days=1), started_at=T0 + timedelta(days=1, minutes=-5))
     row("1.1", "succeeded", T0 + timedelta(days=1, hours=3))
     original = row("1.1", "rolled_back", T0 + timedelta(days=7))
     row(

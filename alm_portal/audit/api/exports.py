@@ -4,7 +4,8 @@ Rows are read in keyset pages in seq order, so memory stays flat however large t
 export is bounded by the head at the time it was requested: the `audit.exported` event written
 for it (before the first byte) is not part of it. CSV cells that a spreadsheet would run as a
 formula (starting with = + - @, tab or carriage return) are prefixed with a quote; use JSON Lines
-to verify hashes.
+to verify hashes. A filtered JSON Lines export starts with a header record stating its filter
+(export_header), so it verifies offline as a filtered export rather than as a broken chain.
 """
 
 from __future__ import annotations
@@ -44,7 +45,33 @@ def _rows(events: QuerySet[AuditEvent], *, to_seq: int) -> Iterator[dict[str, An
         last = page[-1]["seq"]
 
 
-def jsonl_stream(events: QuerySet[AuditEvent], *, to_seq: int) -> Iterator[str]:
+# The key of a filtered export's first record (scripts/verify_audit_export.py reads it).
+HEADER_KEY = "audit_export"
+
+
+def export_header(*, filters: dict[str, Any], to_seq: int, exported_at: str) -> str:
+    """The first line of a filtered JSON Lines export: which filter chose its rows, and up to which seq.
+
+    A filtered export holds only the matching events, so its seqs have gaps by design; the header says
+    so, and the offline verifier then checks each row's own hash and the links between consecutive
+    rows instead of reporting the first gap as a break. A whole export has no header (its file is
+    what it always was).
+    """
+    header = {
+        "format": "alm-portal-audit-export/1",
+        "filtered": True,
+        "filters": filters,
+        "to_seq": to_seq,
+        "exported_at": exported_at,
+        "note": "Only the events matching the filters; their seqs have gaps. Each event's hash covers its "
+        "prev_hash, so each row verifies on its own, and consecutive rows link.",
+    }
+    return json.dumps({HEADER_KEY: header}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def jsonl_stream(events: QuerySet[AuditEvent], *, to_seq: int, header: str | None = None) -> Iterator[str]:
+    if header is not None:
+        yield header + "\n"
     for row in _rows(events, to_seq=to_seq):
         yield export_line(row) + "\n"
 

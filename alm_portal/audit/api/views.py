@@ -28,7 +28,7 @@ from rest_framework.response import Response
 
 from alm_portal.accounts.choices import Role, Scope
 from alm_portal.audit import selectors
-from alm_portal.audit.api.exports import csv_stream, jsonl_stream
+from alm_portal.audit.api.exports import csv_stream, export_header, jsonl_stream
 from alm_portal.audit.api.serializers import (
     AuditEventSerializer,
     AuditExportQuerySerializer,
@@ -178,14 +178,25 @@ class AuditEventViewSet(viewsets.GenericViewSet):
     )
     def export(self, request: Request) -> StreamingHttpResponse:
         """Matching events in seq order, streamed; `file_format=jsonl` (default) re-verifies offline with
-        scripts/verify_audit_export.py, `file_format=csv` has formula-like cells neutralised."""
+        scripts/verify_audit_export.py, `file_format=csv` has formula-like cells neutralised. With any
+        filter, the JSON Lines file starts with a header record `{"audit_export": {"filtered": true,
+        "filters": {...}, "to_seq": N, ...}}` and the verifier checks it as a filtered export."""
         query = self._query(AuditExportQuerySerializer)
         file_format = query.pop("file_format")
         head = AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
         _audit_read(request, "audit.exported", {"file_format": file_format, "filters": _as_text(query), "to_seq": head})
         events = selectors.audit_events(**_filters(query))
-        stream = csv_stream(events, to_seq=head) if file_format == "csv" else jsonl_stream(events, to_seq=head)
+        now = timezone.now()
+        filters = {key: value for key, value in _as_text(query).items() if value not in (None, "")}
+        if file_format == "csv":
+            stream = csv_stream(events, to_seq=head)
+        else:
+            header = export_header(filters=filters, to_seq=head, exported_at=now.isoformat()) if filters else None
+            stream = jsonl_stream(events, to_seq=head, header=header)
         response = StreamingHttpResponse(stream, content_type=f"{_MEDIA[file_format]}; charset=utf-8")
-        stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
+        if filters:
+            # The filter travels with the file too (its header record); this says it to the client at once.
+            response["X-Audit-Export-Filtered"] = "true"
+        stamp = now.strftime("%Y%m%dT%H%M%SZ")
         response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.{file_format}"'
         return response

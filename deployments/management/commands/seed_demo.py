@@ -8,7 +8,12 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from alm_portal.accounts.demo import directory_names, seed_demo_people
-from deployments.demo import seed_demo_environments, seed_demo_history, seed_demo_pipelines
+from deployments.demo import (
+    seed_demo_derived_version,
+    seed_demo_environments,
+    seed_demo_history,
+    seed_demo_pipelines,
+)
 
 
 def _wait_for_emulator(state_file: Path, timeout: float) -> dict[str, Any]:
@@ -56,7 +61,9 @@ class Command(BaseCommand):
                     [pipeline.development_environment.name, *pipeline.stages.values_list("name", flat=True)]
                 )
                 self.stdout.write(f"  pipeline {pipeline.name}: {stages}")
-            for story in seed_demo_history(emulator):
+            stories = seed_demo_history(emulator)
+            derived = seed_demo_derived_version()
+            for story in [*stories, *([derived] if derived else [])]:
                 self.stdout.write(
                     f"  promotion {story.solution} {story.version} → {story.stage}: {story.status} ({story.note})"
                 )
