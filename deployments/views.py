@@ -263,7 +263,8 @@ def promotion_progress(request: HttpRequest, pk: int) -> HttpResponse:
             response = render(request, "deployments/_promotion_progress.html", context)
             response["HX-Refresh"] = "true"
             return response
-        context["status_changed"] = True
+        # Keep asking with the status the rest of the page shows, so the note stays until it is reloaded.
+        context.update(status_changed=True, shown_status=shown, live=True)
     return render(request, "deployments/_promotion_progress.html", context)
 
 

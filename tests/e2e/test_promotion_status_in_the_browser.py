@@ -167,5 +167,11 @@ def test_an_open_page_follows_the_status_by_itself_and_keeps_what_was_typed(
     typist.wait_for_selector("#status-changed", timeout=20_000)
     assert typist.locator('#progress [data-status="succeeded"]').count() == 1
     assert typist.locator("#cancel-comment").input_value() == "Hold on, the release notes are wrong"
+    typist.wait_for_timeout(4_500)  # two more polls: the note stays while the text does
+    assert typist.locator("#status-changed").count() == 1
+    assert typist.locator("#cancel-comment").input_value() == "Hold on, the release notes are wrong"
+    typist.fill("#cancel-comment", "")  # nothing left to lose: the page catches up by itself
+    typist.wait_for_selector("#cancel-comment", state="detached", timeout=20_000)
+    assert typist.locator("#status-sentence").inner_text().startswith("Succeeded:")
     assert watcher.locator("#status-sentence").inner_text().startswith("Succeeded:")
     assert "Approved and queued" not in watcher.locator("main").inner_text()
