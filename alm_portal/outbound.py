@@ -363,7 +363,7 @@ class _PinnedHTTPSConnection(HTTPSConnection):
             return sock
         if isinstance(last, TimeoutError | socket.timeout):
             raise ConnectTimeoutError(self, f"Connection to {self.host} timed out. (connect timeout={timeout})")
-        raise NewConnectionError(self, f"Failed to establish a new connection: {last}")
+        raise NewConnectionError(self, f"Failed to establish a new connection: {last}") from last
 
 
 class _PlainHTTPRefused(HTTPConnection):

@@ -14,7 +14,9 @@ from django.shortcuts import render
 from alm_portal.accounts import policy
 from alm_portal.accounts.models import User
 from deployments import dashboard
+from deployments import selectors as job_selectors
 from deployments.views import approvals_waiting_for
+from deployments.views_dashboard import running_job_ids
 
 
 @login_required
@@ -53,6 +55,8 @@ def home(request: HttpRequest) -> HttpResponse:
         "waiting": approvals_waiting_for(user),
         "running": running,
         "running_poll": dashboard.running_jobs_poll_interval(running),
+        "running_ids": running_job_ids(running),
+        "running_seen": job_selectors.jobs_newest_id(user=user),
         "failures": dashboard.recent_failures(user=user),
         "drift": dashboard.open_drift(user=user),
         "is_admin": policy.is_admin(user),

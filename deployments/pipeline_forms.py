@@ -12,9 +12,14 @@ from typing import Any
 from django import forms
 
 from alm_portal.accounts.models import Team, User
+from alm_portal.forms import PortalForm
 from deployments.choices import ImportMode
 from deployments.services.calendar import FREEZE_REASON_MAX_LENGTH, known_time_zones
+from deployments.services.pipelines import DESCRIPTION_MAX_LENGTH
+from deployments.services.pipelines import NAME_MAX_LENGTH as PIPELINE_NAME_MAX_LENGTH
 from deployments.services.stages import APPROVING_ROLES, MAX_REQUIRED_APPROVALS
+from deployments.services.stages import NAME_MAX_LENGTH as STAGE_NAME_MAX_LENGTH
+from deployments.settings_documents import MAX_VALUE_LENGTH
 from environments.models import Environment
 
 WEEKDAYS = [
@@ -36,19 +41,21 @@ def time_zone_choices() -> list[tuple[str, str]]:
     return [("UTC", "UTC"), *[(name, name.replace("_", " ")) for name in names]]
 
 
-class PipelineForm(forms.Form):
-    name = forms.CharField(label="Name", max_length=100)
+class PipelineForm(PortalForm):
+    name = forms.CharField(label="Name", max_length=PIPELINE_NAME_MAX_LENGTH)
     team = forms.ModelChoiceField(label="Team", queryset=Team.objects.order_by("name"))
     development_environment = forms.ModelChoiceField(
         label="Development environment",
         queryset=Environment.objects.order_by("name"),
         help_text="Where the pipeline's solutions are made and exported from; it must belong to the team.",
     )
-    description = forms.CharField(label="Description", required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    description = forms.CharField(
+        label="Description", required=False, max_length=DESCRIPTION_MAX_LENGTH, widget=forms.Textarea(attrs={"rows": 2})
+    )
 
 
-class StageForm(forms.Form):
-    name = forms.CharField(label="Name", max_length=50)
+class StageForm(PortalForm):
+    name = forms.CharField(label="Name", max_length=STAGE_NAME_MAX_LENGTH)
     target_environment = forms.ModelChoiceField(
         label="Target environment",
         queryset=Environment.objects.order_by("name"),
@@ -85,7 +92,6 @@ class StageForm(forms.Form):
         label="Gating: the same version must have succeeded in the previous stage first",
         required=False,
         initial=True,
-        help_text="The first stage has no previous stage, so this does not apply to it.",
     )
     overwrite_unmanaged_customizations = forms.BooleanField(label="Overwrite unmanaged customizations", required=False)
     activate_flows_and_plugins = forms.BooleanField(
@@ -99,8 +105,17 @@ class StageForm(forms.Form):
         label="A pre-deployment backup reference is required", required=False
     )
 
+    def __init__(self, *args: Any, previous_stage: str | None, **kwargs: Any) -> None:
+        """`previous_stage`: the name of the stage this one comes after, None when it is the first."""
+        super().__init__(*args, **kwargs)
+        self.fields["requires_previous_stage"].help_text = (
+            f"Here: the version must have succeeded in {previous_stage} first."
+            if previous_stage
+            else "This is the first stage: there is no previous stage, so gating does not apply to it."
+        )
 
-class WindowForm(forms.Form):
+
+class WindowForm(PortalForm):
     weekdays = forms.TypedMultipleChoiceField(
         label="Days", choices=WEEKDAYS, coerce=int, widget=forms.CheckboxSelectMultiple
     )
@@ -117,7 +132,7 @@ class WindowForm(forms.Form):
     time_zone = forms.ChoiceField(label="Time zone", choices=time_zone_choices, initial="UTC")
 
 
-class FreezeForm(forms.Form):
+class FreezeForm(PortalForm):
     starts_at = forms.DateTimeField(
         label="From (UTC)", widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
     )
@@ -136,15 +151,32 @@ class FreezeForm(forms.Form):
         return cleaned
 
 
-class EnvironmentVariableRow(forms.Form):
-    SchemaName = forms.CharField(label="Schema name", required=False, max_length=200)
-    Value = forms.CharField(label="Value", required=False, max_length=100_000)
+class _SettingsRow(PortalForm):
+    """A row of the settings table; the name is its key. A row without a name is removed, so a value typed
+    into a row whose name is empty would vanish: that row is refused instead, asking for a name."""
+
+    key: str = ""
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if not (cleaned.get(self.key) or "").strip():
+            typed = [name for name in self.fields if name != self.key and (cleaned.get(name) or "").strip()]
+            if typed:
+                self.add_error(self.key, "Give this row a name, or clear the row to remove it; nothing was saved.")
+        return cleaned
 
 
-class ConnectionReferenceRow(forms.Form):
-    LogicalName = forms.CharField(label="Logical name", required=False, max_length=200)
-    ConnectionId = forms.CharField(label="Connection id", required=False, max_length=200)
-    ConnectorId = forms.CharField(label="Connector id", required=False, max_length=300)
+class EnvironmentVariableRow(_SettingsRow):
+    key = "SchemaName"
+    SchemaName = forms.CharField(label="Schema name", required=False, max_length=MAX_VALUE_LENGTH)
+    Value = forms.CharField(label="Value", required=False, max_length=MAX_VALUE_LENGTH)
+
+
+class ConnectionReferenceRow(_SettingsRow):
+    key = "LogicalName"
+    LogicalName = forms.CharField(label="Logical name", required=False, max_length=MAX_VALUE_LENGTH)
+    ConnectionId = forms.CharField(label="Connection id", required=False, max_length=MAX_VALUE_LENGTH)
+    ConnectorId = forms.CharField(label="Connector id", required=False, max_length=MAX_VALUE_LENGTH)
 
 
 # A row whose name is left empty is dropped, so the spare rows cost nothing and clearing a name removes it.
@@ -152,7 +184,7 @@ EnvironmentVariableRows = forms.formset_factory(EnvironmentVariableRow, extra=2,
 ConnectionReferenceRows = forms.formset_factory(ConnectionReferenceRow, extra=2, max_num=500)
 
 
-class SettingsImportForm(forms.Form):
+class SettingsImportForm(PortalForm):
     file = forms.FileField(
         label="Settings file (JSON made by pac solution create-settings, or exported here)",
         widget=forms.ClearableFileInput(attrs={"accept": "application/json,.json"}),

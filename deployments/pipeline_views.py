@@ -182,7 +182,10 @@ def _stage_initial(stage: Stage) -> dict[str, Any]:
 def stage_create(request: HttpRequest, pk: int) -> HttpResponse:
     require_admin(request)
     pipeline = get_object_or_404(Pipeline, pk=pk)
-    form = StageForm(request.POST or None, initial={"import_mode": "upgrade"})
+    last = selectors.stage_before(pipeline_id=pipeline.pk)
+    form = StageForm(
+        request.POST or None, initial={"import_mode": "upgrade"}, previous_stage=last.name if last else None
+    )
     if request.method == "POST" and form.is_valid():
         try:
             stage = services.stage_add(pipeline=pipeline, context=audit_context(request), **form.cleaned_data)
@@ -207,6 +210,11 @@ def _window_row_form(window: StageWindow, data: Any = None) -> WindowForm:
 def _freeze_row_form(freeze: StageFreeze, data: Any = None) -> FreezeForm:
     initial = {"starts_at": freeze.starts_at, "ends_at": freeze.ends_at, "reason": freeze.reason}
     return FreezeForm(data, prefix=f"freeze-{freeze.pk}", initial=initial)
+
+
+def _previous_name(stage: Stage) -> str | None:
+    previous = selectors.stage_before(pipeline_id=stage.pipeline_id, order=stage.order)
+    return previous.name if previous else None
 
 
 def _stage_page(
@@ -235,7 +243,7 @@ def _stage_page(
         {
             "pipeline": stage.pipeline,
             "stage": stage,
-            "form": form or StageForm(initial=_stage_initial(stage)),
+            "form": form or StageForm(initial=_stage_initial(stage), previous_stage=_previous_name(stage)),
             "windows": windows,
             "freezes": freezes,
             "window_form": window_form or WindowForm(),
@@ -250,7 +258,7 @@ def stage_edit(request: HttpRequest, pk: int) -> HttpResponse:
     stage = stage_or_404(pk)
     if request.method != "POST":
         return _stage_page(request, stage)
-    form = StageForm(request.POST, initial=_stage_initial(stage))
+    form = StageForm(request.POST, initial=_stage_initial(stage), previous_stage=_previous_name(stage))
     if form.is_valid():
         changes = {name: form.cleaned_data[name] for name in form.changed_data}
         try:

@@ -36,6 +36,9 @@ WAITING_STATUSES: tuple[str, ...] = (
 )
 CANCELLABLE_STATUSES = WAITING_STATUSES
 COMMENT_MAX_LENGTH = 2000
+# The columns these land in (Promotion.change_reference, Promotion.backup_reference).
+CHANGE_REFERENCE_MAX_LENGTH = 100
+BACKUP_REFERENCE_MAX_LENGTH = 300
 
 # How each refusal code is answered (docs/api.md). Codes not listed here are 400s.
 _ERROR_CLASS_BY_CODE: dict[str, type[DomainError]] = {
@@ -283,12 +286,12 @@ def references_refusal(*, stage: Stage, change_reference: str, backup_reference:
         and not re.fullmatch(stage.change_reference_pattern, change_reference)
     ):
         errors["change_reference"] = [f"Must match the pattern {stage.change_reference_pattern}."]
-    if len(change_reference) > 100:
-        errors["change_reference"] = ["At most 100 characters."]
+    if len(change_reference) > CHANGE_REFERENCE_MAX_LENGTH:
+        errors["change_reference"] = [f"At most {CHANGE_REFERENCE_MAX_LENGTH} characters."]
     if stage.backup_reference_required and not backup_reference:
         errors["backup_reference"] = [f"The stage {stage.name!r} requires a pre-deployment backup reference."]
-    if len(backup_reference) > 300:
-        errors["backup_reference"] = ["At most 300 characters."]
+    if len(backup_reference) > BACKUP_REFERENCE_MAX_LENGTH:
+        errors["backup_reference"] = [f"At most {BACKUP_REFERENCE_MAX_LENGTH} characters."]
     if errors:
         return Refusal("validation_error", "The promotion request is not valid.", details=errors)
     return None

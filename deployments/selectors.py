@@ -11,7 +11,14 @@ from alm_portal.accounts.models import User
 from alm_portal.audit.models import AuditEvent
 from alm_portal.dataverse import privileges
 from deployments import policy as deployment_policy
-from deployments.choices import OPEN_PROMOTION_STATUSES, ImportMode, PromotionKind, PromotionStatus
+from deployments.choices import (
+    OPEN_PROMOTION_STATUSES,
+    TERMINAL_JOB_STATUSES,
+    ImportMode,
+    JobKind,
+    PromotionKind,
+    PromotionStatus,
+)
 from deployments.models import Approval, Job, Pipeline, Promotion, Stage
 from environments.selectors import environment_privileges
 from solutions import selectors as solution_selectors
@@ -225,3 +232,34 @@ def pipeline_privileges(*, pipeline: Pipeline) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def stage_before(*, pipeline_id: int, order: int | None = None) -> Stage | None:
+    """The stage a stage at `order` comes after (None for the first); without `order`, the pipeline's
+    last stage, which a new stage would come after."""
+    stages = Stage.objects.filter(pipeline_id=pipeline_id)
+    if order is not None:
+        stages = stages.filter(order__lt=order)
+    return stages.order_by("-order").first()
+
+
+# Jobs whose end changes nothing the dashboard shows (health, the audit chain): they never reload it.
+DASHBOARD_QUIET_JOB_KINDS = (JobKind.HEALTH_CHECK, JobKind.AUDIT_VERIFY)
+
+
+def jobs_newest_id(*, user: User) -> int:
+    """The id of the newest job `user` may see (0 for none): where a dashboard starts watching."""
+    newest = jobs_visible_to(user=user).order_by("-pk").values_list("pk", flat=True).first()
+    return int(newest or 0)
+
+
+def jobs_ended(*, user: User, job_ids: set[int], after_id: int) -> bool:
+    """Whether a job `user` may see has ended among `job_ids` (shown running) or among those newer than
+    `after_id` (started since, perhaps ended before anyone looked), leaving out the quiet kinds."""
+    watched = Q(pk__in=job_ids) | Q(pk__gt=after_id)
+    return (
+        jobs_visible_to(user=user)
+        .filter(watched, status__in=TERMINAL_JOB_STATUSES)
+        .exclude(kind__in=DASHBOARD_QUIET_JOB_KINDS)
+        .exists()
+    )

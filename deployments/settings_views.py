@@ -29,6 +29,7 @@ from deployments.pipeline_views import audit_context, request_user, require_admi
 from deployments.settings_documents import (
     CONNECTION_REFERENCES,
     ENVIRONMENT_VARIABLES,
+    MAX_VALUE_LENGTH,
     settings_document_coverage,
     settings_document_from_manifest,
 )
@@ -140,6 +141,7 @@ def _settings_page(
             "coverage": coverage,
             "problems": problems or [],
             "import_form": import_form or SettingsImportForm(initial={"etag": etag}),
+            "value_limit": MAX_VALUE_LENGTH,
         },
     )
 

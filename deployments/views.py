@@ -31,10 +31,11 @@ from alm_portal.audit.services import record_outcome
 from alm_portal.errors import DomainError
 from deployments import policy, selectors, workflow
 from deployments.choices import ApprovalDecision, PromotionKind, PromotionStatus, RollbackStrategy
-from deployments.forms import CommentRequiredForm, DecisionForm, PromotionRequestForm, RollbackForm
+from deployments.forms import CancelForm, DecisionForm, PromotionRequestForm, RejectForm, RollbackForm
 from deployments.models import Promotion, Stage
+from deployments.status_sentences import job_line, promotion_status_sentence
 from deployments.target_diff import promotion_target_diff
-from deployments.views_preflight import preview_trigger_attributes
+from deployments.views_preflight import preview_trigger_attributes, reference_trigger_attributes
 from solutions import selectors as solution_selectors
 
 logger = logging.getLogger(__name__)
@@ -132,7 +133,8 @@ def _approvals_facts(promotion: Promotion) -> dict[str, Any]:
 def _decision_refusal(user: User, promotion: Promotion) -> str:
     """Why `user` may not approve or reject now, in words ("" when they may)."""
     if promotion.status != PromotionStatus.PENDING_APPROVAL:
-        return f"This promotion is {promotion.get_status_display().lower()}; there is nothing to decide."
+        # The status itself is said once, in the live part above: this must not restate it.
+        return "Decisions are closed: it is past approval (see Status above)."
     # The requester learns the four-eyes rule first: it is the reason that never changes.
     refusal = policy.four_eyes_refusal(user=user, promotion=promotion) or policy.decision_refusal(
         user=user, promotion=promotion
@@ -148,19 +150,22 @@ def _approve_refusal(promotion: Promotion) -> str:
 
 
 def _progress_context(promotion: Promotion) -> dict[str, Any]:
+    """The live part: the status, its one sentence and the run job (deployments/status_sentences.py)."""
     job = promotion.run_job
     return {
         "promotion": promotion,
         "status_tone": STATUS_TONE.get(promotion.status, ""),
+        "status_sentence": promotion_status_sentence(promotion),
         "live": promotion.status in LIVE_STATUSES,
         "job": job,
+        "job_line": job_line(job),
         "progress": job.progress if job is not None else (100 if promotion.status == PromotionStatus.SUCCEEDED else 0),
-        "progress_message": job.progress_message if job is not None else "",
     }
 
 
-def _rollback_plan(promotion: Promotion, user: User) -> list[dict[str, Any]]:
-    """The planner for a succeeded promotion the user may act on; empty otherwise."""
+def _rollback_plan(promotion: Promotion, user: User, *, sent: RollbackForm | None = None) -> list[dict[str, Any]]:
+    """The planner for a succeeded promotion the user may act on; empty otherwise. Each strategy the
+    user may request has its form (the one just refused comes back bound, with its errors)."""
     if promotion.status != PromotionStatus.SUCCEEDED or not account_policy.changes_anything(user):
         return []
     if policy.request_refusal(user=user, solution=promotion.solution) is not None:
@@ -171,6 +176,7 @@ def _rollback_plan(promotion: Promotion, user: User) -> list[dict[str, Any]]:
         plan = rollback_plan(promotion=promotion)
     except DomainError as refusal:
         return [{"strategy": "", "label": "Rollback", "available": False, "reason": refusal.message}]
+    sent_strategy = sent.data.get("strategy") if sent is not None else None
     for entry in plan:
         strategy = str(entry.get("strategy") or "")
         # The scope rule rollback_request applies; the manual "restore backup" entry is an admin's step too.
@@ -178,6 +184,16 @@ def _rollback_plan(promotion: Promotion, user: User) -> list[dict[str, Any]]:
         entry["allowed"] = bool(entry.get("available")) and (
             account_policy.scope_refusal(user=user, token=None, scope=scope) is None
         )
+        if not entry["allowed"]:
+            continue
+        form = sent if sent is not None and sent_strategy == strategy else RollbackForm(initial={"strategy": strategy})
+        form.auto_id = f"rollback-{strategy}-%s"
+        if not entry.get("requires_confirmation"):
+            form.fields.pop("confirm", None)
+        else:
+            form.fields["confirm"].label = f"Type {entry.get('confirmation')} to confirm"
+            form.fields["confirm"].widget.attrs["autocomplete"] = "off"
+        entry["form"] = form
     return plan
 
 
@@ -186,7 +202,28 @@ def _rollback_plan(promotion: Promotion, user: User) -> list[dict[str, Any]]:
 
 @login_required
 def promotion_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    promotion = _promotion(request, pk)
+    return _detail_page(request, _promotion(request, pk))
+
+
+def _decision_forms(data: Any = None, *, doing: str = "") -> dict[str, Any]:
+    """The page's forms, each with ids of its own; the one just sent is bound to what was sent."""
+    bound = {name: data if name == doing else None for name in ("approve", "reject", "cancel")}
+    return {
+        "decision_form": DecisionForm(bound["approve"], auto_id="approve-%s"),
+        "reject_form": RejectForm(bound["reject"], auto_id="reject-%s"),
+        "cancel_form": CancelForm(bound["cancel"], auto_id="cancel-%s"),
+    }
+
+
+def _detail_page(
+    request: HttpRequest,
+    promotion: Promotion,
+    *,
+    forms: dict[str, Any] | None = None,
+    rollback_form: RollbackForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    """The detail page; after a refused form, that form comes back with its errors and what was typed."""
     user = _user(request)
     preflight = promotion.preflight_result if isinstance(promotion.preflight_result, dict) else {}
     result = promotion.result if isinstance(promotion.result, dict) else {}
@@ -199,34 +236,57 @@ def promotion_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "decision_refusal": _decision_refusal(user, promotion) if may_change else "",
         "approve_refusal": _approve_refusal(promotion),
         "show_decision": may_change,
-        "decision_form": DecisionForm(),
-        "reject_form": CommentRequiredForm(),
+        **(forms or _decision_forms()),
         "may_cancel": cancel_refusal is None and promotion.status in policy.CANCELLABLE_STATUSES,
         "may_retry": cancel_refusal is None and promotion.status == PromotionStatus.FAILED,
-        "cancel_form": CommentRequiredForm(),
         "import_log": result.get("import_log") or {},
         "components": result.get("components") or [],
-        "rollback_plan": _rollback_plan(promotion, user),
+        "rollback_plan": _rollback_plan(promotion, user, sent=rollback_form),
         "is_rollback": promotion.kind == PromotionKind.ROLLBACK,
         "target": promotion_target_diff(promotion=promotion),
         **object_history_context(user=user, instance=promotion, page_number=request.GET.get("history_page")),
     }
-    return render(request, "deployments/promotion_detail.html", context)
+    return render(request, "deployments/promotion_detail.html", context, status=status)
 
 
 @login_required
 def promotion_progress(request: HttpRequest, pk: int) -> HttpResponse:
-    """The live part of the detail page, polled by htmx every 2 s while the promotion is not over."""
+    """The live part of the detail page, polled by htmx every 2 s while the promotion is not over.
+
+    `shown` is the status the page was rendered with. When the status has moved on, the rest of the page
+    (approvals, actions, rollback) no longer fits it: the page reloads itself (HX-Refresh), unless the
+    person has typed into one of its forms (their text fields are sent along), whose text a reload
+    would throw away; then the live part says the status changed and asks them to reload when ready."""
     promotion = _promotion(request, pk)
-    return render(request, "deployments/_promotion_progress.html", _progress_context(promotion))
+    context = _progress_context(promotion)
+    shown = request.GET.get("shown", "")
+    if shown and shown != promotion.status:
+        typed = [value for name in request.GET if name != "shown" for value in request.GET.getlist(name)]
+        if not any(value.strip() for value in typed):
+            response = render(request, "deployments/_promotion_progress.html", context)
+            response["HX-Refresh"] = "true"
+            return response
+        # Keep asking with the status the rest of the page shows, so the note stays until it is reloaded.
+        context.update(status_changed=True, shown_status=shown, live=True)
+    return render(request, "deployments/_promotion_progress.html", context)
 
 
 def _act(request: HttpRequest, pk: int, doing: str, call: Any, success: str) -> HttpResponse:
+    """Validate the action's form, call the workflow, and come back to the page. A form that does not
+    validate (a comment over the limit, a missing reason) is shown again with what was typed and the
+    error, and nothing happens: the decision is never taken without the text that was sent with it."""
     promotion = _promotion(request, pk)
     if not account_policy.changes_anything(_user(request)):
         raise PermissionDenied("Auditors read everything and change nothing.")
+    forms = _decision_forms(request.POST, doing=doing)
+    form = forms.get(f"{doing}_form" if doing != "approve" else "decision_form")
+    if form is None:  # retry sends no text
+        form = DecisionForm(request.POST, auto_id=f"{doing}-%s")
+    if not form.is_valid():
+        messages.error(request, f"Nothing was done: {_first_error(form)}")
+        return _detail_page(request, promotion, forms=forms, status=400)
     try:
-        call(promotion)
+        call(promotion, form.cleaned_data.get("comment", ""))
     except DomainError as refusal:
         _refused(request, refusal, doing=doing, promotion=promotion)
     else:
@@ -234,16 +294,22 @@ def _act(request: HttpRequest, pk: int, doing: str, call: Any, success: str) -> 
     return redirect("deployments:promotion-detail", pk=pk)
 
 
+def _first_error(form: Any) -> str:
+    for name, errors in form.errors.items():
+        label = form.fields[name].label if name in form.fields else ""
+        label = str(label).split(" (")[0]
+        return f"{label}: {errors[0]}" if label else str(errors[0])
+    return "the form is not valid."
+
+
 @login_required
 @require_POST
 def promotion_approve(request: HttpRequest, pk: int) -> HttpResponse:
-    form = DecisionForm(request.POST)
-    comment = form.cleaned_data["comment"] if form.is_valid() else ""
     return _act(
         request,
         pk,
         "approve",
-        lambda promotion: workflow.promotion_approve(
+        lambda promotion, comment: workflow.promotion_approve(
             promotion=promotion, user=_user(request), comment=comment, context=AuditContext.from_request(request)
         ),
         "Your approval is recorded.",
@@ -253,12 +319,11 @@ def promotion_approve(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def promotion_reject(request: HttpRequest, pk: int) -> HttpResponse:
-    comment = request.POST.get("comment", "")
     return _act(
         request,
         pk,
         "reject",
-        lambda promotion: workflow.promotion_reject(
+        lambda promotion, comment: workflow.promotion_reject(
             promotion=promotion, user=_user(request), comment=comment, context=AuditContext.from_request(request)
         ),
         "The promotion is rejected.",
@@ -268,12 +333,11 @@ def promotion_reject(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def promotion_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    comment = request.POST.get("comment", "")
     return _act(
         request,
         pk,
         "cancel",
-        lambda promotion: workflow.promotion_cancel(
+        lambda promotion, comment: workflow.promotion_cancel(
             promotion=promotion, user=_user(request), comment=comment, context=AuditContext.from_request(request)
         ),
         "The promotion is cancelled.",
@@ -287,11 +351,8 @@ def promotion_retry(request: HttpRequest, pk: int) -> HttpResponse:
         request,
         pk,
         "retry",
-        lambda promotion: workflow.promotion_retry(
-            promotion=promotion,
-            user=_user(request),
-            comment=request.POST.get("comment", ""),
-            context=AuditContext.from_request(request),
+        lambda promotion, comment: workflow.promotion_retry(
+            promotion=promotion, user=_user(request), comment=comment, context=AuditContext.from_request(request)
         ),
         "Trying again: pre-flight runs first.",
     )
@@ -305,8 +366,8 @@ def promotion_rollback(request: HttpRequest, pk: int) -> HttpResponse:
         raise PermissionDenied("Auditors read everything and change nothing.")
     form = RollbackForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Choose a rollback strategy.")
-        return redirect("deployments:promotion-detail", pk=pk)
+        messages.error(request, f"Nothing was done: {_first_error(form)}")
+        return _detail_page(request, promotion, rollback_form=form, status=400)
     try:
         rollback = workflow.rollback_request(
             promotion=promotion,
@@ -321,6 +382,26 @@ def promotion_rollback(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("deployments:promotion-detail", pk=pk)
     messages.success(request, f"Rollback {rollback.pk} requested; it needs an approval.")
     return redirect("deployments:promotion-detail", pk=rollback.pk)
+
+
+def _say_which_stages_ask(form: PromotionRequestForm, *, pipeline_id: int | None) -> None:
+    """Up front, under each reference field: which stages require it (and the pattern a change reference
+    must match), so nobody learns it only from a refusal."""
+    stages = list(Stage.objects.filter(pipeline_id=pipeline_id).order_by("order", "pk"))
+    change = [
+        f"{stage.name}" + (f" (matching {stage.change_reference_pattern})" if stage.change_reference_pattern else "")
+        for stage in stages
+        if stage.change_reference_required
+    ]
+    backup = [stage.name for stage in stages if stage.backup_reference_required]
+    form.fields["change_reference"].help_text = (
+        f"Required for {', '.join(change)}." if change else "No stage of this pipeline requires one."
+    )
+    form.fields["backup_reference"].help_text = (
+        f"Required for {', '.join(backup)}: where the pre-deployment backup of the target is."
+        if backup
+        else "No stage of this pipeline requires one."
+    )
 
 
 def _stage_choices(version: Any) -> list[tuple[int, str]]:
@@ -341,6 +422,9 @@ def promotion_request(request: HttpRequest, version_pk: int) -> HttpResponse:
     stages = _stage_choices(version)
     form = PromotionRequestForm(request.POST or None, stages=stages)
     form.fields["stage"].widget.attrs.update(preview_trigger_attributes(version_pk=version.pk))
+    for name in ("change_reference", "backup_reference"):
+        form.fields[name].widget.attrs.update(reference_trigger_attributes(version_pk=version.pk))
+    _say_which_stages_ask(form, pipeline_id=version.solution.pipeline_id)
     existing: dict[str, Any] | None = None
     if request.method == "POST" and form.is_valid():
         stage = get_object_or_404(Stage, pk=int(form.cleaned_data["stage"]))

@@ -1,17 +1,47 @@
-"""Live parts of the dashboard, polled by htmx (every 2 s) so a page never holds a worker open."""
+"""Live parts of the dashboard, polled by htmx (every 2 s while a job runs) so a page never holds a worker open."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from deployments import dashboard
+from deployments import dashboard, selectors
+
+
+def running_job_ids(rows: list[dict[str, Any]]) -> str:
+    """The ids of the jobs a card shows, as the card sends them back when it asks again."""
+    return ",".join(str(row["job"].pk) for row in rows)
+
+
+def _ids(text: str) -> set[int]:
+    return {int(part) for part in text.split(",") if part.isdigit()}
 
 
 @login_required
 def running_jobs(request: HttpRequest) -> HttpResponse:
-    """The dashboard's "Running jobs" card with fresh progress bars."""
-    rows = dashboard.running_jobs(user=request.user)  # type: ignore[arg-type]
-    poll = dashboard.running_jobs_poll_interval(rows)
-    return render(request, "deployments/_running_jobs.html", {"running": rows, "running_poll": poll})
+    """The dashboard's "Running jobs" card with fresh progress bars.
+
+    A job that starts shows up at the next poll. When a job has ended since the page was drawn (one the
+    card showed running, or one newer than the newest the page knew, which may have run between two
+    polls), the whole dashboard reloads (HX-Refresh), so the release matrix, the counts, the approvals
+    waiting and the failures show what it did."""
+    user = request.user
+    rows = dashboard.running_jobs(user=user)  # type: ignore[arg-type]
+    seen = request.GET.get("seen", "")
+    context = {
+        "running": rows,
+        "running_poll": dashboard.running_jobs_poll_interval(rows),
+        "running_ids": running_job_ids(rows),
+        "running_seen": seen if seen.isdigit() else selectors.jobs_newest_id(user=user),  # type: ignore[arg-type]
+    }
+    response = render(request, "deployments/_running_jobs.html", context)
+    if seen.isdigit() and selectors.jobs_ended(
+        user=user,  # type: ignore[arg-type]
+        job_ids=_ids(request.GET.get("shown", "")),
+        after_id=int(seen),
+    ):
+        response["HX-Refresh"] = "true"
+    return response

@@ -25,6 +25,21 @@ def _hours(duration: timedelta | None) -> float | None:
     return round(duration.total_seconds() / 3600, 1) if duration is not None else None
 
 
+def duration_text(duration: timedelta | None) -> str:
+    """A duration as people say it, to the two largest units: "52 s", "3 min 12 s", "2 h 5 min", "3 d 4 h"
+    (never Python's "0:00:52.644527"); "—" when there is none."""
+    if duration is None:
+        return "—"
+    seconds = max(0, round(duration.total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    units = [(days, "d"), (hours, "h"), (minutes, "min"), (seconds, "s")]
+    first = next((index for index, (value, _) in enumerate(units) if value), len(units) - 1)
+    shown = [f"{value} {unit}" for value, unit in units[first : first + 2] if value or unit == units[first][1]]
+    return " ".join(shown)
+
+
 def _percent(rate: float | None) -> int | None:
     return round(100 * rate) if rate is not None else None
 
@@ -38,7 +53,8 @@ def _group_rows(groups: list[MetricsGroup]) -> list[dict[str, Any]]:
             "outcomes": group.metrics.production_outcomes,
             "failure_percent": _percent(group.metrics.change_failure_rate),
             "lead_time_hours": _hours(group.metrics.lead_time_median),
-            "restore_hours": _hours(group.metrics.time_to_restore_median),
+            "lead_time": duration_text(group.metrics.lead_time_median),
+            "restore": duration_text(group.metrics.time_to_restore_median),
         }
         for group in groups
     ]
@@ -106,6 +122,9 @@ def delivery_metrics_page(request: HttpRequest) -> HttpResponse:
             "end": end,
             "weeks": weeks,
             "failure_percent": _percent(metrics.change_failure_rate),
+            "lead_time_median": duration_text(metrics.lead_time_median),
+            "lead_time_p90": duration_text(metrics.lead_time_p90),
+            "time_to_restore_median": duration_text(metrics.time_to_restore_median),
             "by_solution": solutions,
             "by_environment": environments,
             "chart_data": _chart_data(weeks, solutions, environments),

@@ -8,10 +8,11 @@ from django import forms
 
 from alm_portal.accounts import policy
 from alm_portal.accounts.models import Team
+from alm_portal.forms import PortalForm
 from solutions.choices import Bump
 
 
-class VersionUploadForm(forms.Form):
+class VersionUploadForm(PortalForm):
     file = forms.FileField(help_text="An exported solution zip, managed or unmanaged.")
     release_notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False, max_length=20000)
     team = forms.ModelChoiceField(
@@ -25,9 +26,9 @@ class VersionUploadForm(forms.Form):
         self.fields["team"].queryset = teams  # type: ignore[attr-defined]
 
 
-class ExportForm(forms.Form):
+class ExportForm(PortalForm):
     bump = forms.ChoiceField(choices=Bump.choices, initial=Bump.REVISION)
 
 
-class CompareForm(forms.Form):
+class CompareForm(PortalForm):
     against = forms.IntegerField(min_value=1)

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
 
 from alm_portal.accounts import policy
 from alm_portal.accounts.models import User
@@ -284,3 +284,22 @@ def artifacts_check(*, chunk_size: int = 500) -> ArtifactCheckReport:
             else:
                 report.ok += 1
     return report
+
+
+def solution_export_jobs(*, solution: Solution, job_ids: Iterable[int] = ()) -> list[Any]:
+    """The solution's export jobs that are waiting or running, and those of `job_ids` whatever their
+    status (the ones a page showed running, to say how they ended), oldest first."""
+    from deployments.choices import ACTIVE_JOB_STATUSES, JobKind, JobStatus
+    from deployments.models import Job
+
+    wanted = Q(status__in=(JobStatus.PENDING, *ACTIVE_JOB_STATUSES)) | Q(pk__in=list(job_ids))
+    return list(Job.objects.filter(kind=JobKind.EXPORT, params__solution_id=solution.pk).filter(wanted).order_by("pk"))
+
+
+def versions_of_jobs(*, job_ids: Iterable[int]) -> dict[int, SolutionVersion]:
+    """The versions the given export jobs stored, by job id."""
+    return {
+        version.source_job_id: version
+        for version in SolutionVersion.objects.filter(source_job_id__in=list(job_ids))
+        if version.source_job_id is not None
+    }

@@ -10,6 +10,7 @@ urlpatterns = [
     path("", views.solution_list, name="solution-list"),
     path("<int:pk>/", views.solution_detail, name="solution-detail"),
     path("<int:pk>/export/", views.solution_export, name="solution-export"),
+    path("<int:pk>/exports/", views.solution_exports, name="solution-exports"),
     path("upload/", views.version_upload, name="version-upload"),
     path("versions/<int:pk>/", views.version_detail, name="version-detail"),
     path("versions/<int:pk>/compare/", views.version_compare, name="version-compare"),

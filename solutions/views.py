@@ -19,6 +19,7 @@ from alm_portal.accounts.choices import Scope
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.history import object_history_context
 from alm_portal.errors import DomainError
+from deployments.choices import TERMINAL_JOB_STATUSES
 from solutions import selectors, services
 from solutions.forms import ExportForm, VersionUploadForm
 from solutions.models import SolutionVersion
@@ -32,7 +33,7 @@ def _may_request(user: Any) -> bool:
 
 @login_required
 def solution_list(request: HttpRequest) -> HttpResponse:
-    search = request.GET.get("q", "").strip()[:100]
+    search = request.GET.get("q", "").strip()
     # The list shows no deployments: skip the detail page's prefetch of them.
     solutions = selectors.solutions_visible_to(user=request.user).prefetch_related(None)  # type: ignore[arg-type]
     if search:
@@ -63,6 +64,7 @@ def solution_detail(request: HttpRequest, pk: int) -> HttpResponse:
             ),
             "export_form": ExportForm(),
             "may_request": _may_request(request.user),
+            **_exports_context(solution, watching=[]),
             **object_history_context(
                 user=request.user,  # type: ignore[arg-type]
                 instance=solution,
@@ -70,6 +72,40 @@ def solution_detail(request: HttpRequest, pk: int) -> HttpResponse:
             ),
         },
     )
+
+
+# The exports card asks every 2 s while an export runs; otherwise every 10 s, so an export started
+# elsewhere (almctl, the API) shows up too.
+EXPORT_POLL_ACTIVE, EXPORT_POLL_IDLE = "2s", "10s"
+
+
+def _exports_context(solution: Any, *, watching: list[int]) -> dict[str, Any]:
+    """The exports card: exports running now, and how the ones the page showed running ended."""
+    jobs = selectors.solution_export_jobs(solution=solution, job_ids=watching)
+    running = [job for job in jobs if job.status not in TERMINAL_JOB_STATUSES]
+    ended = [job for job in jobs if job.status in TERMINAL_JOB_STATUSES and job.pk in watching]
+    stored = selectors.versions_of_jobs(job_ids=[job.pk for job in ended])
+    return {
+        "solution": solution,
+        "running_exports": running,
+        "ended_exports": [{"job": job, "version": stored.get(job.pk)} for job in ended],
+        "watching": ",".join(str(job.pk) for job in running),
+        "export_poll": EXPORT_POLL_ACTIVE if running else EXPORT_POLL_IDLE,
+    }
+
+
+@login_required
+def solution_exports(request: HttpRequest, pk: int) -> HttpResponse:
+    """The live exports card of a solution's page (htmx). When an export it showed running has stored
+    a version, the version history is sent along and swapped in, so the new version appears without a
+    reload."""
+    solution = get_object_or_404(selectors.solutions_visible_to(user=request.user), pk=pk)  # type: ignore[arg-type]
+    watching = [int(part) for part in request.GET.get("watching", "").split(",") if part.isdigit()]
+    context = _exports_context(solution, watching=watching)
+    if any(row["version"] is not None for row in context["ended_exports"]):
+        context["versions"] = Paginator(selectors.solution_versions(solution=solution), PAGE_SIZE).get_page(1)
+        context["versions_out_of_band"] = True
+    return render(request, "solutions/_exports.html", context)
 
 
 @login_required

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
@@ -26,10 +27,10 @@ DEMO_TEAMS = {"contoso": "Contoso", "fabrikam": "Fabrikam"}
 DEMO_PEOPLE = (
     DemoPerson("admin", "Ada Admin", Role.ADMIN, None),
     DemoPerson("maker", "Max Maker", Role.MAKER, "contoso"),
-    DemoPerson("approver", "Alex Approver", Role.APPROVER, "contoso"),
-    DemoPerson("approver2", "Sam Second-Approver", Role.APPROVER, "contoso"),
+    DemoPerson("approver", "April Approver", Role.APPROVER, "contoso"),
+    DemoPerson("approver2", "Bo Approver", Role.APPROVER, "contoso"),
     DemoPerson("auditor", "Audrey Auditor", Role.AUDITOR, None),
-    DemoPerson("maker2", "Mia Maker (Fabrikam)", Role.MAKER, "fabrikam"),
+    DemoPerson("maker2", "Mia Maker", Role.MAKER, "fabrikam"),
 )
 
 
@@ -55,9 +56,22 @@ def demo_people_lines(users: list[User], password: str) -> list[str]:
     return lines
 
 
-def seed_demo_people() -> tuple[list[User], str]:
-    """Create or bring up to date the demo teams and users; returns them and their password."""
+def directory_names(identities: list[dict[str, Any]]) -> dict[str, str]:
+    """Username → display name of the sign-in directory's people (the emulator's demo identities, whose
+    usernames are `<username>@<tenant domain>`), so the portal calls everyone what Entra ID does."""
+    names = {}
+    for identity in identities:
+        username = str(identity.get("username") or "").split("@", 1)[0]
+        if username and identity.get("display_name"):
+            names[username] = str(identity["display_name"])
+    return names
+
+
+def seed_demo_people(*, directory: dict[str, str] | None = None) -> tuple[list[User], str]:
+    """Create or bring up to date the demo teams and users; returns them and their password. `directory`
+    (username → display name, from the sign-in directory) overrides the names above."""
     context = AuditContext.system()
+    directory = directory or {}
     password = demo_password()
     teams = {}
     for slug, name in DEMO_TEAMS.items():
@@ -66,15 +80,17 @@ def seed_demo_people() -> tuple[list[User], str]:
     users = []
     for person in DEMO_PEOPLE:
         user = User.objects.filter(username=person.username).first()
+        display_name = directory.get(person.username, person.display_name)
         if user is None:
             user = services.user_create(
                 username=person.username,
                 role=person.role,
-                display_name=person.display_name,
+                display_name=display_name,
                 password=password,
                 context=context,
             )
         else:
+            services.user_set_display_name(user=user, display_name=display_name, context=context)
             services.user_set_role(user=user, role=person.role, context=context)
             if not user.check_password(password):
                 services.user_set_password(user=user, password=password, context=context)

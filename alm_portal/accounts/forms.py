@@ -5,10 +5,15 @@ from django.core.exceptions import ValidationError
 from alm_portal.accounts import selectors, services
 from alm_portal.accounts.backends import LOCKED_OUT_ATTRIBUTE
 from alm_portal.accounts.choices import Scope
+from alm_portal.forms import PortalForm
 
 
-class ApiTokenForm(forms.Form):
-    name = forms.CharField(max_length=100, required=False, help_text="Leave empty for cli-<time>.")
+class ApiTokenForm(PortalForm):
+    name = forms.CharField(
+        max_length=100,
+        required=False,
+        help_text="Leave empty to name it after the time it is made (cli-2026-01-31T09:30:00.000000Z).",
+    )
     scopes = forms.MultipleChoiceField(
         choices=Scope.choices, widget=forms.CheckboxSelectMultiple, initial=[Scope.READ], required=False
     )

@@ -236,6 +236,27 @@ def user_set_role(*, user: User, role: str, context: AuditContext) -> User:
     return user
 
 
+def user_set_display_name(*, user: User, display_name: str, context: AuditContext) -> User:
+    """The name pages show for the person (the directory's name, when there is one)."""
+    display_name = (display_name or "").strip()
+    if len(display_name) > 150:
+        raise ValidationFailed("Name too long.", details={"display_name": ["At most 150 characters."]})
+    with transaction.atomic():
+        before = user.display_name
+        if before == display_name:
+            return user
+        User.objects.filter(pk=user.pk).update(display_name=display_name)
+        user.display_name = display_name
+        record(
+            context=context,
+            action="user.display_name_changed",
+            target=user,
+            before={"display_name": before},
+            after={"display_name": display_name},
+        )
+    return user
+
+
 def team_create(*, name: str, slug: str, context: AuditContext, description: str = "") -> Team:
     if Team.objects.filter(slug=slug).exists() or Team.objects.filter(name=name).exists():
         raise ValidationFailed("A team with this name already exists.", details={"name": ["Already taken."]})
@@ -489,24 +510,6 @@ def user_link_entra_identity(
             User.objects.filter(pk=user.pk).update(**after)
             record(context=context, action="user.sso_linked", target=user, before=before, after={**after, "how": how})
         user.entra_tenant_id, user.entra_object_id = tenant_id, object_id
-    return user
-
-
-def user_set_display_name(*, user: User, display_name: str, context: AuditContext) -> User:
-    """Change the name the portal shows for `user` (single sign-on fills in a missing one). Event: user.renamed."""
-    display_name = (display_name or "").strip()[:150]
-    with transaction.atomic():
-        before = User.objects.filter(pk=user.pk).values_list("display_name", flat=True).first() or ""
-        if before != display_name:
-            User.objects.filter(pk=user.pk).update(display_name=display_name)
-            record(
-                context=context,
-                action="user.renamed",
-                target=user,
-                before={"display_name": before},
-                after={"display_name": display_name},
-            )
-        user.display_name = display_name
     return user
 
 

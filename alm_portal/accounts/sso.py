@@ -281,7 +281,8 @@ def user_from_claims(*, claims: dict[str, Any], context: AuditContext) -> User:
             user=user, tenant_id=identity.tenant_id, object_id=identity.oid, context=context, how=how
         )
     if identity.display_name and not user.display_name:
-        user = services.user_set_display_name(user=user, display_name=identity.display_name, context=context)
+        # The column holds 150 characters; a directory's name is the directory's, not typed here, so it is cut.
+        user = services.user_set_display_name(user=user, display_name=identity.display_name[:150], context=context)
     if user.role != role:
         user = services.user_set_role(user=user, role=role, context=context)
     if settings.ALM_SSO_GROUP_TEAM_MAP and not _groups_left_out(claims):

@@ -32,8 +32,9 @@ def audit_events(
     """Events matching every given filter, newest first (seq descending).
 
     `action_prefix` matches whole segments: "promotion" finds "promotion.approved", not
-    "promotions.x"; a full code ("promotion.approved") matches exactly that action. Time bounds are
-    half-open: occurred_from <= occurred_at < occurred_before.
+    "promotions.x"; a full code ("promotion.approved") matches exactly that action. Several, separated
+    by commas, match any of them ("promotion.approval_recorded,promotion.approved": every approval).
+    Time bounds are half-open: occurred_from <= occurred_at < occurred_before.
     """
     events = AuditEvent.objects.all()
     if actor_id is not None:
@@ -41,8 +42,12 @@ def audit_events(
     if actor_kind:
         events = events.filter(actor_kind=actor_kind)
     if action_prefix:
-        prefix = action_prefix.rstrip(".")
-        events = events.filter(Q(action=prefix) | Q(action__startswith=f"{prefix}."))
+        wanted = Q()
+        for part in action_prefix.split(","):
+            prefix = part.strip().rstrip(".")
+            if prefix:
+                wanted |= Q(action=prefix) | Q(action__startswith=f"{prefix}.")
+        events = events.filter(wanted) if wanted else events
     if object_type:
         events = events.filter(object_type=object_type)
     if object_id is not None:
@@ -62,8 +67,26 @@ def audit_events(
     return events.order_by("-seq")
 
 
+def audit_recent_actions(*, limit: int) -> list[str]:
+    """The action codes among the newest `limit` events, sorted (what the filter suggests)."""
+    newest = AuditEvent.objects.order_by("-seq").values_list("action", flat=True)[:limit]
+    return sorted(set(newest))
+
+
 def audit_event_get(*, seq: int) -> AuditEvent | None:
     return AuditEvent.objects.filter(seq=seq).first()
+
+
+def audit_verification_running() -> Any | None:
+    """The verification job waiting or running now, if any (the newest)."""
+    from deployments.choices import ACTIVE_JOB_STATUSES, JobKind, JobStatus
+    from deployments.models import Job
+
+    return (
+        Job.objects.filter(kind=JobKind.AUDIT_VERIFY, status__in=(JobStatus.PENDING, *ACTIVE_JOB_STATUSES))
+        .order_by("-pk")
+        .first()
+    )
 
 
 def audit_last_verification() -> AuditEvent | None:

@@ -7,4 +7,5 @@ app_name = "audit"
 urlpatterns = [
     path("", views.audit_timeline, name="timeline"),
     path("verify/", views.audit_verify, name="verify"),
+    path("verification/", views.audit_verification, name="verification"),
 ]

@@ -36,7 +36,7 @@ import msal
 import requests
 
 from alm_portal.dataverse import unconfirmed
-from alm_portal.dataverse.errors import AuthorityUnavailable, TlsError, TokenError
+from alm_portal.dataverse.errors import AuthorityUnavailable, TlsError, TokenError, network_reason
 
 __all__ = [
     "ClientCertificate",
@@ -251,9 +251,16 @@ def _build_application(
     try:
         return msal.ConfidentialClientApplication(credentials.client_id, **kwargs)
     except requests.exceptions.SSLError as exc:
-        raise TlsError(f"TLS verification of the authority failed: {exc}") from exc
+        raise TlsError(
+            f"TLS verification of the sign-in authority {_host(credentials.normalized_authority)} failed.",
+            details={"cause": str(exc)[:500]},
+        ) from exc
     except requests.exceptions.RequestException as exc:
-        raise AuthorityUnavailable(f"the authority could not be reached: {exc}") from exc
+        raise AuthorityUnavailable(
+            f"The sign-in authority {_host(credentials.normalized_authority)} could not be reached: "
+            f"{network_reason(exc)}.",
+            details={"cause": str(exc)[:500]},
+        ) from exc
     except ValueError as exc:
         # msal raises ValueError for an authority it cannot use (4xx on discovery, bad token endpoint).
         raise TokenError(f"the authority was rejected: {exc}", error="invalid_authority") from exc
@@ -279,6 +286,11 @@ def _application_for(
         return app
 
 
+def _host(url: str) -> str:
+    """host[:port] of a URL, how a person recognises a server."""
+    return urlsplit(url).netloc or url
+
+
 def _token_error(result: Mapping[str, Any]) -> TokenError:
     description = str(result.get("error_description") or "")
     match = _AADSTS.search(description)
@@ -290,7 +302,7 @@ def _token_error(result: Mapping[str, Any]) -> TokenError:
     error = str(result.get("error") or "") or None
     first_line = description.splitlines()[0] if description else (error or "token request failed")
     return TokenError(
-        f"token request refused: {first_line}",
+        f"The sign-in authority refused a token: {first_line}",
         aadsts_code=aadsts,
         error=error,
         correlation_id=str(result.get("correlation_id") or "") or None,
@@ -323,10 +335,17 @@ class MsalTokenProvider:
         try:
             result = app.acquire_token_for_client(scopes=[scope])
         except requests.exceptions.SSLError as exc:
-            raise TlsError(f"TLS verification of the authority failed: {exc}") from exc
+            raise TlsError(
+                f"TLS verification of the sign-in authority {_host(self.credentials.normalized_authority)} failed.",
+                details={"cause": str(exc)[:500]},
+            ) from exc
         except requests.exceptions.RequestException as exc:
             # msal raises for 5xx (raise_for_status) and for network failures (docs/dataverse.md §13.2 point 5).
-            raise AuthorityUnavailable(f"the authority could not issue a token: {exc}") from exc
+            raise AuthorityUnavailable(
+                f"The sign-in authority {_host(self.credentials.normalized_authority)} could not issue a token: "
+                f"{network_reason(exc)}.",
+                details={"cause": str(exc)[:500]},
+            ) from exc
         if not isinstance(result, Mapping):
             raise TokenError("msal returned no result", error="no_result")
         token = result.get("access_token")

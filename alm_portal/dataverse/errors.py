@@ -36,7 +36,11 @@ store them on a job row and decide what to do without parsing text.
 from __future__ import annotations
 
 import re
+import socket
+import ssl
 from typing import Any
+
+import urllib3.exceptions
 
 from alm_portal.dataverse import unconfirmed
 
@@ -69,6 +73,7 @@ __all__ = [
     "VersionNotHigher",
     "error_class_for",
     "error_from_dataverse",
+    "network_reason",
     "normalize_error_code",
 ]
 
@@ -397,3 +402,54 @@ def error_from_dataverse(
     if issubclass(cls, TransientError):
         return cls(message or cls.__name__, retry_after=retry_after, **common)
     return cls(message or cls.__name__, **common)
+
+
+def network_reason(exc: BaseException) -> str:
+    """What failed on the way to a server, in words ("the connection was refused"), from a requests or
+    urllib3 exception and what it wraps. The exception's own text (pool repr, retry counts, errno) is for
+    logs, not for the person reading a health check."""
+    chain = _exception_chain(exc)
+    reasons: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
+        ((urllib3.exceptions.NameResolutionError, socket.gaierror), "its host name could not be resolved (DNS)"),
+        (ConnectionRefusedError, "the connection was refused (nothing listens on that address and port)"),
+        (ConnectionResetError, "the connection was reset"),
+        ((ssl.SSLError, urllib3.exceptions.SSLError), "the TLS handshake or certificate verification failed"),
+        (urllib3.exceptions.ProxyError, "the proxy refused the connection"),
+    )
+    for kinds, reason in reasons:
+        if any(isinstance(item, kinds) for item in chain):
+            return reason
+    for item in chain:
+        # The portal's outbound policy refuses inside the connection attempt and says why.
+        text = str(item)
+        if "outbound policy" in text:
+            return text[text.index("refused by") :] if "refused by" in text else text
+    # urllib3's NewConnectionError is itself a ConnectTimeoutError: only a timeout of another kind is one.
+    if any(
+        isinstance(item, TimeoutError | urllib3.exceptions.TimeoutError)
+        and not isinstance(item, urllib3.exceptions.NewConnectionError)
+        for item in chain
+    ):
+        return "it did not answer in time"
+    if any(isinstance(item, urllib3.exceptions.NewConnectionError) for item in chain):
+        return "no connection could be made"
+    for item in chain:
+        status = getattr(getattr(item, "response", None), "status_code", None)
+        if isinstance(status, int):
+            return f"it answered HTTP {status}"
+    return f"the network call failed ({type(exc).__name__})"
+
+
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and everything it wraps: causes, contexts, urllib3's retry reasons, exceptions passed as args."""
+    chain: list[BaseException] = []
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if any(current is seen for seen in chain):
+            continue
+        chain.append(current)
+        reason = getattr(current, "reason", None)
+        wrapped = [item for item in (*current.args, reason, current.__cause__, current.__context__)]
+        pending += [item for item in wrapped if isinstance(item, BaseException)]
+    return chain

@@ -15,6 +15,10 @@ from rest_framework import serializers
 from deployments.api.serializers import IdNameSerializer, PersonSerializer, StrictInputSerializer
 from deployments.choices import ImportMode
 from deployments.models import Pipeline, Stage, StageFreeze, StageWindow
+from deployments.services.calendar import FREEZE_REASON_MAX_LENGTH
+from deployments.services.pipelines import DESCRIPTION_MAX_LENGTH
+from deployments.services.stages import NAME_MAX_LENGTH as STAGE_NAME_MAX_LENGTH
+from deployments.settings_documents import MAX_VALUE_LENGTH
 
 # --- pipelines and stages --------------------------------------------------------------------------
 
@@ -105,20 +109,20 @@ class WindowInputSerializer(StrictInputSerializer):
 class FreezeInputSerializer(StrictInputSerializer):
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
-    reason = serializers.CharField(max_length=300)
+    reason = serializers.CharField(max_length=FREEZE_REASON_MAX_LENGTH)
 
 
 class FreezeUpdateSerializer(StrictInputSerializer):
     start = serializers.DateTimeField(required=False)
     end = serializers.DateTimeField(required=False)
-    reason = serializers.CharField(required=False, max_length=300)
+    reason = serializers.CharField(required=False, max_length=FREEZE_REASON_MAX_LENGTH)
 
 
 class StageUpdateSerializer(StrictInputSerializer):
     """The stage's fields (PATCH: any subset). `windows` / `freezes`, when given, replace the stage's
     lists (entries equal to an existing one keep it); they also have endpoints of their own."""
 
-    name = serializers.CharField(required=False, max_length=50)
+    name = serializers.CharField(required=False, max_length=STAGE_NAME_MAX_LENGTH)
     environment = serializers.IntegerField(required=False, help_text="Id of the target environment.")
     required_approvals = serializers.IntegerField(required=False, min_value=0, max_value=10)
     production_without_approval = serializers.BooleanField(
@@ -139,7 +143,7 @@ class StageUpdateSerializer(StrictInputSerializer):
 
 
 class StageCreateSerializer(StageUpdateSerializer):
-    name = serializers.CharField(max_length=50)
+    name = serializers.CharField(max_length=STAGE_NAME_MAX_LENGTH)
     environment = serializers.IntegerField(help_text="Id of the target environment.")
 
 
@@ -147,19 +151,19 @@ class PipelineCreateSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=100)
     team = serializers.IntegerField()
     development_environment = serializers.IntegerField()
-    description = serializers.CharField(required=False, allow_blank=True)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=DESCRIPTION_MAX_LENGTH)
     stages = StageCreateSerializer(many=True, required=False)
 
 
 class SettingsEntrySerializer(serializers.Serializer):
-    SchemaName = serializers.CharField()
-    Value = serializers.CharField(allow_blank=True)
+    SchemaName = serializers.CharField(max_length=MAX_VALUE_LENGTH)
+    Value = serializers.CharField(allow_blank=True, max_length=MAX_VALUE_LENGTH)
 
 
 class ConnectionReferenceSerializer(serializers.Serializer):
-    LogicalName = serializers.CharField()
-    ConnectionId = serializers.CharField(allow_blank=True)
-    ConnectorId = serializers.CharField()
+    LogicalName = serializers.CharField(max_length=MAX_VALUE_LENGTH)
+    ConnectionId = serializers.CharField(allow_blank=True, max_length=MAX_VALUE_LENGTH)
+    ConnectorId = serializers.CharField(max_length=MAX_VALUE_LENGTH)
 
 
 class DeploymentSettingsDocumentSerializer(serializers.Serializer):
@@ -201,7 +205,7 @@ class PipelineUpdateSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=100)
     team = serializers.IntegerField()
     development_environment = serializers.IntegerField()
-    description = serializers.CharField(required=False, allow_blank=True, default="")
+    description = serializers.CharField(required=False, allow_blank=True, default="", max_length=DESCRIPTION_MAX_LENGTH)
 
 
 class StageReorderSerializer(StrictInputSerializer):

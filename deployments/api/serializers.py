@@ -12,10 +12,16 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from alm_portal.api.inputs import StrictInputSerializer
 from deployments.choices import ApprovalDecision, JobStatus, RollbackStrategy
 from deployments.filtersets import MODEL_KIND_TO_API
 from deployments.models import Approval, Job, Promotion
-from deployments.policy import COMMENT_MAX_LENGTH, approvals_required
+from deployments.policy import (
+    BACKUP_REFERENCE_MAX_LENGTH,
+    CHANGE_REFERENCE_MAX_LENGTH,
+    COMMENT_MAX_LENGTH,
+    approvals_required,
+)
 
 # --- references ------------------------------------------------------------------------------------
 
@@ -55,17 +61,6 @@ _JOB_SUMMARY = JobSummarySerializer()
 
 class JobAcceptedSerializer(serializers.Serializer):
     job = JobSummarySerializer()
-
-
-class StrictInputSerializer(serializers.Serializer):
-    """Refuses fields it does not declare, so nobody believes they set something that was ignored."""
-
-    def to_internal_value(self, data: Any) -> Any:
-        if hasattr(data, "keys"):
-            unknown = sorted(set(data.keys()) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field; it cannot be set here."] for name in unknown})
-        return super().to_internal_value(data)
 
 
 # --- promotions --------------------------------------------------------------------------------------
@@ -229,8 +224,8 @@ class PromotionCreateSerializer(StrictInputSerializer):
     )
     justification = serializers.CharField(max_length=COMMENT_MAX_LENGTH)
     scheduled_for = serializers.DateTimeField(required=False, allow_null=True)
-    change_reference = serializers.CharField(required=False, allow_blank=True, max_length=100)
-    backup_reference = serializers.CharField(required=False, allow_blank=True, max_length=300)
+    change_reference = serializers.CharField(required=False, allow_blank=True, max_length=CHANGE_REFERENCE_MAX_LENGTH)
+    backup_reference = serializers.CharField(required=False, allow_blank=True, max_length=BACKUP_REFERENCE_MAX_LENGTH)
 
 
 class ApproveSerializer(StrictInputSerializer):

@@ -14,6 +14,7 @@ from deployments.models import Pipeline, Promotion
 from deployments.services.auditing import delete_recorded, record_changes
 
 NAME_MAX_LENGTH = 100
+DESCRIPTION_MAX_LENGTH = 2000
 _UPDATABLE = frozenset({"name", "team", "development_environment", "description"})
 
 

@@ -11,8 +11,10 @@ from rest_framework import serializers
 
 from alm_portal.accounts.api.serializers import TeamRefSerializer
 from alm_portal.accounts.models import Team
+from alm_portal.api.inputs import StrictInputSerializer
 from environments.choices import CredentialKind, EnvironmentKind
 from environments.models import Credential, DriftFinding, Environment, InventoryInterval, SolutionHistoryEntry
+from environments.services.validation import DESCRIPTION_MAX_LENGTH
 
 
 class HealthSerializer(serializers.Serializer):
@@ -90,7 +92,7 @@ class EnvironmentSerializer(serializers.ModelSerializer):
         return serializers.DateTimeField().to_representation(active.expires_at)
 
 
-class EnvironmentWriteSerializer(serializers.Serializer):
+class EnvironmentWriteSerializer(StrictInputSerializer):
     """Create (all required fields) or update (any subset). Secrets: write-only, never trimmed."""
 
     name = serializers.CharField(max_length=100)
@@ -99,7 +101,7 @@ class EnvironmentWriteSerializer(serializers.Serializer):
     tenant_id = serializers.CharField(max_length=64)
     authority = serializers.CharField(max_length=300, required=False, allow_blank=True)
     team = serializers.PrimaryKeyRelatedField(queryset=Team.objects.all())
-    description = serializers.CharField(required=False, allow_blank=True)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=DESCRIPTION_MAX_LENGTH)
     is_active = serializers.BooleanField(required=False)
     client_id = serializers.CharField(max_length=64)
     credential_type = serializers.ChoiceField(choices=CredentialKind.choices)

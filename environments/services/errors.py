@@ -28,4 +28,9 @@ def dataverse_error_code(exc: DataverseError) -> str:
 
 
 def dataverse_error_text(exc: DataverseError) -> str:
-    return str(exc)[:1000]
+    """The error in words for a person (its code is shown beside it): the message, and the HTTP status
+    when there was one; not the exception's text, which repeats the code and carries library detail."""
+    text = exc.message
+    if exc.http_status is not None and f"HTTP {exc.http_status}" not in text:
+        text = f"{text} (HTTP {exc.http_status})"
+    return text[:1000]

@@ -17,9 +17,18 @@ from environments.choices import CredentialKind, EnvironmentKind
 from environments.crypto import certificate_facts, check_private_key, encrypt_secret
 from environments.models import Credential, Environment
 
-TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$")
+# A Microsoft Entra tenant is named by its id (a GUID) or by one of its verified domain names
+# (contoso.onmicrosoft.com, contoso.com): a DNS name of at least two labels whose last is letters.
+# https://learn.microsoft.com/entra/identity-platform/v2-protocols#endpoints
+TENANT_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+TENANT_DOMAIN = re.compile(r"^(?=.{4,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
+TENANT_MESSAGE = (
+    "A tenant id is a GUID (Directory (tenant) id in Entra ID, e.g. 72f988bf-86f1-41af-91ab-2d7cd011db47) "
+    "or a verified domain name of the tenant (e.g. contoso.onmicrosoft.com)."
+)
 MAX_SECRET_LENGTH = 1024
 MAX_PEM_LENGTH = 32_768
+DESCRIPTION_MAX_LENGTH = 2000
 
 
 def field_error(name: str, message: str) -> ValidationFailed:
@@ -47,8 +56,8 @@ def checked_name(name: str, *, exclude_pk: int | None = None) -> str:
 
 def checked_tenant(tenant_id: str) -> str:
     tenant_id = (tenant_id or "").strip()
-    if not TENANT_PATTERN.match(tenant_id) or tenant_id.lower() in ("common", "organizations", "consumers"):
-        raise field_error("tenant_id", "A tenant id (GUID) or tenant domain is required.")
+    if not (TENANT_GUID.match(tenant_id) or TENANT_DOMAIN.match(tenant_id)):
+        raise field_error("tenant_id", TENANT_MESSAGE)
     return tenant_id
 
 

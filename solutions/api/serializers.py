@@ -8,6 +8,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from alm_portal.api.inputs import StrictInputSerializer
 from solutions import selectors
 from solutions.choices import Bump
 from solutions.models import Solution, SolutionVersion
@@ -78,7 +79,7 @@ class SolutionSerializer(serializers.ModelSerializer):
         return selectors.solution_deployed(solution=solution)
 
 
-class SolutionRegisterSerializer(serializers.Serializer):
+class SolutionRegisterSerializer(StrictInputSerializer):
     unique_name = serializers.CharField(max_length=100)
     display_name = serializers.CharField(max_length=255, required=False, allow_blank=True)
     team = serializers.IntegerField()
@@ -132,7 +133,7 @@ class SolutionVersionSerializer(serializers.ModelSerializer):
         return _user_ref(version.created_by)
 
 
-class VersionUploadSerializer(serializers.Serializer):
+class VersionUploadSerializer(StrictInputSerializer):
     file = serializers.FileField(allow_empty_file=False)
     release_notes = serializers.CharField(required=False, allow_blank=True, max_length=20000)
     solution = serializers.IntegerField(required=False, help_text="Must be the solution the zip declares.")
@@ -147,7 +148,7 @@ class VersionUploadResultSerializer(SolutionVersionSerializer):
         fields = [*SolutionVersionSerializer.Meta.fields, "upload"]
 
 
-class ExportRequestSerializer(serializers.Serializer):
+class ExportRequestSerializer(StrictInputSerializer):
     bump = serializers.ChoiceField(choices=Bump.choices, default=Bump.REVISION)
 
 

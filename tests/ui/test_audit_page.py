@@ -48,7 +48,8 @@ def test_filters_by_outcome_and_time(api_world: Any) -> None:
 
 def test_shows_before_after_and_the_empty_verification_state(api_world: Any) -> None:
     body = _page(api_world, what="promotion.requested").content.decode()
-    assert "before:" in body and "after:" in body
+    # Field by field, each with its value before and after (not a printed Python dict).
+    assert '<table class="changes">' in body and '<th scope="col">Before</th>' in body and "{&#x27;" not in body
     assert "The chain has not been verified yet." in body
 
 

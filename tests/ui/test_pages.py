@@ -78,6 +78,7 @@ PAGES: dict[str, tuple[str, str | None, dict[str, int]]] = {
     "deployments:stage-settings-export": ("get", "stage", ADMIN_ONLY),
     "audit:timeline": ("get", None, {"maker": 403, "maker2": 403, "approver": 403, "admin": 200, "auditor": 200}),
     "audit:verify": ("post", None, {"maker": 403, "maker2": 403, "approver": 403, "admin": 302, "auditor": 302}),
+    "audit:verification": ("get", None, {"maker": 403, "maker2": 403, "approver": 403, "admin": 200, "auditor": 200}),
     "environments:list": ("get", None, ALL_OK),
     "environments:register": ("get", None, ADMIN_ONLY),
     "environments:detail": ("get", "environment", TEAM_OK),
@@ -88,6 +89,7 @@ PAGES: dict[str, tuple[str, str | None, dict[str, int]]] = {
     "solutions:solution-list": ("get", None, ALL_OK),
     "solutions:solution-detail": ("get", "solution", TEAM_OK),
     "solutions:solution-export": ("post", "solution", ACTION),
+    "solutions:solution-exports": ("get", "solution", TEAM_OK),
     "solutions:version-upload": ("get", None, {**ALL_OK, "auditor": 403}),
     "solutions:version-detail": ("get", "version", TEAM_OK),
     # Only turns the compare form into a diff URL; the diff page decides who sees what.

@@ -84,7 +84,8 @@ def test_an_approver_sees_the_form_and_approving_queues_the_import(api_world: An
     assert promotion.status == "queued" and promotion.run_job_id is not None
     body = response.content.decode()
     assert "promotion.approved" in body  # the timeline
-    assert "This promotion is queued; there is nothing to decide." in body
+    assert "Approved and queued" in body  # the status, said once (deployments/status_sentences.py)
+    assert "Decisions are closed" in body
 
 
 def test_reject_needs_a_comment_and_is_final(api_world: Any) -> None:
@@ -152,7 +153,7 @@ def test_a_refused_request_shows_the_reason_on_the_form(api_world: Any) -> None:
     )
     assert response.status_code == 200
     assert Promotion.objects.count() == 1
-    assert "refusal" in response.content.decode()
+    assert "has not yet been deployed successfully to the previous stage" in response.content.decode()
 
 
 def test_the_inbox_lists_what_waits_for_me_oldest_first(api_world: Any) -> None:

@@ -3,6 +3,7 @@ from rest_framework import serializers
 from alm_portal.accounts import policy
 from alm_portal.accounts.choices import Scope
 from alm_portal.accounts.models import ApiToken, Team, User
+from alm_portal.api.inputs import StrictInputSerializer
 
 
 class TeamRefSerializer(serializers.ModelSerializer):
@@ -38,7 +39,7 @@ class ApiTokenSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "scopes", "created_at", "expires_at", "revoked_at", "last_used_at", "parent"]
 
 
-class ApiTokenCreateSerializer(serializers.Serializer):
+class ApiTokenCreateSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=100, required=False, allow_blank=True)
     scopes = serializers.ListField(child=serializers.ChoiceField(choices=Scope.choices), required=False)
     days = serializers.IntegerField(required=False, min_value=1, max_value=90)

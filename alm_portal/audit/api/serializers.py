@@ -23,7 +23,10 @@ class AuditQuerySerializer(serializers.Serializer):
     """The filters of the list and the export (query parameters)."""
 
     action = serializers.CharField(
-        required=False, max_length=100, help_text="A full code, or a prefix of whole segments ('promotion')."
+        required=False,
+        max_length=1000,
+        help_text="A full code, or a prefix of whole segments ('promotion'); several separated by commas match "
+        "any of them ('promotion.approval_recorded,promotion.approved').",
     )
     actor = serializers.IntegerField(required=False, help_text="The acting user's id.")
     actor_kind = serializers.ChoiceField(choices=ActorKind.choices, required=False)

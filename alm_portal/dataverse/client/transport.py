@@ -36,6 +36,7 @@ from alm_portal.dataverse.errors import (
     TransientError,
     UnexpectedRedirect,
     error_from_dataverse,
+    network_reason,
 )
 
 # Every part of the client logs under the one name the client has always used.
@@ -277,14 +278,24 @@ class DataverseTransport:
                 )
             except requests.exceptions.SSLError as exc:
                 raise TlsError(
-                    f"TLS verification of {self.environment_url} failed: {exc}", environment_url=self.environment_url
+                    f"TLS verification of {self.environment_url} failed.",
+                    environment_url=self.environment_url,
+                    details={"cause": str(exc)[:500]},
                 ) from exc
             except requests.exceptions.ConnectTimeout as exc:
-                failure = ConnectionFailed(f"connect timeout: {exc}", environment_url=self.environment_url)
+                failure = ConnectionFailed(
+                    f"{self.environment_url} could not be reached: no connection within {timeout[0]} s.",
+                    environment_url=self.environment_url,
+                    details={"cause": str(exc)[:500]},
+                )
                 failure.__cause__ = exc
             except requests.exceptions.ReadTimeout as exc:
                 failure = (
-                    RequestTimeout(f"no answer within {timeout[1]}s: {exc}", environment_url=self.environment_url)
+                    RequestTimeout(
+                        f"{self.environment_url} gave no answer within {timeout[1]} s.",
+                        environment_url=self.environment_url,
+                        details={"cause": str(exc)[:500]},
+                    )
                     if idempotent
                     else SubmissionOutcomeUnknown(
                         f"no answer within {timeout[1]}s; the request may have been accepted",
@@ -295,7 +306,11 @@ class DataverseTransport:
             except requests.exceptions.RequestException as exc:
                 never_sent = _never_sent(exc)
                 failure = (
-                    ConnectionFailed(f"connection failed: {exc}", environment_url=self.environment_url)
+                    ConnectionFailed(
+                        f"{self.environment_url} could not be reached: {network_reason(exc)}.",
+                        environment_url=self.environment_url,
+                        details={"cause": str(exc)[:500]},
+                    )
                     if idempotent or never_sent
                     else SubmissionOutcomeUnknown(
                         f"connection lost; the request may have been accepted: {exc}",

@@ -14,6 +14,7 @@ from rest_framework import serializers
 
 from alm_portal.accounts.api.serializers import TeamRefSerializer
 from alm_portal.accounts.models import Team
+from alm_portal.api.inputs import StrictInputSerializer
 from alm_portal.notifications.choices import KNOWN_EVENTS
 from alm_portal.notifications.models import EmailSubscription, WebhookDelivery, WebhookEndpoint
 
@@ -59,7 +60,7 @@ class WebhookEndpointSerializer(serializers.ModelSerializer):
         return UserRefSerializer(user).data if user is not None else None
 
 
-class WebhookEndpointWriteSerializer(serializers.Serializer):
+class WebhookEndpointWriteSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=100)
     url = serializers.CharField(max_length=2000, help_text="https only, public DNS name, port 443.")
     team = serializers.PrimaryKeyRelatedField(
@@ -112,6 +113,6 @@ class EmailSubscriptionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class EmailSubscriptionWriteSerializer(serializers.Serializer):
+class EmailSubscriptionWriteSerializer(StrictInputSerializer):
     events = serializers.ListField(child=serializers.CharField(max_length=100), max_length=50, help_text=EVENTS_HELP)
     is_active = serializers.BooleanField(required=False, default=True)

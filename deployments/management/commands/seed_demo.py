@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from alm_portal.accounts.demo import demo_people_lines, seed_demo_people
+from alm_portal.accounts.demo import demo_people_lines, directory_names, seed_demo_people
 from deployments.demo import (
     seed_demo_derived_version,
     seed_demo_environments,
@@ -46,10 +46,15 @@ class Command(BaseCommand):
         if settings.PRODUCTION:
             raise CommandError("seed_demo is refused in production mode (ALM_MODE=production).")
         self.stdout.write("Seeding the demo: people and teams")
-        users, password = seed_demo_people()
+        emulator = None
         if options["emulator_state"] is not None:
             self.stdout.write("Seeding the demo: waiting for the Dataverse emulator's demo organisations")
             emulator = _wait_for_emulator(options["emulator_state"], options["wait"])
+        # With the emulator, its directory names the people: the sign-in page and the portal agree.
+        users, password = seed_demo_people(
+            directory=directory_names(emulator.get("identities") or []) if emulator else None
+        )
+        if emulator is not None:
             self.stdout.write(f"Dataverse emulator: {emulator['base_url']} (tenant {emulator['tenant_id']})")
             for environment in seed_demo_environments(emulator):
                 self.stdout.write(f"  environment {environment.name:<13} {environment.url}")
