@@ -3,8 +3,10 @@
 Rows are read in keyset pages in seq order, so memory stays flat however large the log is. The
 export is bounded by the head at the time it was requested: the `audit.exported` event written
 for it (before the first byte) is not part of it. CSV cells that a spreadsheet would run as a
-formula (starting with = + - @, tab or carriage return) are prefixed with a quote; use JSON Lines
-to verify hashes.
+formula (starting with = + - @, tab or carriage return) are prefixed with a quote, and every field
+is enclosed in double quotes (QUOTE_ALL): a spreadsheet that splits on another separator (`;` in
+many locales) then keeps `a;=1+1` as one cell of text instead of starting a new cell with `=1+1`.
+Use JSON Lines to verify hashes.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def jsonl_stream(events: QuerySet[AuditEvent], *, to_seq: int) -> Iterator[str]:
 
 def csv_stream(events: QuerySet[AuditEvent], *, to_seq: int) -> Iterator[str]:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_ALL)
 
     def flush() -> str:
         text = buffer.getvalue()
