@@ -20,6 +20,7 @@ from alm_portal.config import (
     env_json_str_map,
     env_list,
     env_optional,
+    env_rate,
     env_secret,
     env_str,
 )
@@ -83,6 +84,7 @@ INSTALLED_APPS = [
     "alm_portal.accounts",
     "alm_portal.notifications",
     "alm_portal.idempotency",
+    "alm_portal.limits",
     "environments",
     "solutions",
     "deployments",
@@ -274,6 +276,27 @@ else:
         "control_folder": str(ALM_BROKER_DIR / "control"),
         "store_processed": False,
     }
+# --- Cache: throttle counters and export slots, shared by every process (alm_portal.limits) ------
+# Redis when there is one (its own key prefix beside Celery's keys); otherwise the database cache table
+# `alm_cache` that the limits app's migration creates.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": f"alm-{ALM_MODE}",
+            "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2},
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "alm_cache",
+            "KEY_PREFIX": f"alm-{ALM_MODE}",
+        }
+    }
+
 # Job state lives in our own rows; Celery results are never the record.
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
@@ -316,6 +339,23 @@ CELERY_BEAT_SCHEDULE = {
     "audit-verify-daily": {"task": "audit.verify", "schedule": 86400.0},
 }
 
+# --- Throttles and concurrent exports (alm_portal.limits; docs/security.md "Limits and throttles") ---
+# Rates are `<n>/<s|min|hour|day>` or `off`. The test suite's defaults are high, so that only the tests of the
+# throttles themselves (which set low rates) meet them; benchmarks turn them off (bench/README.md).
+_TEST_RATE = "100000/min"
+ALM_THROTTLE_ANON = env_rate("ALM_THROTTLE_ANON", _TEST_RATE if ALM_MODE == "test" else "60/min")
+ALM_THROTTLE_USER = env_rate("ALM_THROTTLE_USER", _TEST_RATE if ALM_MODE == "test" else "1200/min")
+ALM_THROTTLE_FAILED_AUTH = env_rate("ALM_THROTTLE_FAILED_AUTH", _TEST_RATE if ALM_MODE == "test" else "30/min")
+ALM_EXPORT_MAX_CONCURRENT = env_int("ALM_EXPORT_MAX_CONCURRENT", 4, minimum=1, maximum=64)
+ALM_EXPORT_MAX_CONCURRENT_PER_USER = env_int("ALM_EXPORT_MAX_CONCURRENT_PER_USER", 1, minimum=1, maximum=16)
+# Refused requests without a signed-in caller are audited as one `api.denied.unauthenticated` event per client
+# address and window, with the count, instead of one event each.
+ALM_DENIAL_AUDIT_WINDOW_SECONDS = env_int("ALM_DENIAL_AUDIT_WINDOW_SECONDS", 60, minimum=10, maximum=3600)
+CELERY_BEAT_SCHEDULE["audit-denied-requests"] = {
+    "task": "audit.flush_denied_requests",
+    "schedule": float(ALM_DENIAL_AUDIT_WINDOW_SECONDS),
+}
+
 # --- REST framework ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
     # Bearer first, so an anonymous API call is answered 401 with WWW-Authenticate: Bearer.
@@ -324,6 +364,11 @@ REST_FRAMEWORK = {
         "alm_portal.accounts.authentication.CsrfSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["alm_portal.accounts.permissions.ScopedRolePermission"],
+    # Checked after permissions; the 401 and 403 answers are counted in the exception handler.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "alm_portal.limits.throttling.AnonymousRateThrottle",
+        "alm_portal.limits.throttling.UserRateThrottle",
+    ],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",

@@ -64,6 +64,18 @@ def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Iterator[No
 
 
 @pytest.fixture(autouse=True)
+def fresh_cache() -> None:
+    """Throttle counters and export slots start from nothing in every test. Only Redis needs this: the
+    database cache table is emptied with every other table between tests."""
+    from django.core.cache import cache
+
+    if settings.CACHES["default"]["BACKEND"].endswith("RedisCache") and not _redis_problem():
+        client = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
+        for key in client.scan_iter(f"{settings.CACHES['default']['KEY_PREFIX']}:*"):
+            client.delete(key)
+
+
+@pytest.fixture(autouse=True)
 def artifact_storage(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A fresh artifact storage per test: stored zips and audit checkpoints never outlive the rows
     that describe them, and tests never write into the developer's var/."""

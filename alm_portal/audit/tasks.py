@@ -4,6 +4,7 @@ Beat schedule (settings.CELERY_BEAT_SCHEDULE, synced into django-celery-beat at 
 
     "audit-checkpoint": {"task": "audit.checkpoint_write", "schedule": 3600.0}
     "audit-verify-daily": {"task": "audit.verify", "schedule": 86400.0}
+    "audit-denied-requests": {"task": "audit.flush_denied_requests", "schedule": ALM_DENIAL_AUDIT_WINDOW_SECONDS}
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from celery import shared_task
 
-from alm_portal.audit import checkpoints, verification
+from alm_portal.audit import checkpoints, denials, verification
 from alm_portal.audit.context import AuditContext
 from deployments.choices import JobKind
 from deployments.jobs import register_job_handler
@@ -32,3 +33,9 @@ def audit_verify_run(*, context: dict[str, Any] | None = None) -> int:
     a verification still waiting is reused, so running this twice queues one."""
     audit_context = AuditContext.from_dict(context) if context else AuditContext.system()
     return verification.audit_verification_request(context=audit_context).pk
+
+
+@shared_task(name="audit.flush_denied_requests", ignore_result=True)
+def audit_flush_denied_requests() -> int:
+    """Audit every ended window of refused unauthenticated requests as one event per client; safe to run twice."""
+    return denials.denied_requests_flush()
