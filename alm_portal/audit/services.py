@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import pairwise
 from typing import Any, Protocol
 
@@ -30,8 +31,8 @@ from alm_portal.audit.canonical import (
     GENESIS_HASH,
     BreakReason,
     ChainBreak,
-    canonical_json,
     event_hash,
+    format_timestamp,
 )
 from alm_portal.audit.choices import Outcome
 from alm_portal.audit.context import AuditContext, ObjectRef
@@ -436,8 +437,14 @@ class ExportResult:
 
 
 def export_line(row: Mapping[str, Any]) -> str:
-    """One JSON Lines record: every canonical field exactly as hashed (time as text) plus `hash`."""
-    fields = json.loads(canonical_json({name: row[name] for name in CANONICAL_FIELDS}))
+    """One JSON Lines record: every canonical field exactly as hashed (time as text) plus `hash`.
+
+    The same values canonical_json() hashes (rows come from the database as plain JSON types), written once
+    instead of through a JSON round trip: the export of a million rows spent most of its time there.
+    """
+    fields = {name: row[name] for name in CANONICAL_FIELDS}
+    if isinstance(fields["occurred_at"], datetime):
+        fields["occurred_at"] = format_timestamp(fields["occurred_at"])
     fields["hash"] = row["hash"]
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from alm_portal.audit.canonical import CANONICAL_FIELDS
+from alm_portal.audit.canonical import CANONICAL_FIELDS, format_timestamp
 from alm_portal.audit.models import AuditEvent
 from alm_portal.audit.services import export_line
 
@@ -36,19 +36,20 @@ def neutralise_cell(value: Any) -> str:
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
-def _rows(events: QuerySet[AuditEvent], *, to_seq: int) -> Iterator[dict[str, Any]]:
+def _pages(events: QuerySet[AuditEvent], *, to_seq: int) -> Iterator[list[dict[str, Any]]]:
     last = 0
     while True:
         page = list(events.filter(seq__gt=last, seq__lte=to_seq).order_by("seq").values(*COLUMNS)[:_CHUNK])
         if not page:
             return
-        yield from page
+        yield page
         last = page[-1]["seq"]
 
 
 def jsonl_stream(events: QuerySet[AuditEvent], *, to_seq: int) -> Iterator[str]:
-    for row in _rows(events, to_seq=to_seq):
-        yield export_line(row) + "\n"
+    # One chunk per page of rows: a write per row made a million-row export spend most of its time in the server.
+    for page in _pages(events, to_seq=to_seq):
+        yield "".join(export_line(row) + "\n" for row in page)
 
 
 def csv_stream(events: QuerySet[AuditEvent], *, to_seq: int) -> Iterator[str]:
@@ -63,7 +64,9 @@ def csv_stream(events: QuerySet[AuditEvent], *, to_seq: int) -> Iterator[str]:
 
     writer.writerow(COLUMNS)
     yield flush()
-    for row in _rows(events, to_seq=to_seq):
-        fields = json.loads(export_line(row))  # the values exactly as hashed (time as text)
-        writer.writerow([neutralise_cell(fields[name]) for name in COLUMNS])
+    for page in _pages(events, to_seq=to_seq):
+        for row in page:
+            # The values exactly as hashed: the time as its canonical text, JSON fields as JSON.
+            fields = dict(row, occurred_at=format_timestamp(row["occurred_at"]))
+            writer.writerow([neutralise_cell(fields[name]) for name in COLUMNS])
         yield flush()
