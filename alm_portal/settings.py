@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -54,6 +55,9 @@ except ValueError:
 ALM_TOKEN_PEPPER = env_secret("ALM_TOKEN_PEPPER", production=PRODUCTION, var_dir=VAR_DIR)
 # Audit checkpoints are signed with this key, which must not live in the database it protects.
 ALM_AUDIT_CHECKPOINT_KEY = env_secret("ALM_AUDIT_CHECKPOINT_KEY", production=PRODUCTION, var_dir=VAR_DIR)
+# A signed checkpoint is written at least this often while audit events arrive: a rewrite by whoever owns the
+# database can only go unnoticed for the events of the last interval (docs/security.md "The audit trail").
+ALM_AUDIT_CHECKPOINT_SECONDS = env_int("ALM_AUDIT_CHECKPOINT_SECONDS", 60, minimum=5, maximum=60)
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "testserver"])
 if PRODUCTION and not ALLOWED_HOSTS:
@@ -151,6 +155,32 @@ elif _database["ENGINE"] == "django.db.backends.postgresql":
 else:
     raise ConfigurationError("DATABASE_URL", "must point at PostgreSQL or SQLite")
 DATABASES = {"default": _database}
+# The owner of the schema, for `manage.py migrate` only; DATABASE_URL is then the application role, which may
+# only read and write rows (alm_portal/database_roles.py, docs/security.md "Database roles").
+ALM_DATABASE_MIGRATE: dict[str, object] | None = None
+_migrate_url = env_optional("DATABASE_MIGRATE_URL")
+if _migrate_url:
+    try:
+        _migrate = dj_database_url.parse(_migrate_url)
+    except Exception as exc:
+        raise ConfigurationError("DATABASE_MIGRATE_URL", f"cannot be parsed ({exc})") from None
+    if _migrate["ENGINE"] != "django.db.backends.postgresql" or _database["ENGINE"] != _migrate["ENGINE"]:
+        raise ConfigurationError("DATABASE_MIGRATE_URL", "is for PostgreSQL, with DATABASE_URL on PostgreSQL too")
+    for _part in ("HOST", "PORT", "NAME"):
+        if str(_migrate.get(_part) or "") != str(_database.get(_part) or ""):
+            raise ConfigurationError("DATABASE_MIGRATE_URL", f"must name the same database as DATABASE_URL ({_part})")
+    if _migrate["USER"] == _database["USER"]:
+        raise ConfigurationError("DATABASE_MIGRATE_URL", "must connect as another role than DATABASE_URL")
+    ALM_DATABASE_MIGRATE = {"USER": _migrate["USER"], "PASSWORD": _migrate.get("PASSWORD") or ""}
+# The audit chain's name: its checkpoints live in audit-checkpoints/<chain id>/ of the artifact storage. Each
+# database sharing that storage needs its own; set it explicitly in production, so that a restore into another
+# server keeps reading the same checkpoints. Default: the database's name and host.
+_default_chain = "-".join(
+    str(part) for part in (Path(str(_database["NAME"])).name, _database.get("HOST"), _database.get("PORT")) if part
+)
+ALM_AUDIT_CHAIN_ID = env_str("ALM_AUDIT_CHAIN_ID", re.sub(r"[^A-Za-z0-9._-]+", "-", _default_chain)[:100] or "alm")
+if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", ALM_AUDIT_CHAIN_ID):
+    raise ConfigurationError("ALM_AUDIT_CHAIN_ID", "must be 1-100 letters, digits, '.', '_' or '-'")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Sessions, security ---------------------------------------------------------------------
@@ -331,7 +361,8 @@ CELERY_TASK_ALWAYS_EAGER = False
 # Fixed schedules; DatabaseScheduler copies them into its tables at start-up.
 CELERY_BEAT_SCHEDULE = {
     "dispatch-jobs": {"task": "deployments.dispatch_jobs", "schedule": 30.0},
-    "audit-checkpoint": {"task": "audit.checkpoint_write", "schedule": 3600.0},
+    # The newest events' checkpoint when no more arrive (events that do arrive write their own, see below).
+    "audit-checkpoint": {"task": "audit.checkpoint_write", "schedule": float(ALM_AUDIT_CHECKPOINT_SECONDS)},
     "notifications-dispatch": {"task": "notifications.dispatch", "schedule": 10.0},
     "release-scheduled-promotions": {"task": "deployments.release_scheduled_promotions", "schedule": 60.0},
     "idempotency-purge-expired": {"task": "idempotency.purge_expired", "schedule": 3600.0},

@@ -15,7 +15,12 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-pytest_plugins = ["tests.support.emulator", "tests.support.worker", "tests.support.api"]
+pytest_plugins = [
+    "tests.support.emulator",
+    "tests.support.worker",
+    "tests.support.api",
+    "tests.support.second_database",
+]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

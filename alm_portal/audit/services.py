@@ -208,6 +208,8 @@ def _append(
     event.occurred_at = timezone.now()
     event.hash = event_hash(_canonical_fields_of(event))
     event.save()
+    # Once committed: a signed checkpoint outside the database if the last one is older than the interval.
+    transaction.on_commit(checkpoints.checkpoint_when_due)
     return event
 
 
@@ -352,6 +354,7 @@ def audit_verify(
     # Checkpoints first, then the head: every checkpointed seq was committed before we look, so a
     # checkpoint written while we read cannot look like a deleted tail.
     loaded = checkpoints.load_checkpoints()
+    genesis = checkpoints.genesis_hash()
     stop_at = selectors.audit_head_seq()
     expected: dict[int, list[checkpoints.Checkpoint]] = {}
     for checkpoint in loaded.valid:
@@ -382,14 +385,29 @@ def audit_verify(
                 BreakReason.CHECKPOINT_MISMATCH,
                 f"checkpoint {newest.name} signed seq {newest.head_seq} but the chain ends at seq {walk.head_seq}",
             )
-    for problem in loaded.problems:
-        candidate = ChainBreak(problem.head_seq, BreakReason.CHECKPOINT_MISMATCH, problem.detail)
+    problems = [
+        ChainBreak(problem.head_seq, BreakReason.CHECKPOINT_MISMATCH, problem.detail) for problem in loaded.problems
+    ]
+    # Every checkpoint of the chain signs its first event: one that signs another was written for a chain that
+    # has since been rewritten from seq 1, or by another database given the same ALM_AUDIT_CHAIN_ID.
+    other_start = next((c for c in loaded.valid if c.genesis_hash != genesis), None)
+    if other_start is not None:
+        problems.append(
+            ChainBreak(
+                1,
+                BreakReason.CHECKPOINT_MISMATCH,
+                f"checkpoint {other_start.name} of chain {other_start.chain_id!r} signs another first event: the "
+                "log was rewritten from its start, or another database uses the same ALM_AUDIT_CHAIN_ID",
+            )
+        )
+    for candidate in problems:
         if found is None or candidate.seq < found.seq:
             found = candidate
 
     written = None
     if found is None and write_checkpoint:
-        written = checkpoints.write_checkpoint(head_seq=walk.head_seq, head_hash=walk.head_hash).name
+        signed = checkpoints.write_checkpoint(head_seq=walk.head_seq, head_hash=walk.head_hash)
+        written = signed.name if signed is not None else None
 
     result = VerificationResult(
         checked=walk.checked,
@@ -417,6 +435,7 @@ def audit_verify(
                 "detail": result.detail,
                 "checkpoints_checked": result.checkpoints_checked,
                 "checkpoint_written": written,
+                "chain_id": checkpoints.chain_id(),
             },
         )
     return VerificationResult(**{**result.__dict__, "event_seq": event.seq})

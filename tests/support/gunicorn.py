@@ -66,6 +66,7 @@ def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
             "ALM_VAR_DIR": str(settings.VAR_DIR),
             "ALM_ARTIFACT_DIR": str(settings.ALM_ARTIFACT_DIR),
             "ALM_AUDIT_CHECKPOINT_KEY": str(settings.ALM_AUDIT_CHECKPOINT_KEY),
+            "ALM_AUDIT_CHAIN_ID": str(settings.ALM_AUDIT_CHAIN_ID),
             "ALM_TOKEN_PEPPER": str(settings.ALM_TOKEN_PEPPER),
             "PYTHONUNBUFFERED": "1",
         }

@@ -76,6 +76,8 @@ def _worker_env(extra: dict[str, str] | None) -> dict[str, str]:
             "REDIS_URL": settings.REDIS_URL or "",
             "ALM_VAR_DIR": str(settings.VAR_DIR),
             "ALM_ARTIFACT_DIR": str(settings.ALM_ARTIFACT_DIR),
+            # The test process and its workers sign checkpoints of one chain (the default follows DATABASE_URL).
+            "ALM_AUDIT_CHAIN_ID": str(settings.ALM_AUDIT_CHAIN_ID),
             "PYTHONUNBUFFERED": "1",
         }
     )
