@@ -119,19 +119,26 @@ def role_database() -> Iterator[RoleDatabase]:
     )
     admin = _superuser()
     try:
-        with admin.cursor() as cursor:
-            # docker/postgres/alm-roles.sh does the same with the compose names.
-            cursor.execute(f"CREATE ROLE {target.owner} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
-            cursor.execute(f"CREATE ROLE {target.app} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT")
-            cursor.execute(f"CREATE DATABASE {target.name} OWNER {target.owner}")
-        inside = psycopg2.connect(host=target.host, port=target.port, user=db["USER"], dbname=target.name)
-        inside.autocommit = True
-        with inside.cursor() as cursor:
-            cursor.execute(f"ALTER SCHEMA public OWNER TO {target.owner}")
-            cursor.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
-            cursor.execute(f"REVOKE ALL ON DATABASE {target.name} FROM PUBLIC")
-            cursor.execute(f"GRANT CONNECT ON DATABASE {target.name} TO {target.app}")
-        inside.close()
+        # The script docker-compose runs when PostgreSQL starts empty, with this test's names.
+        script = subprocess.run(
+            ["bash", str(ROOT / "deploy" / "postgres" / "alm-roles.sh")],
+            env={
+                **os.environ,
+                "PGHOST": target.host,
+                "PGPORT": target.port,
+                "POSTGRES_USER": str(db["USER"]),
+                "ALM_DB_NAME": target.name,
+                "ALM_DB_OWNER": target.owner,
+                "ALM_DB_APP": target.app,
+                "ALM_DB_OWNER_PASSWORD": "owner-password",
+                "ALM_DB_APP_PASSWORD": "app-password",
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert script.returncode == 0, script.stdout + script.stderr
         migrated = target.manage("migrate", "--noinput", env={"DATABASE_MIGRATE_URL": target.url(target.owner)})
         assert migrated.returncode == 0, migrated.stdout[-3000:] + migrated.stderr[-3000:]
         yield target
