@@ -327,6 +327,11 @@ else:
         }
     }
 
+# Webhook and email deliveries (and their dispatcher) have a queue of their own, which a separate worker
+# consumes (docker-compose `notifier`, Procfile `notifier`): a slow or dead receiver never delays a job.
+NOTIFICATIONS_QUEUE = "notifications"
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ROUTES = {"notifications.*": {"queue": NOTIFICATIONS_QUEUE}}
 # Job state lives in our own rows; Celery results are never the record.
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
@@ -532,6 +537,8 @@ ALM_AUTHORITY_EXTRA_HOSTS = env_list("ALM_AUTHORITY_EXTRA_HOSTS", [])
 # --- Notifications (webhooks and email) ---------------------------------------------------------
 ALM_WEBHOOK_CA_BUNDLE = env_optional("ALM_WEBHOOK_CA_BUNDLE")  # unset: the public CAs (certifi)
 ALM_NOTIFICATION_RETRY_HOURS = env_int("ALM_NOTIFICATION_RETRY_HOURS", 24, minimum=1, maximum=168)
+# An endpoint whose every delivery attempt has failed for this long is switched off (audited, with the reason).
+ALM_WEBHOOK_DISABLE_AFTER_HOURS = env_int("ALM_WEBHOOK_DISABLE_AFTER_HOURS", 24, minimum=1, maximum=168)
 EMAIL_BACKEND = env_str(
     "EMAIL_BACKEND",
     "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.console.EmailBackend",

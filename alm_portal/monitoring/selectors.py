@@ -62,8 +62,12 @@ class BrokerDepth:
 
 
 def _queue_names() -> list[str]:
-    # Every task goes to Celery's default queue (no routes are configured).
-    return [getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "celery")]
+    # Jobs go to Celery's default queue; webhook and email deliveries to their own (settings.CELERY_TASK_ROUTES).
+    default = getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "celery")
+    return [
+        default,
+        *sorted({route["queue"] for route in getattr(settings, "CELERY_TASK_ROUTES", {}).values()} - {default}),
+    ]
 
 
 def broker_depth() -> BrokerDepth:

@@ -99,9 +99,15 @@ def _purge_queue() -> None:
 
 
 def start_worker(
-    log_path: Path, env: dict[str, str] | None = None, concurrency: int = 1, node_name: str = "w@%h"
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    concurrency: int = 1,
+    node_name: str = "w@%h",
+    queues: str | None = None,
 ) -> WorkerProcess:
-    """Start a worker process in its own process group and wait until it is ready."""
+    """Start a worker process in its own process group and wait until it is ready. Without `queues` it
+    consumes the default queue only, like the `worker` of docker-compose; `queues="notifications"` makes it
+    the `notifier`."""
     handle = log_path.open("wb")
     process = subprocess.Popen(
         [
@@ -122,6 +128,7 @@ def start_worker(
             "--without-heartbeat",
             "-n",
             node_name,
+            *(["--queues", queues] if queues else []),
         ],
         cwd=ROOT,
         env=_worker_env(env),
@@ -142,9 +149,11 @@ def start_worker(
 def celery_worker_factory(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
-    def start(env: dict[str, str] | None = None, concurrency: int = 1, name: str = "w") -> WorkerProcess:
+    def start(
+        env: dict[str, str] | None = None, concurrency: int = 1, name: str = "w", queues: str | None = None
+    ) -> WorkerProcess:
         log_path = tmp_path / f"worker-{name}-{len(started)}.log"
-        worker = start_worker(log_path, env, concurrency, f"{name}{len(started)}@%h")
+        worker = start_worker(log_path, env, concurrency, f"{name}{len(started)}@%h", queues)
         started.append(worker)
         return worker
 
