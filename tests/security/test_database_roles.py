@@ -11,6 +11,7 @@ The database here is migrated by `manage.py migrate` with DATABASE_MIGRATE_URL (
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -211,3 +212,84 @@ def test_migrate_needs_the_migration_role_to_be_another_role(role_database: Role
     assert "configuration error: DATABASE_MIGRATE_URL: must connect as another role than DATABASE_URL" in (
         result.stderr + result.stdout
     )
+
+
+def test_an_existing_single_role_installation_moves_to_the_two_roles(tmp_path: Path) -> None:
+    """docs/upgrading.md on a database migrated the old way (one superuser owning everything): the upgrade
+    script, then migrate with both URLs; the log still verifies and the application role is held to DML."""
+    from django.db import connection
+
+    from tests.support.second_database import ROOT, _superuser
+
+    suffix = uuid.uuid4().hex[:10]
+    db = connection.settings_dict
+    superuser = str(db["USER"])
+    target = RoleDatabase(
+        name=f"alm_upgrade_{suffix}",
+        owner=f"alm_owner_{suffix}",
+        app=f"alm_app_{suffix}",
+        host=str(db["HOST"] or "127.0.0.1"),
+        port=str(db["PORT"] or 5432),
+    )
+    env = {"ALM_ARTIFACT_DIR": str(tmp_path)}
+    admin = _superuser()
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE {target.name}")
+        for step in (("migrate", "--noinput"), ("verify_audit",)):
+            done = target.manage(*step, role=superuser, env=env)
+            assert done.returncode == 0, done.stdout + done.stderr
+
+        script = subprocess.run(
+            [
+                "psql",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "--no-psqlrc",
+                "-h",
+                target.host,
+                "-p",
+                target.port,
+                "-U",
+                superuser,
+                "-d",
+                target.name,
+                "-v",
+                f"owner={target.owner}",
+                "-v",
+                f"app={target.app}",
+                "-v",
+                "owner_password=owner-password",
+                "-v",
+                "app_password=app-password",
+                "-f",
+                str(ROOT / "deploy" / "postgres" / "upgrade-to-roles.sql"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert script.returncode == 0, script.stdout + script.stderr
+        migrated = target.manage("migrate", "--noinput", env={**env, "DATABASE_MIGRATE_URL": target.url(target.owner)})
+        assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+        verified = target.manage("verify_audit", env=env)  # as the application role now
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+
+        owned_elsewhere = scalar(
+            target,
+            target.owner,
+            f"SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tableowner <> '{target.owner}'",
+        )
+        assert owned_elsewhere == 0
+        for statements in (
+            ("UPDATE audit_auditevent SET message = 'x'",),
+            ("ALTER TABLE audit_auditevent DISABLE TRIGGER USER",),
+        ):
+            assert isinstance(refused(target, target.app, *statements), errors.InsufficientPrivilege)
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {target.name} WITH (FORCE)")
+            for role in (target.app, target.owner):
+                cursor.execute(f"DROP ROLE IF EXISTS {role}")
+        admin.close()
