@@ -20,6 +20,7 @@ If the cache does not answer, requests are let through (and logged): a throttle 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -54,8 +55,9 @@ def rate_of(scope: str) -> tuple[int, int] | None:
 
 
 def _window(period: int, now: float) -> tuple[int, float]:
+    """The window's number and the whole seconds until it ends (at least 1, for Retry-After)."""
     number = int(now // period)
-    return number, (number + 1) * period - now
+    return number, float(max(1, math.ceil((number + 1) * period - now)))
 
 
 def _key(scope: str, ident: str, period: int, window: int) -> str:

@@ -32,7 +32,7 @@ from .manifest import (
 from .readers import read_solution_folder, read_solution_package, read_solution_zip
 from .reversion import reversion_package
 from .versions import SolutionVersion, VersionPart, versions_equivalent
-from .xmlsafe import MAX_XML_BYTES, MAX_XML_DEPTH, MAX_XML_ELEMENTS, XmlFeed, XmlLimits, parse_xml
+from .xmlsafe import MAX_XML_BYTES, MAX_XML_DEPTH, MAX_XML_ELEMENTS, XmlBudget, XmlFeed, XmlLimits, parse_xml
 from .zipsafety import (
     ALLOWED_PACKAGE_SUFFIXES,
     MAX_COMPRESSION_RATIO,
@@ -84,6 +84,7 @@ __all__ = [
     "VersionPart",
     "WebResource",
     "Workflow",
+    "XmlBudget",
     "XmlFeed",
     "XmlLimits",
     "ZipEntry",
