@@ -8,6 +8,7 @@ Finding 3 of the security review: a 1.9 MB zip whose customizations.xml held 10 
 
 from __future__ import annotations
 
+import random
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -201,3 +202,17 @@ def test_reading_an_element_flood_peaks_the_same_at_twice_the_elements():
     # Both stop at the same element count: the second offered twice as much and used no more memory.
     assert second_peak <= first_peak * 1.05 + MIB, (first_peak, second_peak)
     assert second_peak <= 128 * MIB
+
+
+def test_a_reader_that_keeps_every_file_is_bounded_by_the_zip_limits_not_the_xml_ones():
+    """An unpacker keeps every entry (web resources, canvas apps): those bytes are not XML it parses, so only
+    the zip's own limits apply to them; the documents it parses still obey XmlLimits."""
+    from alm_portal.dataverse.package import scan_zip
+
+    binary = random.Random(7).randbytes(2 * MIB)
+    limits = ZipLimits(xml=XmlLimits(max_bytes=MIB))
+    scan = scan_zip(build_zip({"WebResources/big.bin": binary}), limits=limits, retain=lambda name: True)
+    assert scan.contents["WebResources/big.bin"] == binary
+    with pytest.raises(PackageError) as refused:
+        parse_xml(b"<a>" + b"x" * (2 * MIB) + b"</a>", source="big.xml", limits=limits.xml)
+    assert refused.value.code == PackageErrorCode.XML_TOO_LARGE

@@ -77,6 +77,7 @@ def read_solution_zip(source: PackageSource, *, limits: ZipLimits | None = None)
         # DTD-carrying content is refused); only the small JSON values files are kept as bytes.
         parse=lambda name: name.casefold() in root_names or _is_env_var_definition(name),
         retain=_is_env_var_values,
+        retained_are_documents=True,
     )
     parsed: dict[str, Element] = {}
     for wanted in ROOT_FILES:

@@ -390,10 +390,15 @@ def scan_zip(
     limits: ZipLimits | None = None,
     retain: Callable[[str], bool] = lambda name: False,
     parse: Callable[[str], bool] = lambda name: False,
+    retained_are_documents: bool = False,
     require_root_files: bool = True,
 ) -> ZipScan:
     """Read every entry of a zip once, under the limits; keep the contents of entries ``retain`` selects and the
     parsed XML of entries ``parse`` selects (fed to the parser as they inflate, under ``limits.xml``).
+
+    With ``retained_are_documents`` the kept entries are documents the caller parses itself (JSON values files,
+    say), so their bytes count against the package's XML byte limit too; otherwise only the 1 GiB total bounds
+    them (an unpacker keeps every file, binaries included).
 
     Raises ``PackageError`` for anything unsafe, damaged or over a limit.
     """
@@ -426,7 +431,8 @@ def scan_zip(
         for info in infos:
             keep = retain(info.filename)
             feed = XmlFeed(source=info.filename, budget=budget) if parse(info.filename) else None
-            if (keep or feed is not None) and budget.bytes + info.file_size > limits.xml.max_bytes:
+            charged = feed is not None or (keep and retained_are_documents)
+            if charged and budget.bytes + info.file_size > limits.xml.max_bytes:
                 budget.spend_bytes(info.filename, info.file_size)  # a header that admits too much: refused now
             digest = hashlib.sha256()
             kept: list[bytes] = []
@@ -443,7 +449,7 @@ def scan_zip(
                 size += len(chunk)
                 if feed is not None:
                     feed.feed(chunk)  # spends the chunk's bytes
-                elif keep:
+                elif keep and retained_are_documents:
                     budget.spend_bytes(info.filename, len(chunk))
                 if keep:
                     kept.append(chunk)
