@@ -76,8 +76,10 @@ def _worker_env(extra: dict[str, str] | None) -> dict[str, str]:
             "REDIS_URL": settings.REDIS_URL or "",
             "ALM_VAR_DIR": str(settings.VAR_DIR),
             "ALM_ARTIFACT_DIR": str(settings.ALM_ARTIFACT_DIR),
-            # The test process and its workers sign checkpoints of one chain (the default follows DATABASE_URL).
+            # The test process and its workers sign checkpoints of one chain (the default follows DATABASE_URL),
+            # with one key: workers write checkpoints too, after the events they commit.
             "ALM_AUDIT_CHAIN_ID": str(settings.ALM_AUDIT_CHAIN_ID),
+            "ALM_AUDIT_CHECKPOINT_KEY": str(settings.ALM_AUDIT_CHECKPOINT_KEY),
             "PYTHONUNBUFFERED": "1",
         }
     )
