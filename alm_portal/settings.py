@@ -176,7 +176,13 @@ if _migrate_url:
 # database sharing that storage needs its own; set it explicitly in production, so that a restore into another
 # server keeps reading the same checkpoints. Default: the database's name and host.
 _default_chain = "-".join(
-    str(part) for part in (Path(str(_database["NAME"])).name, _database.get("HOST"), _database.get("PORT")) if part
+    str(part)
+    for part in (
+        Path(str(_database["NAME"])).name.removesuffix(".sqlite3"),
+        _database.get("HOST"),
+        _database.get("PORT"),
+    )
+    if part
 )
 ALM_AUDIT_CHAIN_ID = env_str("ALM_AUDIT_CHAIN_ID", re.sub(r"[^A-Za-z0-9._-]+", "-", _default_chain)[:100] or "alm")
 if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", ALM_AUDIT_CHAIN_ID):
