@@ -150,7 +150,7 @@ def test_deliveries_to_dead_receivers_never_delay_a_job(
     assert WebhookDelivery.objects.filter(endpoint__in=endpoints).count() == 24
     job = audit_verification_request(context=AuditContext.system())  # published after them
 
-    worker = celery_worker_factory()  # docker-compose's `worker`: the default queue only
+    worker = celery_worker_factory(queues="celery")  # docker-compose's `worker`: the default queue only
     worker.wait_for(lambda: Job.objects.get(pk=job.pk).status == "succeeded", timeout=90)
     assert not WebhookDelivery.objects.filter(attempts__gt=0).exists()  # no delivery ran ahead of it
 
