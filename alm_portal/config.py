@@ -110,6 +110,31 @@ def env_json_str_map(
     return value
 
 
+_RATE = re.compile(r"^(?P<count>[1-9][0-9]*)/(?P<period>s|sec|second|m|min|minute|h|hour|d|day)$")
+_PERIOD_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_rate(text: str) -> tuple[int, int] | None:
+    """`"60/min"` → (60, 60); `"off"` → None (no limit). Raises ValueError for anything else."""
+    text = text.strip().lower()
+    if text == "off":
+        return None
+    match = _RATE.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a rate such as 60/min, 5/s, 1000/hour or off")
+    return int(match["count"]), _PERIOD_SECONDS[match["period"][0]]
+
+
+def env_rate(name: str, default: str) -> str:
+    """A request rate such as `60/min` (per second, minute, hour or day) or `off`, checked at start-up."""
+    value = env_str(name, default).strip().lower()
+    try:
+        parse_rate(value)
+    except ValueError as exc:
+        raise ConfigurationError(name, str(exc)) from None
+    return value
+
+
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     value = env_str(name, default)
     if value not in choices:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -21,6 +22,7 @@ from alm_portal.config import (
     env_json_str_map,
     env_list,
     env_optional,
+    env_rate,
     env_secret,
     env_str,
 )
@@ -56,6 +58,9 @@ except ValueError:
 ALM_TOKEN_PEPPER = env_secret("ALM_TOKEN_PEPPER", production=PRODUCTION, var_dir=VAR_DIR)
 # Audit checkpoints are signed with this key, which must not live in the database it protects.
 ALM_AUDIT_CHECKPOINT_KEY = env_secret("ALM_AUDIT_CHECKPOINT_KEY", production=PRODUCTION, var_dir=VAR_DIR)
+# A signed checkpoint is written at least this often while audit events arrive: a rewrite by whoever owns the
+# database can only go unnoticed for the events of the last interval (docs/security.md "The audit trail").
+ALM_AUDIT_CHECKPOINT_SECONDS = env_int("ALM_AUDIT_CHECKPOINT_SECONDS", 60, minimum=5, maximum=60)
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "testserver"])
 if PRODUCTION and not ALLOWED_HOSTS:
@@ -86,6 +91,7 @@ INSTALLED_APPS = [
     "alm_portal.accounts",
     "alm_portal.notifications",
     "alm_portal.idempotency",
+    "alm_portal.limits",
     "environments",
     "solutions",
     "deployments",
@@ -152,6 +158,38 @@ elif _database["ENGINE"] == "django.db.backends.postgresql":
 else:
     raise ConfigurationError("DATABASE_URL", "must point at PostgreSQL or SQLite")
 DATABASES = {"default": _database}
+# The owner of the schema, for `manage.py migrate` only; DATABASE_URL is then the application role, which may
+# only read and write rows (alm_portal/database_roles.py, docs/security.md "Database roles").
+ALM_DATABASE_MIGRATE: dict[str, object] | None = None
+_migrate_url = env_optional("DATABASE_MIGRATE_URL")
+if _migrate_url:
+    try:
+        _migrate = dj_database_url.parse(_migrate_url)
+    except Exception as exc:
+        raise ConfigurationError("DATABASE_MIGRATE_URL", f"cannot be parsed ({exc})") from None
+    if _migrate["ENGINE"] != "django.db.backends.postgresql" or _database["ENGINE"] != _migrate["ENGINE"]:
+        raise ConfigurationError("DATABASE_MIGRATE_URL", "is for PostgreSQL, with DATABASE_URL on PostgreSQL too")
+    for _part in ("HOST", "PORT", "NAME"):
+        if str(_migrate.get(_part) or "") != str(_database.get(_part) or ""):
+            raise ConfigurationError("DATABASE_MIGRATE_URL", f"must name the same database as DATABASE_URL ({_part})")
+    if _migrate["USER"] == _database["USER"]:
+        raise ConfigurationError("DATABASE_MIGRATE_URL", "must connect as another role than DATABASE_URL")
+    ALM_DATABASE_MIGRATE = {"USER": _migrate["USER"], "PASSWORD": _migrate.get("PASSWORD") or ""}
+# The audit chain's name: its checkpoints live in audit-checkpoints/<chain id>/ of the artifact storage. Each
+# database sharing that storage needs its own; set it explicitly in production, so that a restore into another
+# server keeps reading the same checkpoints. Default: the database's name and host.
+_default_chain = "-".join(
+    str(part)
+    for part in (
+        Path(str(_database["NAME"])).name.removesuffix(".sqlite3"),
+        _database.get("HOST"),
+        _database.get("PORT"),
+    )
+    if part
+)
+ALM_AUDIT_CHAIN_ID = env_str("ALM_AUDIT_CHAIN_ID", re.sub(r"[^A-Za-z0-9._-]+", "-", _default_chain)[:100] or "alm")
+if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", ALM_AUDIT_CHAIN_ID):
+    raise ConfigurationError("ALM_AUDIT_CHAIN_ID", "must be 1-100 letters, digits, '.', '_' or '-'")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Sessions, security ---------------------------------------------------------------------
@@ -280,6 +318,35 @@ else:
         "control_folder": str(ALM_BROKER_DIR / "control"),
         "store_processed": False,
     }
+# --- Cache: throttle counters and export slots, shared by every process (alm_portal.limits) ------
+# Redis when there is one (its own key prefix beside Celery's keys); otherwise the database cache table
+# `alm_cache` that the limits app's migration creates.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": f"alm-{ALM_MODE}",
+            "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2},
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "alm_cache",
+            "KEY_PREFIX": f"alm-{ALM_MODE}",
+        }
+    }
+
+# Webhook and email deliveries (and their dispatcher) have a queue of their own, which a separate worker
+# consumes (docker-compose `notifier`, Procfile `notifier`): a slow or dead receiver never delays a job.
+# A worker started without -Q consumes both queues, taking from each in turn: a job then waits for at most the
+# one delivery attempt already running (up to 15 s against a dead host), never for the whole backlog.
+NOTIFICATIONS_QUEUE = "notifications"
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = (Queue(CELERY_TASK_DEFAULT_QUEUE), Queue(NOTIFICATIONS_QUEUE))
+CELERY_TASK_ROUTES = {"notifications.*": {"queue": NOTIFICATIONS_QUEUE}}
 # Job state lives in our own rows; Celery results are never the record.
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
@@ -308,27 +375,36 @@ CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_SEND_TASK_EVENTS = False
-# Webhook and email deliveries wait on other people's servers (up to 15 s an attempt against a dead host),
-# so they have a queue of their own: a backlog of them never holds up the jobs (exports, pre-flights,
-# imports) behind it. A worker started without -Q consumes both queues, taking from each in turn.
-CELERY_TASK_DEFAULT_QUEUE = "celery"
-CELERY_TASK_QUEUES = (Queue("celery"), Queue("notifications"))
-CELERY_TASK_ROUTES = {
-    "notifications.deliver_webhook": {"queue": "notifications"},
-    "notifications.deliver_email": {"queue": "notifications"},
-}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ALWAYS_EAGER = False
 # Fixed schedules; DatabaseScheduler copies them into its tables at start-up.
 CELERY_BEAT_SCHEDULE = {
     "dispatch-jobs": {"task": "deployments.dispatch_jobs", "schedule": 30.0},
-    "audit-checkpoint": {"task": "audit.checkpoint_write", "schedule": 3600.0},
+    # The newest events' checkpoint when no more arrive (events that do arrive write their own, see below).
+    "audit-checkpoint": {"task": "audit.checkpoint_write", "schedule": float(ALM_AUDIT_CHECKPOINT_SECONDS)},
     "notifications-dispatch": {"task": "notifications.dispatch", "schedule": 10.0},
     "release-scheduled-promotions": {"task": "deployments.release_scheduled_promotions", "schedule": 60.0},
     "idempotency-purge-expired": {"task": "idempotency.purge_expired", "schedule": 3600.0},
     # A full verification as a job once a day, so the last result (pages, /metrics) never grows old.
     "audit-verify-daily": {"task": "audit.verify", "schedule": 86400.0},
+}
+
+# --- Throttles and concurrent exports (alm_portal.limits; docs/security.md "Limits and throttles") ---
+# Rates are `<n>/<s|min|hour|day>` or `off`. The test suite's defaults are high, so that only the tests of the
+# throttles themselves (which set low rates) meet them; benchmarks turn them off (bench/README.md).
+_TEST_RATE = "100000/min"
+ALM_THROTTLE_ANON = env_rate("ALM_THROTTLE_ANON", _TEST_RATE if ALM_MODE == "test" else "60/min")
+ALM_THROTTLE_USER = env_rate("ALM_THROTTLE_USER", _TEST_RATE if ALM_MODE == "test" else "1200/min")
+ALM_THROTTLE_FAILED_AUTH = env_rate("ALM_THROTTLE_FAILED_AUTH", _TEST_RATE if ALM_MODE == "test" else "30/min")
+ALM_EXPORT_MAX_CONCURRENT = env_int("ALM_EXPORT_MAX_CONCURRENT", 4, minimum=1, maximum=64)
+ALM_EXPORT_MAX_CONCURRENT_PER_USER = env_int("ALM_EXPORT_MAX_CONCURRENT_PER_USER", 1, minimum=1, maximum=16)
+# Refused requests without a signed-in caller are audited as one `api.denied.unauthenticated` event per client
+# address and window, with the count, instead of one event each.
+ALM_DENIAL_AUDIT_WINDOW_SECONDS = env_int("ALM_DENIAL_AUDIT_WINDOW_SECONDS", 60, minimum=10, maximum=3600)
+CELERY_BEAT_SCHEDULE["audit-denied-requests"] = {
+    "task": "audit.flush_denied_requests",
+    "schedule": float(ALM_DENIAL_AUDIT_WINDOW_SECONDS),
 }
 
 # --- REST framework ---------------------------------------------------------------------------
@@ -339,6 +415,11 @@ REST_FRAMEWORK = {
         "alm_portal.accounts.authentication.CsrfSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["alm_portal.accounts.permissions.ScopedRolePermission"],
+    # Checked after permissions; the 401 and 403 answers are counted in the exception handler.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "alm_portal.limits.throttling.AnonymousRateThrottle",
+        "alm_portal.limits.throttling.UserRateThrottle",
+    ],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
@@ -487,6 +568,8 @@ ALM_AUTHORITY_EXTRA_HOSTS = env_list("ALM_AUTHORITY_EXTRA_HOSTS", [])
 # --- Notifications (webhooks and email) ---------------------------------------------------------
 ALM_WEBHOOK_CA_BUNDLE = env_optional("ALM_WEBHOOK_CA_BUNDLE")  # unset: the public CAs (certifi)
 ALM_NOTIFICATION_RETRY_HOURS = env_int("ALM_NOTIFICATION_RETRY_HOURS", 24, minimum=1, maximum=168)
+# An endpoint whose every delivery attempt has failed for this long is switched off (audited, with the reason).
+ALM_WEBHOOK_DISABLE_AFTER_HOURS = env_int("ALM_WEBHOOK_DISABLE_AFTER_HOURS", 24, minimum=1, maximum=168)
 EMAIL_BACKEND = env_str(
     "EMAIL_BACKEND",
     "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.console.EmailBackend",

@@ -52,6 +52,10 @@ def settings_document_parse(content: bytes | str) -> dict[str, Any]:
         raise ValidationFailed(
             "The settings file is not valid JSON.", details={"file": [f"Line {exc.lineno}: {exc.msg}."]}
         ) from None
+    except RecursionError:  # 1 MiB of "[" is valid-looking JSON that exhausts the parser's stack
+        raise ValidationFailed(
+            "The settings file nests too deeply.", details={"file": ["Nested too deeply to be a settings file."]}
+        ) from None
     return settings_document_validate(document)
 
 

@@ -15,7 +15,12 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-pytest_plugins = ["tests.support.emulator", "tests.support.worker", "tests.support.api"]
+pytest_plugins = [
+    "tests.support.emulator",
+    "tests.support.worker",
+    "tests.support.api",
+    "tests.support.second_database",
+]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -61,6 +66,18 @@ def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Iterator[No
     with django_db_blocker.unblock():
         enable_audit_truncate_for_test_database(connection)
     yield
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache() -> None:
+    """Throttle counters and export slots start from nothing in every test. Only Redis needs this: the
+    database cache table is emptied with every other table between tests."""
+    from django.core.cache import cache
+
+    if settings.CACHES["default"]["BACKEND"].endswith("RedisCache") and not _redis_problem():
+        client = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
+        for key in client.scan_iter(f"{settings.CACHES['default']['KEY_PREFIX']}:*"):
+            client.delete(key)
 
 
 @pytest.fixture(autouse=True)

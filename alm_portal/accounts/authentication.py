@@ -9,6 +9,7 @@ from rest_framework.authentication import BaseAuthentication, SessionAuthenticat
 from rest_framework.request import Request
 
 from alm_portal.accounts import services
+from alm_portal.limits import throttling
 
 # Names under which people put tokens into URLs; a token there ends up in proxy and server logs.
 _QUERY_TOKEN_NAMES = ("access_token", "token", "api_key", "apikey", "bearer")
@@ -28,6 +29,10 @@ class BearerTokenAuthentication(BaseAuthentication):
         parts = get_authorization_header(request).split()
         if not parts or parts[0].lower() != self.keyword.lower().encode():
             return None
+        # An address over its failed-authentication rate gets 429 before any token is looked up.
+        verdict = throttling.over(throttling.FAILED_AUTHENTICATION, throttling.client_of(request))
+        if not verdict.allowed:
+            raise exceptions.Throttled(wait=verdict.wait)
         if len(parts) != 2:
             raise exceptions.AuthenticationFailed("The Authorization header must be 'Bearer <token>'.")
         try:

@@ -27,6 +27,10 @@ _GENERIC_ERRORS: dict[str, str] = {
     "404": "not_found (also for objects the caller may not see, and pages past the end)",
     "409": "idempotency_key_reused | idempotency_in_progress, or the endpoint's own conflict codes",
     "415": "unsupported_media_type",
+    "429": (
+        "throttled (details.retry_after and header Retry-After: the caller's rate, ALM_THROTTLE_*), or on exports "
+        "exports_busy (every export slot is in use)"
+    ),
 }
 
 
@@ -76,6 +80,8 @@ class ApiAutoSchema(AutoSchema):
             codes.add("400")  # filters and query parameters are validated
         if self.method == "POST":
             codes.add("409")
+        if getattr(view, "throttle_classes", None):
+            codes.add("429")  # alm_portal.limits.throttling; refusals (401/403) are counted too
         return codes
 
     def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:  # type: ignore[override]

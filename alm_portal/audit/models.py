@@ -107,3 +107,34 @@ class AuditEvent(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise AuditImmutableError("audit events are append-only; delete() is not allowed")
+
+
+class DeniedRequestTally(models.Model):
+    """Refused API requests without a signed-in caller, counted per client address and window.
+
+    Such refusals (no credentials, malformed or unknown tokens, throttled anonymous clients) are noise an
+    attacker controls: one audit event each let one client write ~125 permanent rows a second. They are
+    counted here instead, and the window's count becomes one `api.denied.unauthenticated` event when the
+    window has ended (audit.services.denied_requests_flush, run by beat), in the transaction that deletes
+    the row, so a count is never lost or written twice. Refusals of signed-in callers stay one event each.
+    """
+
+    client_ip = models.CharField(max_length=64)
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+    codes = models.JSONField(default=dict)  # refusal code → how many
+    first_method = models.CharField(max_length=10, blank=True)
+    first_path = models.CharField(max_length=200, blank=True)
+    first_request_id = models.CharField(max_length=100, blank=True)
+    user_agent = models.CharField(max_length=500, blank=True)
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["client_ip", "window_start"], name="denied_tally_once_per_window"),
+        ]
+        indexes = [models.Index(fields=["window_end"], name="denied_tally_window_end_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.count} refused from {self.client_ip or 'unknown'} since {self.window_start:%Y-%m-%d %H:%M:%S}"

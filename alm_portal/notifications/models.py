@@ -41,9 +41,11 @@ class WebhookEndpoint(models.Model):
 
     `team` null means portal-wide (every event); otherwise only events about that team's objects.
     The URL passed the outbound policy (Purpose.WEBHOOK) when saved and is checked again, address
-    included, on every delivery. The HMAC secret is stored encrypted (environments.crypto) and never
-    leaves the delivery code. `since_seq` is the audit seq of the creation (or re-activation): older
-    events are never delivered to it.
+    included, on every delivery. An endpoint whose every attempt has failed for a day is switched off
+    and says why (`disabled_reason`); deliveries run on the `notifications` queue, apart from jobs.
+    The HMAC secret is stored encrypted (environments.crypto) and never leaves the delivery code.
+    `since_seq` is the audit seq of the creation (or re-activation): older events are never delivered
+    to it.
     """
 
     team = models.ForeignKey(
@@ -57,6 +59,9 @@ class WebhookEndpoint(models.Model):
     since_seq = models.PositiveBigIntegerField(default=0)
     disabled_at = models.DateTimeField(null=True, blank=True)
     disabled_reason = models.CharField(max_length=200, blank=True)
+    # When the endpoint's current run of failed attempts began (none since its last success: null). A run
+    # longer than ALM_WEBHOOK_DISABLE_AFTER_HOURS switches the endpoint off, with the reason above.
+    failing_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"

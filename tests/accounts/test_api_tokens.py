@@ -186,10 +186,16 @@ def test_last_used_is_written_at_most_once_a_minute(api_client, maker, token_for
 
 
 def test_denied_token_attempt_is_audited_once(api_client, maker, token_for):
+    # Refused credentials are counted per client and window and audited once the window ends (finding 7).
+    from alm_portal.audit.denials import denied_requests_flush
+
     text = token_for(maker)
     before = AuditEvent.objects.filter(outcome="denied").count()
     api_client.get(ME, **_bearer(text[:-2] + "zz"))
+    assert denied_requests_flush(now=timezone.now() + timedelta(hours=1)) == 1
     assert AuditEvent.objects.filter(outcome="denied").count() == before + 1
+    event = AuditEvent.objects.get(action="api.denied.unauthenticated")
+    assert event.after["count"] == 1 and event.after["codes"] == {"not_authenticated": 1}
 
 
 def test_token_creation_is_audited_without_the_secret(maker, token_for):

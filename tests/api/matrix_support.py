@@ -44,5 +44,11 @@ def concrete(path: str, ids: dict[str, int]) -> str:
 def call(client: Any, method: str, url: str, body: Any = None) -> Any:
     handler = getattr(client, method.lower())
     if method in ("POST", "PUT", "PATCH"):
-        return handler(url, body if body is not None else {}, format="json")
-    return handler(url)
+        response = handler(url, body if body is not None else {}, format="json")
+    else:
+        response = handler(url)
+    if getattr(response, "streaming", False):
+        # Read to the end, as a client does: the test client then closes the response, and a streamed export
+        # frees its export slot.
+        response.streamed_body = b"".join(response.streaming_content)
+    return response

@@ -123,6 +123,41 @@ def test_csv_export_neutralises_formula_cells(api_world):
     assert AuditEvent.objects.filter(action="audit.exported").get().after["file_format"] == "csv"
 
 
+def cells_split_on(text: str, separator: str) -> list[str]:
+    """The cells a spreadsheet sees when it splits CSV text on `separator` (a `;` locale): separators and
+    line ends inside double quotes belong to the cell, as RFC 4180 readers treat them."""
+    cells, current, quoted = [], [], False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+            current.append(char)
+        elif not quoted and char in (separator, "\n"):
+            cells.append("".join(current).strip('\r"'))
+            current = []
+        else:
+            current.append(char)
+    cells.append("".join(current).strip('\r"'))
+    return cells
+
+
+def test_csv_export_quotes_every_field_so_a_semicolon_locale_starts_no_formula(api_world):
+    # Finding 12: `a;=1+1` was written unquoted; a spreadsheet splitting on ';' made `=1+1` a cell of its own.
+    emit("promotion.requested", target=ObjectRef(type="deployments.promotion", id="3", repr="a;=1+1"))
+    emit("promotion.requested", target=ObjectRef(type="deployments.promotion", id="4", repr="=2+2"))
+    response = api_world.client("auditor").get(
+        "/api/v1/audit-events/export/?file_format=csv&object_type=deployments.promotion"
+    )
+    text = stream_text(response)
+    assert '"a;=1+1"' in text
+    for separator in (";", ",", "\t"):
+        formulas = [cell for cell in cells_split_on(text, separator) if cell[:1] in ("=", "+", "-", "@")]
+        assert formulas == [], separator
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    assert all(line.startswith('"') for line in text.split("\r\n") if line)  # every record starts quoted
+    reprs = [row[rows[0].index("object_repr")] for row in rows[1:]]
+    assert {"a;=1+1", "'=2+2"} <= set(reprs)  # the leading-character rule still applies
+
+
 def test_an_unknown_file_format_is_refused(api_world):
     response = api_world.client("auditor").get("/api/v1/audit-events/export/?file_format=xlsx")
     assert response.status_code == 400

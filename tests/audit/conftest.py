@@ -14,6 +14,6 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def checkpoint_storage(settings: Any, artifact_storage: Path) -> Path:
-    """Checkpoints live in the per-test artifact storage (tests/conftest.py), signed with a test key."""
+    """The chain's checkpoint folder in the per-test artifact storage (tests/conftest.py), signed with a test key."""
     settings.ALM_AUDIT_CHECKPOINT_KEY = "test-checkpoint-key"
-    return artifact_storage / "audit-checkpoints"
+    return artifact_storage / "audit-checkpoints" / settings.ALM_AUDIT_CHAIN_ID

@@ -65,12 +65,13 @@ def test_an_intact_chain_verifies_and_prints_the_head():
     assert lines == [f"checked=3 head_seq=3 head_hash={events[-1].hash}"]
 
 
-def test_verification_is_audited_and_leaves_a_checkpoint(checkpoint_storage):
+def test_verification_is_audited_and_leaves_a_checkpoint(checkpoint_storage, settings):
     events = write_events(2)
     result = audit_verify()
-    assert result.ok and result.checkpoint_written == "000000000001.json"
-    payload = json.loads((checkpoint_storage / "000000000001.json").read_text())
+    assert result.ok and result.checkpoint_written == "000000000/000000000001.json"
+    payload = json.loads((checkpoint_storage / "000000000" / "000000000001.json").read_text())
     assert (payload["head_seq"], payload["head_hash"]) == (2, events[-1].hash)
+    assert (payload["chain_id"], payload["genesis_hash"]) == (settings.ALM_AUDIT_CHAIN_ID, events[0].hash)
 
     event = AuditEvent.objects.get(seq=result.event_seq)
     assert (event.action, event.outcome, event.actor_kind) == ("audit.verified", "success", "system")
@@ -129,7 +130,7 @@ def test_a_rewritten_and_rehashed_chain_is_found_by_the_checkpoint():
 def test_a_forged_checkpoint_is_reported(checkpoint_storage):
     write_events(2)
     assert audit_verify().ok
-    path = checkpoint_storage / "000000000001.json"
+    path = checkpoint_storage / "000000000" / "000000000001.json"
     payload = json.loads(path.read_text())
     path.write_text(json.dumps(payload | {"head_seq": 1}))  # signature no longer matches
 
@@ -142,10 +143,10 @@ def test_a_removed_checkpoint_breaks_the_checkpoint_sequence(checkpoint_storage)
     write_events(1)
     for _ in range(3):
         checkpoints.write_checkpoint()
-    (checkpoint_storage / "000000000002.json").unlink()
+    (checkpoint_storage / "000000000" / "000000000002.json").unlink()
     result = audit_verify()
     assert result.reason == "checkpoint_mismatch"
-    assert "000000000003.json" in result.detail
+    assert "000000000/000000000003.json" in result.detail
 
 
 def test_a_failed_verification_is_audited_and_writes_no_checkpoint(checkpoint_storage):

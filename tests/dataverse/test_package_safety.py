@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import random
 import stat
 import struct
 import tarfile
@@ -122,6 +123,20 @@ def patch_declared_size(data: bytes, name: str, *, file_size: int) -> bytes:
         central = patched.index(b"PK\x01\x02", central + 4)
     struct.pack_into("<L", patched, central + 24, file_size)
     return bytes(patched)
+
+
+def element_flood(count: int, *, seed: int = 3) -> bytes:
+    """customizations.xml with `count` tiny elements whose attributes vary, so the zip stays far under the
+    compression-ratio rule (about 3.5:1), as the review's 21:1 file did."""
+    rng = random.Random(seed)
+    parts = [b"<ImportExportXml><Entities />"]
+    parts += [b'<c n="%06x"/>' % rng.getrandbits(24) for _ in range(count)]
+    parts.append(b"<Languages><Language>1033</Language></Languages></ImportExportXml>")
+    return b"".join(parts)
+
+
+def flood_zip(count: int) -> bytes:
+    return build_zip(roots={**ROOT_FILES, "customizations.xml": element_flood(count)})
 
 
 def refusal(data: bytes, limits: ZipLimits | None = None) -> tuple[PackageError, int]:

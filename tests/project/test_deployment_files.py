@@ -31,7 +31,7 @@ def test_compose_file_with_docker_cli_when_available(tmp_path):
     env_file = ROOT / ".env"
     created = not env_file.exists()
     if created:
-        env_file.write_text("POSTGRES_PASSWORD=x\n")
+        env_file.write_text("POSTGRES_PASSWORD=x\nALM_DB_OWNER_PASSWORD=x\nALM_DB_APP_PASSWORD=x\n")
     try:
         result = subprocess.run([docker, "compose", "config", "--quiet"], cwd=ROOT, capture_output=True, text=True)
     finally:

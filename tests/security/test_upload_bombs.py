@@ -24,6 +24,7 @@ from tests.dataverse.test_package_safety import (
     MIB,
     ROOT_FILES,
     build_zip,
+    flood_zip,
     patch_declared_size,
     zip_with_streamed_entry,
 )
@@ -133,3 +134,24 @@ def test_the_ratio_bomb_is_stopped_after_inflating_a_bounded_prefix(maker_api: A
     # 64 MiB were on offer; the reader inflated at most the grace window plus one chunk of it.
     assert int(str(refusal.details["entry_decompressed_bytes"])) <= 2 * DEFAULT_GRACE
     assert len(data) < MIB and peak < 10 * MIB
+
+
+def test_an_element_flood_inside_every_zip_limit_is_refused_in_flat_memory(maker_api: APIClient) -> None:
+    """Finding 3: customizations.xml of millions of tiny elements, compressed only about 3.5:1 (no zip limit
+    applies), grew the web worker linearly in elements. Twice the elements must not cost more memory."""
+    from solutions.models import Solution
+
+    outcomes = []
+    for count in (300_000, 600_000):
+        data = flood_zip(count)
+        assert len(data) < 3 * MIB  # a small upload, far under ALM_MAX_UPLOAD_BYTES
+        response, peak = post_traced(maker_api, data)
+        outcomes.append((response, peak))
+
+    (_, smaller), (_, larger) = outcomes
+    assert larger <= smaller * 1.05 + MIB, (smaller, larger)
+    assert larger <= 128 * MIB, larger
+    for response, _ in outcomes:
+        assert response.status_code == 400, response.content
+        assert response.json()["error"]["details"]["file"][0].startswith("The package's XML passes 250,000 elements")
+    assert not Solution.objects.exists()

@@ -76,6 +76,10 @@ def _worker_env(extra: dict[str, str] | None) -> dict[str, str]:
             "REDIS_URL": settings.REDIS_URL or "",
             "ALM_VAR_DIR": str(settings.VAR_DIR),
             "ALM_ARTIFACT_DIR": str(settings.ALM_ARTIFACT_DIR),
+            # The test process and its workers sign checkpoints of one chain (the default follows DATABASE_URL),
+            # with one key: workers write checkpoints too, after the events they commit.
+            "ALM_AUDIT_CHAIN_ID": str(settings.ALM_AUDIT_CHAIN_ID),
+            "ALM_AUDIT_CHECKPOINT_KEY": str(settings.ALM_AUDIT_CHECKPOINT_KEY),
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -99,9 +103,15 @@ def _purge_queue() -> None:
 
 
 def start_worker(
-    log_path: Path, env: dict[str, str] | None = None, concurrency: int = 1, node_name: str = "w@%h"
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    concurrency: int = 1,
+    node_name: str = "w@%h",
+    queues: str | None = None,
 ) -> WorkerProcess:
-    """Start a worker process in its own process group and wait until it is ready."""
+    """Start a worker process in its own process group and wait until it is ready. Without `queues` it
+    consumes the default queue only, like the `worker` of docker-compose; `queues="notifications"` makes it
+    the `notifier`."""
     handle = log_path.open("wb")
     process = subprocess.Popen(
         [
@@ -122,6 +132,7 @@ def start_worker(
             "--without-heartbeat",
             "-n",
             node_name,
+            *(["--queues", queues] if queues else []),
         ],
         cwd=ROOT,
         env=_worker_env(env),
@@ -142,9 +153,11 @@ def start_worker(
 def celery_worker_factory(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
-    def start(env: dict[str, str] | None = None, concurrency: int = 1, name: str = "w") -> WorkerProcess:
+    def start(
+        env: dict[str, str] | None = None, concurrency: int = 1, name: str = "w", queues: str | None = None
+    ) -> WorkerProcess:
         log_path = tmp_path / f"worker-{name}-{len(started)}.log"
-        worker = start_worker(log_path, env, concurrency, f"{name}{len(started)}@%h")
+        worker = start_worker(log_path, env, concurrency, f"{name}{len(started)}@%h", queues)
         started.append(worker)
         return worker
 

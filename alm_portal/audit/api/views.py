@@ -10,6 +10,7 @@ Reading the log is itself audited: one `audit.viewed` event per query, one `audi
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from django.db import transaction
@@ -41,8 +42,33 @@ from alm_portal.audit.context import AuditContext
 from alm_portal.audit.models import AuditEvent
 from alm_portal.audit.services import record
 from alm_portal.audit.verification import audit_verification_request
+from alm_portal.limits.concurrency import SlotLease, export_slots_acquire
 
 _MEDIA = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
+
+
+class LeasedStream:
+    """The export's chunks, renewing its slots as they go and releasing them when the response is closed
+    (finished, or the client went away), also when not one chunk was read."""
+
+    def __init__(self, chunks: Iterator[str], lease: SlotLease) -> None:
+        self._chunks = chunks
+        self._lease = lease
+
+    def __iter__(self) -> LeasedStream:
+        return self
+
+    def __next__(self) -> str:
+        self._lease.renew()
+        return next(self._chunks)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._lease.release()
 
 
 class AuditCursorPagination(CursorPagination):
@@ -181,20 +207,32 @@ class AuditEventViewSet(viewsets.GenericViewSet):
         """Matching events in seq order, streamed; `file_format=jsonl` (default) re-verifies offline with
         scripts/verify_audit_export.py, `file_format=csv` has formula-like cells neutralised. With any
         filter, the JSON Lines file starts with a header record `{"audit_export": {"filtered": true,
-        "filters": {...}, "to_seq": N, ...}}` and the verifier checks it as a filtered export."""
+        "filters": {...}, "to_seq": N, ...}}` and the verifier checks it as a filtered export. At most
+        ALM_EXPORT_MAX_CONCURRENT_PER_USER exports of a user and ALM_EXPORT_MAX_CONCURRENT in all run at a time;
+        beyond that the answer is 429 `exports_busy` with Retry-After."""
         query = self._query(AuditExportQuerySerializer)
         file_format = query.pop("file_format")
-        head = AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
-        _audit_read(request, "audit.exported", {"file_format": file_format, "filters": _as_text(query), "to_seq": head})
-        events = selectors.audit_events(**_filters(query))
+        # One of the user's export slots and one of the portal's, held while the stream runs (429 exports_busy).
+        lease = export_slots_acquire(user_id=request.user.pk)
         now = timezone.now()
         filters = {key: value for key, value in _as_text(query).items() if value not in (None, "")}
-        if file_format == "csv":
-            stream = csv_stream(events, to_seq=head)
-        else:
-            header = export_header(filters=filters, to_seq=head, exported_at=now.isoformat()) if filters else None
-            stream = jsonl_stream(events, to_seq=head, header=header)
-        response = StreamingHttpResponse(stream, content_type=f"{_MEDIA[file_format]}; charset=utf-8")
+        try:
+            head = AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
+            _audit_read(
+                request, "audit.exported", {"file_format": file_format, "filters": _as_text(query), "to_seq": head}
+            )
+            events = selectors.audit_events(**_filters(query))
+            if file_format == "csv":
+                stream = csv_stream(events, to_seq=head)
+            else:
+                header = export_header(filters=filters, to_seq=head, exported_at=now.isoformat()) if filters else None
+                stream = jsonl_stream(events, to_seq=head, header=header)
+        except BaseException:
+            lease.release()
+            raise
+        response = StreamingHttpResponse(
+            LeasedStream(stream, lease), content_type=f"{_MEDIA[file_format]}; charset=utf-8"
+        )
         if filters:
             # The filter travels with the file too (its header record); this says it to the client at once.
             response["X-Audit-Export-Filtered"] = "true"

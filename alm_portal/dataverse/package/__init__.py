@@ -32,6 +32,7 @@ from .manifest import (
 from .readers import read_solution_folder, read_solution_package, read_solution_zip
 from .reversion import reversion_package
 from .versions import SolutionVersion, VersionPart, versions_equivalent
+from .xmlsafe import MAX_XML_BYTES, MAX_XML_DEPTH, MAX_XML_ELEMENTS, XmlBudget, XmlFeed, XmlLimits, parse_xml
 from .zipsafety import (
     ALLOWED_PACKAGE_SUFFIXES,
     MAX_COMPRESSION_RATIO,
@@ -50,6 +51,9 @@ __all__ = [
     "MAX_COMPRESSION_RATIO",
     "MAX_ENTRIES",
     "MAX_TOTAL_UNCOMPRESSED_BYTES",
+    "MAX_XML_BYTES",
+    "MAX_XML_DEPTH",
+    "MAX_XML_ELEMENTS",
     "RATIO_GRACE_BYTES",
     "CanvasApp",
     "Component",
@@ -80,11 +84,15 @@ __all__ = [
     "VersionPart",
     "WebResource",
     "Workflow",
+    "XmlBudget",
+    "XmlFeed",
+    "XmlLimits",
     "ZipEntry",
     "ZipLimits",
     "ZipScan",
     "component_type_name",
     "diff_manifests",
+    "parse_xml",
     "read_solution_folder",
     "read_solution_package",
     "read_solution_zip",

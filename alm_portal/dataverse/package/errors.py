@@ -22,6 +22,8 @@ class PackageErrorCode(StrEnum):
     CORRUPT_ENTRY = "corrupt_entry"
     MISSING_ROOT_FILE = "missing_root_file"
     INVALID_XML = "invalid_xml"
+    # A document passed XmlLimits (bytes, elements or nesting depth; details name which): see xmlsafe.py.
+    XML_TOO_LARGE = "xml_too_large"
     INVALID_MANIFEST = "invalid_manifest"
     INVALID_VERSION = "invalid_version"
     UNSUPPORTED_LAYOUT = "unsupported_layout"

@@ -12,7 +12,7 @@ from xml.etree.ElementTree import Element
 from .errors import PackageError, PackageErrorCode
 from .manifest import ComponentKind, PackageFile, SolutionManifest
 from .manifest_parsing import COMPONENT_SOURCES, PackageParts, build_manifest
-from .xmlsafe import parse_xml
+from .xmlsafe import XmlBudget, XmlFeed
 from .zipsafety import READ_CHUNK_BYTES, ROOT_FILES, PackageSource, ZipLimits, find_root_file, scan_zip
 
 _ENV_VAR_FOLDER = "environmentvariabledefinitions/"
@@ -44,22 +44,24 @@ def _is_env_var_file(name: str) -> bool:
     return folded.startswith(_ENV_VAR_FOLDER) and PurePosixPath(folded).name in (_ENV_VAR_DEFINITION, _ENV_VAR_VALUES)
 
 
-def _environment_variable_files(contents: Mapping[str, bytes]) -> list[tuple[Element, tuple[str, bytes] | None]]:
+def _environment_variable_files(
+    definitions: Mapping[str, Element], values: Mapping[str, bytes]
+) -> list[tuple[Element, tuple[str, bytes] | None]]:
     # The schema name comes from the definition XML; the folder only pairs a definition with its values file.
-    values_by_folder = {
-        PurePosixPath(name.casefold()).parent: name
-        for name in contents
-        if PurePosixPath(name.casefold()).name == _ENV_VAR_VALUES
-    }
+    values_by_folder = {PurePosixPath(name.casefold()).parent: name for name in values}
     found = []
-    for name in sorted(contents):
-        path = PurePosixPath(name.casefold())
-        if path.name != _ENV_VAR_DEFINITION:
-            continue
-        values_name = values_by_folder.get(path.parent)
-        values = (values_name, contents[values_name]) if values_name else None
-        found.append((parse_xml(contents[name], source=name), values))
+    for name in sorted(definitions):
+        values_name = values_by_folder.get(PurePosixPath(name.casefold()).parent)
+        found.append((definitions[name], (values_name, values[values_name]) if values_name else None))
     return found
+
+
+def _is_env_var_definition(name: str) -> bool:
+    return _is_env_var_file(name) and PurePosixPath(name.casefold()).name == _ENV_VAR_DEFINITION
+
+
+def _is_env_var_values(name: str) -> bool:
+    return _is_env_var_file(name) and PurePosixPath(name.casefold()).name == _ENV_VAR_VALUES
 
 
 def read_solution_zip(source: PackageSource, *, limits: ZipLimits | None = None) -> SolutionManifest:
@@ -67,15 +69,23 @@ def read_solution_zip(source: PackageSource, *, limits: ZipLimits | None = None)
 
     Raises ``PackageError`` with a stable code when the zip is unsafe, over a limit, or not a solution.
     """
+    limits = limits or ZipLimits()
     root_names = {name.casefold() for name in ROOT_FILES}
-    scan = scan_zip(source, limits=limits, retain=lambda name: name.casefold() in root_names or _is_env_var_file(name))
+    scan = scan_zip(
+        source,
+        limits=limits,
+        # Every XML the manifest needs is parsed as it inflates ([Content_Types].xml only so that malformed or
+        # DTD-carrying content is refused); only the small JSON values files are kept as bytes.
+        parse=lambda name: name.casefold() in root_names or _is_env_var_definition(name),
+        retain=_is_env_var_values,
+        retained_are_documents=True,
+    )
     parsed: dict[str, Element] = {}
     for wanted in ROOT_FILES:
-        name = find_root_file(scan.contents, wanted)
+        name = find_root_file(scan.documents, wanted)
         if name is None:  # scan_zip refuses this already; kept so the type checker knows
             raise PackageError(PackageErrorCode.MISSING_ROOT_FILE, f"The zip archive has no {wanted} at its root.")
-        # [Content_Types].xml is parsed only so that malformed or DTD-carrying content is refused.
-        parsed[wanted] = parse_xml(scan.contents[name], source=wanted)
+        parsed[wanted] = scan.documents[name]
     return build_manifest(
         PackageParts(
             source_format="zip",
@@ -83,7 +93,8 @@ def read_solution_zip(source: PackageSource, *, limits: ZipLimits | None = None)
             customizations=parsed["customizations.xml"],
             split_elements={},
             environment_variable_files=_environment_variable_files(
-                {name: data for name, data in scan.contents.items() if _is_env_var_file(name)}
+                {name: element for name, element in scan.documents.items() if _is_env_var_definition(name)},
+                scan.contents,
             ),
             files=tuple(PackageFile(path=entry.name, size=entry.size, sha256=entry.sha256) for entry in scan.entries),
         )
@@ -136,7 +147,10 @@ def _walk_folder(root: Path, limits: ZipLimits) -> list[tuple[str, Path]]:
     return sorted(files)
 
 
-def _read_file(path: Path, keep: bool) -> tuple[int, str, bytes | None]:
+def _read_file(
+    path: Path, *, feed: XmlFeed | None, keep: bool, relative: str, budget: XmlBudget
+) -> tuple[int, str, bytes | None]:
+    """Hash a file in chunks, feeding them to ``feed`` (a document the manifest needs) or keeping them (``keep``)."""
     digest = hashlib.sha256()
     kept: list[bytes] = []
     size = 0
@@ -144,7 +158,10 @@ def _read_file(path: Path, keep: bool) -> tuple[int, str, bytes | None]:
         while chunk := handle.read(READ_CHUNK_BYTES):
             digest.update(chunk)
             size += len(chunk)
-            if keep:
+            if feed is not None:
+                feed.feed(chunk)
+            elif keep:
+                budget.spend_bytes(relative, len(chunk))
                 kept.append(chunk)
     return size, digest.hexdigest(), b"".join(kept) if keep else None
 
@@ -169,31 +186,39 @@ def read_solution_folder(folder: str | os.PathLike[str], *, limits: ZipLimits | 
         )
     files: list[PackageFile] = []
     split: dict[ComponentKind, list[Element]] = {}
-    env_contents: dict[str, bytes] = {}
+    env_definitions: dict[str, Element] = {}
+    env_values: dict[str, bytes] = {}
     solution: Element | None = None
     customizations: Element | None = None
     read_total = 0
+    budget = XmlBudget(limits.xml)  # the folder's documents share the XML limits, as a zip's do
     for relative, path in listing:
         folded = relative.casefold()
         kind = _split_kind(relative, set(by_name))
-        keep = kind is not None or folded in (_FOLDER_SOLUTION, _FOLDER_CUSTOMIZATIONS) or _is_env_var_file(relative)
-        size, sha256, data = _read_file(path, keep)
+        parse = (
+            kind is not None or folded in (_FOLDER_SOLUTION, _FOLDER_CUSTOMIZATIONS) or _is_env_var_definition(relative)
+        )
+        feed = XmlFeed(source=relative, budget=budget) if parse else None
+        size, sha256, data = _read_file(
+            path, feed=feed, keep=_is_env_var_values(relative), relative=relative, budget=budget
+        )
         read_total += size
         if read_total > limits.max_total_bytes:  # files can grow between listing and reading
             raise PackageError(PackageErrorCode.TOO_LARGE, "The solution folder grew past the size limit.")
         files.append(PackageFile(path=relative, size=size, sha256=sha256))
-        if data is None:
+        if data is not None:
+            env_values[relative] = data
+        if feed is None:
             continue
+        element = feed.close()
         if folded == _FOLDER_SOLUTION:
-            solution = parse_xml(data, source=relative)
+            solution = element
         elif folded == _FOLDER_CUSTOMIZATIONS:
-            customizations = parse_xml(data, source=relative)
-        elif _is_env_var_file(relative):
-            env_contents[relative] = data
-        elif kind is not None:
-            element = parse_xml(data, source=relative)
-            if element.tag == COMPONENT_SOURCES[kind][1]:  # anything else in that folder is not this component
-                split.setdefault(kind, []).append(element)
+            customizations = element
+        elif _is_env_var_definition(relative):
+            env_definitions[relative] = element
+        elif kind is not None and element.tag == COMPONENT_SOURCES[kind][1]:
+            split.setdefault(kind, []).append(element)  # anything else in that folder is not this component
     if solution is None:  # listed above, so only a file removed while we read gets here
         raise PackageError(PackageErrorCode.MISSING_ROOT_FILE, "Other/Solution.xml disappeared while reading.")
     return build_manifest(
@@ -202,7 +227,7 @@ def read_solution_folder(folder: str | os.PathLike[str], *, limits: ZipLimits | 
             solution=solution,
             customizations=customizations,
             split_elements=split,
-            environment_variable_files=_environment_variable_files(env_contents),
+            environment_variable_files=_environment_variable_files(env_definitions, env_values),
             files=tuple(files),
         )
     )

@@ -16,7 +16,7 @@ from .errors import PackageError, PackageErrorCode
 from .manifest import SolutionManifest
 from .readers import read_solution_zip
 from .versions import SolutionVersion
-from .xmlsafe import content_hash, parse_xml
+from .xmlsafe import XmlLimits, content_hash, parse_xml
 from .zipsafety import (
     PackageSource,
     ZipLimits,
@@ -48,7 +48,7 @@ def _digest_without_version(root: Element) -> str:
             version.text = saved
 
 
-def replace_version_text(data: bytes, version: SolutionVersion) -> bytes:
+def replace_version_text(data: bytes, version: SolutionVersion, *, limits: XmlLimits | None = None) -> bytes:
     """Return solution.xml bytes with only the text of ``SolutionManifest/Version`` replaced.
 
     The document is never re-serialised, so every other byte (BOM, declaration, indentation, attribute order)
@@ -58,7 +58,7 @@ def replace_version_text(data: bytes, version: SolutionVersion) -> bytes:
     """
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
         raise _layout("solution.xml is UTF-16; only UTF-8 manifests can be re-versioned in place.")
-    expected = _digest_without_version(parse_xml(data, source="solution.xml"))
+    expected = _digest_without_version(parse_xml(data, source="solution.xml", limits=limits))
     new_text = version.text.encode("ascii")
     accepted: list[bytes] = []
     for match in _VERSION_ELEMENT.finditer(data):
@@ -67,7 +67,7 @@ def replace_version_text(data: bytes, version: SolutionVersion) -> bytes:
         end = match.end(1) - (len(content) - len(content.rstrip()))
         candidate = data[:start] + new_text + data[end:]
         try:
-            parsed = parse_xml(candidate, source="solution.xml")
+            parsed = parse_xml(candidate, source="solution.xml", limits=limits)
         except PackageError:
             continue
         found = parsed.find("SolutionManifest/Version")
@@ -102,7 +102,7 @@ def _write_reversioned(fp: IO[bytes], version: SolutionVersion, out: IO[bytes], 
             raise _layout("ZIP64 solution archives cannot be re-versioned.")
         name = find_root_file((info.filename for info in infos), "solution.xml")
         target = next(info for info in infos if info.filename == name)
-        new_xml = replace_version_text(archive.read(target), version)
+        new_xml = replace_version_text(archive.read(target), version, limits=limits.xml)
         new_compressed = _compress(target, new_xml)
         records = _central_records(fp, end.cd_offset, end.cd_size)
         for info, record in zip(infos, records, strict=True):

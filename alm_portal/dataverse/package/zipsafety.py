@@ -19,10 +19,12 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, TypeAlias
+from xml.etree.ElementTree import Element
 
 from .errors import PackageError, PackageErrorCode
+from .xmlsafe import XmlBudget, XmlFeed, XmlLimits
 
 MAX_ENTRIES = 5_000
 MAX_TOTAL_UNCOMPRESSED_BYTES = 1024**3
@@ -63,6 +65,8 @@ class ZipLimits:
     max_compression_ratio: float = MAX_COMPRESSION_RATIO
     ratio_grace_bytes: int = RATIO_GRACE_BYTES
     allowed_package_suffixes: tuple[str, ...] = ALLOWED_PACKAGE_SUFFIXES
+    # Per parsed document, and per entry a reader keeps in memory (xml.max_bytes): see xmlsafe.py.
+    xml: XmlLimits = field(default_factory=XmlLimits)
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,8 @@ class ZipScan:
     entries: tuple[ZipEntry, ...]
     contents: Mapping[str, bytes]
     decompressed_bytes: int
+    # Entries selected by ``parse``, parsed while they were inflated (xmlsafe.XmlFeed): never held as bytes.
+    documents: Mapping[str, Element] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -383,9 +389,16 @@ def scan_zip(
     *,
     limits: ZipLimits | None = None,
     retain: Callable[[str], bool] = lambda name: False,
+    parse: Callable[[str], bool] = lambda name: False,
+    retained_are_documents: bool = False,
     require_root_files: bool = True,
 ) -> ZipScan:
-    """Read every entry of a zip once, under the limits; keep the contents of entries ``retain`` selects.
+    """Read every entry of a zip once, under the limits; keep the contents of entries ``retain`` selects and the
+    parsed XML of entries ``parse`` selects (fed to the parser as they inflate, under ``limits.xml``).
+
+    With ``retained_are_documents`` the kept entries are documents the caller parses itself (JSON values files,
+    say), so their bytes count against the package's XML byte limit too; otherwise only the 1 GiB total bounds
+    them (an unpacker keeps every file, binaries included).
 
     Raises ``PackageError`` for anything unsafe, damaged or over a limit.
     """
@@ -413,8 +426,14 @@ def scan_zip(
         meter = _Meter(limits)
         entries: list[ZipEntry] = []
         contents: dict[str, bytes] = {}
+        documents: dict[str, Element] = {}
+        budget = XmlBudget(limits.xml)  # every entry kept or parsed for this package spends from it
         for info in infos:
             keep = retain(info.filename)
+            feed = XmlFeed(source=info.filename, budget=budget) if parse(info.filename) else None
+            charged = feed is not None or (keep and retained_are_documents)
+            if charged and budget.bytes + info.file_size > limits.xml.max_bytes:
+                budget.spend_bytes(info.filename, info.file_size)  # a header that admits too much: refused now
             digest = hashlib.sha256()
             kept: list[bytes] = []
             head = b""
@@ -428,6 +447,10 @@ def scan_zip(
                         probed = True
                 digest.update(chunk)
                 size += len(chunk)
+                if feed is not None:
+                    feed.feed(chunk)  # spends the chunk's bytes
+                elif keep and retained_are_documents:
+                    budget.spend_bytes(info.filename, len(chunk))
                 if keep:
                     kept.append(chunk)
             if not probed:
@@ -435,7 +458,9 @@ def scan_zip(
             entries.append(ZipEntry(info.filename, size, info.compress_size, digest.hexdigest()))
             if keep:
                 contents[info.filename] = b"".join(kept)
-        return ZipScan(entries=tuple(entries), contents=contents, decompressed_bytes=meter.total)
+            if feed is not None:
+                documents[info.filename] = feed.close()
+        return ZipScan(entries=tuple(entries), contents=contents, decompressed_bytes=meter.total, documents=documents)
 
 
 def _check_magic(name: str, head: bytes, limits: ZipLimits) -> None:

@@ -48,6 +48,7 @@ class WebhookEndpointSerializer(serializers.ModelSerializer):
             "is_active",
             "disabled_at",
             "disabled_reason",
+            "failing_since",
             "created_at",
             "created_by",
             "updated_at",

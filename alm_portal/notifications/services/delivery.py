@@ -10,7 +10,9 @@ Webhooks go through the one outbound policy: the URL is checked again before eac
 socket is pinned to an address the policy allowed (no redirects; 5 s to connect, 10 s to answer).
 2xx is delivered; 410 Gone switches the endpoint off (audited); anything else is retried with
 exponential backoff and jitter until ALM_NOTIFICATION_RETRY_HOURS (24) after the delivery was made,
-then marked failed. Errors recorded on the row are short and never carry the secret or the body.
+then marked failed. An endpoint whose every attempt has failed for ALM_WEBHOOK_DISABLE_AFTER_HOURS
+(24) is switched off (audited, `disabled_reason` says why) until an admin turns it on again; any
+success ends the run. Errors recorded on the row are short and never carry the secret or the body.
 
 In development loopback mode (ALM_ALLOW_LOOPBACK) a webhook may point at any port of this machine, so the
 row does not say why no HTTP answer came (refused, silent, not TLS): otherwise the delivery log would
@@ -35,7 +37,7 @@ from alm_portal import outbound
 from alm_portal.audit.context import AuditContext
 from alm_portal.notifications import selectors
 from alm_portal.notifications.choices import WEBHOOK_TEST_EVENT, DeliveryStatus
-from alm_portal.notifications.models import EmailDelivery, WebhookDelivery
+from alm_portal.notifications.models import EmailDelivery, WebhookDelivery, WebhookEndpoint
 from alm_portal.notifications.services.endpoints import webhook_endpoint_disable
 from alm_portal.notifications.services.payloads import payload_body
 from alm_portal.notifications.services.publishing import publish_now
@@ -169,7 +171,9 @@ def webhook_delivery_attempt(*, delivery_id: int, now: datetime | None = None) -
     try:
         outbound.check_url(endpoint.url, purpose=outbound.Purpose.WEBHOOK)
     except outbound.OutboundRefused as refused:
-        return _give_up(WebhookDelivery, delivery_id, attempt, f"Refused by the outbound policy: {refused.message}")
+        message = f"Refused by the outbound policy: {refused.message}"
+        _endpoint_failed(endpoint, now=now, error=message)
+        return _give_up(WebhookDelivery, delivery_id, attempt, message)
 
     body = payload_body(delivery.payload)
     headers = {
@@ -189,6 +193,7 @@ def webhook_delivery_attempt(*, delivery_id: int, now: datetime | None = None) -
         status_code if status_code is not None else error,
     )
     if status_code is not None and 200 <= status_code < 300:
+        _endpoint_answered(endpoint)
         _finish(
             WebhookDelivery,
             delivery_id,
@@ -210,10 +215,28 @@ def webhook_delivery_attempt(*, delivery_id: int, now: datetime | None = None) -
         error = f"HTTP {status_code}."
     elif outbound.loopback_allowed() and not error.startswith(POLICY_REFUSAL):
         error = LOOPBACK_NO_ANSWER
+    _endpoint_failed(endpoint, now=now, error=error)
     return _retry_or_fail(WebhookDelivery, delivery, attempt, now, error, status_code)
 
 
 POLICY_REFUSAL = "Refused by the outbound policy"
+
+
+def _endpoint_answered(endpoint: WebhookEndpoint) -> None:
+    """A success ends the endpoint's run of failures."""
+    WebhookEndpoint.objects.filter(pk=endpoint.pk, failing_since__isnull=False).update(failing_since=None)
+
+
+def _endpoint_failed(endpoint: WebhookEndpoint, *, now: datetime, error: str) -> None:
+    """Count a failed attempt against the endpoint; a day of nothing but failures switches it off, audited."""
+    WebhookEndpoint.objects.filter(pk=endpoint.pk, failing_since__isnull=True).update(failing_since=now)
+    since = WebhookEndpoint.objects.filter(pk=endpoint.pk).values_list("failing_since", flat=True).first()
+    hours = settings.ALM_WEBHOOK_DISABLE_AFTER_HOURS
+    if since is None or now - since < timedelta(hours=hours):
+        return
+    last = error.split(" (", 1)[0].rstrip(".")  # the error's own sentence, without its explanation
+    reason = f"Every delivery failed for {hours} h (last: {last}); turn it on again once it answers."
+    webhook_endpoint_disable(endpoint_id=endpoint.pk, reason=reason, context=AuditContext.worker(""))
 
 
 def _post(url: str, *, body: bytes, headers: dict[str, str]) -> tuple[int | None, str]:

@@ -152,7 +152,7 @@ def webhook_endpoint_update(
             return current
         reactivated = changes.get("is_active") is True
         if reactivated:
-            changes.update(disabled_at=None, disabled_reason="")
+            changes.update(disabled_at=None, disabled_reason="", failing_since=None)
         if new_ciphertext is not None:
             changes["secret_ciphertext"] = new_ciphertext
         for key, value in changes.items():

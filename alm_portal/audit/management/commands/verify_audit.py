@@ -12,6 +12,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from alm_portal.audit import checkpoints
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.services import audit_verify
 
@@ -40,4 +41,4 @@ class Command(BaseCommand):
             self.stderr.write(result.detail)
             sys.exit(1)
         if result.checkpoint_written:
-            self.stderr.write(f"checkpoint written: {result.checkpoint_written}")
+            self.stderr.write(f"checkpoint written: {checkpoints.chain_folder()}/{result.checkpoint_written}")
