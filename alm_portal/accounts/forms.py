@@ -20,7 +20,7 @@ class ApiTokenForm(PortalForm):
     days = forms.IntegerField(min_value=1, max_value=90, initial=30, help_text="1 to 90 days.")
 
 
-class EntraLinkForm(forms.Form):
+class EntraLinkForm(PortalForm):
     """An admin links a local account to an Entra ID identity (both GUIDs; the service checks them)."""
 
     tenant_id = forms.CharField(max_length=64, label="Tenant id", help_text="The directory (tenant) id, a GUID.")

@@ -154,8 +154,9 @@ def user_entra_link(request: HttpRequest, pk: int) -> HttpResponse:
     person = get_object_or_404(User, pk=pk)
     form = EntraLinkForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Give the tenant id and the object id of the Entra ID identity.")
-        return redirect("accounts:user-sessions", pk=person.pk)
+        # The page again, with what was typed and why it was refused beside each field.
+        context = {"person": person, "sessions": selectors.active_sessions_of(user=person), "link_form": form}
+        return render(request, "accounts/user_sessions.html", context, status=400)
     try:
         services.user_link_entra_identity(
             user=person,

@@ -111,7 +111,7 @@ def promotions_supersede_duplicates(*, context: AuditContext) -> list[int]:
     """Cancel every open promotion that duplicates another open one (same kind, version and stage),
     keeping the one furthest along; returns the ids cancelled. Each is cancelled through
     promotion_supersede, with its own audit event. Runs before the partial unique index is created
-    (deployments migration 0006), and is safe to run again (nothing left to cancel)."""
+    (deployments migration 0007), and is safe to run again (nothing left to cancel)."""
     rows = list(
         Promotion.objects.filter(status__in=OPEN_PROMOTION_STATUSES)
         .select_related("solution", "version", "stage", "target_environment", "requested_by")

@@ -6,7 +6,7 @@ tests/e2e/test_duplicate_requests_in_the_browser.py):
 - a second request of the same kind for the same version and stage while one is open (pending approval,
   approved, scheduled, queued, running) is refused with 409 duplicate_request naming the open one; the
   partial unique index refuses what slips past the check, and a retry that would reopen a duplicate;
-- migration 0006 cancels duplicates stored before the index, each through the state machine with its
+- migration 0007 cancels duplicates stored before the index, each through the state machine with its
   own audit event, and 0007 then creates the index;
 - a promotion overtaken by a newer deployment is cancelled by the system as superseded at pre-flight;
 - delivery metrics count only deployments that ran.
@@ -171,7 +171,7 @@ def test_metrics_count_only_failures_of_deployments_that_ran(api_world: Any) -> 
 def test_the_migration_cancels_stored_duplicates_through_the_state_machine(api_world: Any) -> None:
     first = Promotion.objects.get(pk=api_world.ids["promotion"])  # 1.1 → test, waiting for approval
     executor = MigrationExecutor(connection)
-    before_index = [("deployments", "0005_list_order_indexes")]
+    before_index = [("deployments", "0006_stage_production_without_approval")]
     latest = executor.loader.graph.leaf_nodes("deployments")
     executor.migrate(before_index)
     try:

@@ -104,7 +104,8 @@ PAGES: dict[str, tuple[str, str | None, dict[str, int]]] = {
     "accounts:user-list": ("get", None, ADMIN_ONLY),
     "accounts:user-sessions": ("get", "user", ADMIN_ONLY),
     "accounts:user-sessions-end": ("post", "user", {**ADMIN_ONLY, "admin": 302}),
-    "accounts:user-entra-link": ("post", "user", {**ADMIN_ONLY, "admin": 302}),
+    # An empty body is refused with the form again (400), what was typed kept beside its reasons.
+    "accounts:user-entra-link": ("post", "user", {**ADMIN_ONLY, "admin": 400}),
 }
 
 # Pages that answer without a session: (method, status for anonymous). Sign-in and sign-out are covered

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('deployments', '0006_cancel_duplicate_open_promotions'),
+        ('deployments', '0007_cancel_duplicate_open_promotions'),
         ('environments', '0003_environment_throttled_responses'),
         ('solutions', '0003_version_order_index_matches_list_order'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),

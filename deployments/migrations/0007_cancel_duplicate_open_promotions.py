@@ -35,7 +35,7 @@ def cancel_duplicates(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("deployments", "0005_list_order_indexes"),
+        ("deployments", "0006_stage_production_without_approval"),
         ("audit", "0003_index_last_verification"),
         ("accounts", "0002_sign_in_throttle"),
         ("solutions", "0003_version_order_index_matches_list_order"),

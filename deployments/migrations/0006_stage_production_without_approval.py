@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('deployments', '0007_one_open_promotion_per_version_and_stage'),
+        ('deployments', '0005_list_order_indexes'),
     ]
 
     operations = [
