@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from alm_portal.dataverse.package import PackageError, PackageErrorCode, ZipLimits, read_solution_zip
+from alm_portal.dataverse.package.xmlsafe import MAX_XML_DEPTH
 from alm_portal.dataverse.packager import (
     PackageType,
     compare_packages,
@@ -24,7 +25,7 @@ from alm_portal.dataverse.packager import (
     unpack_solution,
     write_folder,
 )
-from alm_portal.dataverse.packager.xmldoc import MAX_NESTING, parse_document, write_document
+from alm_portal.dataverse.packager.xmldoc import parse_document, write_document
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SOLUTIONS = FIXTURES / "corpus" / "solutions"
@@ -141,12 +142,15 @@ def test_xml_is_parsed_by_the_package_reader_s_safe_parser_first(xml: bytes) -> 
 
 
 def test_nesting_deeper_than_the_writer_walks_is_refused_not_a_crash() -> None:
-    deep = b"<a>" * (MAX_NESTING + 1) + b"</a>" * (MAX_NESTING + 1)
+    deep = b"<a>" * (MAX_XML_DEPTH + 1) + b"</a>" * (MAX_XML_DEPTH + 1)
+    just_deep_enough = b"<a>" * MAX_XML_DEPTH + b"</a>" * MAX_XML_DEPTH
 
     with pytest.raises(PackageError) as refused:
         parse_document(deep, source="deep.xml")
 
-    assert refused.value.code is PackageErrorCode.INVALID_XML and "deep" in refused.value.message
+    assert refused.value.code is PackageErrorCode.XML_TOO_LARGE and "deep" in refused.value.message
+    assert refused.value.details["limit"] == MAX_XML_DEPTH
+    assert write_document(parse_document(just_deep_enough, source="ok.xml")).count(b"<a>") == MAX_XML_DEPTH
 
 
 # ---- where components go ---------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ ALM_VAR_DIR when set) and the paths are printed.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.urls import reverse
 
+from alm_portal.audit.checkpoints import CHECKPOINT_DIR
 from deployments.models import Job, Promotion
 from tests.deployments.test_runner_fixtures import (  # noqa: F401 - fixtures are found by name
     Contoso,
@@ -110,7 +112,10 @@ def module_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(autouse=True)
 def artifact_storage(settings: Any, module_artifacts: Path) -> Path:
     """Instead of tests/conftest.py's per-test folder: the module's one worker must read the zips the
-    tests store, so both use one folder for the module."""
+    tests store, so both use one folder for the module. Audit checkpoints are the exception: each test starts
+    with an empty audit log, so an earlier test's checkpoints (rows that no longer exist) would make this
+    test's chain verify as broken."""
+    shutil.rmtree(module_artifacts / CHECKPOINT_DIR, ignore_errors=True)
     settings.STORAGES = {
         **settings.STORAGES,
         "artifacts": {
