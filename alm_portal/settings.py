@@ -310,7 +310,8 @@ else:
     for _folder in ("out", "processed", "control"):
         (ALM_BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
     # kombu's filesystem transport with an atomic put (alm_portal/broker_filesystem.py, registered by the Celery app).
-    CELERY_BROKER_URL = "alm-filesystem://"
+    # The transport ignores the host, but kombu logs "No hostname was supplied" on every connection without one.
+    CELERY_BROKER_URL = "alm-filesystem://localhost/"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(ALM_BROKER_DIR / "out"),
         "data_folder_out": str(ALM_BROKER_DIR / "out"),
