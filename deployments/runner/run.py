@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from django.conf import settings
 from django.db import OperationalError
-from django.db.models import Q
 from django.utils import timezone
 
 from alm_portal.audit.context import AuditContext
@@ -50,6 +49,7 @@ from deployments.runner.timing import (
     poll_interval,
     poll_seconds,
 )
+from environments.services.throttling import environment_share_throttle
 
 if TYPE_CHECKING:
     from environments.models import Environment
@@ -420,13 +420,9 @@ class ImportRun:
 
     def _persist_throttle(self) -> None:
         """Share a Retry-After with every worker through the environment row (only ever moved later)."""
-        from environments.models import Environment
-
         until = throttle_not_before(self.client.environment_url)
         if until is not None:
-            Environment.objects.filter(pk=self.promotion.target_environment_id).filter(
-                Q(throttled_until__isnull=True) | Q(throttled_until__lt=until)
-            ).update(throttled_until=until)
+            environment_share_throttle(environment_id=self.promotion.target_environment_id, until=until)
 
     def transient(self, exc: dv.TransientError | OperationalError) -> NoReturn:
         """A read failed for now (throttled, 5xx, timeout; or our database: a deadlock victim, a lost
