@@ -40,7 +40,7 @@ def test_other_team_gets_404(api_client, outsider, token_for, job):
     assert _get(api_client, token_for(outsider), "/api/v1/jobs/").json()["count"] == 0
 
 
-def test_auditor_sees_every_job(api_client, auditor, token_for, job):
+def test_an_auditor_sees_the_jobs_of_a_team_they_are_not_in(api_client, auditor, token_for, job):
     assert _get(api_client, token_for(auditor), "/api/v1/jobs/").json()["count"] == 1
 
 

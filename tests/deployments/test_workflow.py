@@ -638,7 +638,7 @@ def test_preflight_results_are_refused_once_the_promotion_is_over(version, stage
     refused("invalid_state", preflight, promotion)
 
 
-def test_attention_is_flagged_by_the_runner_and_resolved_by_an_admin_only(
+def test_attention_is_flagged_by_a_worker_and_resolved_by_an_admin_only(
     clock, version, stage_test, maker, approver, admin_user
 ):
     promotion = queued_promotion(version, stage_test, maker, approver)
