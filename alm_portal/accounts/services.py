@@ -525,3 +525,26 @@ def user_get(*, username: str) -> User:
     if user is None:
         raise NotFound(f"No user named {username!r}.")
     return user
+
+
+def sso_sign_in_failed(*, context: AuditContext, reason: str) -> None:
+    """Audit a single sign-on that ended without reading who signed in (no sign-in in progress, an answer
+    or id_token that does not match the flow, Entra ID unreachable or answering with an error, no tenant
+    or object id). Event: auth.sso_failed (failed), committed in a transaction of its own."""
+    record_outcome(context=context, action="auth.sso_failed", outcome=Outcome.FAILED, message=reason[:500])
+
+
+def sso_sign_in_refused(
+    *, context: AuditContext, subject: ObjectRef, tenant_id: str, object_id: str, username: str, reason: str
+) -> None:
+    """Audit a single sign-on refused for who signed in (no app role, a groups overage, a disabled account,
+    a username taken by an unlinked account). Event: auth.sso_refused (denied) about `subject`, with the
+    identity's oid, tid and preferred_username, committed in a transaction of its own."""
+    record_outcome(
+        context=context,
+        action="auth.sso_refused",
+        outcome=Outcome.DENIED,
+        message=reason,
+        target=subject,
+        after={"oid": object_id, "tid": tenant_id, "preferred_username": username},
+    )

@@ -31,7 +31,6 @@ from alm_portal.accounts import services
 from alm_portal.accounts.choices import Role
 from alm_portal.accounts.models import User
 from alm_portal.audit.context import AuditContext, ObjectRef
-from alm_portal.audit.services import record_outcome
 
 # When the claims map to several roles, the first of these wins.
 ROLE_PRECEDENCE: tuple[str, ...] = (Role.ADMIN, Role.APPROVER, Role.MAKER, Role.AUDITOR)
@@ -132,7 +131,7 @@ def sign_in_from_answer(*, flow: dict[str, Any] | None, answer: dict[str, str], 
 
 
 def _failed(*, context: AuditContext, reason: str, message: str) -> SignInRefused:
-    record_outcome(context=context, action="auth.sso_failed", outcome="failed", message=reason[:500])
+    services.sso_sign_in_failed(context=context, reason=reason)
     return SignInRefused(message)
 
 
@@ -219,13 +218,13 @@ def _demo_account(identity: _Identity) -> User | None:
 def _refuse(
     *, context: AuditContext, subject: ObjectRef, identity: _Identity, reason: str, message: str
 ) -> SignInRefused:
-    record_outcome(
+    services.sso_sign_in_refused(
         context=context,
-        action="auth.sso_refused",
-        outcome="denied",
-        message=reason,
-        target=subject,
-        after={"oid": identity.oid, "tid": identity.tenant_id, "preferred_username": identity.username},
+        subject=subject,
+        tenant_id=identity.tenant_id,
+        object_id=identity.oid,
+        username=identity.username,
+        reason=reason,
     )
     return SignInRefused(message)
 

@@ -23,15 +23,17 @@ and adopts it; a CustomizationLock then means "still in flight, look again later
 nothing is found and the target still has what it had before. An operation still running after
 ALM_IMPORT_MAX_WAIT (default 6 h) makes the job `needs_attention` and flags the promotion.
 
-Modules: timing (settings and poll intervals), plan (which operations), adoption (finding a lost
-operation), results (import log summary, flows, inventory), run (ImportRun and promotion_run). Import
-from here.
+Modules: timing (settings and poll intervals), plan (which operations), state (the run's typed state and
+step, stored on the job row), submission (sending an operation), polling (looking at it), adoption
+(finding a lost operation), results (import log summary, flows, inventory, the run's result), run
+(ImportRun and promotion_run). Import from here.
 """
 
 from deployments.runner.adoption import Adoption, find_started_operation, target_unchanged
-from deployments.runner.plan import DELETE_AND_PROMOTE, IMPORT, UNINSTALL, operation_label, planned_operations
+from deployments.runner.plan import DELETE_AND_PROMOTE, IMPORT, UNINSTALL, PlannedOperation, planned_operations
 from deployments.runner.results import MAX_KEPT_LOG_CHARS, import_log_components, import_log_summary
 from deployments.runner.run import IMPORT_RETRY, IMPORT_TIMEOUTS, ImportRun, import_client_for, promotion_run
+from deployments.runner.state import CompletedOperation, Phase, RunState, RunStep
 from deployments.runner.timing import (
     ADOPTION_WINDOW,
     POLL_BACKOFF_SHARE,
@@ -53,7 +55,12 @@ __all__ = [
     "POLL_BACKOFF_SHARE",
     "UNINSTALL",
     "Adoption",
+    "CompletedOperation",
     "ImportRun",
+    "Phase",
+    "PlannedOperation",
+    "RunState",
+    "RunStep",
     "busy_retry_seconds",
     "find_started_operation",
     "import_client_for",
@@ -61,7 +68,6 @@ __all__ = [
     "import_log_components",
     "import_log_summary",
     "import_max_wait",
-    "operation_label",
     "planned_operations",
     "poll_interval",
     "poll_max_seconds",

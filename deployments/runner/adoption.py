@@ -17,7 +17,8 @@ from alm_portal.dataverse import errors as dv
 from alm_portal.dataverse.client import DataverseClient, ImportJob
 from deployments.models import Job
 from deployments.preflight import HOLDING_SUFFIX
-from deployments.runner.plan import IMPORT, UNINSTALL, operation_types
+from deployments.runner.plan import UNINSTALL, PlannedOperation
+from deployments.runner.state import CompletedOperation
 from deployments.runner.timing import ADOPTION_WINDOW
 from solutions import selectors as solution_selectors
 
@@ -35,9 +36,9 @@ def find_started_operation(
     *,
     client: DataverseClient,
     job: Job,
-    operation: dict[str, Any],
+    operation: PlannedOperation,
     started: datetime,
-    done: list[dict[str, Any]],
+    done: list[CompletedOperation],
 ) -> Adoption | None:
     """The operation (and import job) a submit of `operation` at `started` may have started, or None.
 
@@ -47,18 +48,18 @@ def find_started_operation(
     since = started - ADOPTION_WINDOW
     others = Job.objects.filter(environment=job.environment).exclude(pk=job.pk)
     known_operations = set(others.exclude(async_operation_id="").values_list("async_operation_id", flat=True))
-    known_operations |= {str(record.get("async_operation_id")) for record in done}
+    known_operations |= {str(record.async_operation_id) for record in done}
     known_imports = set(others.exclude(import_job_id="").values_list("import_job_id", flat=True))
     candidates = [
         found
-        for operation_type in operation_types(operation)
+        for operation_type in operation.async_operation_types
         for found in client.find_async_operations(operation_type, since)
         if str(found.async_operation_id) not in known_operations
     ]
     chosen = min(candidates, key=lambda op: abs((op.created_on or started) - started), default=None)
     import_job: ImportJob | None = None
     import_jobs: list[ImportJob] = []
-    if operation["kind"] == IMPORT:
+    if operation.is_import:
         if job.import_job_id:
             try:
                 import_job = client.get_import_job(job.import_job_id, with_log=False)
@@ -67,7 +68,7 @@ def find_started_operation(
         if import_job is None:
             import_jobs = [
                 found
-                for found in client.find_import_jobs(operation["solution"], since)
+                for found in client.find_import_jobs(operation.solution, since)
                 if str(found.import_job_id) not in known_imports
             ]
             near = chosen.created_on if chosen is not None and chosen.created_on else started
@@ -89,14 +90,14 @@ def find_started_operation(
     )
 
 
-def target_unchanged(*, client: DataverseClient, operation: dict[str, Any], expected_version: str) -> bool:
+def target_unchanged(*, client: DataverseClient, operation: PlannedOperation, expected_version: str) -> bool:
     """Whether the target still has what it had before `operation` ("" = the solution was absent)."""
-    live = client.get_solution(operation["solution"])
-    if operation["kind"] == IMPORT:
+    live = client.get_solution(operation.solution)
+    if operation.is_import:
         if live is None or not expected_version:
             return live is None and not expected_version
         current = solution_selectors.parse_version(live.version)
         return current is not None and current == solution_selectors.parse_version(expected_version)
-    if operation["kind"] == UNINSTALL:
+    if operation.kind == UNINSTALL:
         return live is not None
-    return client.get_solution(operation["solution"] + HOLDING_SUFFIX) is not None
+    return client.get_solution(operation.solution + HOLDING_SUFFIX) is not None

@@ -4,17 +4,24 @@ inventory refresh after the operations."""
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError
+from django.utils import timezone
 
 from alm_portal.audit.context import AuditContext
 from alm_portal.dataverse.client import (
+    DataverseClient,
     ImportJob,
 )
+from deployments.preflight import HOLDING_SUFFIX
+from deployments.runner.plan import PlannedOperation
+from deployments.runner.polling import read_import_job
+from deployments.runner.state import CompletedOperation, Outcome, RunState
 
 if TYPE_CHECKING:
-    from deployments.models import Stage
+    from deployments.models import Job, Promotion, Stage
     from environments.models import Environment
 
 
@@ -108,3 +115,58 @@ def refresh_inventory(*, environment: Environment, context: AuditContext, job_id
         logger.warning("job %s: inventory refresh failed: %s", job_id, failure)
         return {"refreshed": False, "error_code": "database_error", "message": str(failure)[:500]}
     return {"refreshed": True, "changed": report.changed, "added": report.added, "removed": report.removed}
+
+
+def run_result(
+    *, state: RunState, job: Job, promotion: Promotion, client: DataverseClient, context: AuditContext
+) -> dict[str, Any]:
+    """What a run that ended well reports (the promotion's result): each operation's record, the last
+    import's log and components, what the target has now, flows and the refreshed inventory."""
+    name = promotion.solution.unique_name
+    installed = client.get_solution(name)
+    holding = client.get_solution(name + HOLDING_SUFFIX)
+    imports = [done for done in state.done if done.operation.is_import]
+    last_import = imports[-1] if imports else None
+    return {
+        "operations": state.done_json(with_log=False),
+        "import_log": last_import.import_log
+        if last_import is not None and last_import.import_log is not None
+        else {"available": False},
+        "components": (last_import.components if last_import is not None else None) or [],
+        "previous_version": state.previous_version,
+        "installed_version": installed.version if installed else None,
+        "holding_solution": holding.version if holding else None,
+        "async_operation_id": job.async_operation_id or None,
+        "import_job_id": job.import_job_id or None,
+        "adopted": next((done.adopted for done in state.done if done.adopted), None),
+        "flows": flows_result(stage=promotion.stage, imported=bool(imports)),
+        "inventory": refresh_inventory(environment=promotion.target_environment, context=context, job_id=job.pk),
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def completed_record(
+    *, client: DataverseClient, job: Job, operation: PlannedOperation, outcome: Outcome
+) -> CompletedOperation:
+    """The record of an operation that ended: its handles and times, and for an import its log."""
+    record = CompletedOperation(
+        operation=operation,
+        async_operation_id=job.async_operation_id or None,
+        import_job_id=job.import_job_id or None,
+        submitted_at=_iso(job.submitted_at),
+        completed_on=_iso(outcome.completed_on),
+        # When the portal saw the end: next to completed_on it shows how late polling noticed.
+        seen_at=timezone.now().isoformat(),
+        succeeded=outcome.succeeded,
+    )
+    if operation.is_import:
+        import_job = read_import_job(client=client, job=job, with_log=True)
+        log_failed = import_job is not None and import_job.log is not None and not import_job.log.succeeded
+        if outcome.succeeded and log_failed:
+            record.log_warning = "The system job succeeded but the import log reports failures."
+        record.import_log = import_log_summary(import_job, keep_xml=not outcome.succeeded)
+        record.components = import_log_components(import_job)
+    return record

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -11,38 +10,36 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from django.conf import settings
 from django.db import OperationalError
-from django.db.models import Q
 from django.utils import timezone
 
 from alm_portal.audit.context import AuditContext
 from alm_portal.dataverse import errors as dv
 from alm_portal.dataverse.client import (
-    AsyncOperation,
     DataverseClient,
-    ImportJob,
     RetryPolicy,
     Timeouts,
     throttle_not_before,
 )
-from alm_portal.dataverse.importlog import ImportLogError
 from alm_portal.dataverse.settings_document import DeploymentSettings as SettingsDocument
 from alm_portal.errors import DomainError
-from deployments.choices import ImportMode, JobStatus, PromotionStatus
+from deployments import policy, workflow
+from deployments.choices import JobStatus, PromotionStatus
 from deployments.jobs import JobDeferred, JobFailed, JobNeedsAttention, crash_point, job_mark_step, job_progress
 from deployments.models import DeploymentSettings, Job, Promotion
 from deployments.preflight import (
-    HOLDING_SUFFIX,
     current_settings_of,
     deployment_client_for,
-    local_artifact,
     promotion_for_job,
     promotion_preflight,
     read_target,
     settings_document_of,
 )
 from deployments.runner.adoption import find_started_operation, target_unchanged
-from deployments.runner.plan import IMPORT, UNINSTALL, operation_label, planned_operations
-from deployments.runner.results import flows_result, import_log_components, import_log_summary, refresh_inventory
+from deployments.runner.plan import PlannedOperation, planned_operations
+from deployments.runner.polling import OperationGone, look_at_operation
+from deployments.runner.results import completed_record, run_result
+from deployments.runner.state import Outcome, Phase, RunState, RunStep
+from deployments.runner.submission import ArtifactChanged, is_duplicate_import_job_id, send_operation
 from deployments.runner.timing import (
     ADOPT_AFTER_SECONDS,
     MAX_TRANSIENT_ATTEMPTS,
@@ -52,6 +49,7 @@ from deployments.runner.timing import (
     poll_interval,
     poll_seconds,
 )
+from environments.services.throttling import environment_share_throttle
 
 if TYPE_CHECKING:
     from environments.models import Environment
@@ -68,19 +66,6 @@ IMPORT_RETRY = RetryPolicy(max_attempts=3, base_delay=0.5, max_delay=5.0, max_re
 IMPORT_TIMEOUTS = Timeouts(connect=10.0, read=60.0, transfer_read=600.0)
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def _parse_time(text: Any) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(str(text))
-    except ValueError:
-        return None
-
-
 class ImportRun:
     """One pass over a promotion's run job. Every decision reads the job row; every step writes it."""
 
@@ -89,30 +74,34 @@ class ImportRun:
         self.promotion = promotion
         self.client = client
         self.context = context
-        self.state: dict[str, Any] = dict(job.result or {})
+        self.state = RunState.from_json(job.result if isinstance(job.result, dict) else None)
         self.client.import_job_id_mode = import_job_id_on_async()
 
     # -- bookkeeping --
 
     @property
-    def operations(self) -> list[dict[str, Any]]:
-        return list(self.state.get("ops") or [])
+    def operations(self) -> list[PlannedOperation]:
+        return self.state.planned
 
-    def _save(self, *, status: str, step: str, **fields: Any) -> None:
+    @property
+    def step(self) -> RunStep:
+        return RunStep.parse(self.job.step)
+
+    def _save(self, *, status: str, step: RunStep | str, **fields: Any) -> None:
         """Commit the step (and the run's state) on the job row now: the next worker starts from here."""
-        job_mark_step(self.job, status=status, step=step, result=self.state, **fields)
+        job_mark_step(self.job, status=status, step=str(step), result=self.state.to_json(), **fields)
 
-    def _status(self, index: int, phase: str) -> str:
+    def _status(self, index: int, phase: Phase) -> str:
         # The last operation (the import, when there is one) goes through submitting → polling as docs/states.md §3.6
         # says; an uninstall before it keeps the job claimed, because a job may not return from polling to submitting.
         if index != len(self.operations) - 1:
             return self.job.status
-        if phase == "submit" and self.job.status != JobStatus.POLLING:
+        if phase == Phase.SUBMIT and self.job.status != JobStatus.POLLING:
             return JobStatus.SUBMITTING
         return JobStatus.POLLING
 
-    def _defer(self, seconds: float, *, step: str | None = None, message: str = "") -> NoReturn:
-        raise JobDeferred(seconds, status=self.job.status, step=step or self.job.step, message=message)
+    def _defer(self, seconds: float, *, step: RunStep | None = None, message: str = "") -> NoReturn:
+        raise JobDeferred(seconds, status=self.job.status, step=str(step or self.job.step), message=message)
 
     def _settings_row(self) -> DeploymentSettings | None:
         if self.promotion.settings_version_id:
@@ -125,13 +114,11 @@ class ImportRun:
     # -- outcomes through the workflow --
 
     def _ensure_running(self) -> None:
-        from deployments import workflow
-
         if self.promotion.status == PromotionStatus.QUEUED:
             workflow.promotion_mark_running(
                 promotion_id=self.promotion.pk,
                 job_id=self.job.pk,
-                previous_version=self.state.get("previous_version", ""),
+                previous_version=self.state.previous_version,
                 context=self.context,
             )
             self._refresh_promotion()
@@ -139,23 +126,19 @@ class ImportRun:
     def fail(self, code: str, message: str, *, result: dict[str, Any] | None = None) -> NoReturn:
         """Record the failure on the promotion (once) and end the job as failed with the same code. A
         promotion still queued fails from there: nothing ran on the target."""
-        from deployments import workflow
-
         self._refresh_promotion()
         if self.promotion.status in (PromotionStatus.QUEUED, PromotionStatus.RUNNING):
             workflow.promotion_mark_failed(
                 promotion_id=self.promotion.pk,
                 error_code=code,
                 error_message=message,
-                result={**(result or {}), "operations": self.state.get("done", [])},
+                result={**(result or {}), "operations": self.state.done_json()},
                 context=self.context,
             )
         raise JobFailed(code, message)
 
     def attention(self, message: str) -> NoReturn:
         """The outcome is unknown: flag the promotion and leave the job for an admin to resolve."""
-        from deployments import workflow
-
         self._refresh_promotion()
         if not self.promotion.attention_required:
             workflow.promotion_set_attention(
@@ -171,22 +154,20 @@ class ImportRun:
             superseded = self._supersede_if_overtaken()
             if superseded is not None:
                 return superseded
-        if "ops" not in self.state:
+        if self.state.operations is None:
             self._prepare()
         if self.promotion.status == PromotionStatus.QUEUED:
             refusal = self._start_refusal()
             if refusal is not None:
                 return self._give_back(refusal.code, refusal.message)
-        if not self.state.get("checked"):
+        if not self.state.checked:
             self._recheck()
         self._ensure_running()
-        while self.state["op"] < len(self.operations):
-            self._operation(self.state["op"])
+        while self.state.next_index < len(self.operations):
+            self._operation(self.state.next_index)
         return self._finish()
 
     def _supersede_if_overtaken(self) -> dict[str, Any] | None:
-        from deployments import workflow
-
         overtaken_by = workflow.promotion_cancel_if_overtaken(
             promotion=self.promotion, context=self.context, own_job_id=self.job.pk
         )
@@ -197,22 +178,16 @@ class ImportRun:
 
     def _prepare(self) -> None:
         facts = read_target(client=self.client, unique_name=self.promotion.solution.unique_name)
-        self.state.update(
-            {
-                "promotion_id": self.promotion.pk,
-                "ops": planned_operations(promotion=self.promotion),
-                "op": 0,
-                "done": [],
-                "previous_version": facts.installed.version if facts.installed else "",
-            }
-        )
-        self._save(status=self.job.status, step="prepare")
+        self.state.promotion_id = self.promotion.pk
+        self.state.operations = planned_operations(promotion=self.promotion)
+        self.state.next_index = 0
+        self.state.done = []
+        self.state.previous_version = facts.installed.version if facts.installed else ""
+        self._save(status=self.job.status, step=RunStep(Phase.PREPARE))
 
     def _start_refusal(self) -> Any:
         """Why the promotion may not start now (window closed, stage frozen), or None: a run job may have
         waited a long time for the environment's slot."""
-        from deployments import policy
-
         now = timezone.now()
         stage = self.promotion.stage
         count = policy.approvals_count(promotion=self.promotion, approvals=self.promotion.approvals.all(), at=now)
@@ -226,8 +201,6 @@ class ImportRun:
 
     def _give_back(self, code: str, message: str) -> dict[str, Any]:
         """queued → scheduled through the workflow; beat queues it again (with a new job) when it may start."""
-        from deployments import workflow
-
         workflow.promotion_requeue(promotion_id=self.promotion.pk, reason=f"{code}: {message}", context=self.context)
         return {"requeued": True, "reason": code, "message": message}
 
@@ -249,18 +222,20 @@ class ImportRun:
                 f"Pre-flight found blockers just before submitting: {codes}. {reasons}"[:4000],
                 result={"preflight": report.to_dict()},
             )
-        self.state["checked"] = True
-        self.state["preflight"] = {"status": report.status, "codes": report.codes()}
-        self._save(status=self.job.status, step="checked")
+        self.state.checked = True
+        self.state.preflight = {"status": report.status, "codes": report.codes()}
+        self._save(status=self.job.status, step=RunStep(Phase.CHECKED))
 
     def _operation(self, index: int) -> None:
         operation = self.operations[index]
         if not self.job.async_operation_id and not self.job.import_job_id:
             if self._maybe_sent(index):
                 if not self._adopt(index):
-                    if not self._target_unchanged(index):
+                    # After an uninstall the solution is absent; before the first operation it had previous_version.
+                    expected = self.state.previous_version if index == 0 else ""
+                    if not target_unchanged(client=self.client, operation=operation, expected_version=expected):
                         self.attention(
-                            f"{operation_label(operation)} may have been submitted, no operation of it was found, "
+                            f"{operation.label} may have been submitted, no operation of it was found, "
                             "and the target no longer has what it had before: the outcome is unknown."
                         )
                     self._submit(index, after_uncertainty=True)
@@ -271,39 +246,45 @@ class ImportRun:
 
     def _maybe_sent(self, index: int) -> bool:
         """True when a submit of this operation may have reached Dataverse without us keeping its handle."""
-        step = self.job.step
-        if step == f"submit:{index}" or self.state.get("uncertain") == index:
+        step = self.step
+        if step.is_(Phase.SUBMIT, index) or self.state.uncertain == index:
             return True
         # Submitting (or polling) without a handle: a crash, or someone reset the row. Be careful.
-        return self.job.status in (JobStatus.SUBMITTING, JobStatus.POLLING) and step != f"wait:{index}"
+        return self.job.status in (JobStatus.SUBMITTING, JobStatus.POLLING) and not step.is_(Phase.WAIT, index)
 
     def _attempt_started(self) -> datetime:
-        started = _parse_time(self.state.get("first_submitted_at"))
+        started = self.state.first_submitted_at
         return started or self.job.submitted_at or self.job.claimed_at or timezone.now()
 
     # -- submit --
 
     def _submit(self, index: int, *, after_uncertainty: bool) -> NoReturn:
         operation = self.operations[index]
-        status = self._status(index, "submit")
+        status = self._status(index, Phase.SUBMIT)
         now = timezone.now()
-        if not after_uncertainty:
-            self.state["first_submitted_at"] = now.isoformat()
-        else:
-            self.state.setdefault("first_submitted_at", now.isoformat())
-        job_progress(
-            self.job, 10 + 60 * index // max(1, len(self.operations)), f"Submitting {operation_label(operation)}"
-        )
+        if not after_uncertainty or self.state.first_submitted_at is None:
+            self.state.first_submitted_at = now
+        submit_step, poll_step = RunStep(Phase.SUBMIT, index), RunStep(Phase.POLL, index)
+        job_progress(self.job, 10 + 60 * index // max(1, len(self.operations)), f"Submitting {operation.label}")
+
+        def before_send(package_sha256: str | None, import_job_id: str | None) -> None:
+            # Committed before the call: a crash from here on leaves a row that says "maybe submitted".
+            uploads = (
+                {} if package_sha256 is None else {"package_sha256": package_sha256, "import_job_id": import_job_id}
+            )
+            self._save(status=status, step=submit_step, submitted_at=now, async_operation_id="", **uploads)
+
         try:
-            if operation["kind"] == IMPORT:
-                async_id, import_job_id = self._submit_import(index, operation, status=status, now=now)
-            else:
-                self._save(status=status, step=f"submit:{index}", submitted_at=now, async_operation_id="")
-                if operation["kind"] == UNINSTALL:
-                    async_id = str(self.client.uninstall_solution_async(operation["solution"]))
-                else:
-                    async_id = str(self.client.delete_and_promote_async(operation["solution"]))
-                import_job_id = ""
+            async_id, import_job_id = send_operation(
+                client=self.client,
+                job_id=self.job.pk,
+                promotion=self.promotion,
+                operation=operation,
+                settings_document=self._settings_document,
+                before_send=before_send,
+            )
+        except ArtifactChanged as changed:
+            self.fail("checksum_mismatch", str(changed))
         except (dv.EnvironmentBusy, dv.Throttled, dv.ConnectionFailed) as refused:
             # Refused before anything started (the lock, a 429, no connection): nothing of ours runs
             # because of this request. Unless an earlier submit may still be in flight, the next try
@@ -312,71 +293,37 @@ class ImportRun:
             if isinstance(refused, dv.Throttled):
                 self._persist_throttle()
             if after_uncertainty:
-                self.state["uncertain"] = index
-                self._save(status=status, step=f"submit:{index}")
+                self.state.uncertain = index
+                self._save(status=status, step=submit_step)
                 self._defer(
                     wait,
                     message=f"{self.promotion.target_environment} is busy; our submit may still be "
                     f"in flight ({refused.message}); looking again later",
                 )
-            self._save(status=status, step=f"wait:{index}")
+            self._save(status=status, step=RunStep(Phase.WAIT, index))
             self._defer(wait, message=f"{self.promotion.target_environment} is busy ({refused.message}); retrying")
         except dv.TransientError as unknown:
             # The request may have been accepted (lost answer, timeout, gateway error): never resubmit
             # blindly; the next pass looks for the operation first.
-            self.state["uncertain"] = index
-            self._save(status=status, step=f"submit:{index}")
+            self.state.uncertain = index
+            self._save(status=status, step=submit_step)
             self._defer(ADOPT_AFTER_SECONDS, message=f"Submit outcome unknown ({unknown}); looking for the operation")
         except dv.DataverseError as refusal:
-            if _is_duplicate_import_job_id(refusal):
+            if is_duplicate_import_job_id(refusal):
                 # Our own ImportJobId exists already: the earlier submit arrived.
-                self.state["uncertain"] = index
-                self._save(status=status, step=f"submit:{index}")
+                self.state.uncertain = index
+                self._save(status=status, step=submit_step)
                 self._defer(ADOPT_AFTER_SECONDS, message="The import was submitted before; adopting it")
-            self.fail(refusal.code or "dataverse_error", f"{operation_label(operation)} was refused: {refusal.message}")
-        self.state.pop("uncertain", None)
+            self.fail(refusal.code or "dataverse_error", f"{operation.label} was refused: {refusal.message}")
+        self.state.uncertain = None
         self._save(
-            status=self._status(index, "poll"),
-            step=f"poll:{index}",
+            status=self._status(index, Phase.POLL),
+            step=poll_step,
             async_operation_id=async_id,
             import_job_id=import_job_id,
         )
         crash_point("after_submit")
-        self._defer(poll_seconds(), step=f"poll:{index}", message=f"Submitted {operation_label(operation)}")
-
-    def _submit_import(self, index: int, operation: dict[str, Any], *, status: str, now: datetime) -> tuple[str, str]:
-        version = self.promotion.version
-        with local_artifact(version=version) as artifact:
-            if artifact.sha256 != self.promotion.artifact_sha256:
-                self.fail(
-                    "checksum_mismatch",
-                    f"The stored artifact of {version} has SHA-256 {artifact.sha256}, not the "
-                    f"{self.promotion.artifact_sha256} the approvals were given for.",
-                )
-            sent_id = uuid.uuid4() if self.client.import_job_id_mode else None
-            # Committed before the call: a crash from here on leaves a row that says "maybe submitted".
-            self._save(
-                status=status,
-                step=f"submit:{index}",
-                submitted_at=now,
-                package_sha256=artifact.sha256,
-                async_operation_id="",
-                import_job_id=str(sent_id) if sent_id else "",
-            )
-            stage = self.promotion.stage
-            options: dict[str, Any] = {
-                "overwrite_unmanaged_customizations": stage.overwrite_unmanaged_customizations,
-                "publish_workflows": stage.activate_flows_and_plugins,
-                "settings": self._settings_document(),
-                "import_job_id": sent_id,
-            }
-            if operation.get("mode") == ImportMode.UPGRADE:
-                handle = self.client.stage_and_upgrade_async(artifact.path, **options)
-            else:
-                handle = self.client.import_solution_async(artifact.path, **options)
-        if handle.package_sha256 and handle.package_sha256 != artifact.sha256:
-            logger.warning("job %s: streamed %s, hashed %s", self.job.pk, handle.package_sha256, artifact.sha256)
-        return str(handle.async_operation_id), str(handle.import_job_id or "")
+        self._defer(poll_seconds(), step=poll_step, message=f"Submitted {operation.label}")
 
     def _settings_document(self) -> SettingsDocument | None:
         document = settings_document_of(self._settings_row())
@@ -391,169 +338,79 @@ class ImportRun:
             job=self.job,
             operation=self.operations[index],
             started=self._attempt_started(),
-            done=self.state.get("done", []),
+            done=self.state.done,
         )
         if found is None:
             return False
-        self.state["adopted"] = found.facts
-        self.state.pop("uncertain", None)
+        self.state.adopted = found.facts
+        self.state.uncertain = None
         self._save(
-            status=self._status(index, "poll"),
-            step=f"poll:{index}",
+            status=self._status(index, Phase.POLL),
+            step=RunStep(Phase.POLL, index),
             async_operation_id=found.async_operation_id,
             import_job_id=found.import_job_id,
         )
         logger.info("job %s adopted %s", self.job.pk, found.facts)
         return True
 
-    def _target_unchanged(self, index: int) -> bool:
-        """Whether the target still has what it had before this operation (then resubmitting is safe)."""
-        # After an uninstall the solution is absent; before the first operation it had previous_version.
-        expected = self.state.get("previous_version", "") if index == 0 else ""
-        return target_unchanged(client=self.client, operation=self.operations[index], expected_version=expected)
-
     # -- polling --
 
-    def _poll(self, index: int) -> dict[str, Any]:
+    def _poll(self, index: int) -> Outcome:
         """One look at the operation: its outcome when it has ended, else a deferral to the next look."""
         operation = self.operations[index]
-        async_id = self.job.async_operation_id
-        if not async_id:
-            return self._poll_import_job(index)
         try:
-            observed: AsyncOperation = self.client.get_async_operation(async_id)
-        except dv.NotFound:
-            if operation["kind"] == IMPORT and self.job.import_job_id:
-                return self._poll_import_job(index)
-            self.attention(
-                f"The system job {async_id} of {operation_label(operation)} is gone: the outcome is unknown."
-            )
-        crash_point("mid_poll")
-        if observed.is_completed:
-            error = observed.error(self.client.environment_url)
-            return {
-                "succeeded": observed.succeeded,
-                "status_code": observed.status_code,
-                "error_code": error.code if error else None,
-                "error_message": error.message if error else "",
-                "completed_on": _iso(observed.completed_on),
-            }
-        self._wait_more(index, f"Dataverse status {observed.status_code}")
-
-    def _poll_import_job(self, index: int) -> dict[str, Any]:
-        """Polling by the import job alone (adopted without a system job): ended when it has completedon."""
-        import_job = self._read_import_job(with_log=True)
-        crash_point("mid_poll")
-        if import_job is not None and import_job.completed_on is not None:
-            log = import_job.log
-            succeeded = log.succeeded if log is not None else False
-            return {
-                "succeeded": succeeded,
-                "status_code": None,
-                "error_code": None if succeeded or log is None else log.error_code,
-                "error_message": "" if succeeded or log is None else log.message,
-                "completed_on": _iso(import_job.completed_on),
-            }
-        self._wait_more(index, f"import progress {import_job.progress if import_job else '?'}%")
-
-    def _wait_more(self, index: int, what: str) -> NoReturn:
-        operation = self.operations[index]
+            seen = look_at_operation(client=self.client, job=self.job, operation=operation)
+        except OperationGone as gone:
+            self.attention(str(gone))
+        if isinstance(seen, Outcome):
+            return seen
         waited = timezone.now() - self._attempt_started()
         if waited > import_max_wait():
             self.attention(
-                f"{operation_label(operation)} is still running after {waited.total_seconds() / 3600:.1f} h "
+                f"{operation.label} is still running after {waited.total_seconds() / 3600:.1f} h "
                 f"(ALM_IMPORT_MAX_WAIT): the outcome is unknown."
             )
-        job_progress(self.job, 20 + 60 * index // max(1, len(self.operations)), f"{operation_label(operation)}: {what}")
-        self._defer(poll_interval(waited=waited), step=f"poll:{index}", message=f"{operation_label(operation)}: {what}")
-
-    def _read_import_job(self, *, with_log: bool) -> ImportJob | None:
-        if not self.job.import_job_id:
-            return None
-        try:
-            return self.client.get_import_job(self.job.import_job_id, with_log=with_log)
-        except dv.NotFound:
-            return None
-        except ImportLogError as unreadable:
-            logger.warning("job %s: unreadable import log: %s", self.job.pk, unreadable)
-            return self.client.get_import_job(self.job.import_job_id, with_log=False)
+        message = f"{operation.label}: {seen.what}"
+        job_progress(self.job, 20 + 60 * index // max(1, len(self.operations)), message)
+        self._defer(poll_interval(waited=waited), step=RunStep(Phase.POLL, index), message=message)
 
     # -- completion --
 
-    def _complete(self, index: int, outcome: dict[str, Any]) -> None:
+    def _complete(self, index: int, outcome: Outcome) -> None:
         operation = self.operations[index]
-        record: dict[str, Any] = {
-            **operation,
-            "async_operation_id": self.job.async_operation_id or None,
-            "import_job_id": self.job.import_job_id or None,
-            "submitted_at": _iso(self.job.submitted_at),
-            "completed_on": outcome.get("completed_on"),
-            # When the portal saw the end: next to completed_on it shows how late polling noticed.
-            "seen_at": timezone.now().isoformat(),
-            "succeeded": outcome["succeeded"],
-        }
-        import_job = self._read_import_job(with_log=True) if operation["kind"] == IMPORT else None
-        if operation["kind"] == IMPORT:
-            log_failed = import_job is not None and import_job.log is not None and not import_job.log.succeeded
-            if outcome["succeeded"] and log_failed:
-                record["log_warning"] = "The system job succeeded but the import log reports failures."
-            record["import_log"] = import_log_summary(import_job, keep_xml=not outcome["succeeded"])
-            record["components"] = import_log_components(import_job)
-        if not outcome["succeeded"]:
-            self.state.setdefault("done", []).append(record)
-            code = outcome.get("error_code") or record.get("import_log", {}).get("error_code") or "operation_failed"
-            message = outcome.get("error_message") or f"{operation_label(operation)} failed."
+        record = completed_record(client=self.client, job=self.job, operation=operation, outcome=outcome)
+        if not outcome.succeeded:
+            self.state.done.append(record)
+            code = outcome.error_code or (record.import_log or {}).get("error_code") or "operation_failed"
             self.fail(
                 code,
-                message,
+                outcome.error_message or f"{operation.label} failed.",
                 result={
-                    "failed_operation": operation_label(operation),
-                    "import_log": record.get("import_log"),
-                    "components": record.get("components", []),
-                    "async_operation_id": record["async_operation_id"],
-                    "import_job_id": record["import_job_id"],
-                    "previous_version": self.state.get("previous_version", ""),
+                    "failed_operation": operation.label,
+                    "import_log": record.import_log,
+                    "components": record.components or [],
+                    "async_operation_id": record.async_operation_id,
+                    "import_job_id": record.import_job_id,
+                    "previous_version": self.state.previous_version,
                 },
             )
-        record["adopted"] = self.state.pop("adopted", None)
-        self.state.setdefault("done", []).append(record)
-        self.state["op"] = index + 1
-        self.state.pop("first_submitted_at", None)
+        record.adopted, self.state.adopted = self.state.adopted, None
+        self.state.done.append(record)
+        self.state.next_index = index + 1
+        self.state.first_submitted_at = None
         if index + 1 < len(self.operations):
             # The next operation gets its own handles; this one's stay in the run's record.
-            self._save(status=self.job.status, step=f"done:{index}", async_operation_id="", import_job_id="")
+            self._save(status=self.job.status, step=RunStep(Phase.DONE, index), async_operation_id="", import_job_id="")
         else:
-            self._save(status=JobStatus.FINISHING, step="finish")
+            self._save(status=JobStatus.FINISHING, step=RunStep(Phase.FINISH))
 
     def _finish(self) -> dict[str, Any]:
-        from deployments import workflow
-
         if self.job.status != JobStatus.FINISHING:
-            self._save(status=JobStatus.FINISHING, step="finish")
+            self._save(status=JobStatus.FINISHING, step=RunStep(Phase.FINISH))
         job_progress(self.job, 90, "Refreshing the target's inventory")
-        name = self.promotion.solution.unique_name
-        installed = self.client.get_solution(name)
-        holding = self.client.get_solution(name + HOLDING_SUFFIX)
-        imports = [done for done in self.state.get("done", []) if done["kind"] == IMPORT]
-        last_import = imports[-1] if imports else {}
-        result: dict[str, Any] = {
-            "operations": [
-                {key: value for key, value in done.items() if key not in ("import_log", "components")}
-                for done in self.state.get("done", [])
-            ],
-            "import_log": last_import.get("import_log", {"available": False}),
-            "components": last_import.get("components", []),
-            "previous_version": self.state.get("previous_version", ""),
-            "installed_version": installed.version if installed else None,
-            "holding_solution": holding.version if holding else None,
-            "async_operation_id": self.job.async_operation_id or None,
-            "import_job_id": self.job.import_job_id or None,
-            "adopted": next((done["adopted"] for done in self.state.get("done", []) if done.get("adopted")), None),
-            "flows": flows_result(stage=self.promotion.stage, imported=bool(imports)),
-            "inventory": refresh_inventory(
-                environment=self.promotion.target_environment, context=self.context, job_id=self.job.pk
-            ),
-        }
+        result = run_result(
+            state=self.state, job=self.job, promotion=self.promotion, client=self.client, context=self.context
+        )
         self._refresh_promotion()
         if self.promotion.status == PromotionStatus.RUNNING:
             workflow.promotion_mark_succeeded(promotion_id=self.promotion.pk, result=result, context=self.context)
@@ -563,13 +420,9 @@ class ImportRun:
 
     def _persist_throttle(self) -> None:
         """Share a Retry-After with every worker through the environment row (only ever moved later)."""
-        from environments.models import Environment
-
         until = throttle_not_before(self.client.environment_url)
         if until is not None:
-            Environment.objects.filter(pk=self.promotion.target_environment_id).filter(
-                Q(throttled_until__isnull=True) | Q(throttled_until__lt=until)
-            ).update(throttled_until=until)
+            environment_share_throttle(environment_id=self.promotion.target_environment_id, until=until)
 
     def transient(self, exc: dv.TransientError | OperationalError) -> NoReturn:
         """A read failed for now (throttled, 5xx, timeout; or our database: a deadlock victim, a lost
@@ -577,8 +430,8 @@ class ImportRun:
         if isinstance(exc, dv.Throttled):
             self._persist_throttle()
         in_flight = bool(self.job.async_operation_id or self.job.import_job_id) or self._maybe_sent_any()
-        attempts = int(self.state.get("transient_attempts", 0)) + 1
-        self.state["transient_attempts"] = attempts
+        attempts = self.state.transient_attempts + 1
+        self.state.transient_attempts = attempts
         if not in_flight and attempts > MAX_TRANSIENT_ATTEMPTS:
             self.fail("target_unreachable", f"Gave up after {attempts - 1} attempts: {exc}")
         if in_flight and timezone.now() - self._attempt_started() > import_max_wait():
@@ -589,14 +442,8 @@ class ImportRun:
         self._defer(wait, message=f"Temporary trouble ({type(exc).__name__}: {exc}); retrying")
 
     def _maybe_sent_any(self) -> bool:
-        return self.job.step.startswith("submit:") or self.job.status == JobStatus.SUBMITTING
-
-
-def _is_duplicate_import_job_id(refusal: dv.DataverseError) -> bool:
-    # "A duplicate import job id already exists" (https://github.com/WaelHamze/dyn365-ce-vsts-tasks/issues/113) is only
-    # possible when we send our own ImportJobId; its code is not documented (the emulator answers the generic
-    # 0x80048033), so the message decides.
-    return "duplicate import job id" in refusal.message.lower()
+        step = self.step
+        return (step.phase == Phase.SUBMIT and step.index is not None) or self.job.status == JobStatus.SUBMITTING
 
 
 def _settled(job: Job, promotion: Promotion) -> dict[str, Any] | None:

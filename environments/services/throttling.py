@@ -11,9 +11,9 @@ audit event is written for it.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from environments.models import Environment
@@ -30,3 +30,11 @@ def environment_count_throttled_response(*, environment_id: int, retry_after: fl
             When(throttled_until__gte=until, then=F("throttled_until")), default=Value(until)
         )
     Environment.objects.filter(pk=environment_id).update(**changes)
+
+
+def environment_share_throttle(*, environment_id: int, until: datetime) -> None:
+    """Share a Retry-After's end with every process: the environment's `throttled_until` becomes `until`
+    unless it is already later (a 429 that is not counted here: the client counted it when it came)."""
+    Environment.objects.filter(pk=environment_id).filter(
+        Q(throttled_until__isnull=True) | Q(throttled_until__lt=until)
+    ).update(throttled_until=until)

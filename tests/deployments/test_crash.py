@@ -48,7 +48,7 @@ def status_of(job):
 
 
 @pytest.mark.parametrize("point", ["after_claim", "after_submit", "mid_poll"])
-def test_a_worker_killed_mid_import_is_continued_with_the_same_operation(
+def test_a_worker_killed_mid_import_is_continued_and_imports_once(
     contoso, emulator, celery_worker_factory, worker_env, point
 ):
     promotion = contoso.preflight(contoso.request(contoso.upload(success_package("1.0.0.0")), "test"))

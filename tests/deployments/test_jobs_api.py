@@ -40,7 +40,7 @@ def test_other_team_gets_404(api_client, outsider, token_for, job):
     assert _get(api_client, token_for(outsider), "/api/v1/jobs/").json()["count"] == 0
 
 
-def test_auditor_sees_every_job(api_client, auditor, token_for, job):
+def test_an_auditor_sees_the_jobs_of_a_team_they_are_not_in(api_client, auditor, token_for, job):
     assert _get(api_client, token_for(auditor), "/api/v1/jobs/").json()["count"] == 1
 
 
@@ -48,17 +48,14 @@ def test_anonymous_gets_401(api_client, job):
     assert api_client.get(f"/api/v1/jobs/{job.pk}/").status_code == 401
 
 
-def test_list_query_count_does_not_grow_with_page_size(
-    api_client, auditor, token_for, job, django_assert_max_num_queries
-):
+def test_list_query_count_does_not_grow_with_page_size(api_client, auditor, token_for, job, django_assert_num_queries):
     from deployments.models import Job
 
     for _ in range(5):
         Job.objects.create(kind=JobKind.HEALTH_CHECK, environment=job.environment, created_by=auditor)
     token = token_for(auditor)
     _get(api_client, token, "/api/v1/jobs/")  # the first call of a minute also records last_used_at
-    with django_assert_max_num_queries(6) as small:
-        _get(api_client, token, "/api/v1/jobs/?page_size=1")
-    with django_assert_max_num_queries(6) as large:
-        _get(api_client, token, "/api/v1/jobs/?page_size=50")
-    assert len(small.captured_queries) == len(large.captured_queries)
+    with django_assert_num_queries(3):
+        assert len(_get(api_client, token, "/api/v1/jobs/?page_size=1").json()["results"]) == 1
+    with django_assert_num_queries(3):
+        assert len(_get(api_client, token, "/api/v1/jobs/?page_size=50").json()["results"]) == 6

@@ -100,6 +100,8 @@ def test_the_development_environment_cannot_be_a_stage_target(pipeline, environm
 
 
 def test_team_and_development_environment_stay_while_solutions_use_the_pipeline(pipeline, solution, team, admin_user):
+    from alm_portal.accounts.services import team_create
+
     error = refused(
         "invalid_state",
         services.pipeline_update,
@@ -108,6 +110,17 @@ def test_team_and_development_environment_stay_while_solutions_use_the_pipeline(
         context=as_user(admin_user),
     )
     assert "1 solution(s)" in error.message
+    other_team = team_create(name="Fabrikam", slug="fabrikam", context=AuditContext.system())
+    refused(
+        "invalid_state",
+        services.pipeline_update,
+        pipeline=pipeline,
+        team=other_team,  # with a development environment of that team, else the pair is invalid anyway
+        development_environment=make_environment("fabrikam-dev", other_team, "development"),
+        context=as_user(admin_user),
+    )
+    pipeline.refresh_from_db()
+    assert (pipeline.team_id, pipeline.development_environment.name) == (team.pk, "contoso-dev")
 
 
 def test_an_unused_pipeline_is_deleted_with_its_stages_and_the_event_keeps_what_it_was(

@@ -195,7 +195,7 @@ def test_comments_are_one_to_two_thousand_characters():
         ("validation_error", 400),
     ],
 )
-def test_each_refusal_code_answers_with_the_status_of_design_section_7(code, status):
+def test_each_refusal_code_answers_with_its_http_status(code, status):
     error = policy.Refusal(code, "message", {"x": 1}).error()
     assert (error.code, error.status, error.message, error.details) == (code, status, "message", {"x": 1})
 

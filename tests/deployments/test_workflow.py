@@ -638,7 +638,7 @@ def test_preflight_results_are_refused_once_the_promotion_is_over(version, stage
     refused("invalid_state", preflight, promotion)
 
 
-def test_attention_is_flagged_by_the_runner_and_resolved_by_an_admin_only(
+def test_attention_is_flagged_by_a_worker_and_resolved_by_an_admin_only(
     clock, version, stage_test, maker, approver, admin_user
 ):
     promotion = queued_promotion(version, stage_test, maker, approver)
@@ -1025,25 +1025,27 @@ def test_override_needs_a_freeze_and_keeps_the_four_eyes_rule(clock, version, st
 
 
 @pytest.fixture
-def rollback_artifact(monkeypatch, solution, maker):
-    """deployments.rollback is built in parallel: stand in for rollback_artifact_for."""
-    import sys
-    import types
+def rollback_artifact(solution, version):
+    """A re-versioned copy of `version` (1.0.0.1) already in the registry as 1.0.0.3, the highest version seen:
+    deployments.rollback reuses it for a reversion rollback of a deployment that replaced 1.0.0.1 (no package
+    is built), and uninstall_reinstall goes back to 1.0.0.1 itself."""
+    from solutions.models import SolutionVersion
 
-    calls = []
     restored = make_version(solution, "1.0.0.3", uploaded_by=None)
+    SolutionVersion.objects.filter(pk=restored.pk).update(source_kind="reversioned", restores_version=version)
+    restored.refresh_from_db()
+    return restored
 
-    def fake(*, promotion, strategy, context):
-        calls.append((promotion.pk, strategy))
-        return restored
 
-    try:
-        import deployments.rollback as module
-    except ImportError:
-        module = types.ModuleType("deployments.rollback")
-        monkeypatch.setitem(sys.modules, "deployments.rollback", module)
-    monkeypatch.setattr(module, "rollback_artifact_for", fake, raising=False)
-    return restored, calls
+def deployed_over(version, stage, maker, approvers):
+    """1.0.0.2 deployed in `stage` over `version` (1.0.0.1): a deployment a rollback can go back from."""
+    return deployed(
+        make_version(version.solution, "1.0.0.2", uploaded_by=maker),
+        stage,
+        maker,
+        approvers,
+        previous_version="1.0.0.1",
+    )
 
 
 def rollback(promotion, user, strategy="reversion_update", **kwargs):
@@ -1055,7 +1057,7 @@ def rollback(promotion, user, strategy="reversion_update", **kwargs):
 def test_rollback_of_the_latest_deployment_needs_an_approval_and_marks_the_original(
     clock, rollback_artifact, version, solution, stage_test, maker, approver
 ):
-    restored, calls = rollback_artifact
+    restored = rollback_artifact
     stage_update(stage=stage_test, required_approvals=0, context=as_user(maker))
     newer = make_version(solution, "1.0.0.2", uploaded_by=maker)
     first = run_to(request(version, stage_test, maker), previous_version="")
@@ -1065,7 +1067,6 @@ def test_rollback_of_the_latest_deployment_needs_an_approval_and_marks_the_origi
     refused("not_latest_deployment", rollback, first, maker)
     since = head_seq()
     back = rollback(second, maker, comment="Broke the form")
-    assert calls == [(second.pk, "reversion_update")]
     assert (back.kind, back.status, back.version_id, back.rollback_of_id) == (
         "rollback",
         PromotionStatus.PENDING_APPROVAL,
@@ -1098,7 +1099,7 @@ def test_rollback_of_the_latest_deployment_needs_an_approval_and_marks_the_origi
 
 def test_rollbacks_are_not_gated(clock, rollback_artifact, version, stage_prod, maker, approver, second_approver):
     stage_update(stage=stage_prod, requires_previous_stage=False, context=as_user(maker))
-    deployed_prod = deployed(version, stage_prod, maker, [approver, second_approver])
+    deployed_prod = deployed_over(version, stage_prod, maker, [approver, second_approver])
     stage_update(stage=stage_prod, requires_previous_stage=True, context=as_user(maker))
     back = rollback(deployed_prod, maker)
     assert back.status == PromotionStatus.PENDING_APPROVAL
@@ -1107,20 +1108,20 @@ def test_rollbacks_are_not_gated(clock, rollback_artifact, version, stage_prod, 
 def test_uninstall_reinstall_is_admin_only_and_needs_the_unique_name(
     clock, rollback_artifact, version, stage_test, maker, approver, admin_user
 ):
-    deployed_test = deployed(version, stage_test, maker, [approver])
+    deployed_test = deployed_over(version, stage_test, maker, [approver])
     refused("permission_denied", rollback, deployed_test, maker, strategy="uninstall_reinstall")
     error = refused(
         "validation_error", rollback, deployed_test, admin_user, strategy="uninstall_reinstall", confirm="x"
     )
     assert "confirm" in error.details
     back = rollback(deployed_test, admin_user, strategy="uninstall_reinstall", confirm="IncidentReporting")
-    assert back.rollback_strategy == "uninstall_reinstall"
+    assert (back.rollback_strategy, back.version_id) == ("uninstall_reinstall", version.pk)
 
 
 def test_mark_rolled_back_needs_a_succeeded_rollback_of_that_promotion(
     clock, rollback_artifact, version, stage_test, maker, approver
 ):
-    original = deployed(version, stage_test, maker, [approver])
+    original = deployed_over(version, stage_test, maker, [approver])
     back = rollback(original, maker)
     refused("invalid_state", workflow.promotion_mark_rolled_back, promotion=original, rollback=back, context=WORKER)
 

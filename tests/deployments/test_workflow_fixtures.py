@@ -206,13 +206,13 @@ def run_to(promotion: Promotion, outcome: str = "succeeded", previous_version: s
     )
 
 
-def deployed(version: Any, stage: Any, requester: Any, approvers: list[Any]) -> Promotion:
-    """A promotion of `version` that succeeded in `stage`."""
+def deployed(version: Any, stage: Any, requester: Any, approvers: list[Any], previous_version: str = "") -> Promotion:
+    """A promotion of `version` that succeeded in `stage` (replacing `previous_version`, "" = a first install)."""
     promotion = request(version, stage, requester)
     preflight(promotion)
     for person in approvers:
         approve(promotion, person)
-    return run_to(promotion)
+    return run_to(promotion, previous_version=previous_version)
 
 
 def events_of(obj: Any, *, since: int = 0) -> list[AuditEvent]:
