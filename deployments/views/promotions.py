@@ -1,6 +1,6 @@
 """Pages of promotions: detail (timeline, pre-flight, approvals, live progress, import log, rollback
-planner), the request form on a version, the approvals inbox and delivery metrics (pipeline pages:
-deployments/pipeline_views.py).
+planner), the list and the request form on a version (the approvals inbox: deployments/views/approvals.py;
+pipeline pages: deployments/views/pipelines.py).
 
 Thin: each view reads through selectors, asks deployments.policy what the user may do (so the page
 shows the same refusal sentences the API answers with) and calls one workflow function per POST.
@@ -31,11 +31,11 @@ from alm_portal.audit.services import record_outcome
 from alm_portal.errors import DomainError
 from deployments import policy, selectors, workflow
 from deployments.choices import ApprovalDecision, PromotionKind, PromotionStatus, RollbackStrategy
-from deployments.forms import CancelForm, DecisionForm, PromotionRequestForm, RejectForm, RollbackForm
+from deployments.forms.promotions import CancelForm, DecisionForm, PromotionRequestForm, RejectForm, RollbackForm
 from deployments.models import Promotion, Stage
 from deployments.status_sentences import job_line, promotion_status_sentence
 from deployments.target_diff import promotion_target_diff
-from deployments.views_preflight import preview_trigger_attributes, reference_trigger_attributes
+from deployments.views.preflight import preview_trigger_attributes, reference_trigger_attributes
 from solutions import selectors as solution_selectors
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,6 @@ STATUS_TONE: dict[str, str] = {
     PromotionStatus.RUNNING: "busy",
     PromotionStatus.QUEUED: "busy",
 }
-PREFLIGHT_TONE = {"blocked": "bad", "warnings": "warn", "passed": "ok"}
 
 
 def _user(request: HttpRequest) -> User:
@@ -488,35 +487,3 @@ def promotion_list(request: HttpRequest) -> HttpResponse:
             "keep": urlencode({key: value for key, value in {"status": status, **narrowed}.items() if value}),
         },
     )
-
-
-def approvals_waiting_for(user: User) -> list[Promotion]:
-    """Promotions waiting for a decision `user` may make, oldest first (auditors and makers: none)."""
-    if not account_policy.changes_anything(user):
-        return []
-    return selectors.promotions_awaiting_decision_by(user=user)
-
-
-def _deletes_data(promotion: Promotion) -> bool:
-    """Pre-flight found custom tables or columns whose data the import would delete."""
-    result = promotion.preflight_result if isinstance(promotion.preflight_result, dict) else {}
-    return any((check.get("details") or {}).get("data_loss") for check in result.get("checks") or [])
-
-
-@login_required
-def approvals_inbox(request: HttpRequest) -> HttpResponse:
-    user = _user(request)
-    if not account_policy.decides_promotions(user):
-        raise PermissionDenied("The approvals inbox is for approvers and admins.")
-    rows = [
-        {
-            "promotion": promotion,
-            "preflight": promotion.get_preflight_status_display(),
-            "preflight_tone": PREFLIGHT_TONE.get(promotion.preflight_status, ""),
-            "production": promotion.target_environment.kind == "production",
-            "data_loss": _deletes_data(promotion),
-            "waiting_since": promotion.requested_at,
-        }
-        for promotion in approvals_waiting_for(user)
-    ]
-    return render(request, "deployments/approvals_inbox.html", {"rows": rows})

@@ -23,9 +23,8 @@ from django.views.decorators.http import require_POST
 
 from alm_portal.errors import DomainError
 from deployments import selectors, services
+from deployments.forms.pipelines import ConnectionReferenceRows, EnvironmentVariableRows, SettingsImportForm
 from deployments.models import Stage
-from deployments.pipeline_forms import ConnectionReferenceRows, EnvironmentVariableRows, SettingsImportForm
-from deployments.pipeline_views import audit_context, request_user, require_admin, stage_or_404
 from deployments.settings_documents import (
     CONNECTION_REFERENCES,
     ENVIRONMENT_VARIABLES,
@@ -33,6 +32,7 @@ from deployments.settings_documents import (
     settings_document_coverage,
     settings_document_from_manifest,
 )
+from deployments.views.pipelines import audit_context, request_user, require_admin, stage_or_404
 
 
 def _current_document(stage: Stage) -> tuple[dict[str, Any], str]:

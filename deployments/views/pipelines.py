@@ -1,6 +1,6 @@
 """Pages of pipelines: everyone reads the ones they may see; admins create, edit and delete pipelines
 and stages, order stages, name approvers, and edit windows and freezes (a stage's deployment settings:
-deployments/settings_views.py).
+deployments/views/stage_settings.py).
 
 Thin: each view checks permission, validates a form and calls one service of deployments.services;
 a refusal is shown in words, next to the field it concerns when it names one. Everything works
@@ -26,13 +26,13 @@ from alm_portal.audit.context import AuditContext
 from alm_portal.audit.history import object_history_context
 from alm_portal.errors import DomainError
 from deployments import selectors, services
-from deployments.models import Pipeline, Stage, StageFreeze, StageWindow
-from deployments.pipeline_forms import (
+from deployments.forms.pipelines import (
     FreezeForm,
     PipelineForm,
     StageForm,
     WindowForm,
 )
+from deployments.models import Pipeline, Stage, StageFreeze, StageWindow
 from deployments.services.stages import POLICY_FIELDS
 
 
