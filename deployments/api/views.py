@@ -21,6 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from alm_portal.accounts.choices import Scope
+from alm_portal.accounts.identity import portal_user
 from alm_portal.accounts.models import ApiToken, User
 from alm_portal.audit.context import AuditContext
 from alm_portal.errors import InvalidState, NotFound, ValidationFailed
@@ -148,7 +149,7 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     def get_queryset(self) -> QuerySet[Promotion]:
         if getattr(self, "swagger_fake_view", False):
             return Promotion.objects.none()
-        return selectors.promotions_visible_to(user=self.request.user).order_by("-requested_at", "-id")  # type: ignore[arg-type]
+        return selectors.promotions_visible_to(user=portal_user(self.request)).order_by("-requested_at", "-id")
 
     def _promotion(self) -> Promotion:
         found = self.get_queryset().filter(pk=int(self.kwargs["pk"])).first()
@@ -157,7 +158,7 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         return found
 
     def _fresh(self, pk: int, code: int = status.HTTP_200_OK) -> Response:
-        promotion = selectors.promotions_visible_to(user=self.request.user).get(pk=pk)  # type: ignore[arg-type]
+        promotion = selectors.promotions_visible_to(user=portal_user(self.request)).get(pk=pk)
         return Response(PromotionSerializer(promotion).data, status=code)
 
     @extend_schema(
@@ -183,13 +184,13 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         form = PromotionCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        user: User = request.user  # type: ignore[assignment]
+        user: User = portal_user(request)
         version = _version_of(user, data)
         stage = _stage_of(user, data, version)
         promotion = workflow.promotion_request(
             version=version,
             stage=stage,
-            requested_by=request.user,  # type: ignore[arg-type]
+            requested_by=portal_user(request),
             context=_context(request),
             comment=data["justification"],
             change_reference=data.get("change_reference", ""),
@@ -215,7 +216,7 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         if data["override_freeze"]:
             workflow.promotion_override_freeze(
                 promotion=promotion,
-                user=request.user,  # type: ignore[arg-type]
+                user=portal_user(request),
                 reason=data.get("reason", ""),
                 context=_context(request),
                 token=_token(request),
@@ -223,7 +224,7 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         else:
             workflow.promotion_approve(
                 promotion=promotion,
-                user=request.user,  # type: ignore[arg-type]
+                user=portal_user(request),
                 comment=data.get("comment", ""),
                 context=_context(request),
             )
@@ -240,7 +241,7 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         form.is_valid(raise_exception=True)
         workflow.promotion_reject(
             promotion=promotion,
-            user=request.user,  # type: ignore[arg-type]
+            user=portal_user(request),
             comment=form.validated_data["comment"],
             context=_context(request),
         )
@@ -255,7 +256,7 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         form.is_valid(raise_exception=True)
         workflow.promotion_cancel(
             promotion=promotion,
-            user=request.user,  # type: ignore[arg-type]
+            user=portal_user(request),
             comment=form.validated_data["comment"],
             context=_context(request),
         )
@@ -279,7 +280,7 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         form.is_valid(raise_exception=True)
         workflow.promotion_retry(
             promotion=promotion,
-            user=request.user,  # type: ignore[arg-type]
+            user=portal_user(request),
             comment=form.validated_data.get("comment", ""),
             context=_context(request),
         )
@@ -309,7 +310,7 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         created = workflow.rollback_request(
             promotion=promotion,
             strategy=data["strategy"],
-            requested_by=request.user,  # type: ignore[arg-type]
+            requested_by=portal_user(request),
             context=_context(request),
             confirm=data.get("confirm", ""),
             comment=data["justification"],

@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from alm_portal.accounts import policy as account_policy
+from alm_portal.accounts.identity import portal_user
 from alm_portal.accounts.models import User
 from deployments import selectors
 from deployments.models import Promotion
@@ -30,7 +31,7 @@ def _deletes_data(promotion: Promotion) -> bool:
 
 @login_required
 def approvals_inbox(request: HttpRequest) -> HttpResponse:
-    user: User = request.user  # type: ignore[assignment]
+    user: User = portal_user(request)
     if not account_policy.decides_promotions(user):
         raise PermissionDenied("The approvals inbox is for approvers and admins.")
     rows = [

@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from alm_portal.accounts import policy as account_policy
-from alm_portal.accounts.models import User
+from alm_portal.accounts.identity import portal_user
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.history import object_history_context
 from alm_portal.errors import DomainError
@@ -36,16 +36,12 @@ from deployments.models import Pipeline, Stage, StageFreeze, StageWindow
 from deployments.services.stages import POLICY_FIELDS
 
 
-def request_user(request: HttpRequest) -> User:
-    return request.user  # type: ignore[return-value]
-
-
 def audit_context(request: HttpRequest) -> AuditContext:
     return AuditContext.from_request(request)
 
 
 def _is_admin(request: HttpRequest) -> bool:
-    return account_policy.can_administer(user=request_user(request), token=None)
+    return account_policy.can_administer(user=portal_user(request), token=None)
 
 
 def require_admin(request: HttpRequest) -> None:
@@ -76,13 +72,13 @@ def stage_or_404(pk: int) -> Stage:
 
 @login_required
 def pipeline_list(request: HttpRequest) -> HttpResponse:
-    pipelines = selectors.pipelines_visible_to(user=request_user(request)).order_by("name")
+    pipelines = selectors.pipelines_visible_to(user=portal_user(request)).order_by("name")
     return render(request, "deployments/pipeline_list.html", {"pipelines": pipelines, "is_admin": _is_admin(request)})
 
 
 @login_required
 def pipeline_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    pipeline = get_object_or_404(selectors.pipelines_visible_to(user=request_user(request)), pk=pk)
+    pipeline = get_object_or_404(selectors.pipelines_visible_to(user=portal_user(request)), pk=pk)
     stages = list(pipeline.stages.all())
     rows = [
         {
@@ -101,7 +97,7 @@ def pipeline_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "privilege_rows": selectors.pipeline_privileges(pipeline=pipeline),
         "is_admin": _is_admin(request),
         **object_history_context(
-            user=request_user(request), instance=pipeline, page_number=request.GET.get("history_page")
+            user=portal_user(request), instance=pipeline, page_number=request.GET.get("history_page")
         ),
     }
     return render(request, "deployments/pipeline_detail.html", context)
@@ -362,7 +358,7 @@ def freeze_create(request: HttpRequest, pk: int) -> HttpResponse:
     if form.is_valid():
         try:
             services.stage_freeze_add(
-                stage=stage, context=audit_context(request), created_by=request_user(request), **form.cleaned_data
+                stage=stage, context=audit_context(request), created_by=portal_user(request), **form.cleaned_data
             )
         except DomainError as refusal:
             _place_errors(form, refusal)

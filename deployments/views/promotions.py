@@ -24,6 +24,7 @@ from django.views.decorators.http import require_POST
 
 from alm_portal.accounts import policy as account_policy
 from alm_portal.accounts.choices import Scope
+from alm_portal.accounts.identity import portal_user
 from alm_portal.accounts.models import User
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.history import object_history_context
@@ -59,12 +60,8 @@ STATUS_TONE: dict[str, str] = {
 }
 
 
-def _user(request: HttpRequest) -> User:
-    return request.user  # type: ignore[return-value]
-
-
 def _promotion(request: HttpRequest, pk: int) -> Promotion:
-    return get_object_or_404(selectors.promotions_visible_to(user=_user(request)), pk=pk)
+    return get_object_or_404(selectors.promotions_visible_to(user=portal_user(request)), pk=pk)
 
 
 def _refused(request: HttpRequest, refusal: DomainError, *, doing: str, promotion: Promotion | None = None) -> None:
@@ -223,7 +220,7 @@ def _detail_page(
     status: int = 200,
 ) -> HttpResponse:
     """The detail page; after a refused form, that form comes back with its errors and what was typed."""
-    user = _user(request)
+    user = portal_user(request)
     preflight = promotion.preflight_result if isinstance(promotion.preflight_result, dict) else {}
     result = promotion.result if isinstance(promotion.result, dict) else {}
     may_change = account_policy.changes_anything(user)
@@ -275,7 +272,7 @@ def _act(request: HttpRequest, pk: int, doing: str, call: Any, success: str) -> 
     validate (a comment over the limit, a missing reason) is shown again with what was typed and the
     error, and nothing happens: the decision is never taken without the text that was sent with it."""
     promotion = _promotion(request, pk)
-    if not account_policy.changes_anything(_user(request)):
+    if not account_policy.changes_anything(portal_user(request)):
         raise PermissionDenied("Auditors read everything and change nothing.")
     forms = _decision_forms(request.POST, doing=doing)
     form = forms.get(f"{doing}_form" if doing != "approve" else "decision_form")
@@ -309,7 +306,7 @@ def promotion_approve(request: HttpRequest, pk: int) -> HttpResponse:
         pk,
         "approve",
         lambda promotion, comment: workflow.promotion_approve(
-            promotion=promotion, user=_user(request), comment=comment, context=AuditContext.from_request(request)
+            promotion=promotion, user=portal_user(request), comment=comment, context=AuditContext.from_request(request)
         ),
         "Your approval is recorded.",
     )
@@ -323,7 +320,7 @@ def promotion_reject(request: HttpRequest, pk: int) -> HttpResponse:
         pk,
         "reject",
         lambda promotion, comment: workflow.promotion_reject(
-            promotion=promotion, user=_user(request), comment=comment, context=AuditContext.from_request(request)
+            promotion=promotion, user=portal_user(request), comment=comment, context=AuditContext.from_request(request)
         ),
         "The promotion is rejected.",
     )
@@ -337,7 +334,7 @@ def promotion_cancel(request: HttpRequest, pk: int) -> HttpResponse:
         pk,
         "cancel",
         lambda promotion, comment: workflow.promotion_cancel(
-            promotion=promotion, user=_user(request), comment=comment, context=AuditContext.from_request(request)
+            promotion=promotion, user=portal_user(request), comment=comment, context=AuditContext.from_request(request)
         ),
         "The promotion is cancelled.",
     )
@@ -351,7 +348,7 @@ def promotion_retry(request: HttpRequest, pk: int) -> HttpResponse:
         pk,
         "retry",
         lambda promotion, comment: workflow.promotion_retry(
-            promotion=promotion, user=_user(request), comment=comment, context=AuditContext.from_request(request)
+            promotion=promotion, user=portal_user(request), comment=comment, context=AuditContext.from_request(request)
         ),
         "Trying again: pre-flight runs first.",
     )
@@ -361,7 +358,7 @@ def promotion_retry(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def promotion_rollback(request: HttpRequest, pk: int) -> HttpResponse:
     promotion = _promotion(request, pk)
-    if not account_policy.changes_anything(_user(request)):
+    if not account_policy.changes_anything(portal_user(request)):
         raise PermissionDenied("Auditors read everything and change nothing.")
     form = RollbackForm(request.POST)
     if not form.is_valid():
@@ -371,7 +368,7 @@ def promotion_rollback(request: HttpRequest, pk: int) -> HttpResponse:
         rollback = workflow.rollback_request(
             promotion=promotion,
             strategy=form.cleaned_data["strategy"],
-            requested_by=_user(request),
+            requested_by=portal_user(request),
             confirm=form.cleaned_data["confirm"],
             comment=form.cleaned_data["comment"],
             context=AuditContext.from_request(request),
@@ -411,7 +408,7 @@ def _stage_choices(version: Any) -> list[tuple[int, str]]:
 
 @login_required
 def promotion_request(request: HttpRequest, version_pk: int) -> HttpResponse:
-    user = _user(request)
+    user = portal_user(request)
     version = get_object_or_404(
         solution_selectors.versions_visible_to(user=user).select_related("solution"), pk=version_pk
     )
@@ -462,7 +459,7 @@ def promotion_request(request: HttpRequest, version_pk: int) -> HttpResponse:
 
 @login_required
 def promotion_list(request: HttpRequest) -> HttpResponse:
-    promotions = selectors.promotion_rows_visible_to(user=_user(request)).order_by("-requested_at", "-pk")
+    promotions = selectors.promotion_rows_visible_to(user=portal_user(request)).order_by("-requested_at", "-pk")
     status = request.GET.get("status", "")
     if status in PromotionStatus.values:
         promotions = promotions.filter(status=status)
