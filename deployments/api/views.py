@@ -42,6 +42,7 @@ from deployments.choices import JobStatus
 from deployments.filtersets import JobFilterSet, PromotionFilterSet
 from deployments.models import Job, Promotion, Stage
 from deployments.rollback import rollback_plan
+from deployments.services.promotions import promotion_act
 from solutions import selectors as solution_selectors
 from solutions.models import SolutionVersion
 
@@ -222,7 +223,8 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
                 token=_token(request),
             )
         else:
-            workflow.promotion_approve(
+            promotion_act(
+                action="approve",
                 promotion=promotion,
                 user=portal_user(request),
                 comment=data.get("comment", ""),
@@ -239,7 +241,8 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         promotion = self._promotion()
         form = CommentRequiredSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        workflow.promotion_reject(
+        promotion_act(
+            action="reject",
             promotion=promotion,
             user=portal_user(request),
             comment=form.validated_data["comment"],
@@ -254,7 +257,8 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         promotion = self._promotion()
         form = CommentRequiredSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        workflow.promotion_cancel(
+        promotion_act(
+            action="cancel",
             promotion=promotion,
             user=portal_user(request),
             comment=form.validated_data["comment"],
@@ -278,7 +282,8 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         promotion = self._promotion()
         form = RetrySerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        workflow.promotion_retry(
+        promotion_act(
+            action="retry",
             promotion=promotion,
             user=portal_user(request),
             comment=form.validated_data.get("comment", ""),

@@ -25,6 +25,7 @@ from alm_portal.accounts.identity import portal_user
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.history import object_history_context
 from alm_portal.errors import DomainError
+from alm_portal.refusals import refusal_to_form
 from deployments import selectors, services
 from deployments.forms.pipelines import (
     FreezeForm,
@@ -47,20 +48,6 @@ def _is_admin(request: HttpRequest) -> bool:
 def require_admin(request: HttpRequest) -> None:
     if not _is_admin(request):
         raise PermissionDenied("Only admins change pipelines, stages and their settings.")
-
-
-def _place_errors(form: Form, refusal: DomainError) -> None:
-    """Put a service's field errors next to the form's fields (the message on top when none fits)."""
-    details = refusal.details if isinstance(refusal.details, dict) else {}
-    placed = False
-    for field, problems in details.items():
-        if field not in form.fields:
-            continue
-        for problem in problems if isinstance(problems, list) else [problems]:
-            form.add_error(field, str(problem))
-            placed = True
-    if not placed:
-        form.add_error(None, refusal.message)
 
 
 def stage_or_404(pk: int) -> Stage:
@@ -111,7 +98,7 @@ def pipeline_create(request: HttpRequest) -> HttpResponse:
         try:
             pipeline = services.pipeline_create(context=audit_context(request), **form.cleaned_data)
         except DomainError as refusal:
-            _place_errors(form, refusal)
+            refusal_to_form(form, refusal)
         else:
             messages.success(request, f"Pipeline {pipeline.name} created; add its stages next.")
             return redirect("deployments:pipeline-detail", pk=pipeline.pk)
@@ -133,7 +120,7 @@ def pipeline_edit(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             services.pipeline_update(pipeline=pipeline, context=audit_context(request), **form.cleaned_data)
         except DomainError as refusal:
-            _place_errors(form, refusal)
+            refusal_to_form(form, refusal)
         else:
             messages.success(request, "Pipeline saved.")
             return redirect("deployments:pipeline-detail", pk=pipeline.pk)
@@ -186,7 +173,7 @@ def stage_create(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             stage = services.stage_add(pipeline=pipeline, context=audit_context(request), **form.cleaned_data)
         except DomainError as refusal:
-            _place_errors(form, refusal)
+            refusal_to_form(form, refusal)
         else:
             messages.success(request, f"Stage {stage.name} added; set its windows, freezes and settings here.")
             return redirect("deployments:stage-edit", pk=stage.pk)
@@ -260,7 +247,7 @@ def stage_edit(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             services.stage_update(stage=stage, context=audit_context(request), **changes)
         except DomainError as refusal:
-            _place_errors(form, refusal)
+            refusal_to_form(form, refusal)
         else:
             messages.success(request, "Stage saved." if changes else "Nothing changed.")
             return redirect("deployments:stage-edit", pk=stage.pk)
@@ -314,7 +301,7 @@ def window_create(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             services.stage_window_add(stage=stage, context=audit_context(request), **form.cleaned_data)
         except DomainError as refusal:
-            _place_errors(form, refusal)
+            refusal_to_form(form, refusal)
         else:
             messages.success(request, "Window added.")
             return redirect(reverse("deployments:stage-edit", kwargs={"pk": stage.pk}) + "#windows")
@@ -331,7 +318,7 @@ def window_edit(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             services.stage_window_update(window=window, context=audit_context(request), **form.cleaned_data)
         except DomainError as refusal:
-            _place_errors(form, refusal)
+            refusal_to_form(form, refusal)
         else:
             messages.success(request, "Window saved.")
             return redirect(reverse("deployments:stage-edit", kwargs={"pk": window.stage_id}) + "#windows")
@@ -361,7 +348,7 @@ def freeze_create(request: HttpRequest, pk: int) -> HttpResponse:
                 stage=stage, context=audit_context(request), created_by=portal_user(request), **form.cleaned_data
             )
         except DomainError as refusal:
-            _place_errors(form, refusal)
+            refusal_to_form(form, refusal)
         else:
             messages.success(request, "Freeze added.")
             return redirect(reverse("deployments:stage-edit", kwargs={"pk": stage.pk}) + "#freezes")
@@ -379,7 +366,7 @@ def freeze_edit(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             services.stage_freeze_update(freeze=freeze, context=audit_context(request), **form.cleaned_data)
         except DomainError as refusal:
-            _place_errors(form, refusal)
+            refusal_to_form(form, refusal)
         else:
             messages.success(request, "Freeze saved.")
             return redirect(reverse("deployments:stage-edit", kwargs={"pk": freeze.stage_id}) + "#freezes")
