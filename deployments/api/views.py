@@ -42,7 +42,7 @@ from deployments.choices import JobStatus
 from deployments.filtersets import JobFilterSet, PromotionFilterSet
 from deployments.models import Job, Promotion, Stage
 from deployments.rollback import rollback_plan
-from deployments.services.promotions import promotion_act
+from deployments.services.promotions import promotion_act, promotion_approve_as_asked
 from solutions import selectors as solution_selectors
 from solutions.models import SolutionVersion
 
@@ -214,22 +214,15 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         form = ApproveSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        if data["override_freeze"]:
-            workflow.promotion_override_freeze(
-                promotion=promotion,
-                user=portal_user(request),
-                reason=data.get("reason", ""),
-                context=_context(request),
-                token=_token(request),
-            )
-        else:
-            promotion_act(
-                action="approve",
-                promotion=promotion,
-                user=portal_user(request),
-                comment=data.get("comment", ""),
-                context=_context(request),
-            )
+        promotion_approve_as_asked(
+            promotion=promotion,
+            user=portal_user(request),
+            context=_context(request),
+            comment=data.get("comment", ""),
+            override_freeze=data["override_freeze"],
+            reason=data.get("reason", ""),
+            token=_token(request),
+        )
         return self._fresh(promotion.pk)
 
     @extend_schema(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Literal
 from deployments import workflow
 
 if TYPE_CHECKING:
-    from alm_portal.accounts.models import User
+    from alm_portal.accounts.models import ApiToken, User
     from alm_portal.audit.context import AuditContext
     from deployments.models import Promotion
 
@@ -30,3 +30,23 @@ def promotion_act(
     """Approve, reject, cancel or retry `promotion` as `user`, with the comment sent along. Refusals are
     the workflow's DomainErrors (docs/api.md), answered by each door through alm_portal/refusals.py."""
     return PROMOTION_ACTIONS[action](promotion=promotion, user=user, comment=comment, context=context)
+
+
+def promotion_approve_as_asked(
+    *,
+    promotion: Promotion,
+    user: User,
+    context: AuditContext,
+    comment: str = "",
+    override_freeze: bool = False,
+    reason: str = "",
+    token: ApiToken | None = None,
+) -> Promotion:
+    """An approval as the caller asked for it: an ordinary one, or (`override_freeze`, with a reason) an
+    admin's freeze override, one extra approval that lets the promotion start during a freeze (the
+    admin scope is checked against `token`, None for a session)."""
+    if override_freeze:
+        return workflow.promotion_override_freeze(
+            promotion=promotion, user=user, reason=reason, context=context, token=token
+        )
+    return promotion_act(action="approve", promotion=promotion, user=user, comment=comment, context=context)
