@@ -15,8 +15,7 @@ from alm_portal.accounts import policy
 from alm_portal.accounts.models import User
 from deployments import dashboard
 from deployments import selectors as job_selectors
-from deployments.views import approvals_waiting_for
-from deployments.views_dashboard import running_job_ids
+from deployments.views import approvals_waiting_for, running_job_ids
 
 
 @login_required

@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 
-from alm_portal.accounts.choices import Role, Scope
+from alm_portal.accounts import policy as account_policy
+from alm_portal.accounts.choices import Scope
 from alm_portal.errors import Conflict, DomainError, InvalidState, PermissionRefused, ValidationFailed
 from deployments.choices import ApprovalDecision, PreflightStatus, PromotionKind, PromotionStatus, RollbackStrategy
 from environments.choices import EnvironmentKind
@@ -131,11 +132,11 @@ def request_refusal(*, user: User, solution: Solution) -> Refusal | None:
     solutions (admins administer everything); auditors never change anything."""
     if not user.is_active:
         return Refusal("permission_denied", "Your account is disabled.")
-    if user.role == Role.AUDITOR:
+    if not account_policy.changes_anything(user):
         return Refusal("permission_denied", "Auditors read everything and change nothing.")
-    if user.role == Role.ADMIN:
+    if account_policy.is_admin(user):
         return None
-    if user.role in (Role.MAKER, Role.APPROVER) and _is_team_member(user, solution.team_id):
+    if account_policy.works_for_own_teams(user) and _is_team_member(user, solution.team_id):
         return None
     return Refusal("permission_denied", f"Only members of {solution.team} may request promotions of {solution}.")
 
@@ -146,7 +147,7 @@ def decision_refusal(*, user: User, promotion: Promotion) -> Refusal | None:
     if not user.is_active:
         return Refusal("permission_denied", "Your account is disabled.")
     # Admins administer everything but approve only where a stage names them (docs/roles.md).
-    if user.role not in (Role.APPROVER, Role.ADMIN) or not _named_on_stage(user, promotion.stage):
+    if not account_policy.decides_promotions(user) or not _named_on_stage(user, promotion.stage):
         return Refusal("permission_denied", f"You are not named as an approver of the stage {promotion.stage.name!r}.")
     return four_eyes_refusal(user=user, promotion=promotion)
 
@@ -189,15 +190,15 @@ def preflight_refusal(*, promotion: Promotion) -> Refusal | None:
 
 def requester_or_admin_refusal(*, user: User, promotion: Promotion, action: str) -> Refusal | None:
     """Cancel and retry belong to the requester and to admins."""
-    if not user.is_active or user.role == Role.AUDITOR:
+    if not account_policy.changes_anything(user):
         return Refusal("permission_denied", f"You may not {action} promotions.")
-    if user.pk == promotion.requested_by_id or user.role == Role.ADMIN:
+    if user.pk == promotion.requested_by_id or account_policy.is_admin(user):
         return None
     return Refusal("permission_denied", f"Only the requester or an admin may {action} this promotion.")
 
 
 def admin_refusal(*, user: User, action: str) -> Refusal | None:
-    if user.is_active and user.role == Role.ADMIN:
+    if account_policy.is_admin(user):
         return None
     return Refusal("permission_denied", f"Only an admin may {action}.")
 

@@ -19,6 +19,7 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from django.views.decorators.http import require_POST
 
 from alm_portal.accounts import policy
+from alm_portal.accounts.identity import portal_user
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.history import object_history_context
 from alm_portal.errors import DomainError, NotFound
@@ -34,13 +35,13 @@ from environments.models import Environment
 
 def _visible(request: HttpRequest, pk: int) -> Environment:
     try:
-        return selectors.environment_visible_to(user=request.user, pk=pk)  # type: ignore[arg-type]
+        return selectors.environment_visible_to(user=portal_user(request), pk=pk)
     except NotFound:
         raise Http404("No such environment.") from None
 
 
 def _require_admin(request: HttpRequest) -> None:
-    if not policy.can_administer(user=request.user, token=None):  # type: ignore[arg-type]
+    if not policy.can_administer(user=portal_user(request), token=None):
         raise PermissionDenied("Only admins change environments.")
 
 
@@ -58,12 +59,12 @@ def _form_errors(form: Any, refusal: DomainError) -> None:
 
 @login_required
 def environment_list(request: HttpRequest) -> HttpResponse:
-    environments = selectors.environments_visible_to(user=request.user).order_by("name", "pk")  # type: ignore[arg-type]
+    environments = selectors.environments_visible_to(user=portal_user(request)).order_by("name", "pk")
     page = Paginator(environments, 50).get_page(request.GET.get("page"))
     return render(
         request,
         "environments/list.html",
-        {"page": page, "can_administer": policy.can_administer(user=request.user, token=None)},  # type: ignore[arg-type]
+        {"page": page, "can_administer": policy.can_administer(user=portal_user(request), token=None)},
     )
 
 
@@ -80,10 +81,10 @@ def environment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "drift": selectors.drift_findings(environment=environment, include_resolved=True)[:100],
         "notifications": selectors.notifications_of(environment=environment)[:20],
         "privileges": selectors.environment_privileges(environment=environment),
-        "can_administer": policy.can_administer(user=request.user, token=None),  # type: ignore[arg-type]
+        "can_administer": policy.can_administer(user=portal_user(request), token=None),
         "rotate_form": CredentialRotateForm(),
         **object_history_context(
-            user=request.user,  # type: ignore[arg-type]
+            user=portal_user(request),
             instance=environment,
             page_number=request.GET.get("history_page"),
         ),

@@ -84,6 +84,11 @@ def team_ids_visible_to(user: User) -> set[int] | None:
     return set(user.memberships.values_list("team_id", flat=True))
 
 
+def works_for_own_teams(user: User) -> bool:
+    """Makers and approvers act on their own teams' objects (admins on every team's, auditors on none)."""
+    return user.is_active and user.role in (Role.MAKER, Role.APPROVER)
+
+
 def changes_anything(user: User) -> bool:
     """Auditors change nothing, whatever else a view might allow."""
     return user.is_active and user.role != Role.AUDITOR

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 
 from alm_portal.accounts import policy, selectors, services, sso
 from alm_portal.accounts.forms import ApiTokenForm, EntraLinkForm, SignInForm
+from alm_portal.accounts.identity import portal_user
 from alm_portal.accounts.models import User
 from alm_portal.audit.context import AuditContext
 from alm_portal.errors import DomainError
@@ -29,7 +30,7 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             try:
                 _, created_token = services.api_token_create(
-                    user=request.user,  # type: ignore[arg-type]
+                    user=portal_user(request),
                     name=form.cleaned_data["name"],
                     scopes=form.cleaned_data["scopes"],
                     days=form.cleaned_data["days"],
@@ -45,9 +46,9 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
         "accounts/api_tokens.html",
         {
             "form": form,
-            "tokens": selectors.api_tokens_of(user=request.user),  # type: ignore[arg-type]
+            "tokens": selectors.api_tokens_of(user=portal_user(request)),
             "created_token": created_token,
-            "role_scopes": sorted(policy.role_scopes(request.user.role)),  # type: ignore[union-attr]
+            "role_scopes": sorted(policy.role_scopes(portal_user(request).role)),
         },
     )
 
@@ -55,9 +56,11 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def api_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
-    token = get_object_or_404(selectors.api_tokens_of(user=request.user), pk=pk)  # type: ignore[arg-type]
+    token = get_object_or_404(selectors.api_tokens_of(user=portal_user(request)), pk=pk)
     try:
-        services.api_token_revoke(token=token, context=AuditContext.from_request(request), revoked_by=request.user)  # type: ignore[arg-type]
+        services.api_token_revoke(
+            token=token, context=AuditContext.from_request(request), revoked_by=portal_user(request)
+        )
     except DomainError as refusal:
         messages.error(request, refusal.message)
     else:
@@ -124,7 +127,7 @@ def sso_callback(request: HttpRequest) -> HttpResponse:
 
 
 def _admin_only(request: HttpRequest) -> None:
-    if not policy.is_admin(request.user):  # type: ignore[arg-type]
+    if not policy.is_admin(portal_user(request)):
         raise PermissionDenied("Only admins see and end other people's sessions.")
 
 

@@ -17,6 +17,7 @@ from alm_portal.audit.denials import denied_request_tally
 from alm_portal.audit.services import record_outcome
 from alm_portal.errors import DomainError
 from alm_portal.limits import throttling
+from alm_portal.refusals import api_error_body
 
 logger = logging.getLogger(__name__)
 
@@ -132,9 +133,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             )
             if throttled is not None:
                 return throttled
-        response = Response(
-            {"error": {"code": exc.code, "message": exc.message, "details": exc.details}}, status=exc.status
-        )
+        response = Response(api_error_body(exc), status=exc.status)
         if exc.status == 401:
             response["WWW-Authenticate"] = 'Bearer realm="alm-portal"'
         if exc.status == 429 and isinstance(exc.details, dict) and "retry_after" in exc.details:

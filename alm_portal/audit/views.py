@@ -19,6 +19,7 @@ from django.utils.text import capfirst
 from django.views.decorators.http import require_POST
 
 from alm_portal.accounts import policy
+from alm_portal.accounts.identity import portal_user
 from alm_portal.accounts.models import User
 from alm_portal.audit import selectors
 from alm_portal.audit.choices import Outcome
@@ -90,7 +91,7 @@ def _day(text: str, *, end: bool = False) -> datetime | None:
 
 
 def _require_reader(request: HttpRequest) -> User:
-    user: User = request.user  # type: ignore[assignment]
+    user: User = portal_user(request)
     if not policy.reads_audit_log(user):
         raise PermissionDenied("The audit log is for auditors and admins.")
     return user

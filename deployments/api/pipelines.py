@@ -20,6 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from alm_portal.accounts.choices import Scope
+from alm_portal.accounts.identity import portal_user
 from alm_portal.accounts.models import Team, User
 from alm_portal.audit.context import AuditContext
 from alm_portal.errors import NotFound, ValidationFailed
@@ -132,7 +133,7 @@ class PipelineViewSet(
     def get_queryset(self) -> QuerySet[Pipeline]:
         if getattr(self, "swagger_fake_view", False):
             return Pipeline.objects.none()
-        return selectors.pipelines_visible_to(user=self.request.user).order_by("name", "pk")  # type: ignore[arg-type]
+        return selectors.pipelines_visible_to(user=portal_user(self.request)).order_by("name", "pk")
 
     def _fresh(self, pk: int, code: int = status.HTTP_200_OK) -> Response:
         return Response(PipelineSerializer(self.get_queryset().get(pk=pk)).data, status=code)
@@ -197,7 +198,7 @@ class PipelineViewSet(
         form.is_valid(raise_exception=True)
         with transaction.atomic():
             stage = _stage_create(pipeline=pipeline, data=dict(form.validated_data), request=request)
-        fresh = selectors.stages_visible_to(user=request.user).get(pk=stage.pk)  # type: ignore[arg-type]
+        fresh = selectors.stages_visible_to(user=portal_user(request)).get(pk=stage.pk)
         response = Response(StageSerializer(fresh).data, status=status.HTTP_201_CREATED)
         response["Location"] = reverse("api:deployments:stage-detail", kwargs={"pk": stage.pk})
         return response
@@ -229,7 +230,7 @@ class StageViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     def get_queryset(self) -> QuerySet[Stage]:
         if getattr(self, "swagger_fake_view", False):
             return Stage.objects.none()
-        return selectors.stages_visible_to(user=self.request.user)  # type: ignore[arg-type]
+        return selectors.stages_visible_to(user=portal_user(self.request))
 
     def _fresh(self, pk: int) -> Response:
         return Response(StageSerializer(self.get_queryset().get(pk=pk)).data)
@@ -299,7 +300,7 @@ class StageViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
             document=request.data,
             if_match=request.headers.get("If-Match"),
             context=_context(request),
-            user=request.user,  # type: ignore[arg-type]
+            user=portal_user(request),
         )
         return self._settings_response(stage)
 
@@ -406,7 +407,7 @@ class StageViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
             ends_at=data["end"],
             reason=data["reason"],
             context=_context(request),
-            created_by=request.user,  # type: ignore[arg-type]
+            created_by=portal_user(request),
         )
         return Response(FreezeSerializer(freeze).data, status=status.HTTP_201_CREATED)
 

@@ -21,6 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from alm_portal.accounts.choices import Scope
+from alm_portal.accounts.identity import portal_user
 from alm_portal.accounts.models import ApiToken, User
 from alm_portal.audit.context import AuditContext
 from alm_portal.errors import InvalidState, NotFound, ValidationFailed
@@ -41,6 +42,7 @@ from deployments.choices import JobStatus
 from deployments.filtersets import JobFilterSet, PromotionFilterSet
 from deployments.models import Job, Promotion, Stage
 from deployments.rollback import rollback_plan
+from deployments.services.promotions import promotion_act, promotion_approve_as_asked
 from solutions import selectors as solution_selectors
 from solutions.models import SolutionVersion
 
@@ -148,7 +150,7 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     def get_queryset(self) -> QuerySet[Promotion]:
         if getattr(self, "swagger_fake_view", False):
             return Promotion.objects.none()
-        return selectors.promotions_visible_to(user=self.request.user).order_by("-requested_at", "-id")  # type: ignore[arg-type]
+        return selectors.promotions_visible_to(user=portal_user(self.request)).order_by("-requested_at", "-id")
 
     def _promotion(self) -> Promotion:
         found = self.get_queryset().filter(pk=int(self.kwargs["pk"])).first()
@@ -157,7 +159,7 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         return found
 
     def _fresh(self, pk: int, code: int = status.HTTP_200_OK) -> Response:
-        promotion = selectors.promotions_visible_to(user=self.request.user).get(pk=pk)  # type: ignore[arg-type]
+        promotion = selectors.promotions_visible_to(user=portal_user(self.request)).get(pk=pk)
         return Response(PromotionSerializer(promotion).data, status=code)
 
     @extend_schema(
@@ -183,13 +185,13 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         form = PromotionCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        user: User = request.user  # type: ignore[assignment]
+        user: User = portal_user(request)
         version = _version_of(user, data)
         stage = _stage_of(user, data, version)
         promotion = workflow.promotion_request(
             version=version,
             stage=stage,
-            requested_by=request.user,  # type: ignore[arg-type]
+            requested_by=portal_user(request),
             context=_context(request),
             comment=data["justification"],
             change_reference=data.get("change_reference", ""),
@@ -212,21 +214,15 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         form = ApproveSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        if data["override_freeze"]:
-            workflow.promotion_override_freeze(
-                promotion=promotion,
-                user=request.user,  # type: ignore[arg-type]
-                reason=data.get("reason", ""),
-                context=_context(request),
-                token=_token(request),
-            )
-        else:
-            workflow.promotion_approve(
-                promotion=promotion,
-                user=request.user,  # type: ignore[arg-type]
-                comment=data.get("comment", ""),
-                context=_context(request),
-            )
+        promotion_approve_as_asked(
+            promotion=promotion,
+            user=portal_user(request),
+            context=_context(request),
+            comment=data.get("comment", ""),
+            override_freeze=data["override_freeze"],
+            reason=data.get("reason", ""),
+            token=_token(request),
+        )
         return self._fresh(promotion.pk)
 
     @extend_schema(
@@ -238,9 +234,10 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         promotion = self._promotion()
         form = CommentRequiredSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        workflow.promotion_reject(
+        promotion_act(
+            action="reject",
             promotion=promotion,
-            user=request.user,  # type: ignore[arg-type]
+            user=portal_user(request),
             comment=form.validated_data["comment"],
             context=_context(request),
         )
@@ -253,9 +250,10 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         promotion = self._promotion()
         form = CommentRequiredSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        workflow.promotion_cancel(
+        promotion_act(
+            action="cancel",
             promotion=promotion,
-            user=request.user,  # type: ignore[arg-type]
+            user=portal_user(request),
             comment=form.validated_data["comment"],
             context=_context(request),
         )
@@ -277,9 +275,10 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         promotion = self._promotion()
         form = RetrySerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        workflow.promotion_retry(
+        promotion_act(
+            action="retry",
             promotion=promotion,
-            user=request.user,  # type: ignore[arg-type]
+            user=portal_user(request),
             comment=form.validated_data.get("comment", ""),
             context=_context(request),
         )
@@ -309,7 +308,7 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         created = workflow.rollback_request(
             promotion=promotion,
             strategy=data["strategy"],
-            requested_by=request.user,  # type: ignore[arg-type]
+            requested_by=portal_user(request),
             context=_context(request),
             confirm=data.get("confirm", ""),
             comment=data["justification"],

@@ -2,7 +2,8 @@
 
 The only code that writes them; every change is audited in the same transaction. Permission (admin
 scope for all of these) is checked by the views that call them. One module per subject:
-pipelines, stages, calendar (windows and freezes), deployment_settings.
+pipelines, stages, calendar (windows and freezes), deployment_settings; promotions holds the
+promotion actions the detail page and the API both call (imported from deployments.services.promotions).
 """
 
 from deployments.services.calendar import (

@@ -81,7 +81,7 @@ def _approver_errors(*, required_approvals: int, users: Sequence[User], teams: S
     """Named people must be able to approve, and enough of them to reach the required count: a stage
     that can never collect its approvals would hold every promotion forever."""
     errors: dict[str, list[str]] = {}
-    cannot = [user.username for user in users if user.role not in APPROVING_ROLES or not user.is_active]
+    cannot = [user.username for user in users if not account_policy.decides_promotions(user)]
     if cannot:
         errors["approver_users"] = [
             f"Only active approvers and admins can approve; {', '.join(sorted(cannot))} cannot."

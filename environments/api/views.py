@@ -20,6 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from alm_portal.accounts.choices import Scope
+from alm_portal.accounts.identity import portal_user
 from alm_portal.audit.context import AuditContext
 from alm_portal.errors import ValidationFailed
 from deployments.models import Job
@@ -76,13 +77,13 @@ class EnvironmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
     def get_queryset(self) -> QuerySet[Environment]:
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user
             return Environment.objects.none()
-        return selectors.environments_visible_to(user=self.request.user).order_by("name", "pk")  # type: ignore[arg-type]
+        return selectors.environments_visible_to(user=portal_user(self.request)).order_by("name", "pk")
 
     def _environment(self) -> Environment:
-        return selectors.environment_visible_to(user=self.request.user, pk=int(self.kwargs["pk"]))  # type: ignore[arg-type]
+        return selectors.environment_visible_to(user=portal_user(self.request), pk=int(self.kwargs["pk"]))
 
     def _fresh(self, pk: int) -> Response:
-        environment = selectors.environment_visible_to(user=self.request.user, pk=pk)  # type: ignore[arg-type]
+        environment = selectors.environment_visible_to(user=portal_user(self.request), pk=pk)
         return Response(EnvironmentSerializer(environment).data)
 
     @extend_schema(request=EnvironmentWriteSerializer, responses={201: EnvironmentSerializer, **WRITE_ERRORS})

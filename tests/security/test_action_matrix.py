@@ -158,7 +158,7 @@ def world(api_world: Any, monkeypatch: pytest.MonkeyPatch) -> World:
     # The plan reads the target best effort; these environments do not exist, so the inventory it is.
     monkeypatch.setattr("deployments.rollback._plan_client", lambda promotion, factory: None)
     # Denied attempts are audited in a transaction of their own, which cannot open inside a cell's savepoint.
-    for module in ("alm_portal.api.exceptions", "deployments.views"):
+    for module in ("alm_portal.api.exceptions", "alm_portal.refusals"):
         monkeypatch.setattr(f"{module}.record_outcome", lambda **kwargs: None)
     ids = {
         **api_world.ids,

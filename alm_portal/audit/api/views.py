@@ -29,6 +29,7 @@ from rest_framework.response import Response
 
 from alm_portal.accounts import policy
 from alm_portal.accounts.choices import Scope
+from alm_portal.accounts.identity import portal_user
 from alm_portal.audit import selectors
 from alm_portal.audit.api.exports import csv_stream, export_header, jsonl_stream
 from alm_portal.audit.api.serializers import (
@@ -142,7 +143,7 @@ class AuditEventViewSet(viewsets.GenericViewSet):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
-        if not policy.reads_audit_log(request.user):  # type: ignore[arg-type]
+        if not policy.reads_audit_log(portal_user(request)):
             raise exceptions.PermissionDenied("Only auditors and admins read the audit log.")
 
     def get_queryset(self) -> QuerySet[AuditEvent]:

@@ -22,6 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from alm_portal.accounts.choices import Scope
+from alm_portal.accounts.identity import portal_user
 from alm_portal.audit.context import AuditContext
 from alm_portal.errors import ValidationFailed
 from alm_portal.notifications import selectors, services
@@ -55,13 +56,13 @@ class WebhookViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def get_queryset(self) -> QuerySet[WebhookEndpoint]:
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user
             return WebhookEndpoint.objects.none()
-        return selectors.webhook_endpoints_visible_to(user=self.request.user).order_by("name", "pk")  # type: ignore[arg-type]
+        return selectors.webhook_endpoints_visible_to(user=portal_user(self.request)).order_by("name", "pk")
 
     def _endpoint(self) -> WebhookEndpoint:
-        return selectors.webhook_endpoint_visible_to(user=self.request.user, pk=int(self.kwargs["pk"]))  # type: ignore[arg-type]
+        return selectors.webhook_endpoint_visible_to(user=portal_user(self.request), pk=int(self.kwargs["pk"]))
 
     def _fresh(self, pk: int, status_code: int = status.HTTP_200_OK) -> Response:
-        endpoint = selectors.webhook_endpoint_visible_to(user=self.request.user, pk=pk)  # type: ignore[arg-type]
+        endpoint = selectors.webhook_endpoint_visible_to(user=portal_user(self.request), pk=pk)
         return Response(WebhookEndpointSerializer(endpoint).data, status=status_code)
 
     @extend_schema(responses={200: WebhookEndpointSerializer(many=True), **ERRORS})
@@ -142,7 +143,7 @@ class MyEmailNotificationsView(APIView):
     required_scopes = {"GET": Scope.READ, "PUT": Scope.READ}
 
     def _body(self, request: Request) -> dict[str, Any]:
-        subscription = selectors.email_subscription_of(user=request.user)  # type: ignore[arg-type]
+        subscription = selectors.email_subscription_of(user=portal_user(request))
         if subscription is None:
             return {"events": [], "is_active": False, "email": request.user.email, "updated_at": None}
         return dict(EmailSubscriptionSerializer(subscription).data)
@@ -158,7 +159,7 @@ class MyEmailNotificationsView(APIView):
         form = EmailSubscriptionWriteSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         services.email_subscription_set(
-            user=request.user,  # type: ignore[arg-type]
+            user=portal_user(request),
             events=form.validated_data["events"],
             is_active=form.validated_data.get("is_active", True),
             context=AuditContext.from_request(request),

@@ -21,11 +21,11 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from alm_portal.accounts.identity import portal_user
 from alm_portal.errors import DomainError
 from deployments import selectors, services
+from deployments.forms.pipelines import ConnectionReferenceRows, EnvironmentVariableRows, SettingsImportForm
 from deployments.models import Stage
-from deployments.pipeline_forms import ConnectionReferenceRows, EnvironmentVariableRows, SettingsImportForm
-from deployments.pipeline_views import audit_context, request_user, require_admin, stage_or_404
 from deployments.settings_documents import (
     CONNECTION_REFERENCES,
     ENVIRONMENT_VARIABLES,
@@ -33,6 +33,7 @@ from deployments.settings_documents import (
     settings_document_coverage,
     settings_document_from_manifest,
 )
+from deployments.views.pipelines import audit_context, require_admin, stage_or_404
 
 
 def _current_document(stage: Stage) -> tuple[dict[str, Any], str]:
@@ -175,7 +176,7 @@ def stage_settings(request: HttpRequest, pk: int) -> HttpResponse:
                 document=document,
                 if_match=etag,
                 context=audit_context(request),
-                user=request_user(request),
+                user=portal_user(request),
             )
         except services.PreconditionFailed as refusal:
             problems = [f"{refusal.message} Your changes are below, not saved."]
@@ -215,7 +216,7 @@ def stage_settings_import(request: HttpRequest, pk: int) -> HttpResponse:
                     content=upload.read(),
                     if_match=form.cleaned_data["etag"],
                     context=audit_context(request),
-                    user=request_user(request),
+                    user=portal_user(request),
                 )
         except DomainError as refusal:
             details = refusal.details if isinstance(refusal.details, dict) else {}

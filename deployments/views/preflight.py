@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 
+from alm_portal.accounts.identity import portal_user
 from deployments import policy
 from deployments.models import Stage
 from deployments.preflight.preview import promotion_preflight_preview
@@ -26,12 +27,12 @@ STATUS_WORDS = {
 @login_required
 def promotion_request_preview(request: HttpRequest, version_pk: int) -> HttpResponse:
     """The findings known before submitting `version` into the chosen stage (GET ?stage=<id>)."""
-    user = request.user
+    user = portal_user(request)
     version = get_object_or_404(
-        solution_selectors.versions_visible_to(user=user).select_related("solution"),  # type: ignore[arg-type]
+        solution_selectors.versions_visible_to(user=user).select_related("solution"),
         pk=version_pk,
     )
-    refusal = policy.request_refusal(user=user, solution=version.solution)  # type: ignore[arg-type]
+    refusal = policy.request_refusal(user=user, solution=version.solution)
     if refusal is not None:
         raise PermissionDenied(refusal.message)
     stage_id = request.GET.get("stage", "")

@@ -1,6 +1,6 @@
 """Pages of pipelines: everyone reads the ones they may see; admins create, edit and delete pipelines
 and stages, order stages, name approvers, and edit windows and freezes (a stage's deployment settings:
-deployments/settings_views.py).
+deployments/views/stage_settings.py).
 
 Thin: each view checks permission, validates a form and calls one service of deployments.services;
 a refusal is shown in words, next to the field it concerns when it names one. Everything works
@@ -21,23 +21,20 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from alm_portal.accounts import policy as account_policy
-from alm_portal.accounts.models import User
+from alm_portal.accounts.identity import portal_user
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.history import object_history_context
 from alm_portal.errors import DomainError
+from alm_portal.refusals import refusal_to_form
 from deployments import selectors, services
-from deployments.models import Pipeline, Stage, StageFreeze, StageWindow
-from deployments.pipeline_forms import (
+from deployments.forms.pipelines import (
     FreezeForm,
     PipelineForm,
     StageForm,
     WindowForm,
 )
+from deployments.models import Pipeline, Stage, StageFreeze, StageWindow
 from deployments.services.stages import POLICY_FIELDS
-
-
-def request_user(request: HttpRequest) -> User:
-    return request.user  # type: ignore[return-value]
 
 
 def audit_context(request: HttpRequest) -> AuditContext:
@@ -45,26 +42,12 @@ def audit_context(request: HttpRequest) -> AuditContext:
 
 
 def _is_admin(request: HttpRequest) -> bool:
-    return account_policy.can_administer(user=request_user(request), token=None)
+    return account_policy.can_administer(user=portal_user(request), token=None)
 
 
 def require_admin(request: HttpRequest) -> None:
     if not _is_admin(request):
         raise PermissionDenied("Only admins change pipelines, stages and their settings.")
-
-
-def _place_errors(form: Form, refusal: DomainError) -> None:
-    """Put a service's field errors next to the form's fields (the message on top when none fits)."""
-    details = refusal.details if isinstance(refusal.details, dict) else {}
-    placed = False
-    for field, problems in details.items():
-        if field not in form.fields:
-            continue
-        for problem in problems if isinstance(problems, list) else [problems]:
-            form.add_error(field, str(problem))
-            placed = True
-    if not placed:
-        form.add_error(None, refusal.message)
 
 
 def stage_or_404(pk: int) -> Stage:
@@ -76,13 +59,13 @@ def stage_or_404(pk: int) -> Stage:
 
 @login_required
 def pipeline_list(request: HttpRequest) -> HttpResponse:
-    pipelines = selectors.pipelines_visible_to(user=request_user(request)).order_by("name")
+    pipelines = selectors.pipelines_visible_to(user=portal_user(request)).order_by("name")
     return render(request, "deployments/pipeline_list.html", {"pipelines": pipelines, "is_admin": _is_admin(request)})
 
 
 @login_required
 def pipeline_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    pipeline = get_object_or_404(selectors.pipelines_visible_to(user=request_user(request)), pk=pk)
+    pipeline = get_object_or_404(selectors.pipelines_visible_to(user=portal_user(request)), pk=pk)
     stages = list(pipeline.stages.all())
     rows = [
         {
@@ -101,7 +84,7 @@ def pipeline_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "privilege_rows": selectors.pipeline_privileges(pipeline=pipeline),
         "is_admin": _is_admin(request),
         **object_history_context(
-            user=request_user(request), instance=pipeline, page_number=request.GET.get("history_page")
+            user=portal_user(request), instance=pipeline, page_number=request.GET.get("history_page")
         ),
     }
     return render(request, "deployments/pipeline_detail.html", context)
@@ -115,7 +98,7 @@ def pipeline_create(request: HttpRequest) -> HttpResponse:
         try:
             pipeline = services.pipeline_create(context=audit_context(request), **form.cleaned_data)
         except DomainError as refusal:
-            _place_errors(form, refusal)
+            refusal_to_form(form, refusal)
         else:
             messages.success(request, f"Pipeline {pipeline.name} created; add its stages next.")
             return redirect("deployments:pipeline-detail", pk=pipeline.pk)
@@ -137,7 +120,7 @@ def pipeline_edit(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             services.pipeline_update(pipeline=pipeline, context=audit_context(request), **form.cleaned_data)
         except DomainError as refusal:
-            _place_errors(form, refusal)
+            refusal_to_form(form, refusal)
         else:
             messages.success(request, "Pipeline saved.")
             return redirect("deployments:pipeline-detail", pk=pipeline.pk)
@@ -190,7 +173,7 @@ def stage_create(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             stage = services.stage_add(pipeline=pipeline, context=audit_context(request), **form.cleaned_data)
         except DomainError as refusal:
-            _place_errors(form, refusal)
+            refusal_to_form(form, refusal)
         else:
             messages.success(request, f"Stage {stage.name} added; set its windows, freezes and settings here.")
             return redirect("deployments:stage-edit", pk=stage.pk)
@@ -264,7 +247,7 @@ def stage_edit(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             services.stage_update(stage=stage, context=audit_context(request), **changes)
         except DomainError as refusal:
-            _place_errors(form, refusal)
+            refusal_to_form(form, refusal)
         else:
             messages.success(request, "Stage saved." if changes else "Nothing changed.")
             return redirect("deployments:stage-edit", pk=stage.pk)
@@ -318,7 +301,7 @@ def window_create(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             services.stage_window_add(stage=stage, context=audit_context(request), **form.cleaned_data)
         except DomainError as refusal:
-            _place_errors(form, refusal)
+            refusal_to_form(form, refusal)
         else:
             messages.success(request, "Window added.")
             return redirect(reverse("deployments:stage-edit", kwargs={"pk": stage.pk}) + "#windows")
@@ -335,7 +318,7 @@ def window_edit(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             services.stage_window_update(window=window, context=audit_context(request), **form.cleaned_data)
         except DomainError as refusal:
-            _place_errors(form, refusal)
+            refusal_to_form(form, refusal)
         else:
             messages.success(request, "Window saved.")
             return redirect(reverse("deployments:stage-edit", kwargs={"pk": window.stage_id}) + "#windows")
@@ -362,10 +345,10 @@ def freeze_create(request: HttpRequest, pk: int) -> HttpResponse:
     if form.is_valid():
         try:
             services.stage_freeze_add(
-                stage=stage, context=audit_context(request), created_by=request_user(request), **form.cleaned_data
+                stage=stage, context=audit_context(request), created_by=portal_user(request), **form.cleaned_data
             )
         except DomainError as refusal:
-            _place_errors(form, refusal)
+            refusal_to_form(form, refusal)
         else:
             messages.success(request, "Freeze added.")
             return redirect(reverse("deployments:stage-edit", kwargs={"pk": stage.pk}) + "#freezes")
@@ -383,7 +366,7 @@ def freeze_edit(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             services.stage_freeze_update(freeze=freeze, context=audit_context(request), **form.cleaned_data)
         except DomainError as refusal:
-            _place_errors(form, refusal)
+            refusal_to_form(form, refusal)
         else:
             messages.success(request, "Freeze saved.")
             return redirect(reverse("deployments:stage-edit", kwargs={"pk": freeze.stage_id}) + "#freezes")

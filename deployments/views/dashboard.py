@@ -8,6 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from alm_portal.accounts.identity import portal_user
 from deployments import dashboard, selectors
 
 
@@ -28,18 +29,18 @@ def running_jobs(request: HttpRequest) -> HttpResponse:
     card showed running, or one newer than the newest the page knew, which may have run between two
     polls), the whole dashboard reloads (HX-Refresh), so the release matrix, the counts, the approvals
     waiting and the failures show what it did."""
-    user = request.user
-    rows = dashboard.running_jobs(user=user)  # type: ignore[arg-type]
+    user = portal_user(request)
+    rows = dashboard.running_jobs(user=user)
     seen = request.GET.get("seen", "")
     context = {
         "running": rows,
         "running_poll": dashboard.running_jobs_poll_interval(rows),
         "running_ids": running_job_ids(rows),
-        "running_seen": seen if seen.isdigit() else selectors.jobs_newest_id(user=user),  # type: ignore[arg-type]
+        "running_seen": seen if seen.isdigit() else selectors.jobs_newest_id(user=user),
     }
     response = render(request, "deployments/_running_jobs.html", context)
     if seen.isdigit() and selectors.jobs_ended(
-        user=user,  # type: ignore[arg-type]
+        user=user,
         job_ids=_ids(request.GET.get("shown", "")),
         after_id=int(seen),
     ):

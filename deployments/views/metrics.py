@@ -15,6 +15,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.utils.dateparse import parse_date
 
+from alm_portal.accounts.identity import portal_user
 from deployments import selectors
 from deployments.metrics import DeliveryMetrics, MetricsGroup, delivery_metrics, delivery_metrics_by
 
@@ -108,7 +109,7 @@ def delivery_metrics_page(request: HttpRequest) -> HttpResponse:
     end = parse_date(request.GET.get("to", "")) or today
     since = datetime.combine(start, time.min, tzinfo=UTC)
     until = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
-    promotions = selectors.promotion_rows_visible_to(user=request.user)  # type: ignore[arg-type]
+    promotions = selectors.promotion_rows_visible_to(user=portal_user(request))
     metrics = delivery_metrics(promotions=promotions, since=since, until=until)
     weeks = _weeks(metrics)
     solutions = _group_rows(delivery_metrics_by(promotions=promotions, since=since, until=until, by="solution"))

@@ -1,6 +1,6 @@
 """Pages of promotions: detail (timeline, pre-flight, approvals, live progress, import log, rollback
-planner), the request form on a version, the approvals inbox and delivery metrics (pipeline pages:
-deployments/pipeline_views.py).
+planner), the list and the request form on a version (the approvals inbox: deployments/views/approvals.py;
+pipeline pages: deployments/views/pipelines.py).
 
 Thin: each view reads through selectors, asks deployments.policy what the user may do (so the page
 shows the same refusal sentences the API answers with) and calls one workflow function per POST.
@@ -8,7 +8,6 @@ shows the same refusal sentences the API answers with) and calls one workflow fu
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from django.contrib import messages
@@ -24,21 +23,21 @@ from django.views.decorators.http import require_POST
 
 from alm_portal.accounts import policy as account_policy
 from alm_portal.accounts.choices import Scope
+from alm_portal.accounts.identity import portal_user
 from alm_portal.accounts.models import User
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.history import object_history_context
-from alm_portal.audit.services import record_outcome
 from alm_portal.errors import DomainError
+from alm_portal.refusals import refusal_field_errors, refusal_to_form, refusal_to_page
 from deployments import policy, selectors, workflow
 from deployments.choices import ApprovalDecision, PromotionKind, PromotionStatus, RollbackStrategy
-from deployments.forms import CancelForm, DecisionForm, PromotionRequestForm, RejectForm, RollbackForm
+from deployments.forms.promotions import CancelForm, DecisionForm, PromotionRequestForm, RejectForm, RollbackForm
 from deployments.models import Promotion, Stage
+from deployments.services.promotions import PromotionAction, promotion_act
 from deployments.status_sentences import job_line, promotion_status_sentence
 from deployments.target_diff import promotion_target_diff
-from deployments.views_preflight import preview_trigger_attributes, reference_trigger_attributes
+from deployments.views.preflight import preview_trigger_attributes, reference_trigger_attributes
 from solutions import selectors as solution_selectors
-
-logger = logging.getLogger(__name__)
 
 # Statuses whose page polls for progress; the partial stops polling once the promotion is over.
 LIVE_STATUSES = (
@@ -57,33 +56,10 @@ STATUS_TONE: dict[str, str] = {
     PromotionStatus.RUNNING: "busy",
     PromotionStatus.QUEUED: "busy",
 }
-PREFLIGHT_TONE = {"blocked": "bad", "warnings": "warn", "passed": "ok"}
-
-
-def _user(request: HttpRequest) -> User:
-    return request.user  # type: ignore[return-value]
 
 
 def _promotion(request: HttpRequest, pk: int) -> Promotion:
-    return get_object_or_404(selectors.promotions_visible_to(user=_user(request)), pk=pk)
-
-
-def _refused(request: HttpRequest, refusal: DomainError, *, doing: str, promotion: Promotion | None = None) -> None:
-    """Show a refusal in words; denied attempts are audited as the API's are."""
-    messages.error(request, refusal.message)
-    if refusal.status not in (401, 403):
-        return
-    try:
-        record_outcome(
-            context=AuditContext.from_request(request),
-            action="page.denied",
-            outcome="denied",
-            message=f"{refusal.code}: {refusal.message}"[:500],
-            target=promotion,
-            after={"method": request.method, "path": request.path, "doing": doing},
-        )
-    except Exception:  # the refusal must still reach the person
-        logger.exception("could not audit a refused page action")
+    return get_object_or_404(selectors.promotions_visible_to(user=portal_user(request)), pk=pk)
 
 
 def _refusal_text(refusal: Any) -> str:
@@ -224,7 +200,7 @@ def _detail_page(
     status: int = 200,
 ) -> HttpResponse:
     """The detail page; after a refused form, that form comes back with its errors and what was typed."""
-    user = _user(request)
+    user = portal_user(request)
     preflight = promotion.preflight_result if isinstance(promotion.preflight_result, dict) else {}
     result = promotion.result if isinstance(promotion.result, dict) else {}
     may_change = account_policy.changes_anything(user)
@@ -271,12 +247,12 @@ def promotion_progress(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "deployments/_promotion_progress.html", context)
 
 
-def _act(request: HttpRequest, pk: int, doing: str, call: Any, success: str) -> HttpResponse:
+def _act(request: HttpRequest, pk: int, doing: PromotionAction, success: str) -> HttpResponse:
     """Validate the action's form, call the workflow, and come back to the page. A form that does not
     validate (a comment over the limit, a missing reason) is shown again with what was typed and the
     error, and nothing happens: the decision is never taken without the text that was sent with it."""
     promotion = _promotion(request, pk)
-    if not account_policy.changes_anything(_user(request)):
+    if not account_policy.changes_anything(portal_user(request)):
         raise PermissionDenied("Auditors read everything and change nothing.")
     forms = _decision_forms(request.POST, doing=doing)
     form = forms.get(f"{doing}_form" if doing != "approve" else "decision_form")
@@ -286,9 +262,15 @@ def _act(request: HttpRequest, pk: int, doing: str, call: Any, success: str) -> 
         messages.error(request, f"Nothing was done: {_first_error(form)}")
         return _detail_page(request, promotion, forms=forms, status=400)
     try:
-        call(promotion, form.cleaned_data.get("comment", ""))
+        promotion_act(
+            action=doing,
+            promotion=promotion,
+            user=portal_user(request),
+            comment=form.cleaned_data.get("comment", ""),
+            context=AuditContext.from_request(request),
+        )
     except DomainError as refusal:
-        _refused(request, refusal, doing=doing, promotion=promotion)
+        refusal_to_page(request, refusal, doing=doing, target=promotion)
     else:
         messages.success(request, success)
     return redirect("deployments:promotion-detail", pk=pk)
@@ -305,64 +287,32 @@ def _first_error(form: Any) -> str:
 @login_required
 @require_POST
 def promotion_approve(request: HttpRequest, pk: int) -> HttpResponse:
-    return _act(
-        request,
-        pk,
-        "approve",
-        lambda promotion, comment: workflow.promotion_approve(
-            promotion=promotion, user=_user(request), comment=comment, context=AuditContext.from_request(request)
-        ),
-        "Your approval is recorded.",
-    )
+    return _act(request, pk, "approve", "Your approval is recorded.")
 
 
 @login_required
 @require_POST
 def promotion_reject(request: HttpRequest, pk: int) -> HttpResponse:
-    return _act(
-        request,
-        pk,
-        "reject",
-        lambda promotion, comment: workflow.promotion_reject(
-            promotion=promotion, user=_user(request), comment=comment, context=AuditContext.from_request(request)
-        ),
-        "The promotion is rejected.",
-    )
+    return _act(request, pk, "reject", "The promotion is rejected.")
 
 
 @login_required
 @require_POST
 def promotion_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    return _act(
-        request,
-        pk,
-        "cancel",
-        lambda promotion, comment: workflow.promotion_cancel(
-            promotion=promotion, user=_user(request), comment=comment, context=AuditContext.from_request(request)
-        ),
-        "The promotion is cancelled.",
-    )
+    return _act(request, pk, "cancel", "The promotion is cancelled.")
 
 
 @login_required
 @require_POST
 def promotion_retry(request: HttpRequest, pk: int) -> HttpResponse:
-    return _act(
-        request,
-        pk,
-        "retry",
-        lambda promotion, comment: workflow.promotion_retry(
-            promotion=promotion, user=_user(request), comment=comment, context=AuditContext.from_request(request)
-        ),
-        "Trying again: pre-flight runs first.",
-    )
+    return _act(request, pk, "retry", "Trying again: pre-flight runs first.")
 
 
 @login_required
 @require_POST
 def promotion_rollback(request: HttpRequest, pk: int) -> HttpResponse:
     promotion = _promotion(request, pk)
-    if not account_policy.changes_anything(_user(request)):
+    if not account_policy.changes_anything(portal_user(request)):
         raise PermissionDenied("Auditors read everything and change nothing.")
     form = RollbackForm(request.POST)
     if not form.is_valid():
@@ -372,13 +322,13 @@ def promotion_rollback(request: HttpRequest, pk: int) -> HttpResponse:
         rollback = workflow.rollback_request(
             promotion=promotion,
             strategy=form.cleaned_data["strategy"],
-            requested_by=_user(request),
+            requested_by=portal_user(request),
             confirm=form.cleaned_data["confirm"],
             comment=form.cleaned_data["comment"],
             context=AuditContext.from_request(request),
         )
     except DomainError as refusal:
-        _refused(request, refusal, doing="rollback", promotion=promotion)
+        refusal_to_page(request, refusal, doing="rollback", target=promotion)
         return redirect("deployments:promotion-detail", pk=pk)
     messages.success(request, f"Rollback {rollback.pk} requested; it needs an approval.")
     return redirect("deployments:promotion-detail", pk=rollback.pk)
@@ -412,7 +362,7 @@ def _stage_choices(version: Any) -> list[tuple[int, str]]:
 
 @login_required
 def promotion_request(request: HttpRequest, version_pk: int) -> HttpResponse:
-    user = _user(request)
+    user = portal_user(request)
     version = get_object_or_404(
         solution_selectors.versions_visible_to(user=user).select_related("solution"), pk=version_pk
     )
@@ -440,17 +390,10 @@ def promotion_request(request: HttpRequest, version_pk: int) -> HttpResponse:
                 context=AuditContext.from_request(request),
             )
         except DomainError as problem:
-            details = dict(problem.details) if isinstance(problem.details, dict) else {}
             # duplicate_request: Back + resubmit; the refusal links the promotion already asked for.
-            existing = details.pop("existing", None) if problem.code == "duplicate_request" else None
-            placed = False
-            for field, problems in details.items():
-                if field in form.fields:
-                    for text in problems if isinstance(problems, list) else [problems]:
-                        form.add_error(field, str(text))
-                        placed = True
-            if not placed:
-                form.add_error(None, problem.message)
+            if problem.code == "duplicate_request":
+                existing = refusal_field_errors(problem).get("existing")
+            refusal_to_form(form, problem)
         else:
             messages.success(request, "Promotion requested; pre-flight checks run now.")
             return redirect("deployments:promotion-detail", pk=promotion.pk)
@@ -463,7 +406,7 @@ def promotion_request(request: HttpRequest, version_pk: int) -> HttpResponse:
 
 @login_required
 def promotion_list(request: HttpRequest) -> HttpResponse:
-    promotions = selectors.promotion_rows_visible_to(user=_user(request)).order_by("-requested_at", "-pk")
+    promotions = selectors.promotion_rows_visible_to(user=portal_user(request)).order_by("-requested_at", "-pk")
     status = request.GET.get("status", "")
     if status in PromotionStatus.values:
         promotions = promotions.filter(status=status)
@@ -488,35 +431,3 @@ def promotion_list(request: HttpRequest) -> HttpResponse:
             "keep": urlencode({key: value for key, value in {"status": status, **narrowed}.items() if value}),
         },
     )
-
-
-def approvals_waiting_for(user: User) -> list[Promotion]:
-    """Promotions waiting for a decision `user` may make, oldest first (auditors and makers: none)."""
-    if not account_policy.changes_anything(user):
-        return []
-    return selectors.promotions_awaiting_decision_by(user=user)
-
-
-def _deletes_data(promotion: Promotion) -> bool:
-    """Pre-flight found custom tables or columns whose data the import would delete."""
-    result = promotion.preflight_result if isinstance(promotion.preflight_result, dict) else {}
-    return any((check.get("details") or {}).get("data_loss") for check in result.get("checks") or [])
-
-
-@login_required
-def approvals_inbox(request: HttpRequest) -> HttpResponse:
-    user = _user(request)
-    if not account_policy.decides_promotions(user):
-        raise PermissionDenied("The approvals inbox is for approvers and admins.")
-    rows = [
-        {
-            "promotion": promotion,
-            "preflight": promotion.get_preflight_status_display(),
-            "preflight_tone": PREFLIGHT_TONE.get(promotion.preflight_status, ""),
-            "production": promotion.target_environment.kind == "production",
-            "data_loss": _deletes_data(promotion),
-            "waiting_since": promotion.requested_at,
-        }
-        for promotion in approvals_waiting_for(user)
-    ]
-    return render(request, "deployments/approvals_inbox.html", {"rows": rows})

@@ -1,0 +1,1 @@
+"""The deployments HTML forms: promotions (request, decisions, rollback) and the pipeline editor."""
