@@ -12,12 +12,12 @@ from django.views.decorators.debug import sensitive_variables
 from alm_portal import outbound
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.services import record
+from alm_portal.crypto import SecretUnreadable, rotate_ciphertext
 from alm_portal.dataverse.errors import DataverseError
 from alm_portal.errors import InvalidState
 from deployments.models import Job
 from environments.choices import CredentialStatus
 from environments.clients import SecretMaterial, client_for
-from environments.crypto import SecretUnreadable, rotate_ciphertext
 from environments.models import Credential, Environment
 from environments.services.errors import CredentialVerificationFailed, dataverse_error_code, dataverse_error_text
 from environments.services.scheduling import environment_request_health_check
