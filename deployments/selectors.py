@@ -187,6 +187,15 @@ def promotions_awaiting_decision_by(*, user: User) -> list[Promotion]:
     return result
 
 
+def approvals_waiting_for(*, user: User) -> list[Promotion]:
+    """Promotions waiting for a decision `user` may make, oldest first (auditors and makers: none).
+
+    What the approvals inbox lists and the home page counts."""
+    if not policy.changes_anything(user):
+        return []
+    return promotions_awaiting_decision_by(user=user)
+
+
 def settings_check_versions(*, pipeline: Pipeline, limit: int = 100) -> QuerySet[Any]:
     """Versions of the pipeline's solutions that have a parsed manifest, newest first: what a stage's
     deployment settings can be checked against."""
