@@ -14,8 +14,8 @@ from django.shortcuts import render
 from alm_portal.accounts import policy
 from alm_portal.accounts.models import User
 from deployments import dashboard
+from deployments import selectors as deployment_selectors
 from deployments import selectors as job_selectors
-from deployments.views import approvals_waiting_for, running_job_ids
 
 
 @login_required
@@ -51,10 +51,10 @@ def home(request: HttpRequest) -> HttpResponse:
             if environments.has_next()
             else ""
         ),
-        "waiting": approvals_waiting_for(user),
+        "waiting": deployment_selectors.approvals_waiting_for(user=user),
         "running": running,
         "running_poll": dashboard.running_jobs_poll_interval(running),
-        "running_ids": running_job_ids(running),
+        "running_ids": dashboard.running_job_ids(running),
         "running_seen": job_selectors.jobs_newest_id(user=user),
         "failures": dashboard.recent_failures(user=user),
         "drift": dashboard.open_drift(user=user),

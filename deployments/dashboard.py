@@ -340,6 +340,11 @@ def running_jobs_poll_interval(rows: list[dict[str, Any]]) -> str:
     return "2s" if rows else "10s"
 
 
+def running_job_ids(rows: list[dict[str, Any]]) -> str:
+    """The ids of the jobs the "Running jobs" card shows, as the card sends them back when it asks again."""
+    return ",".join(str(row["job"].pk) for row in rows)
+
+
 def recent_failures(*, user: User, days: int = RECENT_FAILURE_DAYS, limit: int = 10) -> list[Promotion]:
     """Promotions that failed in the last `days` days, newest first."""
     since = timezone.now() - timedelta(days=days)

@@ -49,6 +49,7 @@ from solutions import selectors as solution_selectors
 from solutions.choices import Flavour, SourceKind
 from solutions.errors import ArtifactMissing
 from solutions.models import SolutionVersion
+from solutions.services import solution_version_reversion, version_diff
 
 if TYPE_CHECKING:
     from environments.models import Environment
@@ -206,8 +207,6 @@ def _entry(
 
 
 def _diff_loss(old: SolutionVersion, new: SolutionVersion) -> list[dict[str, Any]] | None:
-    from solutions.services import version_diff
-
     try:
         diff = version_diff(old=old, new=new)
     except Exception as exc:  # a missing or unreadable artifact: the loss is unknown, the plan still shows
@@ -430,7 +429,5 @@ def rollback_artifact_for(*, promotion: Promotion, strategy: str, context: Audit
     reusable = _reusable_reversion(old)
     if reusable is not None:
         return reusable
-    from solutions.services import solution_version_reversion
-
     user = User.objects.filter(pk=context.actor_id).first() if context.actor_id else None
     return solution_version_reversion(version=old, context=context, user=user).version

@@ -20,8 +20,10 @@ from deployments.choices import (
     PromotionStatus,
 )
 from deployments.models import Approval, Job, Pipeline, Promotion, Stage
+from environments.models import Environment
 from environments.selectors import environment_privileges
 from solutions import selectors as solution_selectors
+from solutions.models import Solution, SolutionVersion
 
 
 def jobs_visible_to(*, user: User) -> QuerySet[Job]:
@@ -187,11 +189,18 @@ def promotions_awaiting_decision_by(*, user: User) -> list[Promotion]:
     return result
 
 
+def approvals_waiting_for(*, user: User) -> list[Promotion]:
+    """Promotions waiting for a decision `user` may make, oldest first (auditors and makers: none).
+
+    What the approvals inbox lists and the home page counts."""
+    if not policy.changes_anything(user):
+        return []
+    return promotions_awaiting_decision_by(user=user)
+
+
 def settings_check_versions(*, pipeline: Pipeline, limit: int = 100) -> QuerySet[Any]:
     """Versions of the pipeline's solutions that have a parsed manifest, newest first: what a stage's
     deployment settings can be checked against."""
-    from solutions.models import SolutionVersion
-
     return (
         SolutionVersion.objects.filter(solution__pipeline=pipeline)
         .filter(Q(managed_manifest__isnull=False) | Q(unmanaged_manifest__isnull=False))
@@ -263,3 +272,41 @@ def jobs_ended(*, user: User, job_ids: set[int], after_id: int) -> bool:
         .exclude(kind__in=DASHBOARD_QUIET_JOB_KINDS)
         .exists()
     )
+
+
+# --- what solutions reads from deployments (registered at start-up, solutions.providers) ----------------
+
+
+def _succeeded_promotions() -> QuerySet[Promotion]:
+    return (
+        Promotion.objects.filter(status=PromotionStatus.SUCCEEDED)
+        .select_related("target_environment", "version")
+        .order_by("-finished_at", "-id")
+    )
+
+
+def solution_deployments_prefetch() -> Prefetch:
+    """Succeeded promotions, newest first, fetched in one query for a whole page of solutions."""
+    return Prefetch("promotions", queryset=_succeeded_promotions(), to_attr="succeeded_promotions")
+
+
+def solution_deployed(solution: Solution) -> list[dict[str, Any]]:
+    """[{environment: {id, name}, version: {id, version}}]: the newest successful deployment per environment
+    (read from the prefetch above when the solution came with it, else in one query)."""
+    promotions = getattr(solution, "succeeded_promotions", None)
+    if promotions is None:
+        promotions = list(_succeeded_promotions().filter(solution=solution))
+    seen: dict[int, dict[str, Any]] = {}
+    for promotion in promotions:
+        environment = promotion.target_environment
+        if environment.pk not in seen:
+            seen[environment.pk] = {
+                "environment": {"id": environment.pk, "name": environment.name},
+                "version": {"id": promotion.version_id, "version": promotion.version.version_key},
+            }
+    return sorted(seen.values(), key=lambda row: row["environment"]["name"])
+
+
+def pipelines_developing_in(environment: Environment) -> list[Pipeline]:
+    """The pipelines whose development environment is `environment`, by name."""
+    return list(Pipeline.objects.filter(development_environment=environment).order_by("name"))

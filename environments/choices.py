@@ -30,7 +30,8 @@ class CredentialStatus(models.TextChoices):
     RETIRED = "retired", "Retired"
 
 
-# A credential moves only along these edges (services.credential_* are the only writers).
+# A credential moves only along these edges, through services.credentials._credential_move (a new credential
+# starts pending, or active when an environment is registered with it).
 CREDENTIAL_TRANSITIONS: dict[str, tuple[str, ...]] = {
     CredentialStatus.PENDING_VERIFICATION: (CredentialStatus.ACTIVE, CredentialStatus.RETIRED),
     CredentialStatus.ACTIVE: (CredentialStatus.RETIRED,),

@@ -18,10 +18,10 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from alm_portal import outbound
+from alm_portal.crypto import decrypt_secret
 from alm_portal.dataverse.auth import ClientCertificate, ClientCredentials
 from alm_portal.dataverse.client import DataverseClient, RetryPolicy, Timeouts, restore_throttle_not_before
 from environments.choices import CredentialKind
-from environments.crypto import decrypt_secret
 from environments.models import Credential, Environment
 
 logger = logging.getLogger(__name__)

@@ -72,7 +72,7 @@ class Credential(models.Model):
     """An application registration's credential for one environment.
 
     The client secret (or the certificate's private key) is stored only as a MultiFernet token
-    (environments/crypto.py) and is write-only everywhere. At most one credential per
+    (alm_portal/crypto.py) and is write-only everywhere. At most one credential per
     environment is active; rotation adds a pending one, verifies it against the environment and
     then activates it, retiring the old one.
     """

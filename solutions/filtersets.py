@@ -6,6 +6,7 @@ import django_filters
 
 from solutions.choices import SourceKind
 from solutions.models import Solution, SolutionVersion
+from solutions.selectors import parse_version
 
 
 class SolutionFilterSet(django_filters.FilterSet):
@@ -28,7 +29,5 @@ class SolutionVersionFilterSet(django_filters.FilterSet):
         fields = ["solution", "unique_name", "version", "source_kind"]
 
     def filter_version(self, queryset, name, value):  # type: ignore[no-untyped-def]
-        from solutions.selectors import parse_version
-
         parsed = parse_version(value)
         return queryset.filter(version_key=parsed.canonical) if parsed else queryset.none()

@@ -6,15 +6,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 
 from alm_portal.accounts import policy
 from alm_portal.accounts.models import User
 from alm_portal.dataverse.package import PackageError
 from alm_portal.dataverse.package import SolutionVersion as PackageVersion
+from alm_portal.errors import ValidationFailed
 from environments.models import InventoryInterval
 from solutions.choices import Flavour
+from solutions.errors import ArtifactMissing
 from solutions.models import ArtifactSlot, Solution, SolutionVersion
+from solutions.providers import deployment_reads
+from solutions.storage import artifact_storage, stored_digest
 
 VERSION_ORDER = ("-major", "-minor", "-build", "-revision")
 # The full manifests are large; lists and most reads never need them.
@@ -41,7 +45,7 @@ def solutions_visible_to(*, user: User) -> QuerySet[Solution]:
     latest = SolutionVersion.objects.filter(solution=OuterRef("pk")).order_by(*VERSION_ORDER)
     queryset = (
         Solution.objects.select_related("team", "pipeline", "home_environment")
-        .prefetch_related(_deployments_prefetch())
+        .prefetch_related(deployment_reads().deployed_prefetch())
         .annotate(
             latest_version_id=Subquery(latest.values("pk")[:1]),
             latest_version_text=Subquery(latest.values("version")[:1]),
@@ -151,46 +155,17 @@ def solution_next_allowed(*, solution: Solution, part: str = "revision", **exclu
     return highest.bump(part).canonical
 
 
-def _succeeded_promotions() -> QuerySet[Any]:
-    from deployments.choices import PromotionStatus
-    from deployments.models import Promotion
-
-    return (
-        Promotion.objects.filter(status=PromotionStatus.SUCCEEDED)
-        .select_related("target_environment", "version")
-        .order_by("-finished_at", "-id")
-    )
-
-
-def _deployments_prefetch() -> Prefetch:
-    """Succeeded promotions, newest first, fetched in one query for a whole page of solutions."""
-    return Prefetch("promotions", queryset=_succeeded_promotions(), to_attr="succeeded_promotions")
-
-
 def solution_deployed(*, solution: Solution) -> list[dict[str, Any]]:
     """[{environment: {id, name}, version: {id, version}}]: the newest successful deployment per environment.
 
     A rolled-back promotion is no longer `succeeded`, so the environment shows what its rollback installed.
+    Promotions belong to deployments, which answers (solutions.providers).
     """
-    promotions = getattr(solution, "succeeded_promotions", None)
-    if promotions is None:
-        promotions = list(_succeeded_promotions().filter(solution=solution))
-    seen: dict[int, dict[str, Any]] = {}
-    for promotion in promotions:
-        environment = promotion.target_environment
-        if environment.pk not in seen:
-            seen[environment.pk] = {
-                "environment": {"id": environment.pk, "name": environment.name},
-                "version": {"id": promotion.version_id, "version": promotion.version.version_key},
-            }
-    return sorted(seen.values(), key=lambda row: row["environment"]["name"])
+    return deployment_reads().deployed(solution)
 
 
 def artifact_for_download(*, version: SolutionVersion, flavour: str) -> ArtifactSlot:
     """The stored slot of `flavour`; ArtifactMissing (409) when that flavour was never stored."""
-    from alm_portal.errors import ValidationFailed
-    from solutions.errors import ArtifactMissing
-
     if flavour not in Flavour.values:
         raise ValidationFailed(
             "Unknown flavour.", details={"flavour": [f"Must be one of {', '.join(Flavour.values)}."]}
@@ -233,8 +208,6 @@ def artifacts_check(*, chunk_size: int = 500) -> ArtifactCheckReport:
     Reads only; a problem is reported, never repaired (an artifact is evidence, and approvals are
     bound to its SHA-256).
     """
-    from solutions.storage import artifact_storage, stored_digest
-
     storage = artifact_storage()
     report = ArtifactCheckReport()
     rows = (

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from alm_portal.accounts import policy, selectors
+from alm_portal.accounts.callbacks import user_disabled_run
 from alm_portal.accounts.choices import Role, Scope
 from alm_portal.accounts.models import ApiToken, SignInThrottle, Team, TeamMembership, User, UserSession
 from alm_portal.accounts.policy import ScopeNotAllowed as ScopeNotAllowed  # raised by the services, named here
@@ -312,20 +313,17 @@ def user_end_sessions(*, user: User, context: AuditContext) -> int:
 
 
 def user_disable(*, user: User, context: AuditContext, reason: str = "") -> User:
-    """Disable a user in one transaction: sessions end, tokens are revoked, their approvals on
-    promotions that have not started are voided (by the promotion workflow's own service, with its
-    own events), and the event is audited (docs/roles.md).
+    """Disable a user in one transaction: sessions end, tokens are revoked, the "a user was disabled"
+    callbacks run (deployments registers one that voids their approvals on promotions that have not
+    started, with its own events; accounts.callbacks), and the event is audited (docs/roles.md).
     """
-    # Imported here: deployments builds on accounts, not the other way round.
-    from deployments.workflow import approvals_void_for_user
-
     with transaction.atomic():
         if not User.objects.filter(pk=user.pk, is_active=True).update(is_active=False):
             return user
         ended = _end_sessions(user)
         revoked = ApiToken.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
         user.is_active = False
-        approvals_void_for_user(user=user, context=context)
+        user_disabled_run(user=user, context=context)
         record(
             context=context,
             action="user.disabled",

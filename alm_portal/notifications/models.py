@@ -43,7 +43,7 @@ class WebhookEndpoint(models.Model):
     The URL passed the outbound policy (Purpose.WEBHOOK) when saved and is checked again, address
     included, on every delivery. An endpoint whose every attempt has failed for a day is switched off
     and says why (`disabled_reason`); deliveries run on the `notifications` queue, apart from jobs.
-    The HMAC secret is stored encrypted (environments.crypto) and never leaves the delivery code.
+    The HMAC secret is stored encrypted (alm_portal.crypto) and never leaves the delivery code.
     `since_seq` is the audit seq of the creation (or re-activation): older events are never delivered
     to it.
     """

@@ -17,6 +17,7 @@ from deployments.preflight.inputs import TargetFacts
 from deployments.preflight.report import INFO, WARNING, PreflightReport
 from solutions import selectors as solution_selectors
 from solutions.models import SolutionVersion
+from solutions.services import version_diff
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +46,6 @@ def _registered(promotion: Promotion, version_text: str | None) -> SolutionVersi
 
 
 def _diff(old: SolutionVersion, new: SolutionVersion) -> dict[str, Any] | None:
-    from solutions.services import version_diff
-
     try:
         return version_diff(old=old, new=new)
     except Exception as exc:  # a missing artifact or unreadable package: the diff is unknown, not fatal

@@ -21,6 +21,8 @@ from alm_portal.dataverse.settings_document import DeploymentSettingsError
 from deployments.choices import ImportMode, PromotionKind, RollbackStrategy
 from deployments.jobs import JobFailed
 from deployments.models import DeploymentSettings, Job, Promotion
+from environments import clients
+from environments import selectors as environment_selectors
 from solutions.models import SolutionVersion
 from solutions.storage import CHUNK_BYTES, artifact_storage
 
@@ -128,9 +130,6 @@ def deployment_client_for(
 ) -> DataverseClient:
     """A client for the target with its active credential, through the environments app (outbound policy,
     pinned connections, the environment's persisted Retry-After)."""
-    from environments import clients
-    from environments import selectors as environment_selectors
-
     credential = environment_selectors.active_credential(environment=environment)
     if credential is None:
         raise JobFailed("no_credential", f"{environment} has no active credential.")

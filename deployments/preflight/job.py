@@ -9,6 +9,7 @@ from django.db import OperationalError
 from alm_portal.audit.context import AuditContext
 from alm_portal.dataverse import errors as dv
 from alm_portal.errors import DomainError
+from deployments import workflow
 from deployments.choices import PreflightStatus, PromotionStatus
 from deployments.jobs import JobDeferred, JobFailed
 from deployments.models import Job
@@ -32,8 +33,6 @@ def preflight_run(*, job: Job, context: AuditContext, client_factory: ClientFact
     (`promotion_preflight_finished`); a promotion another deployment has overtaken is cancelled as
     superseded instead. Safe to run again: a result already reported by this job is returned
     as it is, and an unreachable target is looked at again a few times before it becomes a blocker."""
-    from deployments import workflow
-
     promotion = promotion_for_job(job=job)
     if promotion is None:
         raise JobFailed("promotion_not_found", "The promotion of this pre-flight job does not exist.")

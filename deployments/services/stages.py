@@ -20,6 +20,7 @@ from alm_portal.errors import InvalidState, ValidationFailed
 from deployments.choices import ImportMode, PromotionStatus
 from deployments.models import Pipeline, Promotion, Stage
 from deployments.services.auditing import record_changes
+from deployments.workflow import promotions_retarget
 from environments.choices import EnvironmentKind
 
 NAME_MAX_LENGTH = 50
@@ -260,8 +261,6 @@ def stage_update(*, stage: Stage, context: AuditContext, **changes: Any) -> Stag
 
 
 def _stage_update(*, stage: Stage, context: AuditContext, changes: dict[str, Any]) -> Stage:
-    from deployments.workflow import promotions_retarget
-
     with transaction.atomic():
         # Lock, then re-read into the caller's instance, so they see what was saved.
         Stage.objects.select_for_update().filter(pk=stage.pk).first()

@@ -16,13 +16,6 @@ from deployments.models import Promotion
 PREFLIGHT_TONE = {"blocked": "bad", "warnings": "warn", "passed": "ok"}
 
 
-def approvals_waiting_for(user: User) -> list[Promotion]:
-    """Promotions waiting for a decision `user` may make, oldest first (auditors and makers: none)."""
-    if not account_policy.changes_anything(user):
-        return []
-    return selectors.promotions_awaiting_decision_by(user=user)
-
-
 def _deletes_data(promotion: Promotion) -> bool:
     """Pre-flight found custom tables or columns whose data the import would delete."""
     result = promotion.preflight_result if isinstance(promotion.preflight_result, dict) else {}
@@ -43,6 +36,6 @@ def approvals_inbox(request: HttpRequest) -> HttpResponse:
             "data_loss": _deletes_data(promotion),
             "waiting_since": promotion.requested_at,
         }
-        for promotion in approvals_waiting_for(user)
+        for promotion in selectors.approvals_waiting_for(user=user)
     ]
     return render(request, "deployments/approvals_inbox.html", {"rows": rows})

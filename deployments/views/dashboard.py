@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from alm_portal.accounts.identity import portal_user
 from deployments import dashboard, selectors
-
-
-def running_job_ids(rows: list[dict[str, Any]]) -> str:
-    """The ids of the jobs a card shows, as the card sends them back when it asks again."""
-    return ",".join(str(row["job"].pk) for row in rows)
 
 
 def _ids(text: str) -> set[int]:
@@ -35,7 +28,7 @@ def running_jobs(request: HttpRequest) -> HttpResponse:
     context = {
         "running": rows,
         "running_poll": dashboard.running_jobs_poll_interval(rows),
-        "running_ids": running_job_ids(rows),
+        "running_ids": dashboard.running_job_ids(rows),
         "running_seen": seen if seen.isdigit() else selectors.jobs_newest_id(user=user),
     }
     response = render(request, "deployments/_running_jobs.html", context)

@@ -13,6 +13,7 @@ from alm_portal.accounts.models import ApiToken, User
 from alm_portal.audit.context import AuditContext
 from alm_portal.errors import InvalidState, ValidationFailed
 from deployments import policy
+from deployments import rollback as rollback_artifacts
 from deployments.choices import PromotionKind, RollbackStrategy
 from deployments.models import Promotion
 from deployments.policy import raise_if_refused
@@ -67,8 +68,6 @@ def rollback_request(
     `confirm` must equal the solution's unique name. The version to install comes from
     deployments.rollback.rollback_artifact_for (which re-versions when needed).
     Event: promotion.requested (kind rollback)."""
-    from deployments.rollback import rollback_artifact_for
-
     if strategy not in RollbackStrategy.values:
         raise ValidationFailed(
             "Unknown rollback strategy.",
@@ -91,7 +90,7 @@ def rollback_request(
     raise_if_refused(policy.latest_deployment_refusal(promotion=promotion, latest=_latest_succeeded(promotion)))
     _refuse_second_rollback(promotion)
     # Outside our transaction: it may store a re-versioned package (its own audited registration).
-    version = rollback_artifact_for(promotion=promotion, strategy=strategy, context=context)
+    version = rollback_artifacts.rollback_artifact_for(promotion=promotion, strategy=strategy, context=context)
     raise_if_refused(policy.artifact_refusal(version=version))
     with transaction.atomic():
         now = _now()

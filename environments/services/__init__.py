@@ -2,7 +2,7 @@
 
 Every change writes its audit event with `record()` in the same transaction, called last. Calls to
 Dataverse (health, verification, inventory) happen outside transactions; only their results are
-written, in one short transaction each. Secrets never leave environments/crypto.py and
+written, in one short transaction each. Secrets never leave alm_portal/crypto.py and
 environments/clients.py in plain text: audit payloads, logs, notifications and stored error texts
 carry client ids, kinds, thumbprints and expiry dates only, and error texts are redacted.
 

@@ -4,6 +4,7 @@ one), discard, correct the expiry, re-encrypt with a new key. All audited, secre
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -12,16 +13,34 @@ from django.views.decorators.debug import sensitive_variables
 from alm_portal import outbound
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.services import record
+from alm_portal.crypto import SecretUnreadable, rotate_ciphertext
 from alm_portal.dataverse.errors import DataverseError
 from alm_portal.errors import InvalidState
 from deployments.models import Job
-from environments.choices import CredentialStatus
+from environments.choices import CREDENTIAL_TRANSITIONS, CredentialStatus
 from environments.clients import SecretMaterial, client_for
-from environments.crypto import SecretUnreadable, rotate_ciphertext
 from environments.models import Credential, Environment
 from environments.services.errors import CredentialVerificationFailed, dataverse_error_code, dataverse_error_text
 from environments.services.scheduling import environment_request_health_check
 from environments.services.validation import CredentialInput, checked_credential, credential_facts, field_error
+
+
+def _credential_move(
+    credential_id: int, *, current: str, to: str, require: dict[str, Any] | None = None, **fields: Any
+) -> bool:
+    """The one way a credential's status changes: a conditional UPDATE from `current` to `to` along
+    CREDENTIAL_TRANSITIONS, with `fields` set in the same statement and `require` as further conditions.
+    True when the row moved; False when it was no longer `current` (someone else moved it first)."""
+    if to not in CREDENTIAL_TRANSITIONS.get(current, ()):
+        raise InvalidState(
+            f"A credential cannot move from {current} to {to}.",
+            details={
+                "current": current,
+                "allowed": [status for status, moves in CREDENTIAL_TRANSITIONS.items() if to in moves],
+            },
+        )
+    rows = Credential.objects.filter(pk=credential_id, status=current, **(require or {}))
+    return rows.update(status=to, **fields) == 1
 
 
 def credential_insert(
@@ -179,13 +198,16 @@ def credential_activate(*, credential: Credential, context: AuditContext) -> Cre
             )
         )
         for old in replaced:
-            Credential.objects.filter(pk=old.pk, status=CredentialStatus.ACTIVE).update(
-                status=CredentialStatus.RETIRED, retired_at=now
-            )
-        changed = Credential.objects.filter(
-            pk=credential.pk, status=CredentialStatus.PENDING_VERIFICATION, verified_at__isnull=False
-        ).update(status=CredentialStatus.ACTIVE, activated_at=now, expiry_warned_days=None)
-        if changed != 1:
+            _credential_move(old.pk, current=CredentialStatus.ACTIVE, to=CredentialStatus.RETIRED, retired_at=now)
+        moved = _credential_move(
+            credential.pk,
+            current=CredentialStatus.PENDING_VERIFICATION,
+            to=CredentialStatus.ACTIVE,
+            require={"verified_at__isnull": False},
+            activated_at=now,
+            expiry_warned_days=None,
+        )
+        if not moved:
             raise InvalidState("The credential changed meanwhile; reload and try again.", details=allowed)
         for old in replaced:
             record(
@@ -211,10 +233,13 @@ def credential_activate(*, credential: Credential, context: AuditContext) -> Cre
 def credential_discard(*, credential: Credential, context: AuditContext) -> Credential:
     """Retire a pending credential that will not be used (e.g. it failed verification)."""
     with transaction.atomic():
-        changed = Credential.objects.filter(pk=credential.pk, status=CredentialStatus.PENDING_VERIFICATION).update(
-            status=CredentialStatus.RETIRED, retired_at=timezone.now()
+        moved = _credential_move(
+            credential.pk,
+            current=CredentialStatus.PENDING_VERIFICATION,
+            to=CredentialStatus.RETIRED,
+            retired_at=timezone.now(),
         )
-        if changed != 1:
+        if not moved:
             raise InvalidState(
                 "Only a pending credential can be discarded.",
                 details={"current": credential.status, "allowed": [CredentialStatus.PENDING_VERIFICATION]},

@@ -16,6 +16,7 @@ from django.views.decorators.debug import sensitive_variables
 from alm_portal import outbound
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.services import record
+from alm_portal.crypto import SecretUnreadable
 from alm_portal.dataverse import privileges
 from alm_portal.dataverse.client import DataverseClient, throttle_not_before
 from alm_portal.dataverse.errors import (
@@ -34,7 +35,6 @@ from alm_portal.dataverse.errors import (
 from environments import selectors
 from environments.choices import CredentialStatus, HealthStatus, NotificationKind
 from environments.clients import SecretMaterial, client_for
-from environments.crypto import SecretUnreadable
 from environments.models import Credential, Environment, EnvironmentNotification
 from environments.services.credentials import credential_activate, credential_verify
 from environments.services.errors import CredentialVerificationFailed, dataverse_error_code, dataverse_error_text

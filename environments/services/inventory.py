@@ -16,12 +16,12 @@ from django.views.decorators.debug import sensitive_variables
 from alm_portal import outbound
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.services import record
+from alm_portal.crypto import SecretUnreadable
 from alm_portal.dataverse.client import Solution, SolutionHistoryEntry, throttle_not_before
 from alm_portal.dataverse.errors import DataverseError, Throttled
 from environments import selectors
 from environments.choices import NotificationKind
 from environments.clients import SYNC_RETRY, SYNC_TIMEOUTS, SecretMaterial, client_for
-from environments.crypto import SecretUnreadable
 from environments.drift import Finding, Installed, compute_drift
 from environments.models import DriftFinding, Environment, EnvironmentNotification, InventoryInterval
 from environments.models import SolutionHistoryEntry as HistoryRow

@@ -12,9 +12,9 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from alm_portal import outbound
+from alm_portal.crypto import certificate_facts, check_private_key, encrypt_secret
 from alm_portal.errors import ValidationFailed
 from environments.choices import CredentialKind, EnvironmentKind
-from environments.crypto import certificate_facts, check_private_key, encrypt_secret
 from environments.models import Credential, Environment
 
 # A Microsoft Entra tenant is named by its id (a GUID) or by one of its verified domain names

@@ -29,10 +29,12 @@ from alm_portal.dataverse.package import (
 )
 from alm_portal.dataverse.package import SolutionVersion as PackageVersion
 from alm_portal.errors import PermissionRefused, ValidationFailed
+from environments.choices import EnvironmentKind
 from solutions import selectors
 from solutions.choices import Flavour, SourceKind
 from solutions.errors import ArtifactMissing, InvalidPackage, PayloadTooLarge, VersionExists
 from solutions.models import Solution, SolutionVersion
+from solutions.providers import deployment_reads
 from solutions.storage import (
     CHUNK_BYTES,
     SpooledFile,
@@ -76,8 +78,6 @@ class ArtifactOutcome:
 
 
 def _check_home(home_environment: Environment, team: Team) -> None:
-    from environments.choices import EnvironmentKind
-
     if home_environment.team_id != team.pk:
         raise ValidationFailed(
             f"{home_environment} belongs to another team; a solution's home environment must be its own team's.",
@@ -93,9 +93,7 @@ def _check_home(home_environment: Environment, team: Team) -> None:
 def _pipeline_for_home(home_environment: Environment | None) -> Any:
     if home_environment is None:
         return None
-    from deployments.models import Pipeline
-
-    pipelines = list(Pipeline.objects.filter(development_environment=home_environment).order_by("name"))
+    pipelines = deployment_reads().pipelines_developing_in(home_environment)
     if len(pipelines) > 1:
         names = ", ".join(pipeline.name for pipeline in pipelines)
         raise ValidationFailed(

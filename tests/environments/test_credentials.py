@@ -15,13 +15,13 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from alm_portal.audit.context import AuditContext
+from alm_portal.crypto import decrypt_secret
 from alm_portal.errors import InvalidState, ValidationFailed
 from deployments.choices import JobKind, JobStatus
 from deployments.jobs import job_run_now
 from deployments.models import Job
 from environments import services
 from environments.choices import CredentialStatus, HealthStatus
-from environments.crypto import decrypt_secret
 from environments.models import Credential, Environment
 from tests.environments.conftest import CANARY_SECRET, events, only_event
 

@@ -72,7 +72,7 @@ def test_an_admin_creates_reads_changes_and_deletes_a_webhook(api_client, admin_
     kept = {key: value for key, value in BODY.items() if key != "secret"}
     put = client.put(f"/api/v1/webhooks/{pk}/", {**kept, "name": "ci-2"}, format="json")
     assert put.status_code == 200 and put.json()["name"] == "ci-2"
-    from environments.crypto import decrypt_secret
+    from alm_portal.crypto import decrypt_secret
 
     assert decrypt_secret(WebhookEndpoint.objects.get(pk=pk).secret_ciphertext) == SECRET
 

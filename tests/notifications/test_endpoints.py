@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from alm_portal.audit.models import AuditEvent
+from alm_portal.crypto import decrypt_secret
 from alm_portal.errors import ValidationFailed
 from alm_portal.notifications import services
 from alm_portal.notifications.models import WebhookEndpoint
-from environments.crypto import decrypt_secret
 
 pytestmark = pytest.mark.django_db
 

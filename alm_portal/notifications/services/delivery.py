@@ -35,6 +35,7 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from alm_portal import outbound
 from alm_portal.audit.context import AuditContext
+from alm_portal.crypto import SecretUnreadable, decrypt_secret
 from alm_portal.notifications import selectors
 from alm_portal.notifications.choices import WEBHOOK_TEST_EVENT, DeliveryStatus
 from alm_portal.notifications.models import EmailDelivery, WebhookDelivery, WebhookEndpoint
@@ -42,7 +43,6 @@ from alm_portal.notifications.services.endpoints import webhook_endpoint_disable
 from alm_portal.notifications.services.payloads import payload_body
 from alm_portal.notifications.services.publishing import publish_now
 from alm_portal.notifications.signing import SIGNATURE_HEADER, signature_header
-from environments.crypto import SecretUnreadable, decrypt_secret
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Webhook endpoints and email opt-ins: the writes people make, each audited in its transaction.
 
-The HMAC secret is write-only: it is encrypted here (environments.crypto, MultiFernet over
+The HMAC secret is write-only: it is encrypted here (alm_portal.crypto, MultiFernet over
 ALM_ENCRYPTION_KEYS) and decrypted only by the delivery code. Audit rows say that it changed, never
 what it is.
 """
@@ -18,13 +18,13 @@ from alm_portal.accounts.models import Team, User
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.models import AuditEvent
 from alm_portal.audit.services import record
+from alm_portal.crypto import encrypt_secret
 from alm_portal.errors import ValidationFailed
 from alm_portal.notifications.choices import WEBHOOK_TEST_ACTION, WEBHOOK_TEST_EVENT
 from alm_portal.notifications.events import checked_patterns
 from alm_portal.notifications.models import EmailSubscription, WebhookDelivery, WebhookEndpoint
 from alm_portal.notifications.services.payloads import event_payload
 from alm_portal.notifications.services.publishing import publish_webhook_delivery_on_commit
-from environments.crypto import encrypt_secret
 
 _UNSET: Any = object()
 MIN_SECRET_LENGTH = 16

@@ -7,14 +7,14 @@ from collections.abc import Iterable
 
 from django.db import transaction
 
+from alm_portal import celery as celery_app
+from alm_portal.notifications import tasks
+
 
 def _publish(task_name: str, ids: Iterable[int]) -> None:
-    from alm_portal.celery import publish_best_effort
-    from alm_portal.notifications import tasks
-
     task = getattr(tasks, task_name)
     for pk in ids:
-        publish_best_effort(task, args=(pk,))
+        celery_app.publish_best_effort(task, args=(pk,))
 
 
 def publish_webhook_delivery_on_commit(delivery_id: int) -> None:

@@ -11,8 +11,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from alm_portal.audit.context import AuditContext
+from alm_portal.crypto import SecretUnreadable
 from environments import services
-from environments.crypto import SecretUnreadable
 
 
 class Command(BaseCommand):

@@ -1,9 +1,11 @@
-"""Encryption at rest for credential secrets (client secrets, private keys).
+"""Encryption at rest for stored secrets (environment credentials, webhook HMAC secrets), and the
+checks of certificate and private-key PEMs. Shared by several apps, so it sits below all of them.
 
 MultiFernet over settings.ALM_ENCRYPTION_KEYS (newest first): it encrypts with the first key and
 decrypts with any, so a key is rotated by putting a new key in front, running
-`manage.py rotate_encryption_key` (services.credentials_reencrypt) and then dropping the
-old key. Plain text leaves this module only to build a Dataverse client (services._client_for).
+`manage.py rotate_encryption_key` (environments.services.credentials_reencrypt) and then dropping
+the old key. Plain text leaves this module only to build a Dataverse client (environments/clients.py)
+and to sign a webhook (notifications).
 """
 
 from __future__ import annotations
