@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "alm_portal.notifications",
     "alm_portal.idempotency",
     "alm_portal.limits",
+    "alm_portal.jobs",
     "environments",
     "solutions",
     "deployments",

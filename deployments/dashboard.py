@@ -20,8 +20,9 @@ from django.utils import timezone
 from django.utils.http import urlencode
 
 from alm_portal.accounts.models import User
+from alm_portal.jobs.choices import ACTIVE_JOB_STATUSES, JobStatus
 from deployments import selectors
-from deployments.choices import ACTIVE_JOB_STATUSES, JobStatus, PromotionStatus
+from deployments.choices import PromotionStatus
 from deployments.models import Pipeline, Promotion, Stage
 from environments import selectors as environment_selectors
 from environments.models import DriftFinding, Environment, InventoryInterval

@@ -79,11 +79,12 @@ def audit_event_get(*, seq: int) -> AuditEvent | None:
 
 def audit_verification_running() -> Any | None:
     """The verification job waiting or running now, if any (the newest)."""
-    from deployments.choices import ACTIVE_JOB_STATUSES, JobKind, JobStatus
-    from deployments.models import Job
+    from alm_portal.audit.choices import AuditJobKind
+    from alm_portal.jobs.choices import ACTIVE_JOB_STATUSES, JobStatus
+    from alm_portal.jobs.models import Job
 
     return (
-        Job.objects.filter(kind=JobKind.AUDIT_VERIFY, status__in=(JobStatus.PENDING, *ACTIVE_JOB_STATUSES))
+        Job.objects.filter(kind=AuditJobKind.AUDIT_VERIFY, status__in=(JobStatus.PENDING, *ACTIVE_JOB_STATUSES))
         .order_by("-pk")
         .first()
     )

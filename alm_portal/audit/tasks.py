@@ -14,11 +14,12 @@ from typing import Any
 from celery import shared_task
 
 from alm_portal.audit import checkpoints, denials, verification
+from alm_portal.audit.choices import AuditJobKind
 from alm_portal.audit.context import AuditContext
-from deployments.choices import JobKind
-from deployments.jobs import register_job_handler
+from alm_portal.jobs.registry import register_job_handler, register_job_kind
 
-register_job_handler(JobKind.AUDIT_VERIFY)(verification.audit_verification_job_run)
+register_job_kind(AuditJobKind.AUDIT_VERIFY)
+register_job_handler(AuditJobKind.AUDIT_VERIFY)(verification.audit_verification_job_run)
 
 
 @shared_task(name="audit.checkpoint_write", ignore_result=True)

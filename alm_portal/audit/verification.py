@@ -14,10 +14,11 @@ from typing import Any
 from django.db import transaction
 
 from alm_portal.audit import services
+from alm_portal.audit.choices import AuditJobKind
 from alm_portal.audit.context import AuditContext
-from deployments.choices import JobKind, JobStatus
-from deployments.jobs import job_enqueue, job_progress
-from deployments.models import Job
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.models import Job
+from alm_portal.jobs.services import job_enqueue, job_progress
 
 __all__ = ["audit_verification_job_run", "audit_verification_request"]
 
@@ -26,10 +27,10 @@ def audit_verification_request(*, context: AuditContext) -> Job:
     """Queue a full verification; one still waiting to start is returned instead of a second one,
     since it will cover every event written before it starts anyway."""
     with transaction.atomic():
-        waiting = Job.objects.filter(kind=JobKind.AUDIT_VERIFY, status=JobStatus.PENDING).order_by("pk").first()
+        waiting = Job.objects.filter(kind=AuditJobKind.AUDIT_VERIFY, status=JobStatus.PENDING).order_by("pk").first()
         if waiting is not None:
             return waiting
-        return job_enqueue(kind=JobKind.AUDIT_VERIFY, environment=None, params={}, context=context)
+        return job_enqueue(kind=AuditJobKind.AUDIT_VERIFY, environment=None, params={}, context=context)
 
 
 def audit_verification_job_run(job: Job, context: AuditContext) -> dict[str, Any]:

@@ -24,7 +24,10 @@ from alm_portal.accounts.choices import Scope
 from alm_portal.accounts.models import ApiToken, User
 from alm_portal.audit.context import AuditContext
 from alm_portal.errors import InvalidState, NotFound, ValidationFailed
-from deployments import jobs, selectors, workflow
+from alm_portal.jobs import services as jobs
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.models import Job
+from deployments import selectors, workflow
 from deployments.api.serializers import (
     ApproveSerializer,
     CommentRequiredSerializer,
@@ -37,9 +40,8 @@ from deployments.api.serializers import (
     RollbackPlanSerializer,
     RollbackSerializer,
 )
-from deployments.choices import JobStatus
 from deployments.filtersets import JobFilterSet, PromotionFilterSet
-from deployments.models import Job, Promotion, Stage
+from deployments.models import Promotion, Stage
 from deployments.rollback import rollback_plan
 from solutions import selectors as solution_selectors
 from solutions.models import SolutionVersion

@@ -27,9 +27,12 @@ from alm_portal.dataverse.client import (
 from alm_portal.dataverse.importlog import ImportLogError
 from alm_portal.dataverse.settings_document import DeploymentSettings as SettingsDocument
 from alm_portal.errors import DomainError
-from deployments.choices import ImportMode, JobStatus, PromotionStatus
-from deployments.jobs import JobDeferred, JobFailed, JobNeedsAttention, crash_point, job_mark_step, job_progress
-from deployments.models import DeploymentSettings, Job, Promotion
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.errors import JobDeferred, JobFailed, JobNeedsAttention
+from alm_portal.jobs.models import Job
+from alm_portal.jobs.services import crash_point, job_mark_step, job_progress
+from deployments.choices import ImportMode, PromotionStatus
+from deployments.models import DeploymentSettings, Promotion
 from deployments.preflight import (
     HOLDING_SUFFIX,
     current_settings_of,

@@ -10,9 +10,12 @@ from django.db import transaction
 from alm_portal.accounts.models import User
 from alm_portal.audit.context import AuditContext
 from alm_portal.errors import InvalidState
-from deployments import jobs, policy
-from deployments.choices import JobStatus, PreflightStatus
-from deployments.models import Job, Promotion
+from alm_portal.jobs import services as jobs
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.models import Job
+from deployments import policy
+from deployments.choices import PreflightStatus
+from deployments.models import Promotion
 from deployments.policy import Refusal, raise_if_refused
 from deployments.workflow.rollbacks import _mark_rolled_back_in_transaction
 from deployments.workflow.transitions import (

@@ -22,7 +22,7 @@ from rest_framework.response import Response
 from alm_portal.accounts.choices import Scope
 from alm_portal.audit.context import AuditContext
 from alm_portal.errors import ValidationFailed
-from deployments.models import Job
+from alm_portal.jobs.models import Job
 from environments import selectors, services
 from environments.api.serializers import (
     DriftFindingSerializer,

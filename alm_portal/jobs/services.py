@@ -15,7 +15,6 @@ Guarantees (docs/architecture.md §1 and docs/states.md §3):
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import os
 import signal
@@ -28,7 +27,6 @@ from datetime import timedelta
 from functools import partial
 from typing import Any, TypeVar
 
-from django.apps import apps
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q
@@ -36,14 +34,13 @@ from django.utils import timezone
 
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.services import record
+from alm_portal.jobs.choices import ACTIVE_JOB_STATUSES, JOB_TRANSITIONS, JobStatus
+from alm_portal.jobs.errors import JobDeferred, JobFailed, JobNeedsAttention
+from alm_portal.jobs.models import Job
+from alm_portal.jobs.registry import _HANDLERS, job_kind_spec, register_job_handler, register_job_kind
 from alm_portal.logformat import job_log_context
-from deployments.choices import ACTIVE_JOB_STATUSES, JOB_TRANSITIONS, JobKind, JobStatus
-from deployments.models import Job
 
 logger = logging.getLogger(__name__)
-
-JobHandler = Callable[[Job, AuditContext], dict[str, Any]]
-_HANDLERS: dict[str, JobHandler] = {}
 
 # A job whose environment slot is taken waits this long before it tries again (or until the job
 # holding the slot finishes and wakes it).
@@ -64,35 +61,6 @@ LEASE_WRITE_MAX_WAIT = 8.0
 _Written = TypeVar("_Written")
 
 
-class JobFailed(Exception):
-    """Raised by a handler: the job failed for a reason people can act on."""
-
-    def __init__(self, code: str, message: str, *, details: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = details or {}
-
-
-class JobDeferred(Exception):
-    """Raised by a handler: come back after `seconds`, in `status`, at `step` (e.g. polling an import)."""
-
-    def __init__(self, seconds: float, *, status: str = JobStatus.POLLING, step: str = "", message: str = "") -> None:
-        super().__init__(message or f"deferred for {seconds:.0f}s")
-        self.seconds = max(0.0, seconds)
-        self.status = status
-        self.step = step
-        self.message = message
-
-
-class JobNeedsAttention(Exception):
-    """Raised by a handler: the outcome is unknown and only an admin can settle it."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
 @dataclass(frozen=True)
 class RunOutcome:
     job_id: int
@@ -101,29 +69,12 @@ class RunOutcome:
     reason: str = ""
 
 
-def register_job_handler(kind: str) -> Callable[[JobHandler], JobHandler]:
-    """Register the function that carries out jobs of `kind` (each app does so in its tasks.py)."""
-
-    def decorator(handler: JobHandler) -> JobHandler:
-        _HANDLERS[kind] = handler
-        return handler
-
-    return decorator
-
-
-def _handler_for(kind: str) -> JobHandler:
-    if kind not in _HANDLERS:
-        # Handlers live in each app's tasks module, which the worker imports through Celery's
-        # autodiscovery; web processes and tests import them here on first use.
-        for app_config in apps.get_app_configs():
-            try:
-                importlib.import_module(f"{app_config.name}.tasks")
-            except ModuleNotFoundError as exc:
-                if exc.name != f"{app_config.name}.tasks":
-                    raise
-    if kind not in _HANDLERS:
+def _handler_for(kind: str) -> Callable[[Job, AuditContext], dict[str, Any]]:
+    # Each app registers its handlers from its AppConfig.ready, so every process knows them all.
+    handler = _HANDLERS.get(kind)
+    if handler is None:
         raise JobFailed("no_handler", f"No handler is registered for {kind} jobs.")
-    return _HANDLERS[kind]
+    return handler
 
 
 def _lease_length() -> timedelta:
@@ -144,7 +95,7 @@ def crash_point(name: str) -> None:
 
 def _publish_on_commit(job_id: int, countdown: float = 0) -> None:
     from alm_portal.celery import publish_best_effort
-    from deployments.tasks import run_job
+    from alm_portal.jobs.tasks import run_job
 
     def send() -> None:
         publish_best_effort(run_job, args=(job_id,), countdown=min(countdown, MAX_COUNTDOWN_SECONDS))
@@ -161,7 +112,7 @@ def job_enqueue(
     not_before: Any = None,
 ) -> Job:
     """Create a pending job and, after commit, nudge a worker. Call inside the caller's transaction."""
-    if kind not in JobKind.values:
+    if job_kind_spec(kind) is None:
         raise ValueError(f"unknown job kind {kind!r}")
     with transaction.atomic():
         job = Job.objects.create(
@@ -263,9 +214,10 @@ def _worker_context(job: Job) -> AuditContext:
 
 
 def _audited(job: Job) -> bool:
-    """Scheduled health checks and syncs run every few minutes for every environment: the job row is
-    their record, and only their failures (and any job a person asked for) get an audit row."""
-    return job.created_by_id is not None or job.kind not in (JobKind.HEALTH_CHECK, JobKind.INVENTORY_SYNC)
+    """Routine kinds (scheduled health checks and syncs, every few minutes for every environment): the job row
+    is their record, and only their failures (and any job a person asked for) get an audit row."""
+    spec = job_kind_spec(job.kind)
+    return job.created_by_id is not None or spec is None or not spec.routine
 
 
 def _publish_next_for_environment(job: Job) -> None:
@@ -533,7 +485,7 @@ def job_cancel(*, job: Job, context: AuditContext, reason: str) -> bool:
 def jobs_dispatch(*, limit: int = 500) -> int:
     """Re-send jobs that are due and held by nobody (lost message, dead worker). Beat runs this."""
     from alm_portal.celery import publish_best_effort
-    from deployments.tasks import run_job
+    from alm_portal.jobs.tasks import run_job
 
     now = timezone.now()
     due = (
@@ -585,4 +537,5 @@ __all__ = [
     "job_run_now",
     "jobs_dispatch",
     "register_job_handler",
+    "register_job_kind",
 ]
