@@ -19,13 +19,20 @@ class JobStatus(models.TextChoices):
 ACTIVE_JOB_STATUSES = (JobStatus.CLAIMED, JobStatus.SUBMITTING, JobStatus.POLLING, JobStatus.FINISHING)
 TERMINAL_JOB_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.NEEDS_ATTENTION, JobStatus.CANCELLED)
 
-# The only moves a job's status may make; Job status changes go through alm_portal.jobs.services alone.
+# The only moves a job's status may make; Job status changes go through alm_portal.jobs.services alone. An active
+# job may stay in its status: a step deferred to a later not_before, or a claim after its worker's lease ran out.
 JOB_TRANSITIONS: dict[str, tuple[str, ...]] = {
     JobStatus.PENDING: (JobStatus.CLAIMED, JobStatus.CANCELLED),
-    JobStatus.CLAIMED: (JobStatus.SUBMITTING, JobStatus.POLLING, JobStatus.FINISHING, *TERMINAL_JOB_STATUSES),
-    JobStatus.SUBMITTING: (JobStatus.POLLING, JobStatus.FINISHING, *TERMINAL_JOB_STATUSES),
-    JobStatus.POLLING: (JobStatus.FINISHING, *TERMINAL_JOB_STATUSES),
-    JobStatus.FINISHING: TERMINAL_JOB_STATUSES,
+    JobStatus.CLAIMED: (
+        JobStatus.CLAIMED,
+        JobStatus.SUBMITTING,
+        JobStatus.POLLING,
+        JobStatus.FINISHING,
+        *TERMINAL_JOB_STATUSES,
+    ),
+    JobStatus.SUBMITTING: (JobStatus.SUBMITTING, JobStatus.POLLING, JobStatus.FINISHING, *TERMINAL_JOB_STATUSES),
+    JobStatus.POLLING: (JobStatus.POLLING, JobStatus.FINISHING, *TERMINAL_JOB_STATUSES),
+    JobStatus.FINISHING: (JobStatus.FINISHING, *TERMINAL_JOB_STATUSES),
     JobStatus.NEEDS_ATTENTION: (JobStatus.SUCCEEDED, JobStatus.FAILED),
     JobStatus.SUCCEEDED: (),
     JobStatus.FAILED: (),

@@ -136,15 +136,25 @@ def job_enqueue(
     return job
 
 
+def _require_move(current: str, to: str, *, job_id: int) -> None:
+    if to not in JOB_TRANSITIONS.get(current, ()):
+        raise ValueError(f"job {job_id}: {current} → {to} is not an allowed transition")
+
+
+def _move(job_id: int, *, current: str, to: str, where: Q | None = None, **fields: Any) -> int:
+    """The one way a job's status changes: a move the transition table allows (staying in a status too), as a
+    conditional UPDATE from the status that was read (and `where`). Returns the number of rows moved, 0 or 1."""
+    _require_move(current, to, job_id=job_id)
+    rows = Job.objects.filter(pk=job_id, status=current)
+    if where is not None:
+        rows = rows.filter(where)
+    return rows.update(status=to, updated_at=fields.pop("updated_at", timezone.now()), **fields)
+
+
 def _transition(job: Job, *, to: str, owner: str, **fields: Any) -> bool:
     """Move `job` to status `to` if it is still in the status we read and held by `owner`."""
-    if to not in JOB_TRANSITIONS.get(job.status, ()) and to != job.status:
-        raise ValueError(f"job {job.pk}: {job.status} → {to} is not an allowed transition")
     now = timezone.now()
-    changed = Job.objects.filter(pk=job.pk, status=job.status, lease_owner=owner).update(
-        status=to, updated_at=now, **fields
-    )
-    if changed == 1:
+    if _move(job.pk, current=job.status, to=to, where=Q(lease_owner=owner), updated_at=now, **fields) == 1:
         job.status = to
         job.updated_at = now
         for name, value in fields.items():
@@ -154,7 +164,8 @@ def _transition(job: Job, *, to: str, owner: str, **fields: Any) -> bool:
 
 
 def _claim(job_id: int, owner: str) -> Job | None:
-    """Take the job if it is due and nobody holds a live lease on it. Exactly one claimant wins."""
+    """Take the job if it is due and nobody holds a live lease on it. Exactly one claimant wins: a pending job
+    moves to claimed, an active one whose worker's lease ran out stays in its status (the table allows both)."""
     now = timezone.now()
     claimable = (
         Q(pk=job_id)
@@ -168,8 +179,11 @@ def _claim(job_id: int, owner: str) -> Job | None:
     new_status = JobStatus.CLAIMED if current == JobStatus.PENDING else current
     try:
         with transaction.atomic():
-            changed = Job.objects.filter(claimable, status=current).update(
-                status=new_status,
+            changed = _move(
+                job_id,
+                current=current,
+                to=new_status,
+                where=claimable,
                 lease_owner=owner,
                 lease_expires_at=now + _lease_length(),
                 claimed_at=now,
@@ -473,8 +487,14 @@ def job_run_now(job: Job) -> Job:
 def job_cancel(*, job: Job, context: AuditContext, reason: str) -> bool:
     """Cancel a job nobody has started. Started work runs to its end (Dataverse cannot cancel an import)."""
     with transaction.atomic():
-        changed = Job.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
-            status=JobStatus.CANCELLED, finished_at=timezone.now(), updated_at=timezone.now(), error_message=reason
+        now = timezone.now()
+        changed = _move(
+            job.pk,
+            current=JobStatus.PENDING,
+            to=JobStatus.CANCELLED,
+            finished_at=now,
+            updated_at=now,
+            error_message=reason,
         )
         if changed:
             job.status = JobStatus.CANCELLED
@@ -507,9 +527,8 @@ def job_resolve_attention(*, job: Job, succeeded: bool, note: str, context: Audi
     """An admin settles a job whose outcome was unknown; audited with their note."""
     with transaction.atomic():
         status = JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED
-        changed = Job.objects.filter(pk=job.pk, status=JobStatus.NEEDS_ATTENTION).update(
-            status=status, finished_at=timezone.now(), updated_at=timezone.now()
-        )
+        now = timezone.now()
+        changed = _move(job.pk, current=JobStatus.NEEDS_ATTENTION, to=status, finished_at=now, updated_at=now)
         if changed:
             record(
                 context=context,

@@ -23,9 +23,7 @@ from rest_framework.response import Response
 from alm_portal.accounts.choices import Scope
 from alm_portal.accounts.models import ApiToken, User
 from alm_portal.audit.context import AuditContext
-from alm_portal.errors import InvalidState, NotFound, ValidationFailed
-from alm_portal.jobs import services as jobs
-from alm_portal.jobs.choices import JobStatus
+from alm_portal.errors import NotFound, ValidationFailed
 from alm_portal.jobs.models import Job
 from deployments import selectors, workflow
 from deployments.api.serializers import (
@@ -364,25 +362,11 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         form = JobResolveSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        if job.status != JobStatus.NEEDS_ATTENTION:
-            raise InvalidState(
-                "Only a job that needs attention can be resolved.",
-                details={"current": job.status, "allowed": [JobStatus.NEEDS_ATTENTION]},
-            )
-        promotion = selectors.promotion_for_run_job(job=job)
-        if promotion is not None:
-            workflow.promotion_resolve_attention(
-                promotion=promotion,
-                succeeded=data["succeeded"],
-                note=data["note"],
-                context=_context(request),
-                user=request.user,  # type: ignore[arg-type]
-            )
-        elif not jobs.job_resolve_attention(
-            job=job, succeeded=data["succeeded"], note=data["note"], context=_context(request)
-        ):
-            raise InvalidState(
-                "The job changed meanwhile; reload it.",
-                details={"current": None, "allowed": [JobStatus.NEEDS_ATTENTION]},
-            )
+        workflow.job_resolve(
+            job=job,
+            succeeded=data["succeeded"],
+            note=data["note"],
+            context=_context(request),
+            user=request.user,  # type: ignore[arg-type]
+        )
         return Response(JobDetailSerializer(self._job()).data)
