@@ -3,7 +3,7 @@ of the documentation). Each kind belongs to the app that registers it with the j
 
 from django.db import models
 
-from alm_portal.audit.choices import AuditJobKind
+from alm_portal.audit_verification.choices import AuditJobKind
 from alm_portal.jobs.choices import JOB_TRANSITIONS, JobStatus
 from deployments.choices import DeploymentJobKind
 from environments.choices import EnvironmentJobKind

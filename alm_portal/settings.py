@@ -93,6 +93,7 @@ INSTALLED_APPS = [
     "alm_portal.idempotency",
     "alm_portal.limits",
     "alm_portal.jobs",
+    "alm_portal.audit_verification",
     "environments",
     "solutions",
     "deployments",

@@ -8,8 +8,8 @@ from django.db.models import Prefetch, Q, QuerySet
 
 from alm_portal.accounts import policy
 from alm_portal.accounts.models import User
-from alm_portal.audit.choices import AuditJobKind
 from alm_portal.audit.models import AuditEvent
+from alm_portal.audit_verification.choices import AuditJobKind
 from alm_portal.dataverse import privileges
 from alm_portal.jobs.choices import TERMINAL_JOB_STATUSES
 from alm_portal.jobs.models import Job

@@ -14,9 +14,3 @@ class Outcome(models.TextChoices):
     SUCCESS = "success", "Success"
     DENIED = "denied", "Denied"
     FAILED = "failed", "Failed"
-
-
-class AuditJobKind(models.TextChoices):
-    """Not a Dataverse operation: a full verification of the audit chain, queued from the API or pages."""
-
-    AUDIT_VERIFY = "audit_verify", "Audit chain verification"

@@ -1,7 +1,8 @@
 """A full verification of the audit chain as a job (issue 6: `POST audit-events/verification/` → 202 {job}).
 
 Verifying millions of rows takes minutes, so a request only queues a Job row (docs/audit.md).
-The row makes the request durable and pollable at /api/v1/jobs/{id}/: a lost broker message is
+The walk itself is the audit app's (alm_portal.audit.services.audit_verify); this app, above the job
+engine, makes it a job. The row makes the request durable and pollable at /api/v1/jobs/{id}/: a lost broker message is
 re-sent by the dispatcher, a dead worker's lease runs out and another worker starts again, and
 progress and the result are on the row. The `audit.verified` event the run appends is the result
 that `GET audit-events/verification/`, the pages and /metrics show.
@@ -14,8 +15,8 @@ from typing import Any
 from django.db import transaction
 
 from alm_portal.audit import services
-from alm_portal.audit.choices import AuditJobKind
 from alm_portal.audit.context import AuditContext
+from alm_portal.audit_verification.choices import AuditJobKind
 from alm_portal.jobs.choices import JobStatus
 from alm_portal.jobs.models import Job
 from alm_portal.jobs.services import job_enqueue, job_progress

@@ -230,7 +230,7 @@ def test_a_broker_that_is_down_still_queues_the_verification(
 
 
 def test_beat_queues_a_daily_verification_job_once(api_world, settings):
-    from alm_portal.audit.tasks import audit_verify_run
+    from alm_portal.audit_verification.tasks import audit_verify_run
 
     schedule = {entry["task"]: entry["schedule"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert schedule["audit.verify"] <= 86400

@@ -10,7 +10,7 @@ from django.db import transaction
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.models import AuditEvent
 from alm_portal.audit.services import record
-from alm_portal.audit.verification import audit_verification_request
+from alm_portal.audit_verification.services import audit_verification_request
 from alm_portal.jobs.choices import JobStatus
 from alm_portal.jobs.models import Job
 

@@ -107,7 +107,7 @@ def _world_state(api_world: Any) -> Environment:
 
 
 def test_metrics_report_jobs_attention_throttling_drift_and_the_audit_chain(api_world, scraper_token):
-    from alm_portal.audit.verification import audit_verification_request
+    from alm_portal.audit_verification.services import audit_verification_request
     from alm_portal.jobs.services import job_run_now
 
     environment = _world_state(api_world)
