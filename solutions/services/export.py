@@ -28,6 +28,8 @@ from alm_portal.jobs.choices import JobStatus
 from alm_portal.jobs.errors import JobDeferred, JobFailed
 from alm_portal.jobs.models import Job
 from alm_portal.jobs.services import job_enqueue, job_mark_step, job_progress
+from environments import clients
+from environments import selectors as environment_selectors
 from solutions import selectors
 from solutions.choices import Bump, Flavour, SolutionJobKind, SourceKind
 from solutions.errors import VersionExists
@@ -50,9 +52,6 @@ EXPORT_TIMEOUTS = Timeouts(connect=10.0, read=120.0, transfer_read=900.0)
 def dataverse_client_for(environment: Environment) -> DataverseClient:
     """A client for `environment` with its active credential, through the environments app (which
     applies the outbound-URL policy and pins connections). Export downloads get the long transfer timeout."""
-    from environments import clients
-    from environments import selectors as environment_selectors
-
     credential = environment_selectors.active_credential(environment=environment)
     if credential is None:
         raise JobFailed("no_credential", f"{environment} has no active credential to export with.")
