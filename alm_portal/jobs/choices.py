@@ -15,6 +15,12 @@ class JobStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+class JobWaitingReason(models.TextChoices):
+    """Why a due pending job has not started (blank: nothing holds it back). The label is what people see."""
+
+    SOLUTION_SLOT = "solution_slot", "Waiting for the environment's current solution operation to finish."
+
+
 # A worker is (or was) working on these; a lease says whether it still is.
 ACTIVE_JOB_STATUSES = (JobStatus.CLAIMED, JobStatus.SUBMITTING, JobStatus.POLLING, JobStatus.FINISHING)
 TERMINAL_JOB_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.NEEDS_ATTENTION, JobStatus.CANCELLED)

@@ -7,7 +7,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from alm_portal.jobs.choices import ACTIVE_JOB_STATUSES, JobStatus
+from alm_portal.jobs.choices import ACTIVE_JOB_STATUSES, JobStatus, JobWaitingReason
 from alm_portal.jobs.registry import job_kind_label, job_kind_spec
 
 
@@ -37,6 +37,8 @@ class Job(models.Model):
     step = models.CharField(max_length=40, blank=True, help_text="Where a resumable handler is.")
     progress = models.PositiveSmallIntegerField(default=0)
     progress_message = models.CharField(max_length=300, blank=True)
+    # Set while a due pending job waits for something other than a worker (its progress_message then says what).
+    waiting_reason = models.CharField(max_length=20, choices=JobWaitingReason.choices, blank=True, default="")
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
     not_before = models.DateTimeField(null=True, blank=True)

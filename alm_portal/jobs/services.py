@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.services import record
-from alm_portal.jobs.choices import ACTIVE_JOB_STATUSES, JOB_TRANSITIONS, JobStatus
+from alm_portal.jobs.choices import ACTIVE_JOB_STATUSES, JOB_TRANSITIONS, JobStatus, JobWaitingReason
 from alm_portal.jobs.errors import JobDeferred, JobFailed, JobNeedsAttention
 from alm_portal.jobs.models import Job
 from alm_portal.jobs.registry import _HANDLERS, job_kind_spec, register_job_handler, register_job_kind
@@ -45,7 +45,8 @@ logger = logging.getLogger(__name__)
 # A job whose environment slot is taken waits this long before it tries again (or until the job
 # holding the slot finishes and wakes it).
 SLOT_BUSY_RETRY = timedelta(seconds=5)
-WAITING_FOR_SLOT = "Waiting for the environment's current solution operation to finish."
+# What a job waiting for the slot shows (its waiting_reason says why it waits).
+WAITING_FOR_SLOT = JobWaitingReason.SOLUTION_SLOT.label
 # The dispatcher re-sends rows that have waited longer than this without a live lease.
 DISPATCH_AFTER = timedelta(seconds=30)
 # Follow-up messages never wait longer than this in the broker (longer waits live in not_before).
@@ -187,13 +188,17 @@ def _claim(job_id: int, owner: str) -> Job | None:
                 lease_owner=owner,
                 lease_expires_at=now + _lease_length(),
                 claimed_at=now,
+                waiting_reason="",
                 attempts=F("attempts") + 1,
                 updated_at=now,
             )
     except IntegrityError:
         # The environment's solution-operation slot is taken: stay pending, try again shortly.
         Job.objects.filter(pk=job_id, status=JobStatus.PENDING).update(
-            not_before=now + SLOT_BUSY_RETRY, updated_at=now, progress_message=WAITING_FOR_SLOT
+            not_before=now + SLOT_BUSY_RETRY,
+            updated_at=now,
+            waiting_reason=JobWaitingReason.SOLUTION_SLOT,
+            progress_message=WAITING_FOR_SLOT,
         )
         _publish_on_commit(job_id, countdown=SLOT_BUSY_RETRY.total_seconds())
         return None
@@ -243,7 +248,7 @@ def _publish_next_for_environment(job: Job) -> None:
             environment_id=job.environment_id,
             uses_solution_slot=True,
             status=JobStatus.PENDING,
-            progress_message=WAITING_FOR_SLOT,
+            waiting_reason=JobWaitingReason.SOLUTION_SLOT,
         )
         .exclude(pk=job.pk)
         .order_by("created_at", "id")

@@ -15,7 +15,10 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('deployments', '0008_one_open_promotion_per_version_and_stage'),
+        # The last migration that changed the Job model while it lived in deployments: later deployments
+        # migrations can be undone and redone (as tests of their data migrations do) without taking the job
+        # table's later columns with them.
+        ('deployments', '0003_job_kind_audit_verify'),
         ('environments', '0004_environment_privileges'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
