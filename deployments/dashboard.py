@@ -325,7 +325,7 @@ def running_jobs(*, user: User, limit: int = 20) -> list[dict[str, Any]]:
     return [
         {
             "job": job,
-            "label": f"{job.get_kind_display()} on {job.environment.name if job.environment else '—'}",
+            "label": f"{job.kind_label} on {job.environment.name if job.environment else '—'}",
             "status": job.get_status_display(),
             "progress": max(0, min(100, job.progress or 0)),
             "message": job.progress_message,
