@@ -58,9 +58,10 @@ from django.db import OperationalError, connection  # noqa: E402
 
 from alm_portal.accounts import services as accounts_services  # noqa: E402
 from alm_portal.audit.context import AuditContext  # noqa: E402
+from alm_portal.jobs.models import Job  # noqa: E402
+from alm_portal.jobs.services import jobs_dispatch  # noqa: E402
 from deployments import workflow  # noqa: E402
-from deployments.jobs import jobs_dispatch  # noqa: E402
-from deployments.models import Job, Promotion  # noqa: E402
+from deployments.models import Promotion  # noqa: E402
 from deployments.services import pipeline_create, stage_add  # noqa: E402
 from environments.services import environment_create  # noqa: E402
 from solutions.services import solution_version_upload  # noqa: E402

@@ -169,7 +169,8 @@ def seed_portal(counts: dict[str, int], timings: Timings, *, now: datetime) -> W
     from django.db import transaction
 
     from alm_portal.accounts.models import Team, TeamMembership, User
-    from deployments.models import Approval, Job, Pipeline, Promotion, Stage
+    from alm_portal.jobs.models import Job
+    from deployments.models import Approval, Pipeline, Promotion, Stage
     from environments.models import Environment
     from solutions.models import Solution, SolutionVersion
 

@@ -1,52 +1,15 @@
-"""Job kinds and statuses (docs/states.md §3) and the stage options of a pipeline."""
+"""Promotion statuses and moves (docs/states.md §1), the deployment job kinds and the stage options of a pipeline."""
 
 from django.db import models
 
 
-class JobKind(models.TextChoices):
-    EXPORT = "export", "Export"
+class DeploymentJobKind(models.TextChoices):
+    """The job kinds this app registers with the job engine (deployments/tasks.py)."""
+
     PREFLIGHT = "preflight", "Pre-flight"
     IMPORT = "import", "Import"
     UNINSTALL = "uninstall", "Uninstall"
-    INVENTORY_SYNC = "inventory_sync", "Inventory sync"
-    HEALTH_CHECK = "health_check", "Health check"
     HOLDING_CLEANUP = "holding_cleanup", "Holding solution clean-up"
-    # Not a Dataverse operation: a full verification of the audit chain, queued from the API or pages.
-    AUDIT_VERIFY = "audit_verify", "Audit chain verification"
-
-
-class JobStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    CLAIMED = "claimed", "Claimed"
-    SUBMITTING = "submitting", "Submitting"
-    POLLING = "polling", "Polling"
-    FINISHING = "finishing", "Finishing"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    NEEDS_ATTENTION = "needs_attention", "Needs attention"
-    CANCELLED = "cancelled", "Cancelled"
-
-
-# A worker is (or was) working on these; a lease says whether it still is.
-ACTIVE_JOB_STATUSES = (JobStatus.CLAIMED, JobStatus.SUBMITTING, JobStatus.POLLING, JobStatus.FINISHING)
-TERMINAL_JOB_STATUSES = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.NEEDS_ATTENTION, JobStatus.CANCELLED)
-
-# Dataverse runs one solution operation (import, export, uninstall, publish) at a time per
-# environment; these kinds hold the environment's single slot while active.
-SOLUTION_OPERATION_KINDS = (JobKind.EXPORT, JobKind.IMPORT, JobKind.UNINSTALL, JobKind.HOLDING_CLEANUP)
-
-# The only moves a job's status may make; Job status changes go through deployments.jobs alone.
-JOB_TRANSITIONS: dict[str, tuple[str, ...]] = {
-    JobStatus.PENDING: (JobStatus.CLAIMED, JobStatus.CANCELLED),
-    JobStatus.CLAIMED: (JobStatus.SUBMITTING, JobStatus.POLLING, JobStatus.FINISHING, *TERMINAL_JOB_STATUSES),
-    JobStatus.SUBMITTING: (JobStatus.POLLING, JobStatus.FINISHING, *TERMINAL_JOB_STATUSES),
-    JobStatus.POLLING: (JobStatus.FINISHING, *TERMINAL_JOB_STATUSES),
-    JobStatus.FINISHING: TERMINAL_JOB_STATUSES,
-    JobStatus.NEEDS_ATTENTION: (JobStatus.SUCCEEDED, JobStatus.FAILED),
-    JobStatus.SUCCEEDED: (),
-    JobStatus.FAILED: (),
-    JobStatus.CANCELLED: (),
-}
 
 
 class ImportMode(models.TextChoices):

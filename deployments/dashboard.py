@@ -20,8 +20,9 @@ from django.utils import timezone
 from django.utils.http import urlencode
 
 from alm_portal.accounts.models import User
+from alm_portal.jobs.choices import ACTIVE_JOB_STATUSES, JobStatus
 from deployments import selectors
-from deployments.choices import ACTIVE_JOB_STATUSES, JobStatus, PromotionStatus
+from deployments.choices import PromotionStatus
 from deployments.models import Pipeline, Promotion, Stage
 from environments import selectors as environment_selectors
 from environments.models import DriftFinding, Environment, InventoryInterval
@@ -324,7 +325,7 @@ def running_jobs(*, user: User, limit: int = 20) -> list[dict[str, Any]]:
     return [
         {
             "job": job,
-            "label": f"{job.get_kind_display()} on {job.environment.name if job.environment else '—'}",
+            "label": f"{job.kind_label} on {job.environment.name if job.environment else '—'}",
             "status": job.get_status_display(),
             "progress": max(0, min(100, job.progress or 0)),
             "message": job.progress_message,

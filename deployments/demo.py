@@ -17,10 +17,11 @@ from django.utils import timezone
 from alm_portal.accounts.models import Team, User
 from alm_portal.audit.context import AuditContext
 from alm_portal.dataverse.package import read_solution_zip
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.models import Job
+from alm_portal.jobs.services import job_run_now
 from deployments import workflow
-from deployments.choices import JobStatus
-from deployments.jobs import job_run_now
-from deployments.models import Job, Pipeline, Promotion, Stage
+from deployments.models import Pipeline, Promotion, Stage
 from deployments.services import pipeline_create, settings_current_etag, settings_update, stage_add
 from environments.models import Environment
 from environments.services.registry import environment_create, environment_update

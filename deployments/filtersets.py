@@ -7,8 +7,11 @@ from typing import Any
 import django_filters
 from django.db.models import QuerySet
 
-from deployments.choices import JobKind, JobStatus, PromotionKind, PromotionStatus
-from deployments.models import Job, Pipeline, Promotion
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.models import Job
+from alm_portal.jobs.registry import job_kind_choices
+from deployments.choices import PromotionKind, PromotionStatus
+from deployments.models import Pipeline, Promotion
 
 # The API says deploy | rollback; the model keeps promotion | rollback.
 API_KIND_TO_MODEL = {"deploy": PromotionKind.PROMOTION, "rollback": PromotionKind.ROLLBACK}
@@ -48,7 +51,7 @@ class PipelineFilterSet(django_filters.FilterSet):
 
 
 class JobFilterSet(django_filters.FilterSet):
-    kind = django_filters.ChoiceFilter(choices=JobKind.choices)
+    kind = django_filters.ChoiceFilter(choices=job_kind_choices)
     status = django_filters.MultipleChoiceFilter(choices=JobStatus.choices)
     environment = django_filters.NumberFilter(field_name="environment_id")
 

@@ -1,4 +1,4 @@
-"""Pipelines and their stages, and the Job rows that are the record (and outbox) of all worker work."""
+"""Pipelines and their stages, deployment settings, promotions and their approvals."""
 
 from __future__ import annotations
 
@@ -7,14 +7,11 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from alm_portal.jobs.models import Job
 from deployments.choices import (
-    ACTIVE_JOB_STATUSES,
     OPEN_PROMOTION_STATUSES,
-    SOLUTION_OPERATION_KINDS,
     ApprovalDecision,
     ImportMode,
-    JobKind,
-    JobStatus,
     PreflightStatus,
     PromotionKind,
     PromotionStatus,
@@ -76,74 +73,6 @@ class Stage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.pipeline.name} → {self.name}"
-
-
-class Job(models.Model):
-    """A unit of worker work. The row is the source of truth and its own outbox (docs/architecture.md §1, docs/states.md
-    §3).
-
-    Status changes only through deployments.jobs, with conditional UPDATEs. A worker holds a job
-    through a lease; a lease that runs out means the worker is gone and the dispatcher hands the job
-    to another one, which continues from the step the row records.
-    """
-
-    kind = models.CharField(max_length=20, choices=JobKind.choices)
-    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.PENDING)
-    environment = models.ForeignKey(
-        "environments.Environment", on_delete=models.PROTECT, null=True, blank=True, related_name="jobs"
-    )
-    # Derived from kind at creation, stored so the partial unique index below can use it.
-    uses_solution_slot = models.BooleanField(default=False)
-    params = models.JSONField(default=dict, blank=True)
-    result = models.JSONField(default=dict, blank=True)
-    step = models.CharField(max_length=40, blank=True, help_text="Where a resumable handler is.")
-    progress = models.PositiveSmallIntegerField(default=0)
-    progress_message = models.CharField(max_length=300, blank=True)
-    error_code = models.CharField(max_length=64, blank=True)
-    error_message = models.TextField(blank=True)
-    not_before = models.DateTimeField(null=True, blank=True)
-    lease_owner = models.CharField(max_length=120, blank=True)
-    lease_expires_at = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveIntegerField(default=0)
-    # Dataverse handles of record for solution operations (docs/states.md §3).
-    async_operation_id = models.CharField(max_length=64, blank=True)
-    import_job_id = models.CharField(max_length=64, blank=True)
-    package_sha256 = models.CharField(max_length=64, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
-    )
-    request_id = models.CharField(max_length=64, blank=True)
-    claimed_at = models.DateTimeField(null=True, blank=True)
-    submitted_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    updated_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        constraints = [
-            # The lock is data: one active solution operation per environment (docs/architecture.md §1).
-            models.UniqueConstraint(
-                fields=["environment"],
-                condition=Q(uses_solution_slot=True, status__in=ACTIVE_JOB_STATUSES),
-                name="one_active_solution_operation_per_environment",
-            ),
-        ]
-        indexes = [
-            models.Index(fields=["status", "not_before"], name="job_dispatch_idx"),
-            models.Index(fields=["kind", "status"], name="job_kind_status_idx"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.get_kind_display()} job {self.pk} ({self.status})"
-
-    @staticmethod
-    def kind_uses_solution_slot(kind: str) -> bool:
-        return kind in SOLUTION_OPERATION_KINDS
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 class StageWindow(models.Model):

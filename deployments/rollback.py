@@ -33,8 +33,8 @@ from alm_portal.audit.context import AuditContext
 from alm_portal.dataverse import errors as dv
 from alm_portal.dataverse.client import DataverseClient, RetryPolicy, Timeouts
 from alm_portal.errors import InvalidState, ValidationFailed
+from alm_portal.jobs.errors import JobFailed
 from deployments.choices import ImportMode, PromotionStatus, RollbackStrategy
-from deployments.jobs import JobFailed
 from deployments.models import Promotion
 from deployments.policy import ADMIN_ROLLBACK_STRATEGIES
 from deployments.preflight import (

@@ -9,17 +9,14 @@ from django.db.models import Prefetch, Q, QuerySet
 from alm_portal.accounts import policy
 from alm_portal.accounts.models import User
 from alm_portal.audit.models import AuditEvent
+from alm_portal.audit_verification.choices import AuditJobKind
 from alm_portal.dataverse import privileges
+from alm_portal.jobs.choices import TERMINAL_JOB_STATUSES
+from alm_portal.jobs.models import Job
 from deployments import policy as deployment_policy
-from deployments.choices import (
-    OPEN_PROMOTION_STATUSES,
-    TERMINAL_JOB_STATUSES,
-    ImportMode,
-    JobKind,
-    PromotionKind,
-    PromotionStatus,
-)
-from deployments.models import Approval, Job, Pipeline, Promotion, Stage
+from deployments.choices import OPEN_PROMOTION_STATUSES, ImportMode, PromotionKind, PromotionStatus
+from deployments.models import Approval, Pipeline, Promotion, Stage
+from environments.choices import EnvironmentJobKind
 from environments.models import Environment
 from environments.selectors import environment_privileges
 from solutions import selectors as solution_selectors
@@ -253,7 +250,7 @@ def stage_before(*, pipeline_id: int, order: int | None = None) -> Stage | None:
 
 
 # Jobs whose end changes nothing the dashboard shows (health, the audit chain): they never reload it.
-DASHBOARD_QUIET_JOB_KINDS = (JobKind.HEALTH_CHECK, JobKind.AUDIT_VERIFY)
+DASHBOARD_QUIET_JOB_KINDS = (EnvironmentJobKind.HEALTH_CHECK, AuditJobKind.AUDIT_VERIFY)
 
 
 def jobs_newest_id(*, user: User) -> int:

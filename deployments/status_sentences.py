@@ -14,8 +14,10 @@ from typing import Any
 
 from django.utils import timezone
 
-from deployments.choices import ApprovalDecision, JobStatus, PreflightStatus, PromotionKind, PromotionStatus
-from deployments.models import Job, Promotion
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.models import Job
+from deployments.choices import ApprovalDecision, PreflightStatus, PromotionKind, PromotionStatus
+from deployments.models import Promotion
 
 _WHEN = "%Y-%m-%d %H:%M"
 
@@ -117,7 +119,7 @@ def job_line(job: Job | None) -> str:
     """The run job in words: what it is doing while it runs, how it ended once it has."""
     if job is None:
         return ""
-    name = f"{job.get_kind_display()} job {job.pk}"
+    name = f"{job.kind_label} job {job.pk}"
     if job.status == JobStatus.SUCCEEDED:
         return f"{name} finished{' at ' + _at(job.finished_at) if job.finished_at else ''}."
     if job.status in (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.NEEDS_ATTENTION):

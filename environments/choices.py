@@ -68,3 +68,10 @@ class HistorySuboperation(models.IntegerChoices):
     UPGRADE = 2, "Upgrade"
     UPDATE = 3, "Update"
     DELETE = 4, "Delete"
+
+
+class EnvironmentJobKind(models.TextChoices):
+    """The job kinds this app registers with the job engine (environments/tasks.py)."""
+
+    INVENTORY_SYNC = "inventory_sync", "Inventory sync"
+    HEALTH_CHECK = "health_check", "Health check"

@@ -26,3 +26,9 @@ class Bump(models.TextChoices):
     MINOR = "minor", "Minor (1.x.0.0)"
     MAJOR = "major", "Major (x.0.0.0)"
     NONE = "none", "None (export the version development has)"
+
+
+class SolutionJobKind(models.TextChoices):
+    """The job kinds this app registers with the job engine (solutions/tasks.py)."""
+
+    EXPORT = "export", "Export"

@@ -90,7 +90,7 @@ class SolutionVersion(models.Model):
     source_environment = models.ForeignKey(
         "environments.Environment", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    source_job = models.ForeignKey("deployments.Job", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    source_job = models.ForeignKey("jobs.Job", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     restores_version = models.ForeignKey(
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="reversioned_as"
     )

@@ -13,8 +13,10 @@ from alm_portal.accounts.models import User
 from alm_portal.dataverse.package import PackageError
 from alm_portal.dataverse.package import SolutionVersion as PackageVersion
 from alm_portal.errors import ValidationFailed
+from alm_portal.jobs.choices import ACTIVE_JOB_STATUSES, JobStatus
+from alm_portal.jobs.models import Job
 from environments.models import InventoryInterval
-from solutions.choices import Flavour
+from solutions.choices import Flavour, SolutionJobKind
 from solutions.errors import ArtifactMissing
 from solutions.models import ArtifactSlot, Solution, SolutionVersion
 from solutions.providers import deployment_reads
@@ -259,14 +261,13 @@ def artifacts_check(*, chunk_size: int = 500) -> ArtifactCheckReport:
     return report
 
 
-def solution_export_jobs(*, solution: Solution, job_ids: Iterable[int] = ()) -> list[Any]:
+def solution_export_jobs(*, solution: Solution, job_ids: Iterable[int] = ()) -> list[Job]:
     """The solution's export jobs that are waiting or running, and those of `job_ids` whatever their
     status (the ones a page showed running, to say how they ended), oldest first."""
-    from deployments.choices import ACTIVE_JOB_STATUSES, JobKind, JobStatus
-    from deployments.models import Job
-
     wanted = Q(status__in=(JobStatus.PENDING, *ACTIVE_JOB_STATUSES)) | Q(pk__in=list(job_ids))
-    return list(Job.objects.filter(kind=JobKind.EXPORT, params__solution_id=solution.pk).filter(wanted).order_by("pk"))
+    return list(
+        Job.objects.filter(kind=SolutionJobKind.EXPORT, params__solution_id=solution.pk).filter(wanted).order_by("pk")
+    )
 
 
 def versions_of_jobs(*, job_ids: Iterable[int]) -> dict[int, SolutionVersion]:

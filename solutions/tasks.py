@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from alm_portal.audit.context import AuditContext
-from deployments.choices import JobKind
-from deployments.jobs import register_job_handler
-from deployments.models import Job
+from alm_portal.jobs.models import Job
+from alm_portal.jobs.registry import register_job_handler, register_job_kind
 from solutions import services
+from solutions.choices import SolutionJobKind
+
+# An export is a solution operation: it holds its environment's single slot while active.
+register_job_kind(SolutionJobKind.EXPORT, uses_solution_slot=True)
 
 
-@register_job_handler(JobKind.EXPORT)
+@register_job_handler(SolutionJobKind.EXPORT)
 def export_handler(job: Job, context: AuditContext) -> dict[str, Any]:
     """Export the job's solution from its home development environment; safe to run twice."""
     return services.solution_export_run(job=job, context=context)

@@ -19,7 +19,7 @@ from alm_portal.accounts.choices import Scope
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.history import object_history_context
 from alm_portal.errors import DomainError
-from deployments.choices import TERMINAL_JOB_STATUSES
+from alm_portal.jobs.choices import TERMINAL_JOB_STATUSES
 from solutions import selectors, services
 from solutions.forms import ExportForm, VersionUploadForm
 from solutions.models import SolutionVersion

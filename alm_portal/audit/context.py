@@ -128,11 +128,13 @@ class ObjectRef:
 
     @classmethod
     def of(cls, instance: Any) -> ObjectRef:
-        """`app_label.model`, the primary key as text and str(instance), frozen now."""
+        """`app_label.model` (or the model's `audit_object_type`, which a model that moved between apps keeps
+        so its old and new events name it alike), the primary key as text and str(instance), frozen now."""
         if instance.pk is None:
             raise ValueError(f"cannot audit an unsaved {type(instance).__name__}: save it first")
         meta = instance._meta
-        return cls(type=f"{meta.app_label}.{meta.model_name}", id=str(instance.pk), repr=str(instance))
+        object_type = getattr(type(instance), "audit_object_type", None) or f"{meta.app_label}.{meta.model_name}"
+        return cls(type=object_type, id=str(instance.pk), repr=str(instance))
 
 
 def display_name_of(user: Any) -> str:

@@ -77,18 +77,6 @@ def audit_event_get(*, seq: int) -> AuditEvent | None:
     return AuditEvent.objects.filter(seq=seq).first()
 
 
-def audit_verification_running() -> Any | None:
-    """The verification job waiting or running now, if any (the newest)."""
-    from deployments.choices import ACTIVE_JOB_STATUSES, JobKind, JobStatus
-    from deployments.models import Job
-
-    return (
-        Job.objects.filter(kind=JobKind.AUDIT_VERIFY, status__in=(JobStatus.PENDING, *ACTIVE_JOB_STATUSES))
-        .order_by("-pk")
-        .first()
-    )
-
-
 def audit_last_verification() -> AuditEvent | None:
     """The newest `audit.verified` event: what pages show as the state of the chain."""
     return AuditEvent.objects.filter(action="audit.verified").order_by("-seq").first()

@@ -3,22 +3,16 @@
 Beat schedule (settings.CELERY_BEAT_SCHEDULE, synced into django-celery-beat at start):
 
     "audit-checkpoint": {"task": "audit.checkpoint_write", "schedule": ALM_AUDIT_CHECKPOINT_SECONDS}
-    "audit-verify-daily": {"task": "audit.verify", "schedule": 86400.0}
     "audit-denied-requests": {"task": "audit.flush_denied_requests", "schedule": ALM_DENIAL_AUDIT_WINDOW_SECONDS}
+
+The daily full verification (task audit.verify) is queued by alm_portal/audit_verification/tasks.py.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from celery import shared_task
 
-from alm_portal.audit import checkpoints, denials, verification
-from alm_portal.audit.context import AuditContext
-from deployments.choices import JobKind
-from deployments.jobs import register_job_handler
-
-register_job_handler(JobKind.AUDIT_VERIFY)(verification.audit_verification_job_run)
+from alm_portal.audit import checkpoints, denials
 
 
 @shared_task(name="audit.checkpoint_write", ignore_result=True)
@@ -27,14 +21,6 @@ def audit_checkpoint_write() -> str:
     (events that arrived during the last interval and no later); running it twice writes at most one."""
     written = checkpoints.write_checkpoint(only_if_moved=True)
     return written.name if written is not None else ""
-
-
-@shared_task(name="audit.verify", ignore_result=True)
-def audit_verify_run(*, context: dict[str, Any] | None = None) -> int:
-    """Queue a full verification as a job (beat does so daily, so the last result never grows old);
-    a verification still waiting is reused, so running this twice queues one."""
-    audit_context = AuditContext.from_dict(context) if context else AuditContext.system()
-    return verification.audit_verification_request(context=audit_context).pk
 
 
 @shared_task(name="audit.flush_denied_requests", ignore_result=True)

@@ -24,7 +24,8 @@ from alm_portal.accounts.models import User
 from alm_portal.audit import selectors
 from alm_portal.audit.choices import Outcome
 from alm_portal.audit.context import AuditContext
-from alm_portal.audit.verification import audit_verification_request
+from alm_portal.audit_verification.selectors import audit_verification_running
+from alm_portal.audit_verification.services import audit_verification_request
 
 PAGE_SIZE = 50
 # The apps whose objects the audit log speaks of (their models are the "Object type" choices).
@@ -176,7 +177,7 @@ VERIFICATION_POLL = "2s"
 
 
 def _verification_context() -> dict[str, Any]:
-    running = selectors.audit_verification_running()
+    running = audit_verification_running()
     return {
         "verification": selectors.audit_last_verification(),
         "verification_job": running,

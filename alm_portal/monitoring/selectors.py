@@ -24,8 +24,9 @@ from django.db.models import Count, Max, Q
 
 from alm_portal.audit import selectors as audit_selectors
 from alm_portal.audit.models import AuditEvent
-from deployments.choices import JobKind, JobStatus
-from deployments.models import Job
+from alm_portal.job_kinds import JobKind
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.models import Job
 from environments.models import Environment
 
 logger = logging.getLogger(__name__)

@@ -36,7 +36,7 @@ _TEAM_LOOKUPS: dict[str, tuple[str, str, str]] = {
     "deployments.pipeline": ("deployments", "Pipeline", "team_id"),
     "deployments.stage": ("deployments", "Stage", "pipeline__team_id"),
     PROMOTION_TYPE: ("deployments", "Promotion", "solution__team_id"),
-    "deployments.job": ("deployments", "Job", "environment__team_id"),
+    "deployments.job": ("jobs", "Job", "environment__team_id"),
 }
 
 

@@ -13,9 +13,11 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from alm_portal.api.inputs import StrictInputSerializer
-from deployments.choices import ApprovalDecision, JobStatus, RollbackStrategy
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.models import Job
+from deployments.choices import ApprovalDecision, RollbackStrategy
 from deployments.filtersets import MODEL_KIND_TO_API
-from deployments.models import Approval, Job, Promotion
+from deployments.models import Approval, Promotion
 from deployments.policy import (
     BACKUP_REFERENCE_MAX_LENGTH,
     CHANGE_REFERENCE_MAX_LENGTH,

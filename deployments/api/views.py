@@ -24,8 +24,9 @@ from alm_portal.accounts.choices import Scope
 from alm_portal.accounts.identity import portal_user
 from alm_portal.accounts.models import ApiToken, User
 from alm_portal.audit.context import AuditContext
-from alm_portal.errors import InvalidState, NotFound, ValidationFailed
-from deployments import jobs, selectors, workflow
+from alm_portal.errors import NotFound, ValidationFailed
+from alm_portal.jobs.models import Job
+from deployments import selectors, workflow
 from deployments.api.serializers import (
     ApproveSerializer,
     CommentRequiredSerializer,
@@ -38,9 +39,8 @@ from deployments.api.serializers import (
     RollbackPlanSerializer,
     RollbackSerializer,
 )
-from deployments.choices import JobStatus
 from deployments.filtersets import JobFilterSet, PromotionFilterSet
-from deployments.models import Job, Promotion, Stage
+from deployments.models import Promotion, Stage
 from deployments.rollback import rollback_plan
 from deployments.services.promotions import promotion_act, promotion_approve_as_asked
 from solutions import selectors as solution_selectors
@@ -361,25 +361,11 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         form = JobResolveSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        if job.status != JobStatus.NEEDS_ATTENTION:
-            raise InvalidState(
-                "Only a job that needs attention can be resolved.",
-                details={"current": job.status, "allowed": [JobStatus.NEEDS_ATTENTION]},
-            )
-        promotion = selectors.promotion_for_run_job(job=job)
-        if promotion is not None:
-            workflow.promotion_resolve_attention(
-                promotion=promotion,
-                succeeded=data["succeeded"],
-                note=data["note"],
-                context=_context(request),
-                user=request.user,  # type: ignore[arg-type]
-            )
-        elif not jobs.job_resolve_attention(
-            job=job, succeeded=data["succeeded"], note=data["note"], context=_context(request)
-        ):
-            raise InvalidState(
-                "The job changed meanwhile; reload it.",
-                details={"current": None, "allowed": [JobStatus.NEEDS_ATTENTION]},
-            )
+        workflow.job_resolve(
+            job=job,
+            succeeded=data["succeeded"],
+            note=data["note"],
+            context=_context(request),
+            user=request.user,  # type: ignore[arg-type]
+        )
         return Response(JobDetailSerializer(self._job()).data)

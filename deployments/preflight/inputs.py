@@ -18,9 +18,10 @@ from alm_portal.dataverse.client import DataverseClient, RetryPolicy, Timeouts
 from alm_portal.dataverse.client import Solution as LiveSolution
 from alm_portal.dataverse.settings_document import DeploymentSettings as SettingsDocument
 from alm_portal.dataverse.settings_document import DeploymentSettingsError
+from alm_portal.jobs.errors import JobFailed
+from alm_portal.jobs.models import Job
 from deployments.choices import ImportMode, PromotionKind, RollbackStrategy
-from deployments.jobs import JobFailed
-from deployments.models import DeploymentSettings, Job, Promotion
+from deployments.models import DeploymentSettings, Promotion
 from environments import clients
 from environments import selectors as environment_selectors
 from solutions.models import SolutionVersion

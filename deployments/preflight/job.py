@@ -9,10 +9,10 @@ from django.db import OperationalError
 from alm_portal.audit.context import AuditContext
 from alm_portal.dataverse import errors as dv
 from alm_portal.errors import DomainError
+from alm_portal.jobs.errors import JobDeferred, JobFailed
+from alm_portal.jobs.models import Job
 from deployments import workflow
 from deployments.choices import PreflightStatus, PromotionStatus
-from deployments.jobs import JobDeferred, JobFailed
-from deployments.models import Job
 from deployments.preflight.checks import promotion_preflight
 from deployments.preflight.inputs import ClientFactory, deployment_client_for, promotion_for_job
 from deployments.preflight.report import BLOCKER, PreflightReport

@@ -18,9 +18,9 @@ from typing import Any
 from django.utils import timezone
 
 from alm_portal.dataverse.client import Solution as LiveSolution
+from alm_portal.jobs.errors import JobFailed
 from deployments import policy
 from deployments.choices import ImportMode, PromotionKind, PromotionStatus
-from deployments.jobs import JobFailed
 from deployments.models import Promotion, Stage
 from deployments.preflight.checks import (
     _check_managed,

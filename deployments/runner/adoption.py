@@ -15,7 +15,7 @@ from typing import Any
 
 from alm_portal.dataverse import errors as dv
 from alm_portal.dataverse.client import DataverseClient, ImportJob
-from deployments.models import Job
+from alm_portal.jobs.models import Job
 from deployments.preflight import HOLDING_SUFFIX
 from deployments.runner.plan import UNINSTALL, PlannedOperation
 from deployments.runner.state import CompletedOperation

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from alm_portal.dataverse import errors as dv
 from alm_portal.dataverse.client import AsyncOperation, DataverseClient, ImportJob
 from alm_portal.dataverse.importlog import ImportLogError
-from deployments.jobs import crash_point
-from deployments.models import Job
+from alm_portal.jobs.models import Job
+from alm_portal.jobs.services import crash_point
 from deployments.runner.plan import PlannedOperation
 from deployments.runner.state import Outcome
 

@@ -21,7 +21,8 @@ from deployments.runner.polling import read_import_job
 from deployments.runner.state import CompletedOperation, Outcome, RunState
 
 if TYPE_CHECKING:
-    from deployments.models import Job, Promotion, Stage
+    from alm_portal.jobs.models import Job
+    from deployments.models import Promotion, Stage
     from environments.models import Environment
 
 

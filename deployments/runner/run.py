@@ -22,10 +22,13 @@ from alm_portal.dataverse.client import (
 )
 from alm_portal.dataverse.settings_document import DeploymentSettings as SettingsDocument
 from alm_portal.errors import DomainError
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.errors import JobDeferred, JobFailed, JobNeedsAttention
+from alm_portal.jobs.models import Job
+from alm_portal.jobs.services import crash_point, job_mark_step, job_progress
 from deployments import policy, workflow
-from deployments.choices import JobStatus, PromotionStatus
-from deployments.jobs import JobDeferred, JobFailed, JobNeedsAttention, crash_point, job_mark_step, job_progress
-from deployments.models import DeploymentSettings, Job, Promotion
+from deployments.choices import PromotionStatus
+from deployments.models import DeploymentSettings, Promotion
 from deployments.preflight import (
     current_settings_of,
     deployment_client_for,

@@ -23,6 +23,7 @@ from deployments.workflow.creation import promotion_request
 from deployments.workflow.decisions import promotion_approve, promotion_override_freeze, promotion_reject
 from deployments.workflow.rollbacks import promotion_mark_rolled_back, rollback_request
 from deployments.workflow.runner_reports import (
+    job_resolve,
     promotion_mark_failed,
     promotion_mark_running,
     promotion_mark_succeeded,
@@ -42,6 +43,7 @@ from deployments.workflow.voiding import approvals_void_for_user, promotion_void
 
 __all__ = [
     "approvals_void_for_user",
+    "job_resolve",
     "promotion_approve",
     "promotion_cancel",
     "promotion_cancel_if_overtaken",

@@ -12,7 +12,7 @@ from alm_portal.accounts.models import ApiToken, User
 from alm_portal.audit.context import AuditContext
 from alm_portal.errors import InvalidState
 from deployments import policy
-from deployments.choices import ApprovalDecision, JobKind
+from deployments.choices import ApprovalDecision, DeploymentJobKind
 from deployments.models import Approval, Promotion
 from deployments.policy import Refusal, raise_if_refused
 from deployments.workflow.superseding import promotion_cancel_if_overtaken
@@ -206,7 +206,7 @@ def promotion_override_freeze(
         else:
             refusal = _start_refusal(promotion, now=now, count=count)
             if refusal is None:
-                job = _enqueue(JobKind.IMPORT, promotion, context)
+                job = _enqueue(DeploymentJobKind.IMPORT, promotion, context)
                 _move(promotion, to=Status.QUEUED, now=now, doing="queued", run_job=job, **fields)
                 after.update(status=Status.QUEUED, run_job=job.pk)
             else:

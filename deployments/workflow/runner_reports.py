@@ -10,9 +10,12 @@ from django.db import transaction
 from alm_portal.accounts.models import User
 from alm_portal.audit.context import AuditContext
 from alm_portal.errors import InvalidState
-from deployments import jobs, policy
-from deployments.choices import JobStatus, PreflightStatus
-from deployments.models import Job, Promotion
+from alm_portal.jobs import services as jobs
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.models import Job
+from deployments import policy, selectors
+from deployments.choices import PreflightStatus
+from deployments.models import Promotion
 from deployments.policy import Refusal, raise_if_refused
 from deployments.workflow.rollbacks import _mark_rolled_back_in_transaction
 from deployments.workflow.transitions import (
@@ -233,6 +236,23 @@ def promotion_resolve_attention(
             )
             _audit(context, "promotion.attention_resolved", promotion, before=before, after=after)
     return promotion
+
+
+def job_resolve(*, job: Job, succeeded: bool, note: str, context: AuditContext, user: User) -> Job:
+    """An admin settles a job that needs attention, after checking the target: the promotion it imports for,
+    if any, is settled with it (promotion_resolve_attention, which settles the job too); any other job alone
+    (job.attention_resolved). Refused (invalid_state) unless the job needs attention."""
+    allowed = [JobStatus.NEEDS_ATTENTION]
+    if job.status != JobStatus.NEEDS_ATTENTION:
+        raise InvalidState(
+            "Only a job that needs attention can be resolved.", details={"current": job.status, "allowed": allowed}
+        )
+    promotion = selectors.promotion_for_run_job(job=job)
+    if promotion is not None:
+        promotion_resolve_attention(promotion=promotion, succeeded=succeeded, note=note, context=context, user=user)
+    elif not jobs.job_resolve_attention(job=job, succeeded=succeeded, note=note, context=context):
+        raise InvalidState("The job changed meanwhile; reload it.", details={"current": None, "allowed": allowed})
+    return job
 
 
 def promotion_requeue(*, promotion_id: int, reason: str, context: AuditContext) -> Promotion:

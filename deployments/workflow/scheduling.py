@@ -8,7 +8,8 @@ from django.db import transaction
 
 from alm_portal.audit.context import AuditContext
 from alm_portal.errors import InvalidState
-from deployments.choices import JobKind, JobStatus
+from alm_portal.jobs.choices import JobStatus
+from deployments.choices import DeploymentJobKind
 from deployments.models import Approval, Promotion
 from deployments.workflow.transitions import (
     Status,
@@ -66,7 +67,7 @@ def _release_one(promotion_id: int, *, now: datetime, context: AuditContext) -> 
         refusal = _start_refusal(promotion, now=now, count=count)
         if refusal is not None:
             return False
-        job = _enqueue(JobKind.IMPORT, promotion, context)
+        job = _enqueue(DeploymentJobKind.IMPORT, promotion, context)
         _move(promotion, to=Status.QUEUED, now=now, doing="queued", run_job=job)
         _audit(
             context,

@@ -14,9 +14,11 @@ from typing import Any
 from django.db import transaction
 
 from alm_portal.audit.context import AuditContext
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.models import Job
 from deployments import policy, selectors
-from deployments.choices import OPEN_PROMOTION_STATUSES, SUPERSEDED, JobStatus, PromotionStatus
-from deployments.models import Job, Promotion
+from deployments.choices import OPEN_PROMOTION_STATUSES, SUPERSEDED, PromotionStatus
+from deployments.models import Promotion
 from deployments.workflow.transitions import Status, _audit, _cancel_job, _locked, _move, _now
 
 

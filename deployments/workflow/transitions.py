@@ -14,9 +14,12 @@ from django.utils import timezone
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.services import record
 from alm_portal.errors import InvalidState, NotFound
-from deployments import jobs, policy
-from deployments.choices import PROMOTION_TRANSITIONS, JobKind, JobStatus, PreflightStatus, PromotionStatus
-from deployments.models import Approval, DeploymentSettings, Job, Promotion, Stage
+from alm_portal.jobs import services as jobs
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.models import Job
+from deployments import policy
+from deployments.choices import PROMOTION_TRANSITIONS, DeploymentJobKind, PreflightStatus, PromotionStatus
+from deployments.models import Approval, DeploymentSettings, Promotion, Stage
 from deployments.policy import Refusal
 
 Status = PromotionStatus
@@ -161,7 +164,7 @@ def _enqueue(kind: str, promotion: Promotion, context: AuditContext, **extra: An
 
 def _restart_preflight(promotion: Promotion, *, context: AuditContext) -> dict[str, Any]:
     """Fields that start a fresh pre-flight (creation, retry, a changed target)."""
-    job = _enqueue(JobKind.PREFLIGHT, promotion, context)
+    job = _enqueue(DeploymentJobKind.PREFLIGHT, promotion, context)
     return {"preflight_job": job, "preflight_status": PreflightStatus.PENDING, "preflight_result": {}}
 
 
@@ -203,7 +206,7 @@ def _advance_approved(promotion: Promotion, *, now: datetime, context: AuditCont
     if refusal is not None:
         _move(promotion, to=Status.SCHEDULED, now=now, doing="scheduled", run_job=None, **fields)
         return _Advance(Status.SCHEDULED, refusal.code, None)
-    job = _enqueue(JobKind.IMPORT, promotion, context)
+    job = _enqueue(DeploymentJobKind.IMPORT, promotion, context)
     _move(promotion, to=Status.QUEUED, now=now, doing="queued", run_job=job, **fields)
     return _Advance(Status.QUEUED, "", job.pk)
 

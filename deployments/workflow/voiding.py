@@ -7,7 +7,7 @@ from django.db import transaction
 from alm_portal.accounts.models import User
 from alm_portal.audit.context import AuditContext
 from alm_portal.errors import InvalidState
-from deployments.choices import JobKind
+from deployments.choices import DeploymentJobKind
 from deployments.models import Approval, Promotion, Stage
 from deployments.workflow.transitions import (
     WAITING,
@@ -106,7 +106,7 @@ def promotions_retarget(*, stage: Stage, context: AuditContext) -> int:
                 _move(promotion, to=Status.PENDING_APPROVAL, now=now, doing="sent back for approval", run_job=None)
             elif promotion.status == Status.QUEUED:
                 # Still approved (0 required): a fresh import job for the new target.
-                job = _enqueue(JobKind.IMPORT, promotion, context)
+                job = _enqueue(DeploymentJobKind.IMPORT, promotion, context)
                 _touch(promotion, now=now, run_job=job)
             _audit(
                 context,

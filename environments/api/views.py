@@ -23,7 +23,7 @@ from alm_portal.accounts.choices import Scope
 from alm_portal.accounts.identity import portal_user
 from alm_portal.audit.context import AuditContext
 from alm_portal.errors import ValidationFailed
-from deployments.models import Job
+from alm_portal.jobs.models import Job
 from environments import selectors, services
 from environments.api.serializers import (
     DriftFindingSerializer,

@@ -16,7 +16,7 @@ from alm_portal.audit.services import record
 from alm_portal.crypto import SecretUnreadable, rotate_ciphertext
 from alm_portal.dataverse.errors import DataverseError
 from alm_portal.errors import InvalidState
-from deployments.models import Job
+from alm_portal.jobs.models import Job
 from environments.choices import CREDENTIAL_TRANSITIONS, CredentialStatus
 from environments.clients import SecretMaterial, client_for
 from environments.models import Credential, Environment

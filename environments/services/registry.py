@@ -13,9 +13,8 @@ from alm_portal import outbound
 from alm_portal.accounts.models import Team
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.services import record
-from deployments.choices import JobKind
-from deployments.jobs import job_enqueue
-from environments.choices import CredentialStatus, EnvironmentKind, HealthStatus
+from alm_portal.jobs.services import job_enqueue
+from environments.choices import CredentialStatus, EnvironmentJobKind, EnvironmentKind, HealthStatus
 from environments.models import Credential, Environment
 from environments.services.credentials import credential_insert, credential_rotate, credential_set_expiry
 from environments.services.scheduling import enqueue_once
@@ -88,7 +87,7 @@ def environment_create(
                 environment=environment, material=material, status=CredentialStatus.ACTIVE, context=context, now=now
             )
             if check_health and environment.is_active:
-                job_enqueue(kind=JobKind.HEALTH_CHECK, environment=environment, params={}, context=context)
+                job_enqueue(kind=EnvironmentJobKind.HEALTH_CHECK, environment=environment, params={}, context=context)
             record(
                 context=context,
                 action="environment.created",
@@ -188,7 +187,7 @@ def environment_update(
                 update_fields += ["health_status", "throttled_until"]
             current.save(update_fields=update_fields)
             if reconnect and current.is_active:
-                enqueue_once(environment=current, kind=JobKind.HEALTH_CHECK, params={}, context=context)
+                enqueue_once(environment=current, kind=EnvironmentJobKind.HEALTH_CHECK, params={}, context=context)
             record(
                 context=context,
                 action="environment.updated",

@@ -8,9 +8,10 @@ from django.db import transaction
 
 from alm_portal.audit.context import AuditContext
 from alm_portal.errors import InvalidState
-from deployments.choices import ACTIVE_JOB_STATUSES, JobKind, JobStatus
-from deployments.jobs import job_enqueue
-from deployments.models import Job
+from alm_portal.jobs.choices import ACTIVE_JOB_STATUSES, JobStatus
+from alm_portal.jobs.models import Job
+from alm_portal.jobs.services import job_enqueue
+from environments.choices import EnvironmentJobKind
 from environments.models import Credential, Environment
 
 
@@ -30,7 +31,9 @@ def environment_request_health_check(
     waiting for the same thing is returned instead of a second one."""
     params = {"credential_id": candidate.pk} if candidate is not None else {}
     with transaction.atomic():
-        return enqueue_once(environment=environment, kind=JobKind.HEALTH_CHECK, params=params, context=context)
+        return enqueue_once(
+            environment=environment, kind=EnvironmentJobKind.HEALTH_CHECK, params=params, context=context
+        )
 
 
 def environment_request_inventory_sync(*, environment: Environment, context: AuditContext) -> Job:
@@ -40,7 +43,7 @@ def environment_request_inventory_sync(*, environment: Environment, context: Aud
             "An inactive environment is not synced.", details={"current": "inactive", "allowed": ["active"]}
         )
     with transaction.atomic():
-        return enqueue_once(environment=environment, kind=JobKind.INVENTORY_SYNC, params={}, context=context)
+        return enqueue_once(environment=environment, kind=EnvironmentJobKind.INVENTORY_SYNC, params={}, context=context)
 
 
 def environment_queue_first_inventory_sync(*, environment: Environment, context: AuditContext) -> Job | None:
@@ -49,16 +52,18 @@ def environment_queue_first_inventory_sync(*, environment: Environment, context:
     if environment.inventory_synced_at is not None or not environment.is_active:
         return None
     under_way = Job.objects.filter(
-        environment=environment, kind=JobKind.INVENTORY_SYNC, status__in=[JobStatus.PENDING, *ACTIVE_JOB_STATUSES]
+        environment=environment,
+        kind=EnvironmentJobKind.INVENTORY_SYNC,
+        status__in=[JobStatus.PENDING, *ACTIVE_JOB_STATUSES],
     )
     if under_way.exists():
         return None
-    return job_enqueue(kind=JobKind.INVENTORY_SYNC, environment=environment, params={}, context=context)
+    return job_enqueue(kind=EnvironmentJobKind.INVENTORY_SYNC, environment=environment, params={}, context=context)
 
 
 def environments_enqueue_scheduled(*, kind: str, context: AuditContext) -> int:
     """Beat's fan-out: one job of `kind` per active environment that has none waiting or running."""
-    if kind not in (JobKind.HEALTH_CHECK, JobKind.INVENTORY_SYNC):
+    if kind not in (EnvironmentJobKind.HEALTH_CHECK, EnvironmentJobKind.INVENTORY_SYNC):
         raise ValueError(f"not a scheduled environment job: {kind}")
     active_ids = list(Environment.objects.filter(is_active=True).values_list("pk", flat=True))
     busy = set(

@@ -24,13 +24,14 @@ from alm_portal.dataverse.client import DataverseClient, RetryPolicy, Timeouts
 from alm_portal.dataverse.package import PackageError, read_solution_zip
 from alm_portal.dataverse.package import SolutionVersion as PackageVersion
 from alm_portal.errors import PermissionRefused, ValidationFailed
-from deployments.choices import JobKind, JobStatus
-from deployments.jobs import JobDeferred, JobFailed, job_enqueue, job_mark_step, job_progress
-from deployments.models import Job
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.errors import JobDeferred, JobFailed
+from alm_portal.jobs.models import Job
+from alm_portal.jobs.services import job_enqueue, job_mark_step, job_progress
 from environments import clients
 from environments import selectors as environment_selectors
 from solutions import selectors
-from solutions.choices import Bump, Flavour, SourceKind
+from solutions.choices import Bump, Flavour, SolutionJobKind, SourceKind
 from solutions.errors import VersionExists
 from solutions.models import Solution, SolutionVersion
 from solutions.services.registry import artifact_register, may_change
@@ -84,7 +85,7 @@ def solution_export_request(*, solution: Solution, bump: str, user: User, contex
         _check_none_allowed_from_inventory(solution=solution, home=home)
     with transaction.atomic():
         job = job_enqueue(
-            kind=JobKind.EXPORT,
+            kind=SolutionJobKind.EXPORT,
             environment=home,
             params={"solution_id": solution.pk, "unique_name": solution.unique_name, "bump": bump},
             context=context,

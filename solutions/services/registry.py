@@ -47,7 +47,7 @@ from solutions.storage import (
 )
 
 if TYPE_CHECKING:
-    from deployments.models import Job
+    from alm_portal.jobs.models import Job
     from environments.models import Environment
 
 DEFAULT_MAX_UPLOAD_BYTES = 500 * 1024 * 1024

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from alm_portal.cli import almctl
-from deployments.choices import ACTIVE_JOB_STATUSES, JobStatus
-from deployments.jobs import job_run
-from deployments.models import Job
+from alm_portal.jobs.choices import ACTIVE_JOB_STATUSES, JobStatus
+from alm_portal.jobs.models import Job
+from alm_portal.jobs.services import job_run
 from tests.deployments.test_runner_fixtures import (  # noqa: F401 - fixtures are found by name
     BASE_TABLES,
     contoso_fixture,

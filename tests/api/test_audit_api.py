@@ -18,8 +18,8 @@ from django.db import transaction
 from alm_portal.audit.context import AuditContext, ObjectRef
 from alm_portal.audit.models import AuditEvent
 from alm_portal.audit.services import record
-from deployments.jobs import job_run_now
-from deployments.models import Job
+from alm_portal.jobs.models import Job
+from alm_portal.jobs.services import job_run_now
 
 pytestmark = pytest.mark.django_db
 VERIFIER = Path(__file__).resolve().parents[2] / "scripts" / "verify_audit_export.py"
@@ -216,7 +216,7 @@ def test_a_verification_still_waiting_is_reused_not_queued_twice(api_world):
 def test_a_broker_that_is_down_still_queues_the_verification(
     api_world, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from deployments.tasks import run_job
+    from alm_portal.jobs.tasks import run_job
 
     def refuse(*args, **kwargs):
         raise ConnectionError("broker down")
@@ -230,7 +230,7 @@ def test_a_broker_that_is_down_still_queues_the_verification(
 
 
 def test_beat_queues_a_daily_verification_job_once(api_world, settings):
-    from alm_portal.audit.tasks import audit_verify_run
+    from alm_portal.audit_verification.tasks import audit_verify_run
 
     schedule = {entry["task"]: entry["schedule"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert schedule["audit.verify"] <= 86400

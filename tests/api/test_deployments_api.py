@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from alm_portal.audit.context import AuditContext
+from alm_portal.jobs.models import Job
 from deployments import workflow
-from deployments.models import Job, Promotion
+from deployments.models import Promotion
 
 pytestmark = pytest.mark.django_db
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from deployments.jobs import job_run_now
-from deployments.models import Job
+from alm_portal.jobs.models import Job
+from alm_portal.jobs.services import job_run_now
 from tests.deployments.test_runner_fixtures import (  # noqa: F401 - fixtures are found by name
     BASE_TABLES,
     contoso_fixture,

@@ -10,9 +10,9 @@ from django.db import transaction
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.models import AuditEvent
 from alm_portal.audit.services import record
-from alm_portal.audit.verification import audit_verification_request
-from deployments.choices import JobStatus
-from deployments.models import Job
+from alm_portal.audit_verification.services import audit_verification_request
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.models import Job
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 

@@ -25,7 +25,8 @@ TINY = {"environments": 10, "solutions": 6, "versions": 12, "promotions": 20, "a
 def test_the_scale_seed_writes_a_chain_that_verify_audit_accepts(settings: Any, capsys: Any) -> None:
     from alm_portal.audit.models import AuditEvent
     from alm_portal.audit.services import record
-    from deployments.models import Approval, Job, Promotion
+    from alm_portal.jobs.models import Job
+    from deployments.models import Approval, Promotion
     from solutions.models import SolutionVersion
 
     settings.ALM_AUDIT_CHECKPOINT_KEY = "test-checkpoint-key"

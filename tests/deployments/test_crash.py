@@ -15,10 +15,10 @@ import pytest
 from django.utils import timezone
 
 from alm_portal.celery import publish_best_effort
-from deployments.choices import JobStatus
-from deployments.jobs import jobs_dispatch
-from deployments.models import Job
-from deployments.tasks import run_job
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.models import Job
+from alm_portal.jobs.services import jobs_dispatch
+from alm_portal.jobs.tasks import run_job
 from tests.deployments.test_runner_fixtures import (  # noqa: F401 - fixtures are found by name
     SUCCESS,
     contoso_fixture,

@@ -27,10 +27,11 @@ from django.utils import timezone
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.models import AuditEvent
 from alm_portal.errors import DomainError
+from alm_portal.jobs.models import Job
+from alm_portal.jobs.services import job_run_now
 from deployments import selectors, workflow
-from deployments.jobs import job_run_now
 from deployments.metrics import delivery_metrics
-from deployments.models import Job, Promotion
+from deployments.models import Promotion
 
 pytestmark = pytest.mark.django_db
 

@@ -141,7 +141,7 @@ def test_a_rollback_runs_on_the_worker_and_marks_what_it_rolled_back(contoso, wo
 
 
 def test_two_promotions_to_one_environment_run_one_after_the_other_and_to_two_at_once(contoso, worker):
-    from deployments.models import Job
+    from alm_portal.jobs.models import Job
 
     for org in contoso.orgs.values():
         org.settings(operation_duration=2)

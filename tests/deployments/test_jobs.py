@@ -9,9 +9,10 @@ from django.utils import timezone
 
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.models import AuditEvent
-from deployments import jobs
-from deployments.choices import JobKind, JobStatus
-from deployments.models import Job
+from alm_portal.job_kinds import JobKind
+from alm_portal.jobs import services as jobs
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.models import Job
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -204,7 +205,7 @@ def test_dispatcher_resends_only_stale_unheld_jobs(environment, handler_calls, m
 def test_broker_down_never_breaks_enqueue(environment, monkeypatch):
     from kombu.exceptions import OperationalError
 
-    from deployments.tasks import run_job
+    from alm_portal.jobs.tasks import run_job
 
     attempts: list[tuple] = []
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from alm_portal.audit.context import AuditContext
-from deployments.choices import JobKind
-from deployments.jobs import job_enqueue
+from alm_portal.job_kinds import JobKind
+from alm_portal.jobs.services import job_enqueue
 
 pytestmark = pytest.mark.django_db
 
@@ -49,7 +49,7 @@ def test_anonymous_gets_401(api_client, job):
 
 
 def test_list_query_count_does_not_grow_with_page_size(api_client, auditor, token_for, job, django_assert_num_queries):
-    from deployments.models import Job
+    from alm_portal.jobs.models import Job
 
     for _ in range(5):
         Job.objects.create(kind=JobKind.HEALTH_CHECK, environment=job.environment, created_by=auditor)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from alm_portal.audit.models import AuditEvent
-from deployments.choices import ImportMode, JobStatus
-from deployments.models import Job
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.models import Job
+from deployments.choices import ImportMode
 from deployments.preflight import manifest_missing_dependencies, preflight_run
 from deployments.services import stage_update
 from tests.deployments.test_runner_fixtures import (  # noqa: F401 - fixtures are found by name

@@ -16,8 +16,8 @@ from django.urls import reverse
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.models import AuditEvent
 from alm_portal.dataverse.client import DataverseClient
-from deployments.jobs import job_run
-from deployments.models import Job
+from alm_portal.jobs.models import Job
+from alm_portal.jobs.services import job_run
 from environments import services as environment_services
 from tests.deployments.test_runner_fixtures import (  # noqa: F401 - fixtures are found by name
     SUCCESS,

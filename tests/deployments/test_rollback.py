@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from alm_portal.errors import DomainError
-from deployments.choices import JobStatus
+from alm_portal.jobs.choices import JobStatus
 from deployments.rollback import rollback_artifact_for, rollback_plan
 from solutions.models import SolutionVersion
 from tests.deployments.test_runner_fixtures import (  # noqa: F401 - fixtures are found by name

@@ -12,10 +12,11 @@ from django.utils import timezone
 
 from alm_portal.audit.models import AuditEvent
 from alm_portal.dataverse.client import AsyncOperationType, DataverseClient
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.models import Job
+from alm_portal.jobs.services import job_run
 from deployments import runner
-from deployments.choices import ImportMode, JobStatus
-from deployments.jobs import job_run
-from deployments.models import Job
+from deployments.choices import ImportMode
 from deployments.services import stage_freeze_add, stage_update
 from environments.models import Environment, InventoryInterval
 from solutions.storage import artifact_storage

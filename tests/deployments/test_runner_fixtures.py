@@ -26,9 +26,10 @@ import pytest
 
 from alm_portal.audit.context import AuditContext
 from alm_portal.dataverse.client import clear_throttle
+from alm_portal.jobs.models import Job
+from alm_portal.jobs.services import job_run_now
 from deployments import workflow
-from deployments.jobs import job_run_now
-from deployments.models import Job, Promotion
+from deployments.models import Promotion
 from deployments.services import pipeline_create, settings_update, stage_add
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "corpus" / "solutions"

@@ -6,9 +6,10 @@ import pytest
 
 from alm_portal.audit.context import AuditContext
 from alm_portal.celery import publish_best_effort
-from deployments.choices import JobKind, JobStatus
-from deployments.models import Job
-from deployments.tasks import run_job
+from alm_portal.job_kinds import JobKind
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.models import Job
+from alm_portal.jobs.tasks import run_job
 from environments.models import Environment
 from environments.services.registry import environment_create
 
@@ -55,7 +56,7 @@ def test_a_message_delivered_twice_runs_the_job_once(registered):
 def test_a_job_committed_while_the_broker_was_down_runs_after_dispatch(registered, monkeypatch):
     from kombu.exceptions import OperationalError
 
-    from deployments.jobs import job_enqueue, jobs_dispatch
+    from alm_portal.jobs.services import job_enqueue, jobs_dispatch
 
     environment, worker = registered
     original = run_job.apply_async

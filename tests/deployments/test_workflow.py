@@ -8,9 +8,12 @@ import pytest
 
 from alm_portal.audit.models import AuditEvent
 from alm_portal.errors import DomainError
+from alm_portal.job_kinds import JobKind
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.models import Job
 from deployments import workflow
-from deployments.choices import JobKind, JobStatus, PreflightStatus, PromotionStatus
-from deployments.models import Approval, Job, Promotion
+from deployments.choices import PreflightStatus, PromotionStatus
+from deployments.models import Approval, Promotion
 from deployments.services import settings_update, stage_freeze_add, stage_update, stage_window_add
 from tests.deployments.test_workflow_fixtures import (  # noqa: F401 - fixtures are found by name
     T0,

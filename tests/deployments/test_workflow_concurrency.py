@@ -9,9 +9,12 @@ import pytest
 from django.db import connection
 
 from alm_portal.errors import DomainError
+from alm_portal.job_kinds import JobKind
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.models import Job
 from deployments import workflow
-from deployments.choices import JobKind, JobStatus, PromotionStatus
-from deployments.models import Approval, Job
+from deployments.choices import PromotionStatus
+from deployments.models import Approval
 from tests.deployments.test_workflow_fixtures import (  # noqa: F401 - fixtures are found by name
     as_user,
     deployed,

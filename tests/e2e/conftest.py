@@ -24,7 +24,8 @@ from django.conf import settings as django_settings
 from django.urls import reverse
 
 from alm_portal.audit.checkpoints import CHECKPOINT_DIR
-from deployments.models import Job, Promotion
+from alm_portal.jobs.models import Job
+from deployments.models import Promotion
 from tests.deployments.test_runner_fixtures import (  # noqa: F401 - fixtures are found by name
     Contoso,
     contoso_fixture,

@@ -19,7 +19,8 @@ import requests
 from django.urls import reverse
 
 from alm_portal.audit.models import AuditEvent
-from deployments.models import Job, Promotion
+from alm_portal.jobs.models import Job
+from deployments.models import Promotion
 from tests.deployments.test_runner_fixtures import SUCCESS, success_package
 from tests.e2e.conftest import (  # noqa: F401 - browser is a fixture
     browser,

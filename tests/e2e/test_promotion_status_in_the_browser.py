@@ -20,9 +20,11 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.models import Job
 from deployments import workflow
-from deployments.choices import JobStatus, PromotionStatus
-from deployments.models import Job, Promotion
+from deployments.choices import PromotionStatus
+from deployments.models import Promotion
 from tests.deployments.test_runner_fixtures import as_user, success_package
 from tests.e2e.conftest import (  # noqa: F401 - fixtures are found by name
     browser,

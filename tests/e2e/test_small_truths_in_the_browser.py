@@ -26,7 +26,7 @@ from rest_framework.test import APIClient
 
 from alm_portal.accounts.demo import DEMO_PEOPLE, directory_names, seed_demo_people
 from alm_portal.audit.context import AuditContext
-from deployments.jobs import job_run_now
+from alm_portal.jobs.services import job_run_now
 from deployments.models import Promotion
 from deployments.services import stage_update
 from environments.services import environment_create, environment_request_health_check

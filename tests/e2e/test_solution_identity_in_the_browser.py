@@ -14,7 +14,7 @@ import requests
 from django.urls import reverse
 
 from alm_portal.audit.models import AuditEvent
-from deployments.models import Job
+from alm_portal.jobs.models import Job
 from tests.e2e.conftest import browser, sign_in_with_password  # noqa: F401 - browser is a fixture
 from tests.solutions.conftest import INCIDENT_102_UNMANAGED, corpus_bytes
 

@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from alm_portal.accounts.models import Team
-from deployments.models import Job
+from alm_portal.jobs.models import Job
 from environments.choices import CredentialStatus
 from environments.models import Credential, Environment
 from tests.environments.conftest import CANARY_SECRET, events

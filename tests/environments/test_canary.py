@@ -10,8 +10,8 @@ import pytest
 from django.views.debug import ExceptionReporter
 
 from alm_portal.audit.models import AuditEvent
-from deployments.jobs import job_run_now
-from deployments.models import Job
+from alm_portal.jobs.models import Job
+from alm_portal.jobs.services import job_run_now
 from environments.models import Environment
 from environments.services import registry
 from tests.environments.conftest import CANARY_SECRET

@@ -17,9 +17,10 @@ from django.utils import timezone
 from alm_portal.audit.context import AuditContext
 from alm_portal.crypto import decrypt_secret
 from alm_portal.errors import InvalidState, ValidationFailed
-from deployments.choices import JobKind, JobStatus
-from deployments.jobs import job_run_now
-from deployments.models import Job
+from alm_portal.job_kinds import JobKind
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.models import Job
+from alm_portal.jobs.services import job_run_now
 from environments import services
 from environments.choices import CredentialStatus, HealthStatus
 from environments.models import Credential, Environment

@@ -9,9 +9,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from deployments.choices import JobKind, JobStatus
-from deployments.jobs import job_run_now
-from deployments.models import Job
+from alm_portal.job_kinds import JobKind
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.models import Job
+from alm_portal.jobs.services import job_run_now
 from environments import services
 from environments.choices import CredentialStatus, HealthStatus
 from environments.models import Credential, Environment, EnvironmentNotification
@@ -210,7 +211,7 @@ def test_turning_loopback_off_makes_the_emulator_unreachable(emulator_org, regis
 
 
 def test_a_health_check_delivered_twice_runs_once(emulator_org, register, admin_context):
-    from deployments.jobs import job_run
+    from alm_portal.jobs.services import job_run
 
     environment = register(emulator_org)
     job = services.environment_request_health_check(environment=environment, context=admin_context)

@@ -10,8 +10,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from deployments.choices import JobKind, JobStatus
-from deployments.jobs import job_run_now
+from alm_portal.job_kinds import JobKind
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.services import job_run_now
 from environments import selectors, services
 from environments.models import InventoryInterval, SolutionHistoryEntry
 from tests.emulator.packages import b64, make_solution
@@ -176,7 +177,7 @@ def test_a_throttled_sync_is_deferred_until_the_retry_after(emulator_org, regist
     environment = register(emulator_org)
     emulator_org.set_faults(throttle={"code": "requests", "retry_after": 300, "count": 3})
     job = services.environment_request_inventory_sync(environment=environment, context=admin_context)
-    from deployments.jobs import job_run
+    from alm_portal.jobs.services import job_run
 
     outcome = job_run(job.pk)
     assert outcome.reason == "deferred"
@@ -195,7 +196,7 @@ def test_beat_queues_one_sync_per_active_environment_and_never_two(emulator, reg
 
     assert schedule_inventory_syncs() == 2
     assert schedule_inventory_syncs() == 0  # delivered twice, one effect
-    from deployments.models import Job
+    from alm_portal.jobs.models import Job
 
     queued = Job.objects.filter(kind=JobKind.INVENTORY_SYNC).values_list("environment_id", flat=True)
     assert sorted(queued) == sorted([first.pk, second.pk])

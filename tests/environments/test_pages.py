@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from alm_portal.accounts.models import Team
-from deployments.models import Job
+from alm_portal.jobs.models import Job
 from environments.choices import CredentialStatus
 from environments.models import Credential, Environment
 from tests.environments.conftest import CANARY_SECRET

@@ -29,7 +29,7 @@ import requests
 from django.conf import settings
 from django.db import connection
 
-from deployments.models import Job
+from alm_portal.jobs.models import Job
 from tests.deployments.test_runner_fixtures import SUCCESS, job_of, success_package
 from tests.support.fault_proxy import FaultProxy
 from tests.support.invariants import all_alive, check_invariants, settle

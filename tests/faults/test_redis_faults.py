@@ -16,8 +16,8 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from alm_portal.audit.context import AuditContext
-from deployments.jobs import job_enqueue
-from deployments.models import Job
+from alm_portal.jobs.models import Job
+from alm_portal.jobs.services import job_enqueue
 from tests.deployments.test_runner_fixtures import SUCCESS, job_of, success_package
 from tests.support.invariants import all_alive, check_invariants, settle
 from tests.support.private_services import PrivateRedis

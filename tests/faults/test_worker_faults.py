@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from deployments.models import Job
+from alm_portal.jobs.models import Job
 from tests.deployments.test_runner_fixtures import SUCCESS, job_of, success_package
 from tests.support.invariants import all_alive, check_invariants, settle
 

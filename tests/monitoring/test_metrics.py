@@ -12,10 +12,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from alm_portal.audit.context import AuditContext
+from alm_portal.job_kinds import JobKind
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.models import Job
 from alm_portal.monitoring.exposition import render
 from alm_portal.monitoring.selectors import MetricFamily
-from deployments.choices import JobKind, JobStatus
-from deployments.models import Job
 from environments.choices import DriftKind
 from environments.models import DriftFinding, Environment
 
@@ -106,8 +107,8 @@ def _world_state(api_world: Any) -> Environment:
 
 
 def test_metrics_report_jobs_attention_throttling_drift_and_the_audit_chain(api_world, scraper_token):
-    from alm_portal.audit.verification import audit_verification_request
-    from deployments.jobs import job_run_now
+    from alm_portal.audit_verification.services import audit_verification_request
+    from alm_portal.jobs.services import job_run_now
 
     environment = _world_state(api_world)
     verification = job_run_now(audit_verification_request(context=AuditContext.system()))

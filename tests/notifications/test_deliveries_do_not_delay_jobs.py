@@ -21,11 +21,12 @@ from typing import Any
 import pytest
 
 from alm_portal.audit.context import AuditContext
+from alm_portal.job_kinds import JobKind
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.models import Job
+from alm_portal.jobs.services import job_enqueue
 from alm_portal.notifications import services
 from alm_portal.notifications.models import WebhookDelivery
-from deployments.choices import JobKind, JobStatus
-from deployments.jobs import job_enqueue
-from deployments.models import Job
 from environments.models import Environment
 from tests.notifications.conftest import emit
 

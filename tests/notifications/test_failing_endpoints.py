@@ -142,8 +142,8 @@ def test_deliveries_to_dead_receivers_never_delay_a_job(
     celery_worker_factory: Any, make_endpoint: Any, environment: Any, black_hole: int
 ) -> None:
     from alm_portal.audit.context import AuditContext
-    from alm_portal.audit.verification import audit_verification_request
-    from deployments.models import Job
+    from alm_portal.audit_verification.services import audit_verification_request
+    from alm_portal.jobs.models import Job
 
     endpoints = [make_endpoint(f"https://127.0.0.1:{black_hole}/hooks/{n}") for n in range(4)]
     for _ in range(6):

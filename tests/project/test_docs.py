@@ -355,7 +355,8 @@ def test_every_promotion_status_and_move_is_in_the_states_doc() -> None:
 
 
 def test_every_job_kind_status_and_move_is_in_the_states_doc() -> None:
-    from deployments.choices import JOB_TRANSITIONS, JobKind, JobStatus
+    from alm_portal.job_kinds import JobKind
+    from alm_portal.jobs.choices import JOB_TRANSITIONS, JobStatus
 
     section = _section_of("states", "Jobs")
     assert sorted(_first_column(_table("states", section=section, header=("Kind",)))) == sorted(JobKind.values)

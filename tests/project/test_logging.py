@@ -16,11 +16,11 @@ from django.http import HttpResponse
 from django.test import RequestFactory
 
 from alm_portal.audit.context import AuditContext
+from alm_portal.job_kinds import JobKind
+from alm_portal.jobs import services as job_engine
+from alm_portal.jobs.services import job_enqueue, job_run_now
 from alm_portal.logformat import JobIdLogFilter, JsonLogFormatter, TextLogFormatter
 from alm_portal.middleware import RequestIdLogFilter, RequestIdMiddleware
-from deployments import jobs as job_engine
-from deployments.choices import JobKind
-from deployments.jobs import job_enqueue, job_run_now
 from tests.project.test_configuration import PRODUCTION_OK
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,14 +148,14 @@ def test_production_logs_json_by_default_and_the_setting_chooses(tmp_path):
 @pytest.mark.django_db
 def test_a_worker_task_after_a_job_no_longer_logs_under_that_jobs_request_id(json_log, monkeypatch):
     """A worker process runs many tasks: the beat task that follows a job must not carry the job's request id."""
-    import deployments.tasks
+    import alm_portal.jobs.tasks
 
     monkeypatch.setitem(job_engine._HANDLERS, JobKind.HOLDING_CLEANUP, lambda job, context: {})
     job = job_enqueue(
         kind=JobKind.HOLDING_CLEANUP, environment=None, params={}, context=AuditContext.system(request_id="seed-demo")
     )
 
-    deployments.tasks.run_job(job.pk)
+    alm_portal.jobs.tasks.run_job(job.pk)
     logging.getLogger("alm_portal.test_logging").info("the next task")
 
     (after,) = (json.loads(line) for line in _lines(json_log))

@@ -82,11 +82,11 @@ def test_no_secret_leaks_from_any_flow(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from alm_portal.crypto import decrypt_secret
+    from alm_portal.jobs.models import Job
+    from alm_portal.jobs.services import job_run_now
     from alm_portal.notifications import services as notifications
     from alm_portal.notifications.models import WebhookDelivery
     from alm_portal.notifications.signing import verify_signature
-    from deployments.jobs import job_run_now
-    from deployments.models import Job
     from environments.models import Credential
 
     caplog = everything_logged

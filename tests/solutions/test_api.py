@@ -9,7 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from deployments.models import Job
+from alm_portal.jobs.models import Job
 from environments.models import Environment, InventoryInterval
 from solutions import services
 from solutions.models import Solution, SolutionVersion

@@ -6,8 +6,8 @@ import pytest
 
 from alm_portal.audit.models import AuditEvent
 from alm_portal.errors import PermissionRefused, ValidationFailed
-from deployments.jobs import job_run_now
-from deployments.models import Job
+from alm_portal.jobs.models import Job
+from alm_portal.jobs.services import job_run_now
 from solutions import services
 from solutions.errors import VersionExists
 from solutions.models import SolutionVersion

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from deployments.models import Job
+from alm_portal.jobs.models import Job
 from environments.models import Environment
 from solutions.models import Solution, SolutionVersion
 from tests.solutions.conftest import (

@@ -69,10 +69,10 @@ def api_world(api_settings: Any, no_publish: Any, make_user: Any, team: Any, tok
 
     from alm_portal.accounts import services as accounts
     from alm_portal.audit.context import AuditContext
+    from alm_portal.job_kinds import JobKind
+    from alm_portal.jobs.services import job_enqueue
     from alm_portal.notifications.services import webhook_endpoint_create
     from deployments import workflow
-    from deployments.choices import JobKind
-    from deployments.jobs import job_enqueue
     from deployments.services import pipeline_create, stage_add, stage_freeze_add, stage_window_add
     from environments.models import Environment
     from solutions.services import solution_version_upload

@@ -154,8 +154,9 @@ def run_soak(
     log: Any = print,
 ) -> SoakReport:
     """Run the soak; raise SoakIncomplete or an invariant's AssertionError, else return the counts."""
+    from alm_portal.jobs.models import Job
     from deployments import workflow
-    from deployments.models import Job, Promotion
+    from deployments.models import Promotion
 
     started_at = time.monotonic()
     deadline = started_at + seconds

@@ -51,7 +51,7 @@ def _pid_alive(pid: int) -> bool:
 
 def expire_dead_leases() -> int:
     """Let the leases of dead worker processes run out now (the owner is host:pid:nonce, on this host)."""
-    from deployments.models import Job
+    from alm_portal.jobs.models import Job
 
     past = timezone.now() - timedelta(minutes=5)
     expired = 0
@@ -66,7 +66,7 @@ def expire_dead_leases() -> int:
 
 def dispatch(idle_seconds: float = 2.0) -> int:
     """Beat's dispatcher, re-sending rows idle for `idle_seconds` instead of 30 s (duplicates are harmless)."""
-    from deployments import jobs
+    from alm_portal.jobs import services as jobs
 
     original = jobs.DISPATCH_AFTER
     jobs.DISPATCH_AFTER = timedelta(seconds=idle_seconds)
@@ -85,7 +85,7 @@ def settle(
 ) -> None:
     """Run the dispatcher (and `tick`) until the jobs (all jobs by default) are terminal; the timeout is a
     guard against hangs. `alive` returns a reason to stop early (e.g. every worker died)."""
-    from deployments.models import Job
+    from alm_portal.jobs.models import Job
 
     ids = list(job_ids) if job_ids is not None else None
     deadline = time.monotonic() + timeout
@@ -118,7 +118,8 @@ def check_leases(environments: Iterable[Any] | None = None) -> int:
     """The invariant that can be checked at any moment, not only at the end: no running promotion's job has
     ended, and no job is worked on under an expired lease (a live owner past its lease could race the next
     claimant). Returns the number of running promotions looked at."""
-    from deployments.models import Job, Promotion
+    from alm_portal.jobs.models import Job
+    from deployments.models import Promotion
 
     now = timezone.now()
     running = Promotion.objects.filter(status="running")
@@ -152,7 +153,8 @@ def check_invariants(
     """Assert the invariants over every job and promotion in the database (or those of `environments`);
     returns what it counted."""
     from alm_portal.audit.services import audit_verify
-    from deployments.models import Job, Promotion
+    from alm_portal.jobs.models import Job
+    from deployments.models import Promotion
 
     report = InvariantReport()
     job_rows = Job.objects.select_related("environment")

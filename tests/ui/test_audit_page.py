@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from deployments.models import Job
+from alm_portal.jobs.models import Job
 
 pytestmark = pytest.mark.django_db
 

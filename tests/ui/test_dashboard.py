@@ -109,7 +109,7 @@ def test_a_failed_latest_promotion_marks_the_cell_and_counts_for_its_environment
 
 
 def test_running_jobs_poll_every_two_seconds_with_progress_bars(api_world: Any) -> None:
-    from deployments.models import Job
+    from alm_portal.jobs.models import Job
 
     Job.objects.filter(pk=api_world.ids["job"]).update(progress=40, progress_message="Reading solutions")
     client = _as(api_world.users["admin"])
@@ -150,7 +150,7 @@ def test_a_cell_clicks_through_to_that_solutions_history_in_that_environment(api
 
 
 def test_an_idle_running_jobs_card_polls_less_often(api_world: Any) -> None:
-    from deployments.models import Job
+    from alm_portal.jobs.models import Job
 
     Job.objects.update(status="succeeded")
     body = _as(api_world.users["admin"]).get(reverse("deployments:running-jobs")).content.decode()

@@ -18,8 +18,11 @@ from django.utils import timezone
 
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.services import record
-from deployments.choices import JobKind, JobStatus, PreflightStatus, PromotionStatus
-from deployments.models import Job, Pipeline, Promotion, Stage
+from alm_portal.job_kinds import JobKind
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.models import Job
+from deployments.choices import PreflightStatus, PromotionStatus
+from deployments.models import Pipeline, Promotion, Stage
 from environments.models import DriftFinding, Environment, InventoryInterval
 from solutions.models import Solution, SolutionVersion
 

@@ -42,7 +42,7 @@ from alm_portal.audit.api.serializers import (
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.models import AuditEvent
 from alm_portal.audit.services import record
-from alm_portal.audit.verification import audit_verification_request
+from alm_portal.audit_verification.services import audit_verification_request
 from alm_portal.limits.concurrency import SlotLease, export_slots_acquire
 
 _MEDIA = {"csv": "text/csv", "jsonl": "application/x-ndjson"}

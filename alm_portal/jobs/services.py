@@ -15,7 +15,6 @@ Guarantees (docs/architecture.md §1 and docs/states.md §3):
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import os
 import signal
@@ -28,7 +27,6 @@ from datetime import timedelta
 from functools import partial
 from typing import Any, TypeVar
 
-from django.apps import apps
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q
@@ -36,19 +34,19 @@ from django.utils import timezone
 
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.services import record
+from alm_portal.jobs.choices import ACTIVE_JOB_STATUSES, JOB_TRANSITIONS, JobStatus, JobWaitingReason
+from alm_portal.jobs.errors import JobDeferred, JobFailed, JobNeedsAttention
+from alm_portal.jobs.models import Job
+from alm_portal.jobs.registry import _HANDLERS, job_kind_spec, register_job_handler, register_job_kind
 from alm_portal.logformat import job_log_context
-from deployments.choices import ACTIVE_JOB_STATUSES, JOB_TRANSITIONS, JobKind, JobStatus
-from deployments.models import Job
 
 logger = logging.getLogger(__name__)
-
-JobHandler = Callable[[Job, AuditContext], dict[str, Any]]
-_HANDLERS: dict[str, JobHandler] = {}
 
 # A job whose environment slot is taken waits this long before it tries again (or until the job
 # holding the slot finishes and wakes it).
 SLOT_BUSY_RETRY = timedelta(seconds=5)
-WAITING_FOR_SLOT = "Waiting for the environment's current solution operation to finish."
+# What a job waiting for the slot shows (its waiting_reason says why it waits).
+WAITING_FOR_SLOT = JobWaitingReason.SOLUTION_SLOT.label
 # The dispatcher re-sends rows that have waited longer than this without a live lease.
 DISPATCH_AFTER = timedelta(seconds=30)
 # Follow-up messages never wait longer than this in the broker (longer waits live in not_before).
@@ -64,35 +62,6 @@ LEASE_WRITE_MAX_WAIT = 8.0
 _Written = TypeVar("_Written")
 
 
-class JobFailed(Exception):
-    """Raised by a handler: the job failed for a reason people can act on."""
-
-    def __init__(self, code: str, message: str, *, details: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = details or {}
-
-
-class JobDeferred(Exception):
-    """Raised by a handler: come back after `seconds`, in `status`, at `step` (e.g. polling an import)."""
-
-    def __init__(self, seconds: float, *, status: str = JobStatus.POLLING, step: str = "", message: str = "") -> None:
-        super().__init__(message or f"deferred for {seconds:.0f}s")
-        self.seconds = max(0.0, seconds)
-        self.status = status
-        self.step = step
-        self.message = message
-
-
-class JobNeedsAttention(Exception):
-    """Raised by a handler: the outcome is unknown and only an admin can settle it."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
 @dataclass(frozen=True)
 class RunOutcome:
     job_id: int
@@ -101,29 +70,12 @@ class RunOutcome:
     reason: str = ""
 
 
-def register_job_handler(kind: str) -> Callable[[JobHandler], JobHandler]:
-    """Register the function that carries out jobs of `kind` (each app does so in its tasks.py)."""
-
-    def decorator(handler: JobHandler) -> JobHandler:
-        _HANDLERS[kind] = handler
-        return handler
-
-    return decorator
-
-
-def _handler_for(kind: str) -> JobHandler:
-    if kind not in _HANDLERS:
-        # Handlers live in each app's tasks module, which the worker imports through Celery's
-        # autodiscovery; web processes and tests import them here on first use.
-        for app_config in apps.get_app_configs():
-            try:
-                importlib.import_module(f"{app_config.name}.tasks")
-            except ModuleNotFoundError as exc:
-                if exc.name != f"{app_config.name}.tasks":
-                    raise
-    if kind not in _HANDLERS:
+def _handler_for(kind: str) -> Callable[[Job, AuditContext], dict[str, Any]]:
+    # Each app registers its handlers from its AppConfig.ready, so every process knows them all.
+    handler = _HANDLERS.get(kind)
+    if handler is None:
         raise JobFailed("no_handler", f"No handler is registered for {kind} jobs.")
-    return _HANDLERS[kind]
+    return handler
 
 
 def _lease_length() -> timedelta:
@@ -144,7 +96,7 @@ def crash_point(name: str) -> None:
 
 def _publish_on_commit(job_id: int, countdown: float = 0) -> None:
     from alm_portal.celery import publish_best_effort
-    from deployments.tasks import run_job
+    from alm_portal.jobs.tasks import run_job
 
     def send() -> None:
         publish_best_effort(run_job, args=(job_id,), countdown=min(countdown, MAX_COUNTDOWN_SECONDS))
@@ -161,7 +113,7 @@ def job_enqueue(
     not_before: Any = None,
 ) -> Job:
     """Create a pending job and, after commit, nudge a worker. Call inside the caller's transaction."""
-    if kind not in JobKind.values:
+    if job_kind_spec(kind) is None:
         raise ValueError(f"unknown job kind {kind!r}")
     with transaction.atomic():
         job = Job.objects.create(
@@ -185,15 +137,25 @@ def job_enqueue(
     return job
 
 
+def _require_move(current: str, to: str, *, job_id: int) -> None:
+    if to not in JOB_TRANSITIONS.get(current, ()):
+        raise ValueError(f"job {job_id}: {current} → {to} is not an allowed transition")
+
+
+def _move(job_id: int, *, current: str, to: str, where: Q | None = None, **fields: Any) -> int:
+    """The one way a job's status changes: a move the transition table allows (staying in a status too), as a
+    conditional UPDATE from the status that was read (and `where`). Returns the number of rows moved, 0 or 1."""
+    _require_move(current, to, job_id=job_id)
+    rows = Job.objects.filter(pk=job_id, status=current)
+    if where is not None:
+        rows = rows.filter(where)
+    return rows.update(status=to, updated_at=fields.pop("updated_at", timezone.now()), **fields)
+
+
 def _transition(job: Job, *, to: str, owner: str, **fields: Any) -> bool:
     """Move `job` to status `to` if it is still in the status we read and held by `owner`."""
-    if to not in JOB_TRANSITIONS.get(job.status, ()) and to != job.status:
-        raise ValueError(f"job {job.pk}: {job.status} → {to} is not an allowed transition")
     now = timezone.now()
-    changed = Job.objects.filter(pk=job.pk, status=job.status, lease_owner=owner).update(
-        status=to, updated_at=now, **fields
-    )
-    if changed == 1:
+    if _move(job.pk, current=job.status, to=to, where=Q(lease_owner=owner), updated_at=now, **fields) == 1:
         job.status = to
         job.updated_at = now
         for name, value in fields.items():
@@ -203,7 +165,8 @@ def _transition(job: Job, *, to: str, owner: str, **fields: Any) -> bool:
 
 
 def _claim(job_id: int, owner: str) -> Job | None:
-    """Take the job if it is due and nobody holds a live lease on it. Exactly one claimant wins."""
+    """Take the job if it is due and nobody holds a live lease on it. Exactly one claimant wins: a pending job
+    moves to claimed, an active one whose worker's lease ran out stays in its status (the table allows both)."""
     now = timezone.now()
     claimable = (
         Q(pk=job_id)
@@ -217,18 +180,25 @@ def _claim(job_id: int, owner: str) -> Job | None:
     new_status = JobStatus.CLAIMED if current == JobStatus.PENDING else current
     try:
         with transaction.atomic():
-            changed = Job.objects.filter(claimable, status=current).update(
-                status=new_status,
+            changed = _move(
+                job_id,
+                current=current,
+                to=new_status,
+                where=claimable,
                 lease_owner=owner,
                 lease_expires_at=now + _lease_length(),
                 claimed_at=now,
+                waiting_reason="",
                 attempts=F("attempts") + 1,
                 updated_at=now,
             )
     except IntegrityError:
         # The environment's solution-operation slot is taken: stay pending, try again shortly.
         Job.objects.filter(pk=job_id, status=JobStatus.PENDING).update(
-            not_before=now + SLOT_BUSY_RETRY, updated_at=now, progress_message=WAITING_FOR_SLOT
+            not_before=now + SLOT_BUSY_RETRY,
+            updated_at=now,
+            waiting_reason=JobWaitingReason.SOLUTION_SLOT,
+            progress_message=WAITING_FOR_SLOT,
         )
         _publish_on_commit(job_id, countdown=SLOT_BUSY_RETRY.total_seconds())
         return None
@@ -263,9 +233,10 @@ def _worker_context(job: Job) -> AuditContext:
 
 
 def _audited(job: Job) -> bool:
-    """Scheduled health checks and syncs run every few minutes for every environment: the job row is
-    their record, and only their failures (and any job a person asked for) get an audit row."""
-    return job.created_by_id is not None or job.kind not in (JobKind.HEALTH_CHECK, JobKind.INVENTORY_SYNC)
+    """Routine kinds (scheduled health checks and syncs, every few minutes for every environment): the job row
+    is their record, and only their failures (and any job a person asked for) get an audit row."""
+    spec = job_kind_spec(job.kind)
+    return job.created_by_id is not None or spec is None or not spec.routine
 
 
 def _publish_next_for_environment(job: Job) -> None:
@@ -277,7 +248,7 @@ def _publish_next_for_environment(job: Job) -> None:
             environment_id=job.environment_id,
             uses_solution_slot=True,
             status=JobStatus.PENDING,
-            progress_message=WAITING_FOR_SLOT,
+            waiting_reason=JobWaitingReason.SOLUTION_SLOT,
         )
         .exclude(pk=job.pk)
         .order_by("created_at", "id")
@@ -521,8 +492,14 @@ def job_run_now(job: Job) -> Job:
 def job_cancel(*, job: Job, context: AuditContext, reason: str) -> bool:
     """Cancel a job nobody has started. Started work runs to its end (Dataverse cannot cancel an import)."""
     with transaction.atomic():
-        changed = Job.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
-            status=JobStatus.CANCELLED, finished_at=timezone.now(), updated_at=timezone.now(), error_message=reason
+        now = timezone.now()
+        changed = _move(
+            job.pk,
+            current=JobStatus.PENDING,
+            to=JobStatus.CANCELLED,
+            finished_at=now,
+            updated_at=now,
+            error_message=reason,
         )
         if changed:
             job.status = JobStatus.CANCELLED
@@ -533,7 +510,7 @@ def job_cancel(*, job: Job, context: AuditContext, reason: str) -> bool:
 def jobs_dispatch(*, limit: int = 500) -> int:
     """Re-send jobs that are due and held by nobody (lost message, dead worker). Beat runs this."""
     from alm_portal.celery import publish_best_effort
-    from deployments.tasks import run_job
+    from alm_portal.jobs.tasks import run_job
 
     now = timezone.now()
     due = (
@@ -555,9 +532,8 @@ def job_resolve_attention(*, job: Job, succeeded: bool, note: str, context: Audi
     """An admin settles a job whose outcome was unknown; audited with their note."""
     with transaction.atomic():
         status = JobStatus.SUCCEEDED if succeeded else JobStatus.FAILED
-        changed = Job.objects.filter(pk=job.pk, status=JobStatus.NEEDS_ATTENTION).update(
-            status=status, finished_at=timezone.now(), updated_at=timezone.now()
-        )
+        now = timezone.now()
+        changed = _move(job.pk, current=JobStatus.NEEDS_ATTENTION, to=status, finished_at=now, updated_at=now)
         if changed:
             record(
                 context=context,
@@ -585,4 +561,5 @@ __all__ = [
     "job_run_now",
     "jobs_dispatch",
     "register_job_handler",
+    "register_job_kind",
 ]

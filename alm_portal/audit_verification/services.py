@@ -1,7 +1,8 @@
 """A full verification of the audit chain as a job (issue 6: `POST audit-events/verification/` → 202 {job}).
 
 Verifying millions of rows takes minutes, so a request only queues a Job row (docs/audit.md).
-The row makes the request durable and pollable at /api/v1/jobs/{id}/: a lost broker message is
+The walk itself is the audit app's (alm_portal.audit.services.audit_verify); this app, above the job
+engine, makes it a job. The row makes the request durable and pollable at /api/v1/jobs/{id}/: a lost broker message is
 re-sent by the dispatcher, a dead worker's lease runs out and another worker starts again, and
 progress and the result are on the row. The `audit.verified` event the run appends is the result
 that `GET audit-events/verification/`, the pages and /metrics show.
@@ -15,9 +16,10 @@ from django.db import transaction
 
 from alm_portal.audit import services
 from alm_portal.audit.context import AuditContext
-from deployments.choices import JobKind, JobStatus
-from deployments.jobs import job_enqueue, job_progress
-from deployments.models import Job
+from alm_portal.audit_verification.choices import AuditJobKind
+from alm_portal.jobs.choices import JobStatus
+from alm_portal.jobs.models import Job
+from alm_portal.jobs.services import job_enqueue, job_progress
 
 __all__ = ["audit_verification_job_run", "audit_verification_request"]
 
@@ -26,10 +28,10 @@ def audit_verification_request(*, context: AuditContext) -> Job:
     """Queue a full verification; one still waiting to start is returned instead of a second one,
     since it will cover every event written before it starts anyway."""
     with transaction.atomic():
-        waiting = Job.objects.filter(kind=JobKind.AUDIT_VERIFY, status=JobStatus.PENDING).order_by("pk").first()
+        waiting = Job.objects.filter(kind=AuditJobKind.AUDIT_VERIFY, status=JobStatus.PENDING).order_by("pk").first()
         if waiting is not None:
             return waiting
-        return job_enqueue(kind=JobKind.AUDIT_VERIFY, environment=None, params={}, context=context)
+        return job_enqueue(kind=AuditJobKind.AUDIT_VERIFY, environment=None, params={}, context=context)
 
 
 def audit_verification_job_run(job: Job, context: AuditContext) -> dict[str, Any]:
