@@ -47,6 +47,7 @@ from deployments.filtersets import PipelineFilterSet
 from deployments.models import Pipeline, Stage, StageFreeze, StageWindow
 from deployments.settings_documents import settings_document_coverage
 from environments.models import Environment
+from solutions.models import SolutionVersion
 
 E = OpenApiResponse
 CONFLICT = E(description="invalid_state (details: current, allowed): the object is in use (see the message)")
@@ -313,7 +314,6 @@ class StageViewSet(mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["get"], url_path="settings/check")
     def settings_check(self, request: Request, pk: str) -> Response:
-        from solutions.models import SolutionVersion
 
         stage = self.get_object()
         raw = request.query_params.get("version", "")

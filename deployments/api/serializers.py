@@ -24,6 +24,7 @@ from deployments.policy import (
     COMMENT_MAX_LENGTH,
     approvals_required,
 )
+from deployments.selectors import job_log
 
 # --- references ------------------------------------------------------------------------------------
 
@@ -378,7 +379,6 @@ class JobDetailSerializer(JobSerializer):
 
     @extend_schema_field(JobLogEntrySerializer(many=True))
     def get_log(self, job: Job) -> list[dict[str, Any]]:
-        from deployments.selectors import job_log
 
         return JobLogEntrySerializer(job_log(job=job), many=True).data  # type: ignore[return-value]
 

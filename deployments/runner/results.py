@@ -19,6 +19,7 @@ from deployments.preflight import HOLDING_SUFFIX
 from deployments.runner.plan import PlannedOperation
 from deployments.runner.polling import read_import_job
 from deployments.runner.state import CompletedOperation, Outcome, RunState
+from environments import services as environment_services
 
 if TYPE_CHECKING:
     from alm_portal.jobs.models import Job
@@ -105,11 +106,10 @@ def flows_result(*, stage: Stage, imported: bool) -> dict[str, Any]:
 def refresh_inventory(*, environment: Environment, context: AuditContext, job_id: int) -> dict[str, Any]:
     """Sync the target's inventory after the operations; a failure is recorded, never raised: the import is
     done whatever the inventory says, and the next scheduled sync catches up."""
-    from environments.services import InventorySyncFailed, environment_sync_inventory
 
     try:
-        report = environment_sync_inventory(environment=environment, context=context)
-    except InventorySyncFailed as failure:
+        report = environment_services.environment_sync_inventory(environment=environment, context=context)
+    except environment_services.InventorySyncFailed as failure:
         return {"refreshed": False, "error_code": failure.code, "message": failure.message[:500]}
     except DatabaseError as failure:
         # E.g. a deadlock victim with a concurrent writer, rolled back.

@@ -33,6 +33,7 @@ from deployments import policy, selectors, workflow
 from deployments.choices import ApprovalDecision, PromotionKind, PromotionStatus, RollbackStrategy
 from deployments.forms.promotions import CancelForm, DecisionForm, PromotionRequestForm, RejectForm, RollbackForm
 from deployments.models import Promotion, Stage
+from deployments.rollback import rollback_plan
 from deployments.services.promotions import PromotionAction, promotion_act
 from deployments.status_sentences import job_line, promotion_status_sentence
 from deployments.target_diff import promotion_target_diff
@@ -146,7 +147,6 @@ def _rollback_plan(promotion: Promotion, user: User, *, sent: RollbackForm | Non
         return []
     if policy.request_refusal(user=user, solution=promotion.solution) is not None:
         return []
-    from deployments.rollback import rollback_plan
 
     try:
         plan = rollback_plan(promotion=promotion)

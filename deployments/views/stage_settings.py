@@ -34,6 +34,7 @@ from deployments.settings_documents import (
     settings_document_from_manifest,
 )
 from deployments.views.pipelines import audit_context, require_admin, stage_or_404
+from solutions.models import SolutionVersion
 
 
 def _current_document(stage: Stage) -> tuple[dict[str, Any], str]:
@@ -44,7 +45,6 @@ def _current_document(stage: Stage) -> tuple[dict[str, Any], str]:
 
 def _chosen_version(stage: Stage, raw: str | None) -> Any:
     """The solution version (of this pipeline's solutions) the settings are checked against, if any."""
-    from solutions.models import SolutionVersion
 
     if not raw or not raw.isdigit():
         return None
