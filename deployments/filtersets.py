@@ -7,9 +7,9 @@ from typing import Any
 import django_filters
 from django.db.models import QuerySet
 
+from alm_portal.job_kinds import JobKind
 from alm_portal.jobs.choices import JobStatus
 from alm_portal.jobs.models import Job
-from alm_portal.jobs.registry import job_kind_choices
 from deployments.choices import PromotionKind, PromotionStatus
 from deployments.models import Pipeline, Promotion
 
@@ -51,7 +51,7 @@ class PipelineFilterSet(django_filters.FilterSet):
 
 
 class JobFilterSet(django_filters.FilterSet):
-    kind = django_filters.ChoiceFilter(choices=job_kind_choices)
+    kind = django_filters.ChoiceFilter(choices=JobKind.choices)
     status = django_filters.MultipleChoiceFilter(choices=JobStatus.choices)
     environment = django_filters.NumberFilter(field_name="environment_id")
 

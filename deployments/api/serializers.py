@@ -13,6 +13,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from alm_portal.api.inputs import StrictInputSerializer
+from alm_portal.job_kinds import JobKind
 from alm_portal.jobs.choices import JobStatus
 from alm_portal.jobs.models import Job
 from deployments.choices import ApprovalDecision, RollbackStrategy
@@ -303,6 +304,8 @@ def _result(job: Job) -> dict[str, Any]:
 
 
 class JobSerializer(serializers.ModelSerializer):
+    # The model's kind is open (each app registers its own); the API names every kind the portal has.
+    kind = serializers.ChoiceField(choices=JobKind.choices, read_only=True)
     environment = IdNameSerializer(allow_null=True)
     created_by = PersonSerializer(allow_null=True)
     started_at = serializers.DateTimeField(source="claimed_at", allow_null=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from alm_portal.audit.context import AuditContext
+from alm_portal.job_kinds import JobKind
 from alm_portal.jobs.models import Job
 from deployments import workflow
 from deployments.models import Promotion
@@ -460,3 +461,17 @@ def test_the_schema_documents_ids_or_names(api_world):
     assert {choice["type"] for choice in create["version"]["oneOf"]} == {"integer", "string"}
     assert {choice["type"] for choice in create["stage"]["oneOf"]} == {"integer", "string"}
     assert "solution" in create and "pipeline" in create
+
+
+def test_the_schema_names_every_job_kind_for_the_jobs_api(api_world):
+    # Each app registers its own kinds with the job engine, so the model's field is open; the API still tells
+    # its clients every kind a job can have, in the response and in the ?kind= filter.
+    schema = api_world.client("auditor").get("/api/schema/?format=json").json()
+    every_kind = sorted(JobKind.values)
+
+    assert sorted(schema["components"]["schemas"]["JobKindEnum"]["enum"]) == every_kind
+    assert schema["components"]["schemas"]["Job"]["properties"]["kind"]["allOf"] == [
+        {"$ref": "#/components/schemas/JobKindEnum"}
+    ]
+    kind_filter = next(p for p in schema["paths"]["/api/v1/jobs/"]["get"]["parameters"] if p["name"] == "kind")
+    assert sorted(kind_filter["schema"]["enum"]) == every_kind
