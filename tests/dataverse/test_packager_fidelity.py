@@ -29,7 +29,7 @@ from alm_portal.dataverse.packager import (
     unpack_solution,
     write_folder,
 )
-from alm_portal.dataverse.packager.components import is_managed_twin, plain_twin_path
+from alm_portal.dataverse.packager.component_base import is_managed_twin, plain_twin_path
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 PAIRS = FIXTURES / "unpack-pairs"

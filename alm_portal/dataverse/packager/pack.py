@@ -13,7 +13,8 @@ from ..package.errors import PackageError, PackageErrorCode
 from ..package.manifest import SolutionManifest
 from ..package.readers import read_solution_zip
 from ..package.zipsafety import ZipLimits
-from .components import BY_COLLECTION, COMPONENTS, PackState, is_managed_twin
+from .component_base import PackState, is_managed_twin
+from .components import BY_COLLECTION, COMPONENTS
 from .unpack import CONTENT_TYPES, CUSTOMIZATIONS_PATH, SOLUTION_PATH, PackageType
 from .xmldoc import Document, Element, Text, namespace_declarations, parse_document, write_document
 

@@ -7,7 +7,8 @@ from enum import StrEnum
 
 from ..package.errors import PackageError, PackageErrorCode
 from ..package.zipsafety import ROOT_FILES, PackageSource, ZipLimits, find_root_file, scan_zip
-from .components import BY_COLLECTION, UnpackState, component_sort_key, is_managed_twin
+from .component_base import UnpackState, is_managed_twin
+from .components import BY_COLLECTION, component_sort_key
 from .xmldoc import Document, Element, Text, namespace_declarations, parse_document, write_document
 
 SOLUTION_PATH = "Other/Solution.xml"
