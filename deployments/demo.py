@@ -28,7 +28,8 @@ from environments.services.registry import environment_create, environment_updat
 from solutions.models import Solution, SolutionVersion
 from solutions.selectors import version_find
 from solutions.services.export import solution_export_request
-from solutions.services.registry import solution_register, solution_version_upload
+from solutions.services.registry import solution_register
+from solutions.services.uploads import solution_version_upload
 
 _KIND_BY_SUFFIX = {"-dev": "development", "-test": "test", "-prod": "production"}
 

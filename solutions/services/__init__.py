@@ -26,10 +26,9 @@ from solutions.services.registry import (
     manifest_summary,
     max_upload_bytes,
     solution_register,
-    solution_version_reversion,
-    solution_version_upload,
     solutions_fill_identity,
 )
+from solutions.services.uploads import solution_version_reversion, solution_version_upload
 
 __all__ = [
     "DEFAULT_MAX_UPLOAD_BYTES",

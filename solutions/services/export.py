@@ -34,7 +34,8 @@ from solutions import selectors
 from solutions.choices import Bump, Flavour, SolutionJobKind, SourceKind
 from solutions.errors import VersionExists
 from solutions.models import Solution, SolutionVersion
-from solutions.services.registry import artifact_register, may_change
+from solutions.services.registry import artifact_register
+from solutions.services.uploads import may_change
 from solutions.storage import SpooledFile
 
 if TYPE_CHECKING:
