@@ -25,9 +25,9 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 STAMP = ".venv/.installed-stamp"
-# A bound on "it starts at all", not a speed check: about 1.5 minutes on an idle 2-core machine, but a CI machine
-# busy with the rest of the suite's leftovers was seen printing the banner just past seven minutes.
-START_TIMEOUT = 900.0
+# A bound on "it starts at all", not a speed check: about 1.5 minutes on an idle 2-core machine, under three on a
+# busy CI machine.
+START_TIMEOUT = 420.0
 DEMO_USERNAMES = ("admin", "maker", "approver", "approver2", "auditor", "maker2")
 # honcho's prefix: "16:13:51 ready.1    | text"
 PREFIXED = re.compile(r"^\d\d:\d\d:\d\d (\S+)\s*\| ?(.*)$")
@@ -49,14 +49,13 @@ def _embedded_defaults_environment(var_dir: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _make_run(var_dir: Path, port: int, emulator_port: int) -> Iterator[subprocess.Popen[str]]:
+def _make_run(var_dir: Path, port: int, emulator_port: int) -> Iterator[subprocess.Popen[bytes]]:
     command = ["make", "-C", str(ROOT), "-o", STAMP, "run", f"PORT={port}", f"EMULATOR_PORT={emulator_port}"]
     command.append(f"VAR={var_dir}")
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        text=True,
         env=_embedded_defaults_environment(var_dir),
         start_new_session=True,
     )
@@ -73,12 +72,19 @@ def _make_run(var_dir: Path, port: int, emulator_port: int) -> Iterator[subproce
             process.wait(timeout=10)
 
 
-def _read_until_banner(process: subprocess.Popen[str]) -> list[str]:
-    """Every line up to the banner's closing rule (honcho's prefix included)."""
+def _read_until_banner(process: subprocess.Popen[bytes]) -> list[str]:
+    """Every line up to the banner's closing rule (honcho's prefix included).
+
+    It reads the pipe's file descriptor itself: a buffered readline may pull the whole banner into Python's buffer
+    in one read, after which select() sees nothing more on the descriptor and would wait for output that never
+    comes once the product is quiet.
+    """
     assert process.stdout is not None
+    descriptor = process.stdout.fileno()
     selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
+    selector.register(descriptor, selectors.EVENT_READ)
     lines: list[str] = []
+    pending = b""
     rules = 0
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
@@ -86,14 +92,18 @@ def _read_until_banner(process: subprocess.Popen[str]) -> list[str]:
             if process.poll() is not None:
                 break
             continue
-        line = process.stdout.readline()
-        if not line:
+        chunk = os.read(descriptor, 65536)
+        if not chunk:
             break
-        lines.append(line.rstrip("\n"))
-        if line.rstrip().endswith("─" * 20):
-            rules += 1
-            if rules == 2:
-                return lines
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for raw in complete:
+            line = raw.decode("utf-8", "replace").rstrip("\r")
+            lines.append(line)
+            if line.rstrip().endswith("─" * 20):
+                rules += 1
+                if rules == 2:
+                    return lines
     pytest.fail("make run printed no banner within the time limit; its output ended with:\n" + "\n".join(lines[-60:]))
 
 
