@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.support.worker",
     "tests.support.api",
     "tests.support.second_database",
+    "tests.support.git_host",
 ]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
