@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from .errors import GitError
 
@@ -131,7 +131,7 @@ def compare_url(url: str, old_commit: str, new_commit: str) -> str | None:
     host = remote_host(url)
     scp = _SCP_RE.match(url)
     path = scp.group("path") if scp and "://" not in url else urlsplit(url).path
-    segments = [segment for segment in path.strip("/").split("/") if segment]
+    segments = [unquote(segment) for segment in path.strip("/").split("/") if segment]
     old, new = quote(old_commit, safe=""), quote(new_commit, safe="")
     if host == "github.com" and len(segments) == 2:
         owner, repo = segments[0], segments[1].removesuffix(".git")
