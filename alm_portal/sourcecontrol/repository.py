@@ -370,6 +370,8 @@ def commit_version(
             cache.fetch()
             head = cache.branch_head(branch)
             tagged = cache.tag_commit(tag)
+            if tagged is None and cache.rev(f"{TAGS}{tag}") is not None:
+                raise GitError("git_tag_conflict", f"Tag {tag} already exists and does not name a commit.")
             if tagged is not None:
                 if _trailers_match(cache.trailers(tagged), trailers):
                     return _replayed(cache, tagged, tag, folder, expected_folder_tree)
