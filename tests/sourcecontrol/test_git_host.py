@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import subprocess
 import sys
@@ -37,6 +38,30 @@ def test_a_push_of_several_megabytes_is_streamed(git_host: GitHostFixture, commi
 
     fetched = fetch_folder(remote, ref=outcome.tag, folder=FOLDER, work_dir=tmp_path / "read", max_bytes=10**8)
     assert fetched.files == files
+
+
+def _pkt_line(text: str) -> bytes:
+    return f"{len(text) + 4:04x}{text}".encode()
+
+
+def test_a_gzipped_chunked_request_reaches_git_whole(git_host: GitHostFixture, commit: CommitVersion):
+    # git compresses large fetch negotiations (Content-Encoding: gzip); http-backend inflates them itself.
+    url = git_host.new_repository()
+    outcome = commit(git_host.remote(url), "1.0.0.0")
+    request = _pkt_line(f"want {outcome.commit} no-progress\n") + b"0000" + _pkt_line("done\n")
+    compressed = gzip.compress(request)
+
+    answer = requests.post(
+        f"{url}/git-upload-pack",
+        data=(compressed[index : index + 7] for index in range(0, len(compressed), 7)),  # a generator: chunked
+        headers={"Content-Type": "application/x-git-upload-pack-request", "Content-Encoding": "gzip"},
+        auth=(git_host.username, git_host.token),
+        verify=git_host.ca_bundle,
+        timeout=30,
+    )
+
+    assert answer.status_code == 200
+    assert answer.content.startswith(b"0008NAK\nPACK")
 
 
 def test_the_cli_creates_bare_repositories(tmp_path: Path):
