@@ -22,8 +22,9 @@ RemoteKind = Literal["https", "ssh", "local"]
 _HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}))*|\[[0-9A-Fa-f:.]+\])"
 _HOST_RE = re.compile(rf"^{_HOST}$")
 # git@host:owner/repo.git — the user part is required so "C:stuff" or "dir:file" are never read as ssh.
-_SCP_RE = re.compile(rf"^(?P<user>[A-Za-z0-9._-]+)@(?P<host>{_HOST}):(?P<path>[^/\\].*|/.+)$")
-_USER_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+_SCP_RE = re.compile(rf"^(?P<user>[A-Za-z0-9_][A-Za-z0-9._-]*)@(?P<host>{_HOST}):(?P<path>[^/\\].*|/.+)$")
+# Never starting with '-': ssh would read such a user name as an option.
+_USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 
 
 @dataclass(frozen=True)

@@ -354,6 +354,7 @@ def commit_version(
     same values, that commit is returned (``created=False``) and nothing is pushed; a tag on any other
     commit is a ``git_tag_conflict``. When the branch moved between our fetch and our push, we fetch and
     commit on top of the new head, up to three times, then give up with ``git_push_rejected``.
+    Without trailers a replay cannot be recognised, so an existing tag is then always a conflict.
     """
     folder = _clean_path(folder, "folder")
     cleaned_files = {_clean_path(path, "file path"): content for path, content in files.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
 import tempfile
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from alm_portal.sourcecontrol import GitError, GitRemote, fetch_folder
+from alm_portal.sourcecontrol import GitError, GitRemote, fetch_folder, runner
 from tests.sourcecontrol.conftest import FOLDER, CommitVersion, solution_files
 from tests.support.git_host import GitHostFixture
 
@@ -287,3 +288,27 @@ def test_an_ssh_host_that_does_not_answer_is_unreachable_and_the_key_does_not_st
     assert raised.value.transient is True
     assert "not-a-real-key" not in str(raised.value)
     assert list(private_homes.iterdir()) == []
+
+
+def test_the_token_is_never_on_a_command_line_nor_on_disk(
+    git_host: GitHostFixture, commit: CommitVersion, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    commands: list[list[str]] = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(command, *args, **kwargs):
+        commands.append(list(command))
+        return real_popen(command, *args, **kwargs)
+
+    monkeypatch.setattr(runner.subprocess, "Popen", recording_popen)
+    basic = base64.b64encode(f"{git_host.username}:{git_host.token}".encode()).decode()
+
+    outcome = commit(git_host.remote(git_host.new_repository()), "1.0.0.0", work_dir=tmp_path / "cache")
+
+    assert outcome.created and any("push" in command for command in commands)
+    for command in commands:
+        assert not any(git_host.token in argument or basic in argument for argument in command)
+    for path in (tmp_path / "cache").rglob("*"):
+        if path.is_file():
+            content = path.read_bytes()
+            assert git_host.token.encode() not in content and basic.encode() not in content, path

@@ -40,6 +40,8 @@ def test_accepted_urls(url: str, kind: str, host: str):
         "https://user:secret@github.com/contoso/alm.git",
         "https://x-access-token@github.com/contoso/alm.git",
         "ssh://git:secret@github.com/contoso/alm.git",
+        "ssh://-oProxyCommand@github.com/contoso/alm.git",
+        "ssh://git@-oProxyCommand/contoso/alm.git",
         "file://otherhost/srv/git/alm.git",
         "relative/path.git",
         "github.com:contoso/alm.git",
