@@ -2,6 +2,9 @@
 FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 ALM_MODE=production ALM_VAR_DIR=/var/lib/alm
 WORKDIR /app
+# The Git client (alm_portal/sourcecontrol) drives the git command line; ssh remotes need the ssh client.
+RUN apt-get update && apt-get install --yes --no-install-recommends git openssh-client \
+    && rm -rf /var/lib/apt/lists/*
 COPY requirements.txt .
 RUN pip install -r requirements.txt && useradd --system --uid 1000 --home /app alm \
     && mkdir -p /var/lib/alm && chown alm /var/lib/alm

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from .errors import GitError
 
@@ -22,8 +22,9 @@ RemoteKind = Literal["https", "ssh", "local"]
 _HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}))*|\[[0-9A-Fa-f:.]+\])"
 _HOST_RE = re.compile(rf"^{_HOST}$")
 # git@host:owner/repo.git — the user part is required so "C:stuff" or "dir:file" are never read as ssh.
-_SCP_RE = re.compile(rf"^(?P<user>[A-Za-z0-9._-]+)@(?P<host>{_HOST}):(?P<path>[^/\\].*|/.+)$")
-_USER_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+_SCP_RE = re.compile(rf"^(?P<user>[A-Za-z0-9_][A-Za-z0-9._-]*)@(?P<host>{_HOST}):(?P<path>[^/\\].*|/.+)$")
+# Never starting with '-': ssh would read such a user name as an option.
+_USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ def compare_url(url: str, old_commit: str, new_commit: str) -> str | None:
     host = remote_host(url)
     scp = _SCP_RE.match(url)
     path = scp.group("path") if scp and "://" not in url else urlsplit(url).path
-    segments = [segment for segment in path.strip("/").split("/") if segment]
+    segments = [unquote(segment) for segment in path.strip("/").split("/") if segment]
     old, new = quote(old_commit, safe=""), quote(new_commit, safe="")
     if host == "github.com" and len(segments) == 2:
         owner, repo = segments[0], segments[1].removesuffix(".git")

@@ -354,6 +354,7 @@ def commit_version(
     same values, that commit is returned (``created=False``) and nothing is pushed; a tag on any other
     commit is a ``git_tag_conflict``. When the branch moved between our fetch and our push, we fetch and
     commit on top of the new head, up to three times, then give up with ``git_push_rejected``.
+    Without trailers a replay cannot be recognised, so an existing tag is then always a conflict.
     """
     folder = _clean_path(folder, "folder")
     cleaned_files = {_clean_path(path, "file path"): content for path, content in files.items()}
@@ -370,6 +371,8 @@ def commit_version(
             cache.fetch()
             head = cache.branch_head(branch)
             tagged = cache.tag_commit(tag)
+            if tagged is None and cache.rev(f"{TAGS}{tag}") is not None:
+                raise GitError("git_tag_conflict", f"Tag {tag} already exists and does not name a commit.")
             if tagged is not None:
                 if _trailers_match(cache.trailers(tagged), trailers):
                     return _replayed(cache, tagged, tag, folder, expected_folder_tree)

@@ -6,6 +6,8 @@ with credentials passed only through the environment of the one process that nee
 * https credentials travel as ``http.extraHeader: Authorization: Basic …`` through ``GIT_CONFIG_COUNT``/
   ``GIT_CONFIG_KEY_n``/``GIT_CONFIG_VALUE_n``: never on a command line (visible in ``ps``), never on disk.
 * The ssh key is written to a 0600 file in that private directory, removed with it afterwards.
+* ``GIT_ALLOW_PROTOCOL`` names only this remote's transport; ``core.hooksPath=/dev/null`` keeps hooks from
+  running, in our cache and in a local remote's receive-pack alike (it inherits the environment).
 * Redirects are not followed: the caller checked the host named in the URL against its outbound policy.
 * Every message that leaves this module has the token (and its Basic-auth form) removed.
 """
@@ -53,8 +55,6 @@ _STDERR_CODES: tuple[tuple[str, str], ...] = (
     ("connection reset", "git_unreachable"),
     ("the remote end hung up unexpectedly", "git_unreachable"),
     ("the requested url returned error: 5", "git_unreachable"),
-    ("ssl certificate problem", "git_unreachable"),
-    ("server certificate verification failed", "git_unreachable"),
 )
 
 
@@ -102,7 +102,8 @@ class GitRunner:
             "GIT_TERMINAL_PROMPT": "0",
             "GIT_CONFIG_NOSYSTEM": "1",
             "GIT_CONFIG_GLOBAL": "/dev/null",
-            "GIT_ALLOW_PROTOCOL": "https:ssh:file",
+            # Only the transport this remote needs: an https remote can never be redirected to a local path.
+            "GIT_ALLOW_PROTOCOL": {"https": "https", "ssh": "ssh", "local": "file"}[self.kind],
             "GIT_ASKPASS": "",
             "SSH_ASKPASS": "",
         }

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import subprocess
+import sys
+import tempfile
 import threading
 from pathlib import Path
 
 import pytest
 
-from alm_portal.sourcecontrol import GitError, fetch_folder
+from alm_portal.sourcecontrol import GitError, GitRemote, fetch_folder, runner
 from tests.sourcecontrol.conftest import FOLDER, CommitVersion, solution_files
 from tests.support.git_host import GitHostFixture
 
@@ -204,3 +208,107 @@ def test_two_versions_committed_at_the_same_time_both_land(
         assert f"{outcome.commit}\trefs/tags/{outcome.tag}" in refs
     history = git_host.git("log", "--format=%H", "main", cwd=clone(git_host, url, tmp_path / "clone")).split()
     assert {outcome.commit for outcome in outcomes.values()} <= set(history)
+
+
+def test_two_processes_sharing_one_cache_both_land(git_host: GitHostFixture, commit: CommitVersion, tmp_path: Path):
+    url = git_host.new_repository()
+    commit(git_host.remote(url), "1.0.0.0")
+    script = """
+import sys
+from pathlib import Path
+from alm_portal.sourcecontrol import GitRemote, Person, commit_version
+url, token, ca, version, cache = sys.argv[1:]
+outcome = commit_version(
+    GitRemote(url=url, username="alm-bot", token=token, ca_bundle=ca),
+    branch="main", folder="solutions/IncidentReporting/src", files={"Other/Solution.xml": version.encode()},
+    author=Person("Maria Maker", "maria@contoso.example"), committer=Person("ALM Portal", "alm@contoso.example"),
+    message=f"IncidentReporting {version}", trailers={"Solution-Version": version}, tag=f"IncidentReporting-{version}",
+    expected_folder_tree=None, work_dir=Path(cache),
+)
+print(outcome.commit)
+"""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, url, git_host.token, git_host.ca_bundle, version, str(tmp_path / "shared")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        for version in ("2.0.0.0", "2.1.0.0")
+    ]
+    results = [process.communicate(timeout=120) for process in processes]
+
+    assert [process.returncode for process in processes] == [0, 0], [stderr for _out, stderr in results]
+    refs = git_host.git("ls-remote", url)
+    for (stdout, _stderr), version in zip(results, ("2.0.0.0", "2.1.0.0"), strict=True):
+        assert f"{stdout.strip()}\trefs/tags/IncidentReporting-{version}" in refs
+
+
+def test_a_tag_naming_something_other_than_a_commit_is_a_conflict(
+    git_host: GitHostFixture, commit: CommitVersion, tmp_path: Path
+):
+    url = git_host.new_repository()
+    remote = git_host.remote(url)
+    commit(remote, "1.0.0.0")
+    checkout = clone(git_host, url, tmp_path / "clone")
+    git_host.git("tag", "IncidentReporting-2.0.0.0", "HEAD^{tree}", cwd=checkout)
+    git_host.git("push", "--quiet", "origin", "IncidentReporting-2.0.0.0", cwd=checkout)
+
+    with pytest.raises(GitError) as raised:
+        commit(remote, "2.0.0.0")
+
+    assert raised.value.code == "git_tag_conflict"
+
+
+def test_a_host_whose_certificate_is_not_trusted_is_refused(git_host: GitHostFixture, commit: CommitVersion):
+    remote = git_host.remote(git_host.new_repository(), ca_bundle="")
+
+    with pytest.raises(GitError) as raised:
+        commit(remote, "1.0.0.0")
+
+    assert raised.value.code == "git_failed"
+    assert "certificate" in str(raised.value)
+    assert git_host.token not in str(raised.value)
+
+
+def test_an_ssh_host_that_does_not_answer_is_unreachable_and_the_key_does_not_stay_on_disk(
+    commit: CommitVersion, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    private_homes = tmp_path / "tmp"
+    private_homes.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private_homes))
+    key = "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n-----END OPENSSH PRIVATE KEY-----"
+    remote = GitRemote(url="ssh://git@127.0.0.1:9/contoso/alm.git", ssh_private_key=key)
+
+    with pytest.raises(GitError) as raised:
+        commit(remote, "1.0.0.0")
+
+    assert raised.value.code == "git_unreachable"
+    assert raised.value.transient is True
+    assert "not-a-real-key" not in str(raised.value)
+    assert list(private_homes.iterdir()) == []
+
+
+def test_the_token_is_never_on_a_command_line_nor_on_disk(
+    git_host: GitHostFixture, commit: CommitVersion, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    commands: list[list[str]] = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(command, *args, **kwargs):
+        commands.append(list(command))
+        return real_popen(command, *args, **kwargs)
+
+    monkeypatch.setattr(runner.subprocess, "Popen", recording_popen)
+    basic = base64.b64encode(f"{git_host.username}:{git_host.token}".encode()).decode()
+
+    outcome = commit(git_host.remote(git_host.new_repository()), "1.0.0.0", work_dir=tmp_path / "cache")
+
+    assert outcome.created and any("push" in command for command in commands)
+    for command in commands:
+        assert not any(git_host.token in argument or basic in argument for argument in command)
+    for path in (tmp_path / "cache").rglob("*"):
+        if path.is_file():
+            content = path.read_bytes()
+            assert git_host.token.encode() not in content and basic.encode() not in content, path
