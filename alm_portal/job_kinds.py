@@ -14,6 +14,8 @@ __all__ = ["JOB_TRANSITIONS", "JobKind", "JobStatus"]
 
 class JobKind(models.TextChoices):
     EXPORT = SolutionJobKind.EXPORT.value, SolutionJobKind.EXPORT.label
+    SOURCE_COMMIT = SolutionJobKind.SOURCE_COMMIT.value, SolutionJobKind.SOURCE_COMMIT.label
+    SOURCE_BUILD = SolutionJobKind.SOURCE_BUILD.value, SolutionJobKind.SOURCE_BUILD.label
     PREFLIGHT = DeploymentJobKind.PREFLIGHT.value, DeploymentJobKind.PREFLIGHT.label
     IMPORT = DeploymentJobKind.IMPORT.value, DeploymentJobKind.IMPORT.label
     UNINSTALL = DeploymentJobKind.UNINSTALL.value, DeploymentJobKind.UNINSTALL.label

@@ -94,6 +94,7 @@ class Purpose(StrEnum):
     DATAVERSE = "dataverse"
     AUTHORITY = "authority"
     WEBHOOK = "webhook"
+    GIT = "git"  # a Git host: any public DNS name, as for webhooks
 
 
 class OutboundRefused(ValidationFailed):

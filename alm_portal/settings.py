@@ -569,6 +569,18 @@ ALM_HOLDING_GRACE_MINUTES = env_int("ALM_HOLDING_GRACE_MINUTES", 30, minimum=1)
 ALM_DATAVERSE_EXTRA_SUFFIXES = env_list("ALM_DATAVERSE_EXTRA_SUFFIXES", [])
 ALM_AUTHORITY_EXTRA_HOSTS = env_list("ALM_AUTHORITY_EXTRA_HOSTS", [])
 
+# --- Source control (docs/source-control.md) ------------------------------------------------------
+# A repository may be a local path (instead of an https or ssh URL) only under this folder, and never in
+# production: the demo and single-machine trials use it; unset, local paths are refused.
+ALM_GIT_LOCAL_ROOT = env_optional("ALM_GIT_LOCAL_ROOT") or ""
+if PRODUCTION and ALM_GIT_LOCAL_ROOT:
+    raise ConfigurationError("ALM_GIT_LOCAL_ROOT", "local repositories are not allowed in production")
+ALM_GIT_CA_BUNDLE = env_optional("ALM_GIT_CA_BUNDLE") or ""  # unset: the system's CAs
+# Each worker keeps a bare copy of every bound repository here (a cache: safe to delete).
+ALM_GIT_WORK_DIR = Path(env_str("ALM_GIT_WORK_DIR", str(VAR_DIR / "git")))
+ALM_GIT_COMMITTER_NAME = env_str("ALM_GIT_COMMITTER_NAME", "ALM Portal")
+ALM_GIT_COMMITTER_EMAIL = env_str("ALM_GIT_COMMITTER_EMAIL", "alm-portal@localhost")
+
 # --- Notifications (webhooks and email) ---------------------------------------------------------
 ALM_WEBHOOK_CA_BUNDLE = env_optional("ALM_WEBHOOK_CA_BUNDLE")  # unset: the public CAs (certifi)
 ALM_NOTIFICATION_RETRY_HOURS = env_int("ALM_NOTIFICATION_RETRY_HOURS", 24, minimum=1, maximum=168)

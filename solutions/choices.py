@@ -16,6 +16,7 @@ class SourceKind(models.TextChoices):
     EXPORTED = "exported", "Exported from its development environment"
     UPLOADED = "uploaded", "Uploaded"
     REVERSIONED = "reversioned", "Re-versioned rollback package"
+    BUILT = "built", "Built from source control"
 
 
 class Bump(models.TextChoices):
@@ -32,3 +33,13 @@ class SolutionJobKind(models.TextChoices):
     """The job kinds this app registers with the job engine (solutions/tasks.py)."""
 
     EXPORT = "export", "Export"
+    SOURCE_COMMIT = "source_commit", "Commit to source control"
+    SOURCE_BUILD = "source_build", "Build from source control"
+
+
+class SourceCredentialKind(models.TextChoices):
+    """How the portal signs in to a bound Git repository."""
+
+    NONE = "none", "None (a local repository, or a public one read-only)"
+    TOKEN = "token", "HTTPS with a personal access token"
+    SSH_KEY = "ssh_key", "SSH with a private key"

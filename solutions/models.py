@@ -16,7 +16,7 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from solutions.choices import Flavour, SourceKind
+from solutions.choices import Flavour, SourceCredentialKind, SourceKind
 
 
 class Solution(models.Model):
@@ -94,6 +94,12 @@ class SolutionVersion(models.Model):
     restores_version = models.ForeignKey(
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="reversioned_as"
     )
+    # Provenance of a version built from source control: the repository, the ref asked for, the commit it
+    # resolved to and the folder packed (empty for every other source kind).
+    source_repository_url = models.CharField(max_length=500, blank=True)
+    source_ref = models.CharField(max_length=255, blank=True)
+    source_commit = models.CharField(max_length=40, blank=True)
+    source_folder = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
@@ -217,3 +223,75 @@ class VersionDiff(models.Model):
 
     def __str__(self) -> str:
         return f"diff {self.old_sha256[:12]} → {self.new_sha256[:12]}"
+
+
+class SourceBinding(models.Model):
+    """The Git repository a solution's versions are committed to and built from (docs/source-control.md).
+
+    `url` is https (with a token), ssh (with a private key) or, outside production, a local path under
+    ALM_GIT_LOCAL_ROOT. The secret is encrypted (alm_portal/crypto.py) and write-only: no page, API response
+    or audit event shows it. Versions go to `<root_folder>/<UniqueName>/src/` on `branch`.
+    """
+
+    solution = models.OneToOneField(Solution, on_delete=models.PROTECT, related_name="source_binding")
+    url = models.CharField(max_length=500)
+    branch = models.CharField(max_length=200, default="main")
+    root_folder = models.CharField(max_length=200, default="solutions")
+    username = models.CharField(max_length=100, blank=True)
+    credential_kind = models.CharField(
+        max_length=10, choices=SourceCredentialKind.choices, default=SourceCredentialKind.NONE
+    )
+    secret_ciphertext = models.TextField(blank=True)
+    # Where a build from source is imported unmanaged and exported managed (the ALM Accelerator's build
+    # environment); without one, a build registers the unmanaged package only.
+    build_environment = models.ForeignKey(
+        "environments.Environment", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.solution.unique_name} → {self.url}#{self.branch}"
+
+    @property
+    def folder(self) -> str:
+        """Where the solution's unpacked source lives in the repository."""
+        root = self.root_folder.strip("/")
+        return f"{root}/{self.solution.unique_name}/src" if root else f"{self.solution.unique_name}/src"
+
+
+class VersionCommit(models.Model):
+    """A version as committed to a repository: the record of provenance from the registry to Git.
+
+    One row per version, repository and set of flavours committed (a flavour stored later is committed again).
+    `folder_tree` is the Git tree of the folder as the portal wrote it; the next commit compares the branch's
+    folder with it, and `diverged` records that somebody else had changed the folder in between (source drift).
+    Rows outlive the binding: unbinding keeps the history of what was committed where.
+    """
+
+    version = models.ForeignKey(SolutionVersion, on_delete=models.PROTECT, related_name="source_commits")
+    repository_url = models.CharField(max_length=500)
+    branch = models.CharField(max_length=200)
+    folder = models.CharField(max_length=300)
+    flavours = models.CharField(max_length=30)
+    commit = models.CharField(max_length=40)
+    tag = models.CharField(max_length=255)
+    parent = models.CharField(max_length=40, blank=True)
+    folder_tree = models.CharField(max_length=40)
+    diverged = models.BooleanField(default=False)
+    job = models.ForeignKey("jobs.Job", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    committed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-committed_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version", "repository_url", "flavours"], name="version_commit_once_per_repository"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} @ {self.commit[:12]}"

@@ -18,7 +18,7 @@ from alm_portal.jobs.models import Job
 from environments.models import InventoryInterval
 from solutions.choices import Flavour, SolutionJobKind
 from solutions.errors import ArtifactMissing
-from solutions.models import ArtifactSlot, Solution, SolutionVersion
+from solutions.models import ArtifactSlot, Solution, SolutionVersion, SourceBinding, VersionCommit
 from solutions.providers import deployment_reads
 from solutions.storage import artifact_storage, stored_digest
 
@@ -276,4 +276,24 @@ def versions_of_jobs(*, job_ids: Iterable[int]) -> dict[int, SolutionVersion]:
         version.source_job_id: version
         for version in SolutionVersion.objects.filter(source_job_id__in=list(job_ids))
         if version.source_job_id is not None
+    }
+
+
+def solution_source(*, solution: Solution, commits: int = 5) -> dict[str, Any]:
+    """The source-control card of a solution: its binding, its latest commits and whether the source drifted
+    (somebody changed the solution's folder outside the portal before the latest commit)."""
+    binding = SourceBinding.objects.filter(solution=solution).first()
+    recent = list(
+        VersionCommit.objects.filter(version__solution=solution)
+        .select_related("version")
+        .order_by("-committed_at", "-pk")[:commits]
+    )
+    builds = list(
+        Job.objects.filter(kind=SolutionJobKind.SOURCE_BUILD, params__solution_id=solution.pk).order_by("-pk")[:3]
+    )
+    return {
+        "source_binding": binding,
+        "source_commits": recent,
+        "source_drift": recent[0] if recent and recent[0].diverged else None,
+        "source_builds": builds,
     }

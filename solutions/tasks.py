@@ -18,3 +18,20 @@ register_job_kind(SolutionJobKind.EXPORT, uses_solution_slot=True)
 def export_handler(job: Job, context: AuditContext) -> dict[str, Any]:
     """Export the job's solution from its home development environment; safe to run twice."""
     return services.solution_export_run(job=job, context=context)
+
+
+# Git work touches no environment, so neither kind holds a slot.
+register_job_kind(SolutionJobKind.SOURCE_COMMIT)
+register_job_kind(SolutionJobKind.SOURCE_BUILD)
+
+
+@register_job_handler(SolutionJobKind.SOURCE_COMMIT)
+def source_commit_handler(job: Job, context: AuditContext) -> dict[str, Any]:
+    """Commit, tag and push a version to its solution's repository; a replay finds the commit pushed before."""
+    return services.source_commit_run(job=job, context=context)
+
+
+@register_job_handler(SolutionJobKind.SOURCE_BUILD)
+def source_build_handler(job: Job, context: AuditContext) -> dict[str, Any]:
+    """Pack the solution's source at a ref into its unmanaged package and register it as a version."""
+    return services.source_build_run(job=job, context=context)

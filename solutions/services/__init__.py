@@ -7,12 +7,15 @@
   a job, bumping the version there first, both flavours, registered as one version.
 - solution_version_reversion(): a managed artifact re-versioned above everything, for a rollback.
 - version_diff() / version_diff_against_installed(): component-level diffs, cached per artifact pair.
+- source_bind() / source_unbind(), source_commit_*(), source_build_*(): every version committed to the
+  solution's Git repository, and versions built from its commits (source.py).
 
 Artifacts are immutable: a filled slot is never replaced (another checksum is `version_exists`), an
 identical file is a no-op, and nothing here deletes a file or a row (see solutions/models.py).
 Every change writes its audit event in the same transaction.
 """
 
+from solutions.services.builds import source_build_request, source_build_run
 from solutions.services.diffs import InstalledSolution, version_diff, version_diff_against_installed
 from solutions.services.export import (
     dataverse_client_for,
@@ -27,6 +30,12 @@ from solutions.services.registry import (
     max_upload_bytes,
     solution_register,
     solutions_fill_identity,
+)
+from solutions.services.source import (
+    source_bind,
+    source_commit_enqueue,
+    source_commit_run,
+    source_unbind,
 )
 from solutions.services.uploads import solution_version_reversion, solution_version_upload
 
@@ -44,6 +53,12 @@ __all__ = [
     "solution_version_reversion",
     "solution_version_upload",
     "solutions_fill_identity",
+    "source_bind",
+    "source_build_request",
+    "source_build_run",
+    "source_commit_enqueue",
+    "source_commit_run",
+    "source_unbind",
     "version_diff",
     "version_diff_against_installed",
 ]

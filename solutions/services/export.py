@@ -34,8 +34,8 @@ from solutions import selectors
 from solutions.choices import Bump, Flavour, SolutionJobKind, SourceKind
 from solutions.errors import VersionExists
 from solutions.models import Solution, SolutionVersion
-from solutions.services.registry import artifact_register
-from solutions.services.uploads import may_change
+from solutions.services.registry import artifact_register, may_change
+from solutions.services.source import source_commit_enqueue
 from solutions.storage import SpooledFile
 
 if TYPE_CHECKING:
@@ -126,11 +126,11 @@ def _export_version_exists(*, solution: Solution, dev_version: str, highest: str
     )
 
 
-def _export_poll_seconds() -> float:
+def export_poll_seconds() -> float:
     return float(settings.ALM_EXPORT_POLL_SECONDS)
 
 
-def _export_wait_in_task_seconds() -> float:
+def export_wait_in_task_seconds() -> float:
     return float(settings.ALM_EXPORT_WAIT_IN_TASK_SECONDS)
 
 
@@ -169,6 +169,7 @@ def solution_export_run(*, job: Job, context: AuditContext, client_factory: Clie
     state: dict[str, Any] = dict(job.result or {})
     done = _export_finished_version(job=job, solution=solution, state=state)
     if done is not None:
+        source_commit_enqueue(version=done, context=context)
         return _export_result(done, state)
 
     user = job.created_by
@@ -187,7 +188,7 @@ def solution_export_run(*, job: Job, context: AuditContext, client_factory: Clie
                 continue
             if datetime.fromisoformat(started) + timedelta(seconds=_export_max_seconds()) < timezone.now():
                 raise JobFailed("export_timeout", f"The export did not finish within {_export_max_seconds():.0f}s.")
-            _export_flavour(
+            export_flavour(
                 job=job,
                 solution=solution,
                 client=client,
@@ -215,6 +216,7 @@ def solution_export_run(*, job: Job, context: AuditContext, client_factory: Clie
     version = _export_version_of_job(job=job, solution=solution, state=state)
     if version is None or not all(slot.stored for slot in version.slots()):
         raise JobFailed("export_incomplete", "The export ended without both flavours registered.")
+    source_commit_enqueue(version=version, context=context)
     return _export_result(version, state)
 
 
@@ -289,7 +291,7 @@ def _export_set_version(
     job_mark_step(job, status=JobStatus.SUBMITTING, step="version_set", result=state)
 
 
-def _export_flavour(
+def export_flavour(
     *,
     job: Job,
     solution: Solution,
@@ -298,7 +300,12 @@ def _export_flavour(
     flavour: str,
     user: User | None,
     context: AuditContext,
+    source_kind: str = SourceKind.EXPORTED,
+    provenance: dict[str, str] | None = None,
 ) -> None:
+    """Export one flavour of `state['target_version']` from the job's environment and register it: a step of the
+    export job, and of a managed build (source kind "built", with its commit as provenance). Resumable: the
+    export's handles are kept in `state` and on the job between deferrals."""
     managed = flavour == Flavour.MANAGED
     exporting = state.get("exporting") or {}
     if exporting.get("flavour") != flavour:
@@ -319,13 +326,13 @@ def _export_flavour(
     try:
         operation = client.wait_for_async_operation(
             exporting["async_operation_id"],
-            timeout=_export_wait_in_task_seconds(),
-            initial_interval=_export_poll_seconds(),
-            max_interval=max(_export_poll_seconds(), 10.0),
+            timeout=export_wait_in_task_seconds(),
+            initial_interval=export_poll_seconds(),
+            max_interval=max(export_poll_seconds(), 10.0),
         )
     except dv.PollDeadlineExceeded:
         raise JobDeferred(
-            _export_poll_seconds(),
+            export_poll_seconds(),
             status=JobStatus.POLLING,
             step=f"export_{flavour}",
             message=f"Exporting {flavour} {state['target_version']}",
@@ -362,11 +369,12 @@ def _export_flavour(
                 solution=solution,
                 manifest=manifest,
                 package=package,
-                source_kind=SourceKind.EXPORTED,
+                source_kind=source_kind,
                 user=user,
                 context=context,
                 source_environment=job.environment,
                 source_job=job,
+                provenance=provenance,
             )
         except VersionExists as refusal:
             raise JobFailed("version_exists", refusal.message, details=refusal.details) from None

@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from alm_portal.accounts import policy
 from alm_portal.accounts.models import Team, User
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.services import record
@@ -66,6 +67,13 @@ class ArtifactOutcome:
     @property
     def unchanged(self) -> bool:
         return not (self.created or self.added)
+
+
+def may_change(user: User, solution: Solution) -> bool:
+    if not policy.changes_anything(user):
+        return False
+    team_ids = policy.team_ids_visible_to(user)
+    return team_ids is None or solution.team_id in team_ids
 
 
 def _check_home(home_environment: Environment, team: Team) -> None:
@@ -294,8 +302,12 @@ def artifact_register(
     source_environment: Environment | None = None,
     source_job: Job | None = None,
     restores_version: SolutionVersion | None = None,
+    provenance: dict[str, str] | None = None,
 ) -> ArtifactOutcome:
     """Store one artifact and put it in its slot: a new version, an empty slot filled, or a no-op.
+
+    `provenance` (source_repository_url, source_ref, source_commit, source_folder) says which commit a version
+    built from source control came from; it is written with a new version only.
 
     The file goes to storage before the transaction (a rollback then leaves an unreferenced file,
     which the next identical attempt reuses); the row is written under a lock on the solution, so two
@@ -376,6 +388,7 @@ def artifact_register(
                 restores_version=restores_version,
                 created_at=now,
                 created_by=user,
+                **(provenance or {}),
                 **slot_values,
             )
             record(
@@ -391,6 +404,7 @@ def artifact_register(
                     "source_job": source_job.pk if source_job is not None else None,
                     "restores_version": restores_version.pk if restores_version is not None else None,
                     "release_notes": release_notes,
+                    **(provenance or {}),
                     **artifact_after,
                 },
             )

@@ -42,16 +42,11 @@ from solutions.services.registry import (
     check_publisher,
     display_name_of,
     max_upload_bytes,
+    may_change,
     read_package,
     solution_register,
 )
-
-
-def may_change(user: User, solution: Solution) -> bool:
-    if not policy.changes_anything(user):
-        return False
-    team_ids = policy.team_ids_visible_to(user)
-    return team_ids is None or solution.team_id in team_ids
+from solutions.services.source import source_commit_enqueue
 
 
 def solution_version_upload(
@@ -92,7 +87,7 @@ def solution_version_upload(
                     f"Solution {target.unique_name} belongs to a team you are not in; you cannot add versions to it."
                 )
             check_publisher(target, manifest)
-            return artifact_register(
+            outcome = artifact_register(
                 solution=target,
                 manifest=manifest,
                 package=package,
@@ -101,6 +96,9 @@ def solution_version_upload(
                 context=context,
                 release_notes=release_notes,
             )
+            if outcome.added:
+                source_commit_enqueue(version=outcome.version, context=context)
+            return outcome
     except SpoolTooLarge:
         raise PayloadTooLarge(
             f"The file is larger than the upload limit of {limit} bytes.", details={"limit": limit}
@@ -192,7 +190,7 @@ def solution_version_reversion(
             manifest = reversion_package(original, target, copy)
         except PackageError as refusal:
             raise InvalidPackage(refusal.message, details={"file": [refusal.message]}) from None
-        return artifact_register(
+        outcome = artifact_register(
             solution=solution,
             manifest=manifest,
             package=file_digest(copy),
@@ -202,3 +200,6 @@ def solution_version_reversion(
             release_notes=f"Re-versioned copy of {version.version_key} (managed) for a rollback.",
             restores_version=version,
         )
+    if outcome.added:
+        source_commit_enqueue(version=outcome.version, context=context)
+    return outcome

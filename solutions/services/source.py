@@ -1,0 +1,424 @@
+"""Source control: binding a solution to a Git repository, committing every version to it, building versions
+from its commits (docs/source-control.md).
+
+- source_bind() / source_unbind(): the repository, branch and root folder a solution's versions go to, with a
+  write-only credential; the remote must pass the outbound policy.
+- source_commit_enqueue(): called by every use case that gives the registry a version (export, upload,
+  rollback re-version, build); a durable job then unpacks the version into `<root>/<UniqueName>/src/` and
+  commits, tags and pushes it (source_commit_run).
+- Building versions from commits is builds.py.
+
+The Git work itself is alm_portal/sourcecontrol (the git command line, no Django); this module decides what to
+commit and records what was committed, each change with its audit event in the same transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from alm_portal import sourcecontrol as git
+from alm_portal.accounts.models import User
+from alm_portal.audit.context import AuditContext
+from alm_portal.audit.services import record
+from alm_portal.crypto import decrypt_secret, encrypt_secret
+from alm_portal.dataverse.package import PackageError
+from alm_portal.dataverse.packager import PackageType, unpack_solution
+from alm_portal.errors import PermissionRefused, ValidationFailed
+from alm_portal.jobs.choices import ACTIVE_JOB_STATUSES, JobStatus
+from alm_portal.jobs.errors import JobDeferred, JobFailed
+from alm_portal.jobs.models import Job
+from alm_portal.jobs.services import crash_point, job_enqueue
+from alm_portal.outbound import OutboundRefused, Purpose, check_url, resolve_checked
+from environments.choices import EnvironmentKind
+from environments.models import Environment
+from solutions.choices import Flavour, SolutionJobKind, SourceCredentialKind, SourceKind
+from solutions.models import Solution, SolutionVersion, SourceBinding, VersionCommit
+from solutions.services.registry import may_change
+from solutions.storage import artifact_storage
+
+TRANSIENT_RETRY_SECONDS = 30
+MAX_TRANSIENT_ATTEMPTS = 10
+# A trailer names the portal's version in every commit: how a replayed job finds its own commit.
+VERSION_TRAILER = "ALM-Portal-Version-Id"
+# git check-ref-format's rules, kept to the characters branch, tag and commit names use in practice.
+_REF = re.compile(r"^(?!/)(?!.*//)(?!.*\.\.)(?!.*@\{)(?!.*\.lock$)(?!.*/$)(?!-)[A-Za-z0-9._/+-]+$")
+
+
+def valid_ref(name: str) -> bool:
+    return bool(_REF.match(name)) and not any(part.startswith(".") for part in name.split("/"))
+
+
+def _refuse_git_url(message: str) -> ValidationFailed:
+    return ValidationFailed(message, details={"url": [message]})
+
+
+def check_remote(url: str) -> str:
+    """Refuse a repository URL the portal may not reach; return its kind (https, ssh or local)."""
+    try:
+        kind = git.remote_kind(url)
+    except git.GitError as exc:
+        raise _refuse_git_url(exc.message) from None
+    if kind == "local":
+        if not settings.ALM_GIT_LOCAL_ROOT:
+            raise _refuse_git_url(
+                "Local repositories are not allowed here (ALM_GIT_LOCAL_ROOT is not set); use an https or ssh URL."
+            )
+        root = Path(settings.ALM_GIT_LOCAL_ROOT).resolve()
+        path = Path(url.removeprefix("file://")).resolve()
+        if path != root and root not in path.parents:
+            raise _refuse_git_url(f"A local repository must be under {root}.")
+        return kind
+    host = git.remote_host(url)
+    try:
+        # The outbound policy judges the host name as for any other outside service (no IP literals, ASCII
+        # names, loopback only where allowed); the address is checked again before every connection.
+        check_url(f"https://{host}", purpose=Purpose.GIT)
+    except OutboundRefused as exc:
+        raise _refuse_git_url(f"The repository's host is not allowed: {exc.message}") from None
+    return kind
+
+
+def check_address(binding: SourceBinding) -> None:
+    """Refuse, before git connects, a host whose addresses the outbound policy refuses (private networks)."""
+    host = git.remote_host(binding.url)
+    if not host:
+        return
+    port = 22 if git.remote_kind(binding.url) == "ssh" else 443
+    try:
+        resolve_checked(host, port)
+    except OSError as exc:
+        raise git.GitError("git_unreachable", f"{host} cannot be reached: {exc}") from None
+    except OutboundRefused as refusal:
+        raise JobFailed("outbound_refused", f"The repository's host is refused: {refusal.message}") from None
+
+
+def git_remote_for(binding: SourceBinding) -> git.GitRemote:
+    """The remote as the Git client needs it, with the decrypted credential (never stored elsewhere)."""
+    secret = decrypt_secret(binding.secret_ciphertext) if binding.secret_ciphertext else ""
+    return git.GitRemote(
+        url=binding.url,
+        username=binding.username,
+        token=secret if binding.credential_kind == SourceCredentialKind.TOKEN else "",
+        ssh_private_key=secret if binding.credential_kind == SourceCredentialKind.SSH_KEY else "",
+        ca_bundle=settings.ALM_GIT_CA_BUNDLE,
+        local_root=settings.ALM_GIT_LOCAL_ROOT,
+    )
+
+
+def work_dir_for(binding: SourceBinding) -> Path:
+    name = hashlib.sha256(binding.url.encode()).hexdigest()[:24]
+    path = Path(settings.ALM_GIT_WORK_DIR) / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _binding_facts(binding: SourceBinding) -> dict[str, Any]:
+    """What the audit log and the API may show of a binding: everything but the secret."""
+    return {
+        "url": binding.url,
+        "branch": binding.branch,
+        "root_folder": binding.root_folder,
+        "username": binding.username,
+        "credential_kind": binding.credential_kind,
+        "credential_set": bool(binding.secret_ciphertext),
+        "build_environment": binding.build_environment_id,
+    }
+
+
+def _clean_folder(root_folder: str) -> str:
+    root = root_folder.strip().strip("/")
+    parts = [part for part in root.split("/") if part]
+    if any(part in (".", "..") or part.startswith(".git") for part in parts) or "\\" in root:
+        raise ValidationFailed(
+            "The root folder must be a plain relative path (no '..', no .git).",
+            details={"root_folder": ["No '..', '.git' or backslashes."]},
+        )
+    return "/".join(parts)
+
+
+def _check_branch(branch: str) -> str:
+    branch = branch.strip()
+    if not branch or not valid_ref(branch):
+        raise ValidationFailed(f"{branch!r} is not a valid branch name.", details={"branch": ["Not a valid branch."]})
+    return branch
+
+
+def source_bind(
+    *,
+    solution: Solution,
+    url: str,
+    user: User,
+    context: AuditContext,
+    branch: str = "main",
+    root_folder: str = "solutions",
+    username: str = "",
+    token: str | None = None,
+    ssh_private_key: str | None = None,
+    build_environment: Environment | None = None,
+) -> SourceBinding:
+    """Bind (or re-bind) a solution to a repository. A secret not given keeps the one stored, if the URL's kind
+    still uses it; both at once are refused. Versions registered from now on are committed there."""
+    if not may_change(user, solution):
+        raise PermissionRefused(f"You cannot change where {solution.unique_name} is kept in source control.")
+    url = url.strip()
+    kind = check_remote(url)
+    branch = _check_branch(branch)
+    root_folder = _clean_folder(root_folder)
+    if token and ssh_private_key:
+        raise ValidationFailed(
+            "Give a token (https) or an SSH key (ssh), not both.", details={"token": ["Not with ssh_private_key."]}
+        )
+    if token and kind != "https":
+        raise ValidationFailed("A token is used only with an https URL.", details={"token": ["https URLs only."]})
+    if ssh_private_key and kind != "ssh":
+        raise ValidationFailed(
+            "An SSH key is used only with an ssh URL.", details={"ssh_private_key": ["ssh URLs only."]}
+        )
+    if build_environment is not None:
+        _check_build_environment(solution, build_environment)
+    with transaction.atomic():
+        existing = SourceBinding.objects.select_for_update().filter(solution=solution).first()
+        before = _binding_facts(existing) if existing is not None else None
+        binding = existing or SourceBinding(solution=solution, created_by=user)
+        same_kind = existing is not None and git.remote_kind(existing.url) == kind
+        if token:
+            binding.credential_kind, binding.secret_ciphertext = SourceCredentialKind.TOKEN, encrypt_secret(token)
+        elif ssh_private_key:
+            binding.credential_kind = SourceCredentialKind.SSH_KEY
+            binding.secret_ciphertext = encrypt_secret(ssh_private_key)
+        elif not same_kind:
+            binding.credential_kind, binding.secret_ciphertext = SourceCredentialKind.NONE, ""
+        binding.url, binding.branch, binding.root_folder, binding.username = url, branch, root_folder, username.strip()
+        binding.build_environment = build_environment
+        binding.updated_at = timezone.now()
+        binding.save()
+        after = _binding_facts(binding)
+        if before != after or token or ssh_private_key:
+            record(
+                context=context,
+                action="solution.source_bound",
+                target=solution,
+                related=binding,
+                before=before,
+                after={**after, "secret_changed": bool(token or ssh_private_key)},
+            )
+    return binding
+
+
+def _check_build_environment(solution: Solution, environment: Environment) -> None:
+    """A build imports unmanaged content: never into the solution's development environment (it would overwrite
+    the makers' work) nor into production, and only into an environment of the solution's own team."""
+    refusal = ""
+    if environment.team_id != solution.team_id:
+        refusal = "The build environment must belong to the solution's team."
+    elif environment.pk == solution.home_environment_id:
+        refusal = (
+            "The build environment cannot be the solution's development environment: the build would overwrite it."
+        )
+    elif environment.kind == EnvironmentKind.PRODUCTION:
+        refusal = "A production environment cannot be a build environment."
+    if refusal:
+        raise ValidationFailed(refusal, details={"build_environment": [refusal]})
+
+
+def source_unbind(*, solution: Solution, user: User, context: AuditContext) -> None:
+    """Stop committing the solution's versions; what was committed stays recorded (VersionCommit rows)."""
+    if not may_change(user, solution):
+        raise PermissionRefused(f"You cannot change where {solution.unique_name} is kept in source control.")
+    with transaction.atomic():
+        binding = SourceBinding.objects.select_for_update().filter(solution=solution).first()
+        if binding is None:
+            return
+        before = _binding_facts(binding)
+        binding.delete()
+        record(context=context, action="solution.source_unbound", target=solution, before=before)
+
+
+# --- committing versions ------------------------------------------------------------------------------------
+
+
+def _flavour_set(version: SolutionVersion) -> str:
+    return "+".join(version.flavours)
+
+
+def source_commit_enqueue(*, version: SolutionVersion, context: AuditContext) -> Job | None:
+    """Queue the commit of `version` to its solution's repository; nothing when the solution is not bound, the
+    version is committed there with the flavours it has, or a commit job for it is already waiting."""
+    binding = SourceBinding.objects.filter(solution_id=version.solution_id).first()
+    if binding is None:
+        return None
+    flavours = _flavour_set(version)
+    if VersionCommit.objects.filter(version=version, repository_url=binding.url, flavours=flavours).exists():
+        return None
+    waiting = (JobStatus.PENDING, *ACTIVE_JOB_STATUSES)
+    queued = Job.objects.filter(
+        kind=SolutionJobKind.SOURCE_COMMIT, status__in=waiting, params__version_id=version.pk
+    ).first()
+    if queued is not None:
+        return queued
+    return job_enqueue(
+        kind=SolutionJobKind.SOURCE_COMMIT,
+        environment=None,
+        params={"version_id": version.pk, "solution_id": version.solution_id, "version": version.version_key},
+        context=context,
+    )
+
+
+def read_artifact(version: SolutionVersion, flavour: str) -> bytes:
+    with artifact_storage().open(version.slot(flavour).path, "rb") as stored:
+        data: bytes = stored.read()
+    return data
+
+
+def _unpacked_files(version: SolutionVersion) -> dict[str, bytes]:
+    """The version in SolutionPackager's layout: a "Both" unpack when it has both flavours."""
+    flavours = version.flavours
+    if len(flavours) == 2:
+        unpacked = unpack_solution(
+            read_artifact(version, Flavour.UNMANAGED),
+            package_type=PackageType.BOTH,
+            managed_source=read_artifact(version, Flavour.MANAGED),
+        )
+    else:
+        unpacked = unpack_solution(read_artifact(version, flavours[0]))
+    return unpacked.files
+
+
+def _person_for(user: User | None) -> git.Person:
+    if user is None:
+        return _committer()
+    name = user.get_full_name() or user.username
+    email = user.email or f"{user.username}@users.alm-portal.invalid"
+    return git.Person(name=name, email=email)
+
+
+def _committer() -> git.Person:
+    return git.Person(name=settings.ALM_GIT_COMMITTER_NAME, email=settings.ALM_GIT_COMMITTER_EMAIL)
+
+
+def _version_author(version: SolutionVersion) -> User | None:
+    for flavour in (Flavour.UNMANAGED, Flavour.MANAGED):
+        uploaded_by = version.slot(flavour).uploaded_by_id
+        if uploaded_by is not None:
+            return User.objects.filter(pk=uploaded_by).first()
+    return version.created_by
+
+
+def _tag_for(version: SolutionVersion, flavours: str, *, first: bool) -> str:
+    # Tags never move: a flavour stored after the first commit gets a commit (and tag) of its own.
+    base = f"{version.solution.unique_name}/{version.version_key}"
+    return base if first else f"{base}+{flavours.replace('+', '-')}"
+
+
+def git_failure(exc: git.GitError, job: Job) -> Exception:
+    if exc.transient and job.attempts < MAX_TRANSIENT_ATTEMPTS:
+        return JobDeferred(TRANSIENT_RETRY_SECONDS, status=job.status, message=f"{exc.message}; retrying")
+    return JobFailed(exc.code, exc.message)
+
+
+def source_commit_run(*, job: Job, context: AuditContext) -> dict[str, Any]:
+    """Carry out a commit job; safe to run again after a crash at any point (the tag and the version trailer
+    find a commit already pushed, and the row is written once)."""
+    version = (
+        SolutionVersion.objects.select_related("solution", "created_by").filter(pk=job.params.get("version_id")).first()
+    )
+    if version is None:
+        raise JobFailed("version_not_found", "The version to commit is not registered.")
+    binding = SourceBinding.objects.filter(solution_id=version.solution_id).first()
+    if binding is None:
+        return {"skipped": f"{version.solution.unique_name} is no longer bound to a repository."}
+    flavours = _flavour_set(version)
+    done = VersionCommit.objects.filter(version=version, repository_url=binding.url, flavours=flavours).first()
+    if done is not None:
+        return _commit_result(done)
+    previous = VersionCommit.objects.filter(
+        version__solution_id=version.solution_id, repository_url=binding.url, branch=binding.branch
+    ).first()
+    first_of_version = not VersionCommit.objects.filter(version=version, repository_url=binding.url).exists()
+    try:
+        files = _unpacked_files(version)
+    except PackageError as exc:
+        raise JobFailed("unpack_failed", f"The version could not be unpacked: {exc}") from exc
+    author = _person_for(_version_author(version))
+    message = (
+        f"{version.solution.unique_name} {version.version_key} ({flavours.replace('+', ' and ')})\n\n"
+        f"{version.get_source_kind_display()} into ALM Portal."
+    )
+    try:
+        check_address(binding)
+        outcome = git.commit_version(
+            git_remote_for(binding),
+            branch=binding.branch,
+            folder=binding.folder,
+            files=files,
+            author=author,
+            committer=_committer(),
+            message=message,
+            trailers={VERSION_TRAILER: f"{version.pk}/{flavours}"},
+            tag=_tag_for(version, flavours, first=first_of_version),
+            expected_folder_tree=_expected_folder_tree(version, previous),
+            work_dir=work_dir_for(binding),
+        )
+    except git.GitError as exc:
+        raise git_failure(exc, job) from exc
+    crash_point("after_git_push")
+    with transaction.atomic():
+        committed, created = VersionCommit.objects.get_or_create(
+            version=version,
+            repository_url=binding.url,
+            flavours=flavours,
+            defaults={
+                "branch": binding.branch,
+                "folder": binding.folder,
+                "commit": outcome.commit,
+                "tag": outcome.tag,
+                "parent": outcome.parent or "",
+                "folder_tree": outcome.folder_tree,
+                "diverged": outcome.diverged,
+                "job": job,
+            },
+        )
+        if created:
+            record(
+                context=context,
+                action="solution_version.committed",
+                target=version,
+                related=version.solution,
+                after={
+                    "repository_url": binding.url,
+                    "branch": binding.branch,
+                    "folder": binding.folder,
+                    "flavours": flavours,
+                    "commit": outcome.commit,
+                    "tag": outcome.tag,
+                    "diverged": outcome.diverged,
+                    "pushed": outcome.created,
+                },
+            )
+    return _commit_result(committed)
+
+
+def _expected_folder_tree(version: SolutionVersion, previous: VersionCommit | None) -> str | None:
+    """The folder as the portal last wrote it, to tell changes made outside the portal (source drift). A version
+    built from source came from the branch itself, so changes there since are the ones it was built from."""
+    if version.source_kind == SourceKind.BUILT or previous is None:
+        return None
+    return previous.folder_tree
+
+
+def _commit_result(committed: VersionCommit) -> dict[str, Any]:
+    return {
+        "version_id": committed.version_id,
+        "repository_url": committed.repository_url,
+        "branch": committed.branch,
+        "commit": committed.commit,
+        "tag": committed.tag,
+        "diverged": committed.diverged,
+    }
