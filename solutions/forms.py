@@ -32,3 +32,34 @@ class ExportForm(PortalForm):
 
 class CompareForm(PortalForm):
     against = forms.IntegerField(min_value=1)
+
+
+class SourceBindForm(PortalForm):
+    url = forms.CharField(
+        max_length=500,
+        label="Repository",
+        help_text="https://host/owner/repo.git (with a token), ssh://git@host/owner/repo.git or "
+        "git@host:owner/repo.git (with a key); a local path only where the portal allows it.",
+    )
+    branch = forms.CharField(max_length=200, initial="main")
+    root_folder = forms.CharField(
+        max_length=200, initial="solutions", required=False, help_text="Versions go to <root>/<UniqueName>/src/."
+    )
+    username = forms.CharField(max_length=100, required=False, help_text="https only; most hosts accept any name.")
+    token = forms.CharField(
+        max_length=4000,
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="https: a personal access token with write access. Left empty, the stored one is kept.",
+    )
+    ssh_private_key = forms.CharField(
+        max_length=20000,
+        required=False,
+        label="SSH private key",
+        widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off"}),
+        help_text="ssh: an OpenSSH private key. Left empty, the stored one is kept.",
+    )
+
+
+class SourceBuildForm(PortalForm):
+    ref = forms.CharField(max_length=255, label="Branch, tag or commit", initial="main")

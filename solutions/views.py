@@ -21,7 +21,7 @@ from alm_portal.audit.history import object_history_context
 from alm_portal.errors import DomainError
 from alm_portal.jobs.choices import TERMINAL_JOB_STATUSES
 from solutions import selectors, services
-from solutions.forms import ExportForm, VersionUploadForm
+from solutions.forms import ExportForm, SourceBindForm, SourceBuildForm, VersionUploadForm
 from solutions.models import SolutionVersion
 
 PAGE_SIZE = 50
@@ -54,6 +54,11 @@ def solution_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def solution_detail(request: HttpRequest, pk: int) -> HttpResponse:
     solution = get_object_or_404(selectors.solutions_visible_to(user=request.user), pk=pk)  # type: ignore[arg-type]
+    return _render_detail(request, solution)
+
+
+def _render_detail(request: HttpRequest, solution: Any, *, status: int = 200, **forms: Any) -> HttpResponse:
+    """The solution page; a form the user sent with a mistake is shown again as sent, with its errors."""
     return render(
         request,
         "solutions/solution_detail.html",
@@ -65,13 +70,98 @@ def solution_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "export_form": ExportForm(),
             "may_request": _may_request(request.user),
             **_exports_context(solution, watching=[]),
+            **_source_context(solution),
+            **forms,
             **object_history_context(
                 user=request.user,  # type: ignore[arg-type]
                 instance=solution,
                 page_number=request.GET.get("history_page"),
             ),
         },
+        status=status,
     )
+
+
+def _source_context(solution: Any) -> dict[str, Any]:
+    source = selectors.solution_source(solution=solution)
+    binding = source["source_binding"]
+    initial = (
+        {"url": binding.url, "branch": binding.branch, "root_folder": binding.root_folder, "username": binding.username}
+        if binding is not None
+        else {}
+    )
+    return {**source, "bind_form": SourceBindForm(initial=initial), "build_form": SourceBuildForm()}
+
+
+@login_required
+@require_POST
+def solution_source_bind(request: HttpRequest, pk: int) -> HttpResponse:
+    solution = get_object_or_404(selectors.solutions_visible_to(user=request.user), pk=pk)  # type: ignore[arg-type]
+    if not _may_request(request.user):
+        raise PermissionDenied
+    form = SourceBindForm(request.POST)
+    if not form.is_valid():
+        return _render_detail(request, solution, status=400, bind_form=form)
+    data = form.cleaned_data
+    try:
+        binding = services.source_bind(
+            solution=solution,
+            url=data["url"],
+            branch=data["branch"],
+            root_folder=data["root_folder"],
+            username=data["username"],
+            token=data["token"] or None,
+            ssh_private_key=data["ssh_private_key"] or None,
+            user=request.user,  # type: ignore[arg-type]
+            context=AuditContext.from_request(request),
+        )
+    except DomainError as refusal:
+        for field, problems in (refusal.details or {}).items():
+            if field in form.fields and isinstance(problems, list):
+                form.add_error(field, [str(problem) for problem in problems])
+        if not form.errors:
+            form.add_error(None, refusal.message)
+        return _render_detail(request, solution, status=400, bind_form=form)
+    messages.success(request, f"New versions of {solution.unique_name} are committed to {binding.folder}.")
+    return redirect("solutions:solution-detail", pk=pk)
+
+
+@login_required
+@require_POST
+def solution_source_unbind(request: HttpRequest, pk: int) -> HttpResponse:
+    solution = get_object_or_404(selectors.solutions_visible_to(user=request.user), pk=pk)  # type: ignore[arg-type]
+    if not _may_request(request.user):
+        raise PermissionDenied
+    try:
+        services.source_unbind(solution=solution, user=request.user, context=AuditContext.from_request(request))  # type: ignore[arg-type]
+    except DomainError as refusal:
+        messages.error(request, refusal.message)
+    else:
+        messages.success(request, f"{solution.unique_name} is no longer committed to source control.")
+    return redirect("solutions:solution-detail", pk=pk)
+
+
+@login_required
+@require_POST
+def solution_source_build(request: HttpRequest, pk: int) -> HttpResponse:
+    solution = get_object_or_404(selectors.solutions_visible_to(user=request.user), pk=pk)  # type: ignore[arg-type]
+    if not _may_request(request.user):
+        raise PermissionDenied
+    form = SourceBuildForm(request.POST)
+    if not form.is_valid():
+        return _render_detail(request, solution, status=400, build_form=form)
+    try:
+        job = services.source_build_request(
+            solution=solution,
+            ref=form.cleaned_data["ref"],
+            user=request.user,  # type: ignore[arg-type]
+            context=AuditContext.from_request(request),
+        )
+    except DomainError as refusal:
+        form.add_error("ref" if "ref" in (refusal.details or {}) else None, refusal.message)
+        return _render_detail(request, solution, status=400, build_form=form)
+    messages.success(request, f"Build from {form.cleaned_data['ref']} queued as job {job.pk}.")
+    return redirect("solutions:solution-detail", pk=pk)
 
 
 # The exports card asks every 2 s while an export runs; otherwise every 10 s, so an export started

@@ -11,7 +11,7 @@ from rest_framework import serializers
 from alm_portal.api.inputs import StrictInputSerializer
 from solutions import selectors
 from solutions.choices import Bump
-from solutions.models import Solution, SolutionVersion
+from solutions.models import Solution, SolutionVersion, SourceBinding, VersionCommit
 
 # A reference that may be absent: declared nullable so clients and schema checks expect null.
 NULLABLE_OBJECT = serializers.DictField(allow_null=True)
@@ -126,11 +126,91 @@ class SolutionVersionSerializer(serializers.ModelSerializer):
             "job": version.source_job_id,
             "user": _user_ref(version.created_by),
             "restores_version": None if restores is None else {"id": restores.pk, "version": restores.version_key},
+            "repository": provenance_of(version),
         }
 
     @extend_schema_field(NULLABLE_OBJECT)
     def get_created_by(self, version: SolutionVersion) -> dict[str, Any] | None:
         return _user_ref(version.created_by)
+
+
+def provenance_of(version: SolutionVersion) -> dict[str, str] | None:
+    """The commit a version was built from (source kind "built"), else None."""
+    if not version.source_commit:
+        return None
+    return {
+        "url": version.source_repository_url,
+        "ref": version.source_ref,
+        "commit": version.source_commit,
+        "folder": version.source_folder,
+    }
+
+
+class VersionCommitSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = VersionCommit
+        fields = [
+            "repository_url",
+            "branch",
+            "folder",
+            "flavours",
+            "commit",
+            "tag",
+            "parent",
+            "diverged",
+            "committed_at",
+        ]
+
+
+class SolutionVersionDetailSerializer(SolutionVersionSerializer):
+    """One version with where it is in source control (the list leaves this out: one query per row)."""
+
+    commits = VersionCommitSerializer(source="source_commits", many=True, read_only=True)
+
+    class Meta(SolutionVersionSerializer.Meta):
+        fields = [*SolutionVersionSerializer.Meta.fields, "commits"]
+
+
+class SourceBindingSerializer(serializers.ModelSerializer):
+    """A solution's repository as anyone who may see the solution sees it: never the secret."""
+
+    folder = serializers.CharField(read_only=True)
+    credential_set = serializers.SerializerMethodField()
+
+    class Meta:
+        model = SourceBinding
+        fields = [
+            "url",
+            "branch",
+            "root_folder",
+            "folder",
+            "username",
+            "credential_kind",
+            "credential_set",
+            "updated_at",
+        ]
+
+    def get_credential_set(self, binding: SourceBinding) -> bool:
+        return bool(binding.secret_ciphertext)
+
+
+class SourceBindInputSerializer(StrictInputSerializer):
+    url = serializers.CharField(
+        max_length=500, help_text="https://…, ssh://… or git@host:path (a local path only where allowed)"
+    )
+    branch = serializers.CharField(max_length=200, required=False, default="main")
+    root_folder = serializers.CharField(max_length=200, required=False, default="solutions", allow_blank=True)
+    username = serializers.CharField(max_length=100, required=False, default="", allow_blank=True)
+    token = serializers.CharField(
+        max_length=4000, required=False, write_only=True, help_text="https: a token; omitted keeps the one stored"
+    )
+    ssh_private_key = serializers.CharField(
+        max_length=20000, required=False, write_only=True, help_text="ssh: an OpenSSH private key; omitted keeps it"
+    )
+
+
+class SourceBuildInputSerializer(StrictInputSerializer):
+    ref = serializers.CharField(max_length=255, help_text="A branch, a tag or a commit of the bound repository.")
 
 
 class VersionUploadSerializer(StrictInputSerializer):

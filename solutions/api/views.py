@@ -28,14 +28,18 @@ from solutions.api.serializers import (
     ExportRequestSerializer,
     SolutionRegisterSerializer,
     SolutionSerializer,
+    SolutionVersionDetailSerializer,
     SolutionVersionSerializer,
+    SourceBindingSerializer,
+    SourceBindInputSerializer,
+    SourceBuildInputSerializer,
     VersionUploadResultSerializer,
     VersionUploadSerializer,
 )
 from solutions.choices import Flavour
 from solutions.errors import PayloadTooLarge
 from solutions.filtersets import SolutionFilterSet, SolutionVersionFilterSet
-from solutions.models import Solution, SolutionVersion
+from solutions.models import Solution, SolutionVersion, SourceBinding
 from solutions.storage import artifact_storage
 
 # Multipart boundaries and the small text fields around the file.
@@ -85,7 +89,7 @@ class SolutionViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_class = SolutionFilterSet
     ordering_fields = ["unique_name", "display_name", "created_at"]
     ordering = ["unique_name"]
-    required_scopes = {"GET": Scope.READ, "POST": Scope.REQUEST}
+    required_scopes = {"GET": Scope.READ, "POST": Scope.REQUEST, "PUT": Scope.REQUEST, "DELETE": Scope.REQUEST}
 
     def get_queryset(self) -> QuerySet[Solution]:
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user
@@ -141,6 +145,54 @@ class SolutionViewSet(viewsets.ReadOnlyModelViewSet):
         response["Location"] = job_location(job.pk)
         return response
 
+    @extend_schema(
+        methods=["GET"],
+        responses={200: SourceBindingSerializer, 404: OpenApiResponse(description="not_found (not bound)"), **ERRORS},
+    )
+    @extend_schema(
+        methods=["PUT"],
+        request=SourceBindInputSerializer,
+        responses={200: SourceBindingSerializer, 400: OpenApiResponse(description="validation_error"), **ERRORS},
+    )
+    @extend_schema(methods=["DELETE"], responses={204: None, **ERRORS})
+    @action(detail=True, methods=["get", "put", "delete"])
+    def source(self, request: Request, pk: str) -> Response:
+        """The Git repository the solution's versions are committed to (docs/source-control.md)."""
+        solution = self.get_object()
+        context = AuditContext.from_request(request)
+        if request.method == "PUT":
+            form = SourceBindInputSerializer(data=request.data)
+            form.is_valid(raise_exception=True)
+            binding = services.source_bind(solution=solution, user=request.user, context=context, **form.validated_data)  # type: ignore[arg-type]
+            return Response(SourceBindingSerializer(binding).data)
+        if request.method == "DELETE":
+            services.source_unbind(solution=solution, user=request.user, context=context)  # type: ignore[arg-type]
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        binding = SourceBinding.objects.filter(solution=solution).first()
+        if binding is None:
+            raise NotFound(f"{solution.unique_name} is not bound to a Git repository.")
+        return Response(SourceBindingSerializer(binding).data)
+
+    @extend_schema(
+        request=SourceBuildInputSerializer,
+        responses={202: ExportAcceptedSerializer, 400: OpenApiResponse(description="validation_error"), **ERRORS},
+    )
+    @action(detail=True, methods=["post"], url_path="source/builds")
+    def source_build(self, request: Request, pk: str) -> Response:
+        """Build a version from a branch, tag or commit of the bound repository (a job; follow Location)."""
+        solution = self.get_object()
+        form = SourceBuildInputSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        job = services.source_build_request(
+            solution=solution,
+            ref=form.validated_data["ref"],
+            user=request.user,  # type: ignore[arg-type]
+            context=AuditContext.from_request(request),
+        )
+        response = Response({"job": ExportJobSerializer(job).data}, status=status.HTTP_202_ACCEPTED)
+        response["Location"] = job_location(job.pk)
+        return response
+
 
 class SolutionVersionViewSet(viewsets.ReadOnlyModelViewSet):
     """Versions of visible solutions; upload (multipart), download and diff."""
@@ -155,6 +207,9 @@ class SolutionVersionViewSet(viewsets.ReadOnlyModelViewSet):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user
             return SolutionVersion.objects.none()
         return selectors.versions_visible_to(user=self.request.user)  # type: ignore[arg-type]
+
+    def get_serializer_class(self) -> type[SolutionVersionSerializer]:
+        return SolutionVersionDetailSerializer if self.action == "retrieve" else SolutionVersionSerializer
 
     @extend_schema(
         request={"multipart/form-data": VersionUploadSerializer},

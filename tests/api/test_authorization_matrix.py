@@ -27,6 +27,7 @@ pytestmark = pytest.mark.django_db
 
 MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("DELETE", "/api/v1/pipelines/{pk}/"): (401, 403, 403, 403, 409, 403, 403),
+    ("DELETE", "/api/v1/solutions/{pk}/source/"): (401, 204, 404, 204, 204, 403, 403),
     ("DELETE", "/api/v1/stages/{pk}/freezes/{freeze_id}/"): (401, 403, 403, 403, 204, 403, 403),
     ("DELETE", "/api/v1/stages/{pk}/"): (401, 403, 403, 403, 204, 403, 403),
     ("DELETE", "/api/v1/stages/{pk}/windows/{window_id}/"): (401, 403, 403, 403, 204, 403, 403),
@@ -51,6 +52,8 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/api/v1/solutions/"): (401, 200, 200, 200, 200, 200, 200),
     ("GET", "/api/v1/solutions/{pk}/"): (401, 200, 404, 200, 200, 200, 200),
     ("GET", "/api/v1/solutions/{pk}/versions/"): (401, 200, 404, 200, 200, 200, 200),
+    # Not bound to a repository in this world: 404 for everyone who may see the solution.
+    ("GET", "/api/v1/solutions/{pk}/source/"): (401, 404, 404, 404, 404, 404, 404),
     ("GET", "/api/v1/stages/{pk}/"): (401, 200, 404, 200, 200, 200, 200),
     ("GET", "/api/v1/stages/{pk}/settings/"): (401, 200, 404, 200, 200, 200, 200),
     ("GET", "/api/v1/stages/{pk}/settings/check/"): (401, 400, 404, 400, 400, 400, 400),
@@ -85,6 +88,7 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/api/v1/promotions/{pk}/rollback/"): (401, 400, 404, 400, 400, 403, 403),
     ("POST", "/api/v1/solutions/"): (401, 400, 400, 400, 400, 403, 403),
     ("POST", "/api/v1/solutions/{pk}/export/"): (401, 202, 404, 202, 202, 403, 403),
+    ("POST", "/api/v1/solutions/{pk}/source/builds/"): (401, 400, 404, 400, 400, 403, 403),
     ("POST", "/api/v1/stages/{pk}/freezes/"): (401, 403, 403, 403, 400, 403, 403),
     ("POST", "/api/v1/stages/{pk}/windows/"): (401, 403, 403, 403, 400, 403, 403),
     ("POST", "/api/v1/tokens/"): (401, 201, 201, 201, 201, 201, 201),
@@ -96,6 +100,7 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("PUT", "/api/v1/environments/{pk}/"): (401, 403, 403, 403, 400, 403, 403),
     ("PUT", "/api/v1/me/notifications/"): (401, 400, 400, 400, 400, 400, 400),
     ("PUT", "/api/v1/pipelines/{pk}/"): (401, 403, 403, 403, 400, 403, 403),
+    ("PUT", "/api/v1/solutions/{pk}/source/"): (401, 400, 404, 400, 400, 403, 403),
     ("PUT", "/api/v1/stages/{pk}/"): (401, 403, 403, 403, 400, 403, 403),
     ("PUT", "/api/v1/stages/{pk}/settings/"): (401, 403, 403, 403, 200, 403, 403),
     ("PUT", "/api/v1/webhooks/{pk}/"): (401, 403, 403, 403, 400, 403, 403),
@@ -131,6 +136,9 @@ REQUIRED_SCOPE: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/promotions/{pk}/rollback/"): "request",
     ("POST", "/api/v1/solutions/"): "request",
     ("POST", "/api/v1/solutions/{pk}/export/"): "request",
+    ("POST", "/api/v1/solutions/{pk}/source/builds/"): "request",
+    ("PUT", "/api/v1/solutions/{pk}/source/"): "request",
+    ("DELETE", "/api/v1/solutions/{pk}/source/"): "request",
     ("POST", "/api/v1/stages/{pk}/freezes/"): "admin",
     ("POST", "/api/v1/stages/{pk}/windows/"): "admin",
     ("POST", "/api/v1/tokens/"): "read",  # never beyond the caller's own token (test_tokens_cannot_mint_scopes)

@@ -259,6 +259,7 @@ def test_version_has_the_contract_fields(as_user, maker, incident):
         "job": None,
         "user": {"id": maker.pk, "username": "maker", "display_name": maker.shown_name},
         "restores_version": None,
+        "repository": None,
     }
     assert body["release_notes"] == "first"
     assert body["created_by"]["username"] == "maker"
