@@ -195,6 +195,12 @@ class Portal:
             return self.request("POST", path, data=body or {}, **kwargs)
         return self.request("POST", path, json=body if body is not None else {}, **kwargs)
 
+    def put(self, path: str, body: Any) -> Any:
+        return self.request("PUT", path, json=body)
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
     # -- lookups --
 
     def solution(self, unique_name: str) -> dict[str, Any]:
@@ -393,6 +399,74 @@ def cmd_upload(portal: Portal, args: argparse.Namespace, output: Output) -> int:
     return EXIT_OK
 
 
+def describe_binding(solution: dict[str, Any], binding: dict[str, Any]) -> str:
+    credential = f", credential {binding['credential_kind']}" if binding.get("credential_set") else ""
+    where = f"{binding['url']} branch {binding['branch']}, folder {binding['folder']}/"
+    return f"{solution['unique_name']} → {where}{credential}"
+
+
+def cmd_source_show(portal: Portal, args: argparse.Namespace, output: Output) -> int:
+    solution = portal.solution(args.solution)
+    binding = portal.get(f"solutions/{solution['id']}/source/")
+    output.line(describe_binding(solution, binding))
+    output.result(binding)
+    return EXIT_OK
+
+
+def cmd_source_bind(portal: Portal, args: argparse.Namespace, output: Output) -> int:
+    solution = portal.solution(args.solution)
+    body: dict[str, Any] = {
+        "url": args.repository,
+        "branch": args.branch,
+        "root_folder": args.root,
+        "username": args.username,
+    }
+    if args.token_env:
+        token = os.environ.get(args.token_env, "")
+        if not token:
+            raise UsageError(f"${args.token_env} is empty; put the repository token there.")
+        body["token"] = token
+    if args.ssh_key_file:
+        key_path = Path(args.ssh_key_file)
+        if not key_path.is_file():
+            raise UsageError(f"{key_path} is not a file.")
+        body["ssh_private_key"] = key_path.read_text()
+    binding = portal.put(f"solutions/{solution['id']}/source/", body)
+    output.line(describe_binding(solution, binding))
+    output.result(binding)
+    return EXIT_OK
+
+
+def cmd_source_unbind(portal: Portal, args: argparse.Namespace, output: Output) -> int:
+    solution = portal.solution(args.solution)
+    portal.delete(f"solutions/{solution['id']}/source/")
+    output.line(f"{solution['unique_name']}: versions are no longer committed to source control")
+    output.result({"solution": solution["unique_name"], "bound": False})
+    return EXIT_OK
+
+
+def cmd_source_build(portal: Portal, args: argparse.Namespace, output: Output) -> int:
+    solution = portal.solution(args.solution)
+    job = portal.post(f"solutions/{solution['id']}/source/builds/", {"ref": args.ref})["job"]
+    output.line(f"build of {solution['unique_name']} from {args.ref} queued as job {job['id']}")
+    if not args.wait:
+        output.result(job)
+        return EXIT_OK
+    code, job = wait_for(
+        lambda: portal.get(f"jobs/{job['id']}/"),
+        describe_job,
+        JOB_DONE,
+        output=output,
+        timeout=args.timeout,
+        poll=args.poll,
+    )
+    result = job.get("result") or {}
+    if code == EXIT_OK and result.get("version"):
+        output.line(f"built version {result['version']} from commit {result.get('commit', '')[:12]}")
+    output.result(job)
+    return code
+
+
 def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     """The options every command takes, before or after its name. The command's own copies default to
     SUPPRESS, so an option given before the command is not reset by the command's parser."""
@@ -486,6 +560,33 @@ def parser() -> argparse.ArgumentParser:
     rollback.add_argument("--confirm", default="", help="uninstall_reinstall: the solution's unique name")
     rollback.add_argument("--wait", action="store_true", help="wait for the outcome")
     rollback.set_defaults(handler=cmd_rollback)
+
+    source = commands.add_parser("source", help="source control: bind a solution to Git, build from a commit")
+    source_commands = source.add_subparsers(dest="source_command", required=True)
+    show = source_commands.add_parser("show", help="where a solution's versions are committed", parents=[shared])
+    show.add_argument("solution")
+    show.set_defaults(handler=cmd_source_show)
+    bind = source_commands.add_parser("bind", help="commit a solution's versions to a Git repository", parents=[shared])
+    bind.add_argument("solution")
+    bind.add_argument("--repository", required=True, help="https://…, ssh://… or git@host:path")
+    bind.add_argument("--branch", default="main")
+    bind.add_argument("--root", default="solutions", help="versions go to ROOT/<UniqueName>/src/ (default solutions)")
+    bind.add_argument("--username", default="", help="https: the user name sent with the token")
+    bind.add_argument(
+        "--token-env", default="", help="the environment variable holding the https token (never on the command line)"
+    )
+    bind.add_argument("--ssh-key-file", default="", help="ssh: a file holding the OpenSSH private key")
+    bind.set_defaults(handler=cmd_source_bind)
+    unbind = source_commands.add_parser("unbind", help="stop committing a solution's versions", parents=[shared])
+    unbind.add_argument("solution")
+    unbind.set_defaults(handler=cmd_source_unbind)
+    build = source_commands.add_parser(
+        "build", help="build a version from a branch, tag or commit of the bound repository", parents=[shared]
+    )
+    build.add_argument("--solution", required=True)
+    build.add_argument("--ref", required=True, help="a branch, a tag or a commit")
+    build.add_argument("--wait", action="store_true", help="wait for the build job")
+    build.set_defaults(handler=cmd_source_build)
     return root
 
 
