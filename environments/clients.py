@@ -23,6 +23,7 @@ from alm_portal.dataverse.auth import ClientCertificate, ClientCredentials
 from alm_portal.dataverse.client import DataverseClient, RetryPolicy, Timeouts, restore_throttle_not_before
 from environments.choices import CredentialKind
 from environments.models import Credential, Environment
+from environments.throttling import environment_count_throttled_response
 
 logger = logging.getLogger(__name__)
 
@@ -97,9 +98,6 @@ def client_for(
 
 def _throttle_counter(environment_id: int) -> Callable[[float | None], None]:
     def count(retry_after: float | None) -> None:
-        # Imported here: environments.services imports this module.
-        from environments.services.throttling import environment_count_throttled_response
-
         environment_count_throttled_response(environment_id=environment_id, retry_after=retry_after)
 
     return count

@@ -9,11 +9,12 @@ from celery import shared_task
 
 from alm_portal.jobs import services
 from alm_portal.jobs.models import Job
+from alm_portal.jobs.services.publishing import RUN_JOB_TASK
 from alm_portal.middleware import bind_request_id_for_logs, reset_request_id_for_logs
 
 
 # acks_late is safe here: a redelivered message finds the job claimed (or finished) and does nothing.
-@shared_task(name="deployments.run_job", acks_late=True, ignore_result=True)
+@shared_task(name=RUN_JOB_TASK, acks_late=True, ignore_result=True)
 def run_job(job_id: int) -> str:
     request_id = Job.objects.filter(pk=job_id).values_list("request_id", flat=True).first() or ""
     # Unbound again afterwards: a worker process runs many tasks, and the next one (a beat task without a

@@ -52,7 +52,7 @@ from deployments.runner.timing import (
     poll_interval,
     poll_seconds,
 )
-from environments.services.throttling import environment_share_throttle
+from environments.throttling import environment_share_throttle
 
 if TYPE_CHECKING:
     from environments.models import Environment

@@ -10,6 +10,7 @@ from django.utils import timezone
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.models import AuditEvent
 from alm_portal.job_kinds import JobKind
+from alm_portal.jobs import registry as job_registry
 from alm_portal.jobs import services as jobs
 from alm_portal.jobs.choices import JobStatus
 from alm_portal.jobs.models import Job
@@ -43,9 +44,9 @@ def handler_calls(monkeypatch):
             return action(job)
         return {"ok": True}
 
-    monkeypatch.setitem(jobs._HANDLERS, JobKind.EXPORT, fake)
-    monkeypatch.setitem(jobs._HANDLERS, JobKind.HEALTH_CHECK, fake)
-    monkeypatch.setitem(jobs._HANDLERS, JobKind.IMPORT, fake)
+    monkeypatch.setitem(job_registry._HANDLERS, JobKind.EXPORT, fake)
+    monkeypatch.setitem(job_registry._HANDLERS, JobKind.HEALTH_CHECK, fake)
+    monkeypatch.setitem(job_registry._HANDLERS, JobKind.IMPORT, fake)
     calls_and_behaviour = (calls, behaviour)
     return calls_and_behaviour
 

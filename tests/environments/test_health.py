@@ -145,7 +145,7 @@ def test_a_short_retry_after_is_shared_through_the_environment_row(emulator_org,
 
 
 def test_a_shared_throttle_only_moves_later(emulator_org, register):
-    from environments.services.throttling import environment_count_throttled_response
+    from environments.throttling import environment_count_throttled_response
 
     environment = register(emulator_org)
     counted_before = environment.throttled_responses

@@ -17,7 +17,7 @@ from django.test import RequestFactory
 
 from alm_portal.audit.context import AuditContext
 from alm_portal.job_kinds import JobKind
-from alm_portal.jobs import services as job_engine
+from alm_portal.jobs import registry as job_registry
 from alm_portal.jobs.services import job_enqueue, job_run_now
 from alm_portal.logformat import JobIdLogFilter, JsonLogFormatter, TextLogFormatter
 from alm_portal.middleware import RequestIdLogFilter, RequestIdMiddleware
@@ -82,7 +82,7 @@ def test_a_record_inside_a_job_carries_the_job_id_and_the_request_that_queued_it
 
     import deployments.tasks  # noqa: F401 - registers the real handlers first, so the stand-in below is not overwritten
 
-    monkeypatch.setitem(job_engine._HANDLERS, JobKind.HOLDING_CLEANUP, handler)
+    monkeypatch.setitem(job_registry._HANDLERS, JobKind.HOLDING_CLEANUP, handler)
     job = job_enqueue(
         kind=JobKind.HOLDING_CLEANUP,
         environment=None,
@@ -150,7 +150,7 @@ def test_a_worker_task_after_a_job_no_longer_logs_under_that_jobs_request_id(jso
     """A worker process runs many tasks: the beat task that follows a job must not carry the job's request id."""
     import alm_portal.jobs.tasks
 
-    monkeypatch.setitem(job_engine._HANDLERS, JobKind.HOLDING_CLEANUP, lambda job, context: {})
+    monkeypatch.setitem(job_registry._HANDLERS, JobKind.HOLDING_CLEANUP, lambda job, context: {})
     job = job_enqueue(
         kind=JobKind.HOLDING_CLEANUP, environment=None, params={}, context=AuditContext.system(request_id="seed-demo")
     )

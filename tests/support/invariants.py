@@ -66,14 +66,14 @@ def expire_dead_leases() -> int:
 
 def dispatch(idle_seconds: float = 2.0) -> int:
     """Beat's dispatcher, re-sending rows idle for `idle_seconds` instead of 30 s (duplicates are harmless)."""
-    from alm_portal.jobs import services as jobs
+    from alm_portal.jobs.services import dispatch as job_dispatch
 
-    original = jobs.DISPATCH_AFTER
-    jobs.DISPATCH_AFTER = timedelta(seconds=idle_seconds)
+    original = job_dispatch.DISPATCH_AFTER
+    job_dispatch.DISPATCH_AFTER = timedelta(seconds=idle_seconds)
     try:
-        return jobs.jobs_dispatch()
+        return job_dispatch.jobs_dispatch()
     finally:
-        jobs.DISPATCH_AFTER = original
+        job_dispatch.DISPATCH_AFTER = original
 
 
 def settle(
