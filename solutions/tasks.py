@@ -20,9 +20,10 @@ def export_handler(job: Job, context: AuditContext) -> dict[str, Any]:
     return services.solution_export_run(job=job, context=context)
 
 
-# Git work touches no environment, so neither kind holds a slot.
+# A commit touches no environment. A build holds its build environment's slot (when the binding names one) while
+# it imports and exports there; without one its environment is None and no slot is taken.
 register_job_kind(SolutionJobKind.SOURCE_COMMIT)
-register_job_kind(SolutionJobKind.SOURCE_BUILD)
+register_job_kind(SolutionJobKind.SOURCE_BUILD, uses_solution_slot=True)
 
 
 @register_job_handler(SolutionJobKind.SOURCE_COMMIT)

@@ -272,4 +272,4 @@ def _import_into_build_environment(
         )
     state.pop("importing", None)
     state["imported"] = True
-    job_mark_step(job, status=JobStatus.SUBMITTING, step="build_imported", result=state)
+    job_mark_step(job, status=JobStatus.POLLING, step="build_imported", result=state)

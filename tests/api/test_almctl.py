@@ -134,6 +134,57 @@ def test_exit_codes(contoso, ctl, token_for, tmp_path):
     assert "job" in out and "failed" in out.splitlines()[-1]
 
 
+def test_source_bind_build_show_and_unbind_through_almctl(
+    contoso, ctl, token_for, tmp_path, git_host, settings, monkeypatch
+):
+    """docs/source-control.md "The API and almctl": the token comes from an environment variable only."""
+    from solutions.models import SolutionVersion, VersionCommit
+
+    settings.ALM_GIT_CA_BUNDLE = git_host.ca_bundle
+    settings.ALM_GIT_WORK_DIR = tmp_path / "git-work"
+    maker = token_for(contoso.maker, scopes=["read", "request"])
+    path = tmp_path / "Success_1_1_0_0_managed.zip"
+    path.write_bytes(success_package("1.1.0.0"))
+    assert ctl(maker, "upload", str(path), "--home-environment", contoso.environments["dev"].name)[0] == 0
+    url = git_host.new_repository("almctl")
+
+    code, _, err = ctl(maker, "source", "bind", "Success", "--repository", url, "--token-env", "NO_SUCH_VARIABLE")
+    assert code == 2 and "$NO_SUCH_VARIABLE is empty" in err
+    monkeypatch.setenv("GIT_TOKEN_FOR_ALMCTL", git_host.token)
+    code, out, err = ctl(
+        maker,
+        "source",
+        "bind",
+        "Success",
+        "--repository",
+        url,
+        "--username",
+        git_host.username,
+        "--token-env",
+        "GIT_TOKEN_FOR_ALMCTL",
+    )
+    assert code == 0, err
+    assert f"Success → {url} branch main, folder solutions/Success/src/, credential token" in out
+    assert git_host.token not in out + err
+
+    # A version registered from now on is committed; this one is managed only, so a build has no source to pack.
+    path = tmp_path / "Success_1_2_0_0_managed.zip"
+    path.write_bytes(success_package("1.2.0.0"))
+    assert ctl(maker, "upload", str(path))[0] == 0
+    run_due_jobs()
+    assert VersionCommit.objects.get().tag == "Success/1.2.0.0"
+    code, out, err = ctl(maker, "source", "build", "--solution", "Success", "--ref", "Success/1.2.0.0", "--wait")
+    assert code == 1, out + err
+    assert "no_unmanaged_source" in out and "only a managed solution" in out
+    assert not SolutionVersion.objects.filter(source_kind="built").exists()
+
+    code, out, err = ctl(maker, "--json", "source", "show", "Success")
+    assert code == 0 and json.loads(out)["url"] == url and json.loads(out)["credential_set"] is True
+    assert ctl(maker, "source", "unbind", "Success")[0] == 0
+    code, _, err = ctl(maker, "source", "show", "Success")
+    assert code == 1 and "not bound" in err
+
+
 def test_almctl_needs_no_django():
     script = str(Path(almctl.__file__))
     probe = "\n".join(

@@ -97,9 +97,12 @@ def dev_environment(make_environment: Any, emulator_org: Any, team: Any) -> Any:
 
 
 @pytest.fixture(autouse=True)
-def no_broker(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
-    """Jobs run inline here (job_run_now); the after-commit nudge to a worker goes nowhere."""
+def no_broker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """Jobs run inline here (job_run_now); the after-commit nudge to a worker goes nowhere. Tests that start a real
+    worker mark themselves `redis` and keep the real publish."""
     sent: list[tuple[Any, ...]] = []
+    if request.node.get_closest_marker("redis"):
+        return sent
     monkeypatch.setattr(
         "alm_portal.celery.publish_best_effort",
         lambda task, args=(), countdown=None: sent.append(args) or True,
