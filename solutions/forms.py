@@ -9,6 +9,8 @@ from django import forms
 from alm_portal.accounts import policy
 from alm_portal.accounts.models import Team
 from alm_portal.forms import PortalForm
+from environments.choices import EnvironmentKind
+from environments.models import Environment
 from solutions.choices import Bump
 
 
@@ -59,6 +61,18 @@ class SourceBindForm(PortalForm):
         widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off"}),
         help_text="ssh: an OpenSSH private key. Left empty, the stored one is kept.",
     )
+
+    build_environment = forms.ModelChoiceField(
+        queryset=Environment.objects.none(),
+        required=False,
+        help_text="Where a build is imported and exported managed (not the development environment, not "
+        "production). Without one, a build registers the unmanaged package only.",
+    )
+
+    def __init__(self, *args: Any, solution: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        candidates = Environment.objects.filter(team_id=solution.team_id).exclude(pk=solution.home_environment_id)
+        self.fields["build_environment"].queryset = candidates.exclude(kind=EnvironmentKind.PRODUCTION)  # type: ignore[attr-defined]
 
 
 class SourceBuildForm(PortalForm):

@@ -86,11 +86,21 @@ def _source_context(solution: Any) -> dict[str, Any]:
     source = selectors.solution_source(solution=solution)
     binding = source["source_binding"]
     initial = (
-        {"url": binding.url, "branch": binding.branch, "root_folder": binding.root_folder, "username": binding.username}
+        {
+            "url": binding.url,
+            "branch": binding.branch,
+            "root_folder": binding.root_folder,
+            "username": binding.username,
+            "build_environment": binding.build_environment_id,
+        }
         if binding is not None
         else {}
     )
-    return {**source, "bind_form": SourceBindForm(initial=initial), "build_form": SourceBuildForm()}
+    return {
+        **source,
+        "bind_form": SourceBindForm(initial=initial, solution=solution),
+        "build_form": SourceBuildForm(),
+    }
 
 
 @login_required
@@ -99,7 +109,7 @@ def solution_source_bind(request: HttpRequest, pk: int) -> HttpResponse:
     solution = get_object_or_404(selectors.solutions_visible_to(user=request.user), pk=pk)  # type: ignore[arg-type]
     if not _may_request(request.user):
         raise PermissionDenied
-    form = SourceBindForm(request.POST)
+    form = SourceBindForm(request.POST, solution=solution)
     if not form.is_valid():
         return _render_detail(request, solution, status=400, bind_form=form)
     data = form.cleaned_data
@@ -112,6 +122,7 @@ def solution_source_bind(request: HttpRequest, pk: int) -> HttpResponse:
             username=data["username"],
             token=data["token"] or None,
             ssh_private_key=data["ssh_private_key"] or None,
+            build_environment=data["build_environment"],
             user=request.user,  # type: ignore[arg-type]
             context=AuditContext.from_request(request),
         )

@@ -176,6 +176,7 @@ class SourceBindingSerializer(serializers.ModelSerializer):
 
     folder = serializers.CharField(read_only=True)
     credential_set = serializers.SerializerMethodField()
+    build_environment = serializers.SerializerMethodField()
 
     class Meta:
         model = SourceBinding
@@ -187,11 +188,16 @@ class SourceBindingSerializer(serializers.ModelSerializer):
             "username",
             "credential_kind",
             "credential_set",
+            "build_environment",
             "updated_at",
         ]
 
     def get_credential_set(self, binding: SourceBinding) -> bool:
         return bool(binding.secret_ciphertext)
+
+    @extend_schema_field(NULLABLE_OBJECT)
+    def get_build_environment(self, binding: SourceBinding) -> dict[str, Any] | None:
+        return _ref(binding.build_environment)
 
 
 class SourceBindInputSerializer(StrictInputSerializer):
@@ -206,6 +212,12 @@ class SourceBindInputSerializer(StrictInputSerializer):
     )
     ssh_private_key = serializers.CharField(
         max_length=20000, required=False, write_only=True, help_text="ssh: an OpenSSH private key; omitted keeps it"
+    )
+    build_environment = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        help_text="An environment of the solution's team where builds are imported and exported managed; "
+        "omitted or null: builds register the unmanaged package only",
     )
 
 

@@ -62,15 +62,15 @@ def _visible_team(user: Any, team_id: int | None) -> Team | None:
     return team
 
 
-def _visible_environment(user: Any, environment_id: int | None) -> Environment | None:
+def _visible_environment(
+    user: Any, environment_id: int | None, *, field: str = "home_environment"
+) -> Environment | None:
     if environment_id is None:
         return None
     environment = Environment.objects.filter(pk=environment_id).first()
     visible = policy.team_ids_visible_to(user)
     if environment is None or (visible is not None and environment.team_id not in visible):
-        raise ValidationFailed(
-            "Unknown environment.", details={"home_environment": ["No such environment among your teams'."]}
-        )
+        raise ValidationFailed("Unknown environment.", details={field: ["No such environment among your teams'."]})
     return environment
 
 
@@ -163,7 +163,11 @@ class SolutionViewSet(viewsets.ReadOnlyModelViewSet):
         if request.method == "PUT":
             form = SourceBindInputSerializer(data=request.data)
             form.is_valid(raise_exception=True)
-            binding = services.source_bind(solution=solution, user=request.user, context=context, **form.validated_data)  # type: ignore[arg-type]
+            data = dict(form.validated_data)
+            data["build_environment"] = _visible_environment(
+                request.user, data.get("build_environment"), field="build_environment"
+            )
+            binding = services.source_bind(solution=solution, user=request.user, context=context, **data)  # type: ignore[arg-type]
             return Response(SourceBindingSerializer(binding).data)
         if request.method == "DELETE":
             services.source_unbind(solution=solution, user=request.user, context=context)  # type: ignore[arg-type]

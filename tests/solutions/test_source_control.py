@@ -369,3 +369,41 @@ def test_the_api_binds_builds_and_unbinds(bound, git_host, maker, token_for, api
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {reader}")
     denied = api_client.put(f"/api/v1/solutions/{bound.pk}/source/", {"url": url}, format="json")
     assert denied.status_code == 403
+
+
+def test_a_build_environment_is_one_of_the_teams_and_never_production(
+    bound, git_host, maker, make_environment, emulator, make_user, token_for, api_client, client
+):
+    from alm_portal.accounts.models import Team
+
+    build = make_environment(emulator.new_org(), bound.team, name="contoso-build", kind="other")
+    production = make_environment(emulator.new_org(), bound.team, name="contoso-prod", kind="production")
+    elsewhere = make_environment(emulator.new_org(), Team.objects.create(name="Fabrikam"), name="fabrikam-build")
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(maker, scopes=['read', 'request'])}")
+    url = bound.source_binding.url
+
+    def put(environment_id: int | None) -> Any:
+        body = {"url": url, "username": git_host.username, "build_environment": environment_id}
+        return api_client.put(f"/api/v1/solutions/{bound.pk}/source/", body, format="json")
+
+    refused = put(production.pk)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["details"]["build_environment"] == [
+        "A production environment cannot be a build environment."
+    ]
+    unknown = put(elsewhere.pk)
+    assert (
+        unknown.status_code == 400
+        and "No such environment" in unknown.json()["error"]["details"]["build_environment"][0]
+    )
+    accepted = put(build.pk)
+    assert accepted.status_code == 200
+    assert accepted.json()["build_environment"] == {"id": build.pk, "name": "contoso-build"}
+    assert accepted.json()["credential_set"] is True  # the token was kept
+
+    client.force_login(maker)
+    page = client.get(f"/solutions/{bound.pk}/").content.decode()
+    assert "Builds are made managed in contoso-build." in page
+    # The page offers the team's environments that may build, and no other.
+    choices = re.findall(r'<option value="(\d+)"', page.split('id="source-bind-form"')[1])
+    assert str(build.pk) in choices and str(production.pk) not in choices and str(elsewhere.pk) not in choices
