@@ -426,6 +426,11 @@ def cmd_source_bind(portal: Portal, args: argparse.Namespace, output: Output) ->
         if not token:
             raise UsageError(f"${args.token_env} is empty; put the repository token there.")
         body["token"] = token
+    if args.build_environment:
+        found = portal.get("environments/", name=args.build_environment)["results"]
+        if not found:
+            raise UsageError(f"No environment {args.build_environment!r} among those this token may see.")
+        body["build_environment"] = found[0]["id"]
     if args.ssh_key_file:
         key_path = Path(args.ssh_key_file)
         if not key_path.is_file():
@@ -576,6 +581,9 @@ def parser() -> argparse.ArgumentParser:
         "--token-env", default="", help="the environment variable holding the https token (never on the command line)"
     )
     bind.add_argument("--ssh-key-file", default="", help="ssh: a file holding the OpenSSH private key")
+    bind.add_argument(
+        "--build-environment", default="", help="where builds are imported and exported managed (an environment name)"
+    )
     bind.set_defaults(handler=cmd_source_bind)
     unbind = source_commands.add_parser("unbind", help="stop committing a solution's versions", parents=[shared])
     unbind.add_argument("solution")
