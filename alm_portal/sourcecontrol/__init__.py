@@ -5,18 +5,9 @@ It drives the ``git`` command line (never hand-written Git plumbing); see docs/s
 """
 
 from .errors import ERROR_CODES, GitError
+from .reading import FetchedFolder, FileChange, branch_contains, fetch_folder, folder_diff
 from .remotes import GitRemote, compare_url, remote_host, remote_kind
-from .repository import (
-    CommitOutcome,
-    FetchedFolder,
-    FileChange,
-    Person,
-    branch_contains,
-    commit_version,
-    fetch_folder,
-    folder_diff,
-    full_message,
-)
+from .repository import CommitOutcome, Person, commit_version, full_message
 
 __all__ = [
     "ERROR_CODES",

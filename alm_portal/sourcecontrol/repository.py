@@ -30,7 +30,7 @@ PUSH_ATTEMPTS = 3
 LOCK_TIMEOUT_SECONDS = 900.0
 _HEX = re.compile(r"^[0-9a-fA-F]{4,64}$")
 _TRAILER_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
-_ZERO = re.compile(r"^0+$")
+NULL_SHA = re.compile(r"^0+$")
 
 
 @dataclass(frozen=True)
@@ -49,23 +49,8 @@ class CommitOutcome:
     parent: str | None
 
 
-@dataclass(frozen=True)
-class FetchedFolder:
-    commit: str
-    ref_kind: Literal["branch", "tag", "commit"]
-    files: dict[str, bytes]
-
-
-@dataclass(frozen=True)
-class FileChange:
-    path: str
-    status: Literal["added", "modified", "deleted"]
-    old: bytes | None
-    new: bytes | None
-
-
 # --- validation ----------------------------------------------------------------------------------------
-def _clean_path(path: str, what: str) -> str:
+def clean_path(path: str, what: str) -> str:
     """A repository-relative path with forward slashes; refuses anything that could step outside or into .git."""
     cleaned = path.strip("/")
     parts = cleaned.split("/")
@@ -93,7 +78,7 @@ def _check_trailers(trailers: dict[str, str]) -> None:
             raise GitError("git_failed", f"Invalid commit trailer {key!r}: {value!r}.")
 
 
-def _check_ref_name(git: GitRunner, kind: Literal["heads", "tags"], name: str) -> None:
+def check_ref_name(git: GitRunner, kind: Literal["heads", "tags"], name: str) -> None:
     result = git.run(["check-ref-format", f"refs/{kind}/{name}"], git_dir=None, check=False)
     if result.returncode != 0 or name.startswith("-"):
         noun = "branch" if kind == "heads" else "tag"
@@ -127,7 +112,7 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-class _Cache:
+class CacheRepository:
     """The locked bare repository in ``work_dir`` and the git commands run against it."""
 
     def __init__(self, git: GitRunner, repo: Path) -> None:
@@ -253,14 +238,14 @@ def _trailers_match(found: list[tuple[str, str]], wanted: dict[str, str]) -> boo
 
 
 @contextlib.contextmanager
-def _open_cache(remote: GitRemote, work_dir: Path) -> Iterator[_Cache]:
+def open_cache(remote: GitRemote, work_dir: Path) -> Iterator[CacheRepository]:
     work_dir.mkdir(parents=True, exist_ok=True)
     with _locked(work_dir / ".lock"), GitRunner(remote) as git:
         repo = work_dir / "cache.git"
         if not (repo / "HEAD").is_file() or not (repo / "objects").is_dir():
             shutil.rmtree(repo, ignore_errors=True)  # half-deleted or never made: start over, it is only a cache
             git.run(["init", "--bare", "--quiet", str(repo)], git_dir=None)
-        yield _Cache(git, repo)
+        yield CacheRepository(git, repo)
 
 
 # --- committing ----------------------------------------------------------------------------------------
@@ -293,7 +278,7 @@ def _fast_import_stream(
     return b"".join(chunks)
 
 
-def _push(cache: _Cache, refspecs: list[str]) -> bool:
+def _push(cache: CacheRepository, refspecs: list[str]) -> bool:
     """Push atomically; True when it landed, False when the remote moved under us (fetch and try again)."""
     arguments = ["push", "--porcelain", "--no-verify", cache.git.fetch_url, *refspecs]
     result = cache.git.run(["push", "--atomic", *arguments[1:]], git_dir=cache.repo, network=True, check=False)
@@ -313,7 +298,9 @@ def _push(cache: _Cache, refspecs: list[str]) -> bool:
     raise cache.git.error_for("push", result)
 
 
-def _replayed(cache: _Cache, commit: str, tag: str, folder: str, expected_folder_tree: str | None) -> CommitOutcome:
+def _replayed(
+    cache: CacheRepository, commit: str, tag: str, folder: str, expected_folder_tree: str | None
+) -> CommitOutcome:
     parent = cache.first_parent(commit)
     return CommitOutcome(
         commit=commit,
@@ -325,7 +312,7 @@ def _replayed(cache: _Cache, commit: str, tag: str, folder: str, expected_folder
     )
 
 
-def _diverged(cache: _Cache, head: str | None, folder: str, expected_folder_tree: str | None) -> bool:
+def _diverged(cache: CacheRepository, head: str | None, folder: str, expected_folder_tree: str | None) -> bool:
     if expected_folder_tree is None:
         return False
     current = cache.folder_tree(head, folder)
@@ -356,17 +343,17 @@ def commit_version(
     commit on top of the new head, up to three times, then give up with ``git_push_rejected``.
     Without trailers a replay cannot be recognised, so an existing tag is then always a conflict.
     """
-    folder = _clean_path(folder, "folder")
-    cleaned_files = {_clean_path(path, "file path"): content for path, content in files.items()}
+    folder = clean_path(folder, "folder")
+    cleaned_files = {clean_path(path, "file path"): content for path, content in files.items()}
     if len(cleaned_files) != len(files):
         raise GitError("git_failed", "Two file paths name the same file.")
     _check_person(author, "author")
     _check_person(committer, "committer")
     _check_trailers(trailers)
     text = full_message(message, trailers)
-    with _open_cache(remote, work_dir) as cache:
-        _check_ref_name(cache.git, "heads", branch)
-        _check_ref_name(cache.git, "tags", tag)
+    with open_cache(remote, work_dir) as cache:
+        check_ref_name(cache.git, "heads", branch)
+        check_ref_name(cache.git, "tags", tag)
         for _attempt in range(PUSH_ATTEMPTS):
             cache.fetch()
             head = cache.branch_head(branch)
@@ -408,135 +395,3 @@ def commit_version(
     raise GitError(
         "git_push_rejected", f"Branch {branch} kept moving while we pushed; gave up after {PUSH_ATTEMPTS} attempts."
     )
-
-
-# --- reading -------------------------------------------------------------------------------------------
-def _resolve_ref(cache: _Cache, ref: str) -> tuple[str, Literal["branch", "tag", "commit"]]:
-    """A branch name, then a tag name, then a (possibly abbreviated) sha reachable from a branch or tag."""
-    if ref and not ref.startswith("-") and "\0" not in ref:
-        valid = cache.git.run(["check-ref-format", f"refs/heads/{ref}"], git_dir=None, check=False).returncode == 0
-        if valid:
-            branch = cache.branch_head(ref)
-            if branch:
-                return branch, "branch"
-            tagged = cache.tag_commit(ref)
-            if tagged:
-                return tagged, "tag"
-        commit = cache.resolve_commit(ref)
-        if commit and cache.reachable_from_remote_refs(commit):
-            return commit, "commit"
-    raise GitError("git_ref_not_found", f"No branch, tag or commit {ref!r} in the repository.")
-
-
-def _tree_entries(cache: _Cache, tree: str) -> list[tuple[str, str, int, str]]:
-    """(mode, sha, size, path) of every file under ``tree``; submodule links are not files and are skipped."""
-    entries = []
-    for record in cache.run(["ls-tree", "-r", "-z", "--long", tree]).split(b"\0"):
-        if not record:
-            continue
-        meta, _, path = record.partition(b"\t")
-        mode, kind, sha, size = meta.decode().split()
-        if kind == "blob":
-            entries.append((mode, sha, int(size), path.decode("utf-8", "surrogateescape")))
-    return entries
-
-
-def fetch_folder(remote: GitRemote, *, ref: str, folder: str, work_dir: Path, max_bytes: int) -> FetchedFolder:
-    """Every file under ``folder`` at ``ref`` (paths relative to the folder), refusing more than ``max_bytes``."""
-    folder = _clean_path(folder, "folder")
-    with _open_cache(remote, work_dir) as cache:
-        cache.fetch()
-        commit, kind = _resolve_ref(cache, ref)
-        tree = cache.folder_tree(commit, folder)
-        if tree is None:
-            raise GitError("git_folder_missing", f"Folder {folder} does not exist at {ref} ({commit[:12]}).")
-        entries = _tree_entries(cache, tree)
-        total = sum(size for _mode, _sha, size, _path in entries)
-        if total > max_bytes:
-            raise GitError(
-                "git_folder_too_large",
-                f"Folder {folder} at {ref} holds {total} bytes, more than the limit of {max_bytes} bytes.",
-            )
-        blobs = cache.read_blobs([sha for _mode, sha, _size, _path in entries])
-        return FetchedFolder(commit=commit, ref_kind=kind, files={path: blobs[sha] for _m, sha, _s, path in entries})
-
-
-def branch_contains(remote: GitRemote, *, branch: str, commit: str, work_dir: Path) -> bool:
-    """Whether ``commit`` is the head of ``branch`` or one of its ancestors."""
-    with _open_cache(remote, work_dir) as cache:
-        _check_ref_name(cache.git, "heads", branch)
-        cache.fetch()
-        head = cache.branch_head(branch)
-        if head is None:
-            raise GitError("git_ref_not_found", f"Branch {branch} does not exist in the repository.")
-        sha = cache.resolve_commit(commit)
-        if sha is None:
-            return False  # after fetching the branch, all of its history is here: an unknown commit is not in it
-        result = cache.git.run(["merge-base", "--is-ancestor", sha, head], git_dir=cache.repo, check=False)
-        if result.returncode not in (0, 1):
-            raise cache.git.error_for("merge-base", result)
-        return result.returncode == 0
-
-
-_STATUS: dict[str, Literal["added", "modified", "deleted"]] = {
-    "A": "added",
-    "M": "modified",
-    "T": "modified",
-    "D": "deleted",
-}
-
-
-def folder_diff(
-    remote: GitRemote,
-    *,
-    old_commit: str,
-    new_commit: str,
-    folder: str,
-    work_dir: Path,
-    max_bytes: int | None = None,
-) -> list[FileChange]:
-    """The files of ``folder`` that differ between two commits (paths relative to the folder, sorted).
-
-    A folder absent from one side counts as empty. ``max_bytes`` bounds the total size of the old and new
-    contents returned (``git_folder_too_large`` beyond it).
-    """
-    folder = _clean_path(folder, "folder")
-    with _open_cache(remote, work_dir) as cache:
-        cache.fetch()
-        trees = []
-        for ref in (old_commit, new_commit):
-            sha = cache.resolve_commit(ref)
-            if sha is None:
-                raise GitError("git_ref_not_found", f"Commit {ref!r} is not in the repository.")
-            trees.append(cache.folder_tree(sha, folder) or cache.empty_tree())
-        output = cache.run(["diff-tree", "-r", "-z", "--no-renames", "--raw", trees[0], trees[1]])
-        fields = output.split(b"\0")
-        rows: list[tuple[str, str | None, str | None, str]] = []
-        for index in range(0, len(fields) - 1, 2):
-            meta = fields[index].decode().lstrip(":").split()
-            old_mode, new_mode, old_sha, new_sha, status = meta[0], meta[1], meta[2], meta[3], meta[4][0]
-            if "160000" in (old_mode, new_mode) or status not in _STATUS:
-                continue  # submodule links carry no file content
-            path = fields[index + 1].decode("utf-8", "surrogateescape")
-            rows.append(
-                (path, None if _ZERO.match(old_sha) else old_sha, None if _ZERO.match(new_sha) else new_sha, status)
-            )
-        wanted = [sha for _path, old, new, _status in rows for sha in (old, new) if sha]
-        if max_bytes is not None:
-            sizes = cache.run(
-                ["cat-file", "--batch-check=%(objectsize)"], input="".join(f"{s}\n" for s in wanted).encode()
-            )
-            total = sum(int(size) for size in sizes.split())
-            if total > max_bytes:
-                raise GitError("git_folder_too_large", f"The changes hold {total} bytes, more than {max_bytes}.")
-        blobs = cache.read_blobs(wanted)
-        changes = [
-            FileChange(
-                path=path,
-                status=_STATUS[status],
-                old=blobs[old] if old else None,
-                new=blobs[new] if new else None,
-            )
-            for path, old, new, status in rows
-        ]
-        return sorted(changes, key=lambda change: change.path)
