@@ -90,6 +90,10 @@ PAGES: dict[str, tuple[str, str | None, dict[str, int]]] = {
     "solutions:solution-detail": ("get", "solution", TEAM_OK),
     "solutions:solution-export": ("post", "solution", ACTION),
     "solutions:solution-exports": ("get", "solution", TEAM_OK),
+    # An empty form is shown again with its reasons (400), on the solution's page.
+    "solutions:solution-source-bind": ("post", "solution", {**ACTION, "maker": 400, "approver": 400, "admin": 400}),
+    "solutions:solution-source-build": ("post", "solution", {**ACTION, "maker": 400, "approver": 400, "admin": 400}),
+    "solutions:solution-source-unbind": ("post", "solution", ACTION),
     "solutions:version-upload": ("get", None, {**ALL_OK, "auditor": 403}),
     "solutions:version-detail": ("get", "version", TEAM_OK),
     # Only turns the compare form into a diff URL; the diff page decides who sees what.
