@@ -491,7 +491,8 @@ def _maker_commit(path: Path, solution: Solution, maker: User) -> None:
         _git("rm", "-r", "--quiet", "--ignore-unmatch", folder, cwd=clone)
         _git("checkout", source.commit, "--", folder, cwd=clone)
         text = manifest.read_text(encoding="utf-8")
-        manifest.write_text(re.sub(r"<Version>[^<]+</Version>", f"<Version>{BUILT_VERSION}</Version>", text, count=1))
+        text = re.sub(r"<Version>[^<]+</Version>", f"<Version>{BUILT_VERSION}</Version>", text, count=1)
+        manifest.write_text(text, encoding="utf-8")
         _git("add", "--all", folder, cwd=clone)
         message = f"{solution.unique_name} {BUILT_VERSION}: continue from {source.tag}, version raised to build it"
         _git("commit", "--quiet", "-m", message, cwd=clone, person=maker)
