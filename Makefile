@@ -32,7 +32,7 @@ run: install
 	ALM_VAR_DIR=$(VAR) $(PY) manage.py migrate --noinput
 	rm -f $(VAR)/run/*.ready
 	PYTHONUNBUFFERED=1 ALM_VAR_DIR=$(VAR) ALM_PORT=$(PORT) ALM_EMULATOR_PORT=$(EMULATOR_PORT) \
-		ALM_DATAVERSE_CA_BUNDLE=$(VAR)/dataverse-emulator/ca.pem \
+		ALM_DATAVERSE_CA_BUNDLE=$(VAR)/dataverse-emulator/ca.pem ALM_GIT_LOCAL_ROOT=$(VAR)/git-repositories \
 		ALM_SSO_DEMO_CREDENTIALS=$(VAR)/dataverse-emulator/demo-credentials.json ALM_DJANGO_ADMIN=false \
 		$(VENV)/bin/honcho -f Procfile start
 

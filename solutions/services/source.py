@@ -294,7 +294,8 @@ def _unpacked_files(version: SolutionVersion) -> dict[str, bytes]:
 def _person_for(user: User | None) -> git.Person:
     if user is None:
         return _committer()
-    name = user.get_full_name() or user.username
+    # The name the portal shows for the person (a display name from the directory first).
+    name = user.shown_name
     email = user.email or f"{user.username}@users.alm-portal.invalid"
     return git.Person(name=name, email=email)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 from django.core.management import call_command
 
@@ -9,6 +11,7 @@ from alm_portal.audit.models import AuditEvent
 from alm_portal.audit.services import audit_verify
 from deployments.models import Promotion
 from environments.models import InventoryInterval
+from solutions.models import SolutionVersion, VersionCommit
 from tests.support.emulator import start_emulator
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -23,6 +26,8 @@ def no_broker_fixture(monkeypatch):
 def test_seed_demo_lays_out_the_history_once(tmp_path, settings, capsys, no_broker):
     settings.DEMO_PASSWORD = "demo-password-for-tests"
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.ALM_GIT_LOCAL_ROOT = str(tmp_path / "git-repositories")
+    settings.ALM_GIT_WORK_DIR = tmp_path / "git-work"
     with start_emulator(tmp_path / "emulator", "--seed", "demo") as emulator:
         settings.ALM_DATAVERSE_CA_BUNDLE = str(emulator.ca_file)
         call_command("seed_demo", "--emulator-state", str(emulator.state_file), "--wait", "30")
@@ -79,3 +84,40 @@ def test_seed_demo_lays_out_the_history_once(tmp_path, settings, capsys, no_brok
     assert audit_verify().ok
     assert "promotion IncidentReporting 1.0.0.5 → prod: succeeded (approved by both)" in first
     assert "promotion UpdateCreatedBy 1.0.0.2 → test: failed (0x8004801D)" in first
+    _assert_history_and_build_in_git(tmp_path / "git-repositories" / "contoso.git", first)
+
+
+def _git(repository, *args):
+    return subprocess.run(
+        ["git", "-C", str(repository), *args], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+
+
+def _assert_history_and_build_in_git(repository, output):
+    """Every version of the history is tagged in the demo's repository, and IncidentReporting 1.0.2.0 was built
+    from Max Maker's commit on main, its provenance that commit, and committed back like any other version."""
+    tags = set(_git(repository, "tag", "--list")) - {""}
+    assert tags == {
+        "IncidentReporting/1.0.0.2",
+        "IncidentReporting/1.0.0.5",
+        "IncidentReporting/1.0.0.6",
+        "IncidentReporting/1.0.1.0",
+        "IncidentReporting/1.0.2.0",
+        "PodcastCopilotSolution/1.0.0.6",
+        "UpdateCreatedBy/1.0.0.2",
+        "flowexcelgroupbyemailnotificationexample/1.0.0.8",
+    }
+    built = SolutionVersion.objects.get(solution__unique_name="IncidentReporting", version="1.0.2.0")
+    assert (built.source_kind, built.source_ref, built.source_folder) == (
+        "built",
+        "main",
+        "solutions/IncidentReporting/src",
+    )
+    assert built.source_repository_url == str(repository.resolve())
+    author, subject = _git(repository, "log", "-1", "--format=%an%n%s", built.source_commit)[:2]
+    assert author == "Max Maker" and subject.startswith("IncidentReporting 1.0.2.0")
+    committed = VersionCommit.objects.get(version=built)
+    assert committed.tag == "IncidentReporting/1.0.2.0" and committed.parent == built.source_commit
+    assert _git(repository, "rev-parse", "IncidentReporting/1.0.2.0")[0] == committed.commit
+    assert f"build IncidentReporting 1.0.2.0 from main @ {built.source_commit[:12]}" in output
+    assert "  source IncidentReporting → " in output

@@ -125,6 +125,11 @@ def test_make_run_says_what_it_does_then_prints_url_users_and_password_last(tmp_
         # What happens while the demo is seeded is said as it happens, before the banner.
         assert "Seeding the demo: promotion history" in "\n".join(texts[:banner_start])
         assert "Seeding the demo: done" in texts[:banner_start]
+        # make run allows local repositories under var/: the history is in the demo's repository, with a
+        # version built from a maker's commit (docs/demo.md §7).
+        seeding = "\n".join(texts[:banner_start])
+        assert f"  source IncidentReporting → {var_dir / 'git-repositories' / 'contoso.git'}: " in seeding
+        assert re.search(r"^  build IncidentReporting 1\.0\.2\.0 from main @ [0-9a-f]{12} ", seeding, re.MULTILINE)
         # The banner comes last, in one piece, from the process that waited for every other one.
         assert {name for name, _ in banner} == {"ready.1"}, banner
         banner_text = "\n".join(text for _, text in banner)

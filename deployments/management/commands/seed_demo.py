@@ -9,10 +9,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from alm_portal.accounts.demo import demo_people_lines, directory_names, seed_demo_people
 from deployments.demo import (
+    demo_repository,
     seed_demo_derived_version,
     seed_demo_environments,
     seed_demo_history,
     seed_demo_pipelines,
+    seed_demo_source,
 )
 
 
@@ -73,6 +75,10 @@ class Command(BaseCommand):
                 self.stdout.write(
                     f"  promotion {story.solution} {story.version} → {story.stage}: {story.status} ({story.note})"
                 )
+            if demo_repository() is not None:
+                self.stdout.write("Seeding the demo: the versions in Git, and a version built from a maker's commit")
+            for line in seed_demo_source():
+                self.stdout.write(line)
         self.stdout.write("Seeding the demo: done")
         port = os.environ.get("ALM_PORT") or os.environ.get("PORT")
         if port:
