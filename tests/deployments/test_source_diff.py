@@ -1,0 +1,226 @@
+"""Approvers see the change as source (docs/source-control.md, "Provenance everywhere"): the promotion page and
+`GET /api/v1/promotions/{id}/source-diff/` show the version's commit and the per-file diff of the solution's folder
+against the commit of the version the target has, read from a real Git host over HTTPS.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from alm_portal import sourcecontrol as git
+from alm_portal.jobs.models import Job
+from alm_portal.jobs.services import job_run_now
+from deployments import source
+from environments.models import InventoryInterval
+from solutions import services
+from solutions.models import SourceBinding, VersionCommit
+from tests.deployments.test_workflow_fixtures import (  # noqa: F401 - fixtures are found by name
+    approve,
+    as_user,
+    environments_fixture,
+    fast_password_hashing,
+    make_version,
+    pipeline_fixture,
+    preflight,
+    published_fixture,
+    request,
+    run_to,
+    solution_fixture,
+    stage_test_fixture,
+)
+from tests.solutions.conftest import INCIDENT_102_MANAGED, INCIDENT_105_MANAGED, corpus_bytes, upload_file
+
+pytestmark = pytest.mark.django_db(transaction=True)
+FOLDER = "solutions/IncidentReporting/src"
+# Nothing listens on port 1: Git cannot connect.
+DEAD_REPOSITORY = "https://127.0.0.1:1/contoso.git"
+
+
+@pytest.fixture
+def git_settings(settings: Any, git_host: Any, tmp_path: Path) -> Any:
+    settings.ALM_GIT_CA_BUNDLE = git_host.ca_bundle
+    settings.ALM_GIT_WORK_DIR = tmp_path / "git-work"
+    settings.ALM_ALLOW_LOOPBACK = True
+    return settings
+
+
+@pytest.fixture
+def bound(solution: Any, git_host: Any, git_settings: Any, maker: Any) -> Any:
+    """IncidentReporting (in the Contoso pipeline) bound to a new, empty repository on the Git host."""
+    solution.publisher_unique_name = "Shaheer"  # the corpus packages' publisher
+    solution.save(update_fields=["publisher_unique_name"])
+    services.source_bind(
+        solution=solution,
+        url=git_host.new_repository("contoso"),
+        username=git_host.username,
+        token=git_host.token,
+        user=maker,
+        context=as_user(maker),
+    )
+    return solution
+
+
+def upload_and_commit(user: Any, corpus_name: str) -> Any:
+    outcome = services.solution_version_upload(
+        file=upload_file(corpus_bytes(corpus_name)), user=user, context=as_user(user)
+    )
+    for job in Job.objects.filter(kind="source_commit", status="pending").order_by("pk"):
+        ran = job_run_now(job)
+        assert ran.status == "succeeded", (ran.error_code, ran.error_message)
+    return outcome.version
+
+
+def target_has(environment: Any, version: str) -> None:
+    """The test environment's inventory, as its sync after the promotion would record it."""
+    InventoryInterval.objects.create(
+        environment=environment,
+        unique_name="IncidentReporting",
+        version=version,
+        is_managed=True,
+        valid_from=timezone.now(),
+    )
+
+
+@pytest.fixture
+def newer_requested(bound: Any, stage_test: Any, environments: Any, maker: Any, approver: Any, published: Any) -> Any:
+    """1.0.0.2 and 1.0.0.5 committed; 1.0.0.2 promoted to test (which now has it); 1.0.0.5 requested there."""
+    older = upload_and_commit(maker, INCIDENT_102_MANAGED)
+    newer = upload_and_commit(maker, INCIDENT_105_MANAGED)
+    first = preflight(request(older, stage_test, maker))
+    run_to(approve(first, approver), previous_version="")
+    target_has(environments["test"], "1.0.0.2")
+    return preflight(request(newer, stage_test, maker))
+
+
+def commit_of(version: Any) -> VersionCommit:
+    return VersionCommit.objects.get(version=version)
+
+
+def test_the_promotion_page_shows_the_commit_and_the_changed_lines_against_the_targets_version(
+    newer_requested, client, approver
+):
+    newer = commit_of(newer_requested.version)
+    older = VersionCommit.objects.get(version__version_key="1.0.0.2")
+
+    client.force_login(approver)
+    page = client.get(f"/deploy/promotions/{newer_requested.pk}/").content.decode()
+
+    assert 'id="source-diff"' in page
+    assert f"Source: commit <code>{newer.commit[:12]}</code> (tag <code>IncidentReporting/1.0.0.5</code>)" in page
+    assert newer.repository_url in page
+    assert f"Compared with commit <code>{older.commit[:12]}</code>" in page
+    # Solution.xml pretty-printed: the version is one changed line, old and new.
+    assert "<code>Other/Solution.xml</code>" in page
+    assert "-    &lt;Version&gt;1.0.0.2&lt;/Version&gt;" in page
+    assert "+    &lt;Version&gt;1.0.0.5&lt;/Version&gt;" in page
+    # The Git host is neither GitHub nor Azure DevOps: no comparison link.
+    assert "Open the comparison" not in page
+
+
+def test_the_api_gives_the_same_diff(newer_requested, api_client, token_for, approver):
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(approver)}")
+
+    answer = api_client.get(f"/api/v1/promotions/{newer_requested.pk}/source-diff/")
+
+    assert answer.status_code == 200, answer.content
+    body = answer.json()
+    assert body["new_commit"] == commit_of(newer_requested.version).commit
+    assert body["old_commit"] == VersionCommit.objects.get(version__version_key="1.0.0.2").commit
+    assert (body["old_version"], body["new_tag"], body["folder"]) == ("1.0.0.2", "IncidentReporting/1.0.0.5", FOLDER)
+    assert body["compare_url"] is None and body["message"] is None and body["truncated"] is False
+    files = {entry["path"]: entry for entry in body["files"]}
+    solution_xml = files["Other/Solution.xml"]
+    assert solution_xml["status"] == "modified"
+    changed = [line for line in solution_xml["diff"].splitlines() if line[:1] in "+-" and line[:3] not in "+++---"]
+    assert "-    <Version>1.0.0.2</Version>" in changed and "+    <Version>1.0.0.5</Version>" in changed
+    assert all(entry["diff"] == "" for entry in body["files"] if entry["status"] != "modified")
+
+
+def test_an_unreachable_repository_leaves_the_page_working_and_says_why(newer_requested, client, approver):
+    SourceBinding.objects.update(url=DEAD_REPOSITORY)
+    VersionCommit.objects.update(repository_url=DEAD_REPOSITORY)
+
+    client.force_login(approver)
+    answer = client.get(f"/deploy/promotions/{newer_requested.pk}/")
+
+    assert answer.status_code == 200
+    page = answer.content.decode()
+    assert "source diff unavailable:" in page
+    assert f"Source: commit <code>{commit_of(newer_requested.version).commit[:12]}</code>" in page
+    assert 'id="target-diff"' in page  # the rest of the page is there
+
+
+def test_a_version_without_a_commit_says_so(solution, stage_test, maker, published):
+    promotion = preflight(request(make_version(solution, "1.0.0.7"), stage_test, maker))
+
+    diff = source.promotion_source_diff(promotion=promotion)
+
+    assert diff.new is None and not diff.compared
+    assert diff.message == f"{promotion.version} has no commit in source control."
+
+
+def test_a_github_binding_links_the_compare_page(
+    solution, stage_test, environments, maker, approver, published, monkeypatch
+):
+    """Unit level: the rows as a GitHub-bound solution has them; the network is never reached."""
+    url = "https://github.com/contoso/solutions.git"
+    SourceBinding.objects.create(solution=solution, url=url, branch="main", root_folder="solutions")
+    older, newer = make_version(solution, "1.0.0.2"), make_version(solution, "1.0.0.5")
+    for version, sha in ((older, "a" * 40), (newer, "b" * 40)):
+        VersionCommit.objects.create(
+            version=version,
+            repository_url=url,
+            branch="main",
+            folder=FOLDER,
+            flavours="managed",
+            commit=sha,
+            tag=f"IncidentReporting/{version.version_key}",
+            folder_tree="c" * 40,
+        )
+    target_has(environments["test"], "1.0.0.2")
+
+    def unreachable(binding: Any) -> None:
+        raise git.GitError("git_unreachable", "github.com cannot be reached: no network in this test")
+
+    monkeypatch.setattr(source, "check_address", unreachable)
+    promotion = preflight(request(newer, stage_test, maker))
+
+    diff = source.promotion_source_diff(promotion=promotion)
+
+    assert diff.compare_url == f"https://github.com/contoso/solutions/compare/{'a' * 40}...{'b' * 40}"
+    assert diff.unavailable and diff.message == (
+        "source diff unavailable: github.com cannot be reached: no network in this test"
+    )
+
+
+def test_file_diffs_pretty_print_xml_and_json_and_cap_what_they_show():
+    changes = [
+        git.FileChange(
+            path="Other/Customizations.xml",
+            status="modified",
+            old=b'<ImportExportXml><Entity Name="a" IsAudited="0"><Field/></Entity></ImportExportXml>',
+            new=b'<ImportExportXml><Entity Name="a" IsAudited="1"><Field/></Entity></ImportExportXml>',
+        ),
+        git.FileChange(
+            path="Workflows/flow.json", status="modified", old=b'{"a": 1, "b": [1, 2]}', new=b'{"a": 1, "b": [1, 3]}'
+        ),
+        git.FileChange(path="Other/new.xml", status="added", old=None, new=b"<a/>"),
+        git.FileChange(path="Other/gone.xml", status="deleted", old=b"<a/>", new=None),
+        *[
+            git.FileChange(path=f"WebResources/file{index:03}.js", status="modified", old=b"a\n", new=b"b\n")
+            for index in range(source.MAX_FILES_SHOWN)
+        ],
+    ]
+
+    shown, more, truncated = source.file_diffs(changes)
+
+    assert len(shown) == source.MAX_FILES_SHOWN and more == 4 and truncated
+    xml_changes = [line for line in shown[0].diff.splitlines()[2:] if line[:1] in "+-"]
+    assert xml_changes == ['-  <Entity Name="a" IsAudited="0">', '+  <Entity Name="a" IsAudited="1">']
+    json_changes = [line for line in shown[1].diff.splitlines()[2:] if line[:1] in "+-"]
+    assert json_changes == ["-    2", "+    3"]
+    assert (shown[2].status, shown[2].diff, shown[3].status, shown[3].diff) == ("added", "", "deleted", "")
