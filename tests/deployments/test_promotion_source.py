@@ -1,6 +1,8 @@
-"""Approvers see the change as source (docs/source-control.md, "Provenance everywhere"): the promotion page and
-`GET /api/v1/promotions/{id}/source-diff/` show the version's commit and the per-file diff of the solution's folder
-against the commit of the version the target has, read from a real Git host over HTTPS.
+"""Promotions and source control (docs/source-control.md), against a real Git host over HTTPS.
+
+- Approvers see the change as source: the promotion page and `GET /api/v1/promotions/{id}/source-diff/` show the
+  version's commit and the per-file diff of the solution's folder against the commit of the version the target has.
+- A stage's `require_source_branch` takes only versions built from a commit on that branch (409 source_policy).
 """
 
 from __future__ import annotations
@@ -12,12 +14,23 @@ import pytest
 from django.utils import timezone
 
 from alm_portal import sourcecontrol as git
+from alm_portal.audit.models import AuditEvent
+from alm_portal.errors import Conflict
 from alm_portal.jobs.models import Job
 from alm_portal.jobs.services import job_run_now
 from deployments import source
+from deployments.models import Promotion
+from deployments.services import stage_update
 from environments.models import InventoryInterval
 from solutions import services
-from solutions.models import SourceBinding, VersionCommit
+from solutions.models import SolutionVersion, SourceBinding, VersionCommit
+from tests.deployments.test_runner_fixtures import (  # noqa: F401 - fixtures are found by name
+    SUCCESS,
+    contoso_fixture,
+    no_broker_for_inline_fixture,
+    runner_settings_fixture,
+    success_package,
+)
 from tests.deployments.test_workflow_fixtures import (  # noqa: F401 - fixtures are found by name
     approve,
     as_user,
@@ -224,3 +237,130 @@ def test_file_diffs_pretty_print_xml_and_json_and_cap_what_they_show():
     json_changes = [line for line in shown[1].diff.splitlines()[2:] if line[:1] in "+-"]
     assert json_changes == ["-    2", "+    3"]
     assert (shown[2].status, shown[2].diff, shown[3].status, shown[3].diff) == ("added", "", "deleted", "")
+
+
+# --- the stage policy: only versions built from a commit on a protected branch ---------------------------
+
+
+def require_branch(stage: Any, branch: str, admin: Any) -> Any:
+    return stage_update(stage=stage, require_source_branch=branch, context=as_user(admin))
+
+
+def built_from(solution: Any, text: str, commit: str) -> Any:
+    """A version registered as built from `commit` of the solution's repository, with its managed package."""
+    version = make_version(solution, text)
+    binding = SourceBinding.objects.get(solution=solution)
+    SolutionVersion.objects.filter(pk=version.pk).update(
+        source_kind="built",
+        source_repository_url=binding.url,
+        source_ref=commit[:10],
+        source_commit=commit,
+        source_folder=binding.folder,
+    )
+    version.refresh_from_db()
+    return version
+
+
+@pytest.fixture
+def branches(bound: Any, maker: Any, git_host: Any, tmp_path: Path) -> dict[str, str]:
+    """A commit on main (the portal's, of 1.0.0.2) and one pushed by someone else only to a feature branch."""
+    main = commit_of(upload_and_commit(maker, INCIDENT_102_MANAGED)).commit
+    checkout = tmp_path / "someone-else"
+    git_host.git("clone", "--quiet", bound.source_binding.url, str(checkout))
+    git_host.git("checkout", "--quiet", "-b", "feature", cwd=checkout)
+    solution_xml = checkout / FOLDER / "Other" / "Solution.xml"
+    solution_xml.write_text(solution_xml.read_text().replace("1.0.0.2", "1.0.1.1"))
+    git_host.git("commit", "--quiet", "-am", "Work in progress", cwd=checkout)
+    git_host.git("push", "--quiet", "origin", "feature", cwd=checkout)
+    feature = git_host.git("rev-parse", "HEAD", cwd=checkout).strip()
+    return {"main": main, "feature": feature}
+
+
+def test_a_version_built_from_a_commit_on_the_protected_branch_is_accepted(
+    bound, branches, stage_test, maker, admin_user, published
+):
+    require_branch(stage_test, "main", admin_user)
+
+    promotion = request(built_from(bound, "1.0.1.0", branches["main"]), stage_test, maker)
+
+    assert promotion.status == "pending_approval"
+
+
+def test_a_version_built_from_another_branch_is_refused_naming_the_branch(
+    bound, branches, stage_test, maker, admin_user, published
+):
+    require_branch(stage_test, "main", admin_user)
+    version = built_from(bound, "1.0.1.1", branches["feature"])
+
+    with pytest.raises(Conflict) as refused:
+        request(version, stage_test, maker)
+
+    assert refused.value.code == "source_policy"
+    assert "built from a commit on the branch 'main'" in refused.value.message
+    assert f"commit {branches['feature'][:12]} of {version} is not on 'main'" in refused.value.message
+    assert refused.value.details["branch"] == "main"
+    assert not Promotion.objects.filter(version=version).exists()
+
+
+def test_a_version_not_built_from_source_is_refused(solution, stage_test, maker, admin_user, published):
+    require_branch(stage_test, "main", admin_user)
+    uploaded = make_version(solution, "1.0.0.9")
+
+    with pytest.raises(Conflict) as refused:
+        request(uploaded, stage_test, maker)
+
+    assert refused.value.code == "source_policy"
+    assert "was not built from source (source kind 'uploaded')" in refused.value.message
+
+
+def test_a_repository_that_cannot_be_asked_refuses_saying_it_could_not_be_verified(
+    bound, branches, stage_test, maker, admin_user, published
+):
+    require_branch(stage_test, "main", admin_user)
+    version = built_from(bound, "1.0.1.0", branches["main"])  # on main, but Git cannot say so now
+    SourceBinding.objects.update(url=DEAD_REPOSITORY)
+    SolutionVersion.objects.filter(pk=version.pk).update(source_repository_url=DEAD_REPOSITORY)
+    version.refresh_from_db()
+
+    with pytest.raises(Conflict) as refused:
+        request(version, stage_test, maker)
+
+    assert refused.value.code == "source_policy"
+    assert f"whether commit {branches['main'][:12]} is on it could not be verified:" in refused.value.message
+    assert refused.value.details["reason"]
+
+
+def test_the_api_answers_the_refusal_in_the_error_shape_and_admins_set_the_rule(
+    solution, stage_test, maker, admin_user, published, api_client, token_for
+):
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(admin_user, ['read', 'admin'])}")
+    invalid = api_client.patch(f"/api/v1/stages/{stage_test.pk}/", {"require_source_branch": "a..b"}, format="json")
+    assert invalid.status_code == 400 and "require_source_branch" in invalid.json()["error"]["details"]
+    changed = api_client.patch(f"/api/v1/stages/{stage_test.pk}/", {"require_source_branch": "main"}, format="json")
+    assert changed.status_code == 200 and changed.json()["require_source_branch"] == "main"
+    event = AuditEvent.objects.filter(action="stage.updated").order_by("seq").last()
+    assert event.after["require_source_branch"] == "main"
+
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(maker, ['read', 'request'])}")
+    version = make_version(solution, "1.0.0.9")
+    answer = api_client.post(
+        "/api/v1/promotions/", {"version": version.pk, "stage": stage_test.pk, "justification": "x"}, format="json"
+    )
+
+    assert answer.status_code == 409, answer.content
+    error = answer.json()["error"]
+    assert error["code"] == "source_policy" and "'main'" in error["message"]
+    assert error["details"]["branch"] == "main"
+
+
+def test_the_runner_checks_the_rule_again_before_the_import_starts(contoso):
+    """Turned on after the promotion was approved: the run fails with the same refusal, nothing is imported."""
+    promotion = contoso.approve(contoso.preflight(contoso.request(contoso.upload(success_package("1.0.0.0")), "test")))
+    assert promotion.status == "queued"
+    require_branch(contoso.stages["test"], "main", contoso.admin)
+
+    promotion = contoso.run(promotion)
+
+    assert (promotion.status, promotion.error_code) == ("failed", "source_policy")
+    assert "accepts only versions built from a commit on the branch 'main'" in promotion.error_message
+    assert contoso.orgs["test"].import_count(SUCCESS) == 0
