@@ -118,20 +118,22 @@ def test_the_promotion_page_shows_the_commit_and_the_changed_lines_against_the_t
 ):
     newer = commit_of(newer_requested.version)
     older = VersionCommit.objects.get(version__version_key="1.0.0.2")
-
     client.force_login(approver)
-    page = client.get(f"/deploy/promotions/{newer_requested.pk}/").content.decode()
 
-    assert 'id="source-diff"' in page
+    page = client.get(f"/deploy/promotions/{newer_requested.pk}/").content.decode()
+    # The page's Source section loads the diff from here once the page is shown.
+    diff = client.get(f"/deploy/promotions/{newer_requested.pk}/source-diff/").content.decode()
+
     assert f"Source: commit <code>{newer.commit[:12]}</code> (tag <code>IncidentReporting/1.0.0.5</code>)" in page
     assert newer.repository_url in page
-    assert f"Compared with commit <code>{older.commit[:12]}</code>" in page
+    assert f'hx-get="/deploy/promotions/{newer_requested.pk}/source-diff/"' in page
+    assert f"Compared with commit <code>{older.commit[:12]}</code>" in diff
     # Solution.xml pretty-printed: the version is one changed line, old and new.
-    assert "<code>Other/Solution.xml</code>" in page
-    assert "-    &lt;Version&gt;1.0.0.2&lt;/Version&gt;" in page
-    assert "+    &lt;Version&gt;1.0.0.5&lt;/Version&gt;" in page
+    assert "<code>Other/Solution.xml</code>" in diff
+    assert "-    &lt;Version&gt;1.0.0.2&lt;/Version&gt;" in diff
+    assert "+    &lt;Version&gt;1.0.0.5&lt;/Version&gt;" in diff
     # The Git host is neither GitHub nor Azure DevOps: no comparison link.
-    assert "Open the comparison" not in page
+    assert "Open the comparison" not in diff
 
 
 def test_the_api_gives_the_same_diff(newer_requested, api_client, token_for, approver):
@@ -156,15 +158,15 @@ def test_the_api_gives_the_same_diff(newer_requested, api_client, token_for, app
 def test_an_unreachable_repository_leaves_the_page_working_and_says_why(newer_requested, client, approver):
     SourceBinding.objects.update(url=DEAD_REPOSITORY)
     VersionCommit.objects.update(repository_url=DEAD_REPOSITORY)
-
     client.force_login(approver)
-    answer = client.get(f"/deploy/promotions/{newer_requested.pk}/")
 
-    assert answer.status_code == 200
-    page = answer.content.decode()
-    assert "source diff unavailable:" in page
-    assert f"Source: commit <code>{commit_of(newer_requested.version).commit[:12]}</code>" in page
-    assert 'id="target-diff"' in page  # the rest of the page is there
+    page = client.get(f"/deploy/promotions/{newer_requested.pk}/")
+    diff = client.get(f"/deploy/promotions/{newer_requested.pk}/source-diff/")
+
+    assert page.status_code == 200 and diff.status_code == 200
+    assert f"Source: commit <code>{commit_of(newer_requested.version).commit[:12]}</code>" in page.content.decode()
+    text = diff.content.decode()
+    assert "source diff unavailable:" in text and "127.0.0.1" in text, text
 
 
 def test_a_version_without_a_commit_says_so(solution, stage_test, maker, published):
