@@ -16,7 +16,7 @@ import difflib
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from xml.dom.minidom import Node
 from xml.parsers.expat import ExpatError
@@ -112,10 +112,6 @@ def _binding_for(solution_id: int, repository_url: str) -> SourceBinding:
     return binding
 
 
-def _failure_reason(exc: git.GitError | JobFailed) -> str:
-    return exc.message
-
-
 # --- the diff ---------------------------------------------------------------------------------------------
 
 
@@ -202,7 +198,7 @@ def _folder_diff(*, binding: SourceBinding, folder: str, old: str, new: str) -> 
         max_bytes=MAX_CHANGED_BYTES,
     )
     files, more, truncated = file_diffs(changes)
-    cache.set(key, ([entry.__dict__ for entry in files], more, truncated), CACHE_SECONDS)
+    cache.set(key, ([asdict(entry) for entry in files], more, truncated), CACHE_SECONDS)
     return files, more, truncated
 
 
@@ -234,7 +230,7 @@ def promotion_source_diff(*, promotion: Promotion) -> PromotionSourceDiff:
     except (git.GitError, JobFailed) as exc:
         logger.info("no source diff for promotion %s: %s", promotion.pk, exc.message)
         result.unavailable = True
-        result.message = f"source diff unavailable: {_failure_reason(exc)}"
+        result.message = f"source diff unavailable: {exc.message}"
         return result
     result.files, result.more_files, result.truncated, result.compared = files, more, truncated, True
     return result
@@ -252,7 +248,7 @@ def _on_branch(version: SolutionVersion, branch: str) -> tuple[bool | None, str]
             git_remote_for(binding), branch=branch, commit=version.source_commit, work_dir=work_dir_for(binding)
         )
     except (git.GitError, JobFailed) as exc:
-        return None, _failure_reason(exc)
+        return None, exc.message
     return contained, ""
 
 

@@ -169,6 +169,18 @@ def test_an_unreachable_repository_leaves_the_page_working_and_says_why(newer_re
     assert "source diff unavailable:" in text and "127.0.0.1" in text, text
 
 
+def test_the_diff_of_two_commits_is_read_from_git_once(newer_requested, git_host):
+    first = source.promotion_source_diff(promotion=newer_requested)
+    # The repository leaves the host: commits never change, so the diff already read still answers.
+    name = SourceBinding.objects.get().url.rsplit("/", 1)[1]
+    (git_host.root / name).rename(git_host.root / f"moved-{name}")
+
+    again = source.promotion_source_diff(promotion=newer_requested)
+
+    assert first.compared and again.compared and not again.unavailable
+    assert again.files == first.files and len(first.files) > 1
+
+
 def test_a_version_without_a_commit_says_so(solution, stage_test, maker, published):
     promotion = preflight(request(make_version(solution, "1.0.0.7"), stage_test, maker))
 
@@ -366,3 +378,20 @@ def test_the_runner_checks_the_rule_again_before_the_import_starts(contoso):
     assert (promotion.status, promotion.error_code) == ("failed", "source_policy")
     assert "accepts only versions built from a commit on the branch 'main'" in promotion.error_message
     assert contoso.orgs["test"].import_count(SUCCESS) == 0
+
+
+def test_the_request_form_preview_says_so_before_anyone_submits(solution, stage_test, maker, admin_user, client):
+    require_branch(stage_test, "main", admin_user)
+    uploaded = make_version(solution, "1.0.0.9")
+    built = make_version(solution, "1.0.1.0")
+    SolutionVersion.objects.filter(pk=built.pk).update(
+        source_kind="built", source_repository_url=DEAD_REPOSITORY, source_commit="d" * 40
+    )
+    client.force_login(maker)
+
+    refused = client.get(f"/deploy/versions/{uploaded.pk}/promote/preview/?stage={stage_test.pk}").content.decode()
+    asked = client.get(f"/deploy/versions/{built.pk}/promote/preview/?stage={stage_test.pk}").content.decode()
+
+    assert "was not built from source" in refused and "&#x27;main&#x27;" in refused
+    # The preview never calls Git (the repository here is unreachable): it says what the request will ask.
+    assert f"whether commit {'d' * 12} is on it" in asked
