@@ -87,8 +87,13 @@ class PromotionSourceDiff:
 
 
 def version_source_point(version: SolutionVersion, *, repository_url: str | None = None) -> SourcePoint | None:
-    """The version's newest commit by the portal (in `repository_url` when given), else the commit it was built
-    from; None when it is in no repository."""
+    """The version's newest commit by the portal (in `repository_url` when given, else preferably in the repository
+    its solution is bound to now), else the commit it was built from; None when it is in no repository."""
+    if repository_url is None:
+        bound_to = SourceBinding.objects.filter(solution_id=version.solution_id).values_list("url", flat=True).first()
+        in_bound = version_source_point(version, repository_url=bound_to) if bound_to else None
+        if in_bound is not None:
+            return in_bound
     commits = VersionCommit.objects.filter(version=version).order_by("-committed_at", "-id")
     if repository_url is not None:
         commits = commits.filter(repository_url=repository_url)

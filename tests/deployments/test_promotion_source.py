@@ -224,6 +224,29 @@ def test_a_github_binding_links_the_compare_page(
     )
 
 
+def test_a_version_committed_to_two_repositories_is_shown_in_the_one_its_solution_is_bound_to(solution):
+    version = make_version(solution, "1.0.0.2")
+    SourceBinding.objects.create(solution=solution, url="https://github.com/contoso/now.git")
+    for url, sha in (
+        ("https://github.com/contoso/now.git", "a" * 40),
+        ("https://github.com/contoso/before.git", "b" * 40),
+    ):
+        VersionCommit.objects.create(
+            version=version,
+            repository_url=url,
+            branch="main",
+            folder=FOLDER,
+            flavours="managed",
+            commit=sha,
+            tag="IncidentReporting/1.0.0.2",
+            folder_tree="c" * 40,
+        )
+
+    point = source.version_source_point(version)
+
+    assert (point.repository_url, point.commit) == ("https://github.com/contoso/now.git", "a" * 40)
+
+
 def test_file_diffs_pretty_print_xml_and_json_and_cap_what_they_show():
     changes = [
         git.FileChange(
