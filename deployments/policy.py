@@ -22,6 +22,7 @@ from alm_portal.accounts.choices import Scope
 from alm_portal.errors import Conflict, DomainError, InvalidState, PermissionRefused, ValidationFailed
 from deployments.choices import ApprovalDecision, PreflightStatus, PromotionKind, PromotionStatus, RollbackStrategy
 from environments.choices import EnvironmentKind
+from solutions.choices import SourceKind
 
 if TYPE_CHECKING:
     from alm_portal.accounts.models import User
@@ -293,7 +294,7 @@ def source_branch_refusal(
         "commit": version.source_commit,
     }
     rule = f"The stage {stage.name!r} accepts only versions built from a commit on the branch {branch!r}"
-    if version.source_kind != "built" or not version.source_commit:
+    if version.source_kind != SourceKind.BUILT or not version.source_commit:
         return Refusal(
             "source_policy",
             f"{rule}; {version} was not built from source (source kind {version.source_kind!r}).",

@@ -418,3 +418,28 @@ def test_the_request_form_preview_says_so_before_anyone_submits(solution, stage_
     assert "was not built from source" in refused and "&#x27;main&#x27;" in refused
     # The preview never calls Git (the repository here is unreachable): it says what the request will ask.
     assert f"whether commit {'d' * 12} is on it" in asked
+
+
+def test_an_admin_sets_the_rule_on_the_stage_page_and_the_pipeline_shows_it(stage_test, admin_user, client):
+    client.force_login(admin_user)
+    form = client.get(f"/deploy/stages/{stage_test.pk}/").content.decode()
+    assert 'name="require_source_branch"' in form
+    values = {
+        "name": stage_test.name,
+        "target_environment": stage_test.target_environment_id,
+        "required_approvals": stage_test.required_approvals,
+        "approver_users": [user.pk for user in stage_test.approver_users.all()],
+        "import_mode": stage_test.import_mode,
+        "requires_previous_stage": "on",
+        "activate_flows_and_plugins": "on",
+    }
+
+    refused = client.post(f"/deploy/stages/{stage_test.pk}/", {**values, "require_source_branch": "main..x"})
+    saved = client.post(f"/deploy/stages/{stage_test.pk}/", {**values, "require_source_branch": "main"})
+
+    assert "is not a valid branch name" in refused.content.decode()
+    assert saved.status_code == 302
+    stage_test.refresh_from_db()
+    assert stage_test.require_source_branch == "main"
+    pipeline = client.get(f"/deploy/pipelines/{stage_test.pipeline_id}/").content.decode()
+    assert "only versions built from <code>main</code>" in pipeline
