@@ -60,6 +60,8 @@ class Stage(models.Model):
     change_reference_required = models.BooleanField(default=False)
     change_reference_pattern = models.CharField(max_length=200, blank=True)
     backup_reference_required = models.BooleanField(default=False)
+    # Only versions built from a commit on this branch of their repository may be promoted here (empty: any).
+    require_source_branch = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["pipeline", "order"]

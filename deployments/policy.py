@@ -22,6 +22,7 @@ from alm_portal.accounts.choices import Scope
 from alm_portal.errors import Conflict, DomainError, InvalidState, PermissionRefused, ValidationFailed
 from deployments.choices import ApprovalDecision, PreflightStatus, PromotionKind, PromotionStatus, RollbackStrategy
 from environments.choices import EnvironmentKind
+from solutions.choices import SourceKind
 
 if TYPE_CHECKING:
     from alm_portal.accounts.models import User
@@ -55,6 +56,7 @@ _ERROR_CLASS_BY_CODE: dict[str, type[DomainError]] = {
     "previous_stage_not_succeeded": Conflict,
     "not_frozen": Conflict,
     "duplicate_request": Conflict,
+    "source_policy": Conflict,
 }
 
 
@@ -272,6 +274,46 @@ def gating_refusal(
         f"This version has not yet been deployed successfully to the previous stage {previous_stage.name!r}.",
         details={"previous_stage": {"id": previous_stage.pk, "name": previous_stage.name}},
     )
+
+
+def source_branch_refusal(
+    *, stage: Stage, version: SolutionVersion, on_branch: bool | None, unverified: str = ""
+) -> Refusal | None:
+    """A stage with `require_source_branch` takes only versions built from a commit on that branch.
+
+    `on_branch` is what the repository said about the version's source commit; None when it was not asked
+    (the version was not built from source) or could not answer (`unverified` says why): never a yes.
+    """
+    branch = stage.require_source_branch
+    if not branch:
+        return None
+    details: dict[str, Any] = {
+        "branch": branch,
+        "source_kind": version.source_kind,
+        "repository_url": version.source_repository_url,
+        "commit": version.source_commit,
+    }
+    rule = f"The stage {stage.name!r} accepts only versions built from a commit on the branch {branch!r}"
+    if version.source_kind != SourceKind.BUILT or not version.source_commit:
+        return Refusal(
+            "source_policy",
+            f"{rule}; {version} was not built from source (source kind {version.source_kind!r}).",
+            details=details,
+        )
+    if on_branch is None:
+        return Refusal(
+            "source_policy",
+            f"{rule}; whether commit {version.source_commit[:12]} is on it could not be verified: {unverified}",
+            details={**details, "reason": unverified},
+        )
+    if not on_branch:
+        return Refusal(
+            "source_policy",
+            f"{rule}; commit {version.source_commit[:12]} of {version} is not on {branch!r} in "
+            f"{version.source_repository_url}.",
+            details=details,
+        )
+    return None
 
 
 def references_refusal(*, stage: Stage, change_reference: str, backup_reference: str) -> Refusal | None:

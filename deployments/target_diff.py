@@ -55,20 +55,24 @@ def _data_loss_from_preflight(promotion: Promotion) -> list[dict[str, Any]]:
     return entries
 
 
+def target_installed(*, promotion: Promotion) -> tuple[Any, str]:
+    """What the target has to compare the promotion's version with, as an inventory row (or None), and
+    whether that is what it has "now" or what it had "before" this promotion installed its version."""
+    if promotion.status in _INSTALLED_ALREADY:
+        before = _Before(version=promotion.previous_version) if promotion.previous_version else None
+        return before, "before"
+    installed = solution_selectors.installed_solution(
+        environment_id=promotion.target_environment_id, unique_name=promotion.solution.unique_name
+    )
+    return installed, "now"
+
+
 def promotion_target_diff(*, promotion: Promotion) -> dict[str, Any]:
     """{compared_with, diff, message, data_loss, data_loss_counted}: the diff of the promotion's version
     against its target, and the data-loss warnings with row counts and their as-of time when pre-flight
     counted them (otherwise the diff's own list, without counts)."""
     environment = promotion.target_environment
-    installed: Any
-    if promotion.status in _INSTALLED_ALREADY:
-        installed = _Before(version=promotion.previous_version) if promotion.previous_version else None
-        compared_with = "before"
-    else:
-        installed = solution_selectors.installed_solution(
-            environment_id=environment.pk, unique_name=promotion.solution.unique_name
-        )
-        compared_with = "now"
+    installed, compared_with = target_installed(promotion=promotion)
     try:
         diff = version_diff_against_installed(
             version=promotion.version, installed=installed, environment_name=environment.name

@@ -8,6 +8,7 @@ urlpatterns = [
     path("promotions/", promotions.promotion_list, name="promotion-list"),
     path("promotions/<int:pk>/", promotions.promotion_detail, name="promotion-detail"),
     path("promotions/<int:pk>/progress/", promotions.promotion_progress, name="promotion-progress"),
+    path("promotions/<int:pk>/source-diff/", promotions.promotion_source, name="promotion-source-diff"),
     path("promotions/<int:pk>/approve/", promotions.promotion_approve, name="promotion-approve"),
     path("promotions/<int:pk>/reject/", promotions.promotion_reject, name="promotion-reject"),
     path("promotions/<int:pk>/cancel/", promotions.promotion_cancel, name="promotion-cancel"),

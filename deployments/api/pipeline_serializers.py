@@ -80,6 +80,7 @@ class StageSerializer(serializers.ModelSerializer):
             "change_reference_required",
             "change_reference_pattern",
             "backup_reference_required",
+            "require_source_branch",
             "windows",
             "freezes",
         ]
@@ -138,6 +139,12 @@ class StageUpdateSerializer(StrictInputSerializer):
     change_reference_required = serializers.BooleanField(required=False)
     change_reference_pattern = serializers.CharField(required=False, allow_blank=True, max_length=200)
     backup_reference_required = serializers.BooleanField(required=False)
+    require_source_branch = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=200,
+        help_text="Only versions built from a commit on this branch of their repository (empty: any).",
+    )
     windows = WindowInputSerializer(many=True, required=False)
     freezes = FreezeInputSerializer(many=True, required=False)
 
@@ -196,6 +203,7 @@ class StageReplaceSerializer(StageCreateSerializer):
     change_reference_required = serializers.BooleanField(default=False)
     change_reference_pattern = serializers.CharField(allow_blank=True, max_length=200, default="")
     backup_reference_required = serializers.BooleanField(default=False)
+    require_source_branch = serializers.CharField(allow_blank=True, max_length=200, default="")
 
 
 class PipelineUpdateSerializer(StrictInputSerializer):

@@ -26,6 +26,7 @@ from deployments.policy import (
     approvals_required,
 )
 from deployments.selectors import job_log
+from deployments.source import PromotionSourceDiff
 
 # --- references ------------------------------------------------------------------------------------
 
@@ -273,6 +274,47 @@ class RollbackStrategySerializer(serializers.Serializer):
 
 class RollbackPlanSerializer(serializers.Serializer):
     strategies = RollbackStrategySerializer(many=True)
+
+
+class SourceFileDiffSerializer(serializers.Serializer):
+    path = serializers.CharField(help_text="Relative to the solution's folder in the repository.")
+    status = serializers.ChoiceField(choices=["added", "modified", "deleted"])
+    diff = serializers.CharField(help_text="Unified diff of a modified file (XML and JSON pretty-printed); empty else.")
+
+
+class PromotionSourceDiffSerializer(serializers.Serializer):
+    """GET /promotions/{id}/source-diff/: the version's commit against the commit of the target's version."""
+
+    repository_url = serializers.CharField(allow_null=True)
+    folder = serializers.CharField(allow_null=True)
+    new_commit = serializers.CharField(allow_null=True)
+    new_tag = serializers.CharField(allow_null=True)
+    old_version = serializers.CharField(allow_null=True, help_text="The version the target has (or had).")
+    old_commit = serializers.CharField(allow_null=True)
+    compare_url = serializers.CharField(allow_null=True, help_text="GitHub and Azure DevOps only.")
+    files = SourceFileDiffSerializer(many=True)
+    more_files = serializers.IntegerField(help_text="Changed files left out of `files`.")
+    truncated = serializers.BooleanField(help_text="Files or diff lines were left out.")
+    message = serializers.CharField(
+        allow_null=True, help_text="Why there is no diff: no commit, nothing to compare with, or Git unavailable."
+    )
+
+    @staticmethod
+    def of(diff: PromotionSourceDiff) -> dict[str, Any]:
+        new, old = diff.new, diff.old
+        return {
+            "repository_url": new.repository_url if new else None,
+            "folder": new.folder if new else None,
+            "new_commit": new.commit if new else None,
+            "new_tag": (new.tag or None) if new else None,
+            "old_version": diff.old_version or None,
+            "old_commit": old.commit if old else None,
+            "compare_url": diff.compare_url,
+            "files": [{"path": entry.path, "status": entry.status, "diff": entry.diff} for entry in diff.files],
+            "more_files": diff.more_files,
+            "truncated": diff.truncated,
+            "message": diff.message or None,
+        }
 
 
 # --- jobs ----------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from deployments.api.serializers import (
     JobSerializer,
     PromotionCreateSerializer,
     PromotionSerializer,
+    PromotionSourceDiffSerializer,
     RetrySerializer,
     RollbackPlanSerializer,
     RollbackSerializer,
@@ -43,6 +44,7 @@ from deployments.filtersets import JobFilterSet, PromotionFilterSet
 from deployments.models import Promotion, Stage
 from deployments.rollback import rollback_plan
 from deployments.services.promotions import promotion_act, promotion_approve_as_asked
+from deployments.source import promotion_source_diff
 from solutions import selectors as solution_selectors
 from solutions.models import SolutionVersion
 
@@ -289,6 +291,14 @@ class PromotionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     def rollback_plan(self, request: Request, pk: str) -> Response:
         """Every rollback strategy with whether it is available and what it costs."""
         return Response({"strategies": rollback_plan(promotion=self._promotion())})
+
+    @extend_schema(responses={200: PromotionSourceDiffSerializer})
+    @action(detail=True, methods=["get"], url_path="source-diff")
+    def source_diff(self, request: Request, pk: str) -> Response:
+        """The version's commit and the per-file diff of the solution's folder against the commit of the version the
+        target has; `message` says why there is none (Git unreachable included: still 200)."""
+        diff = promotion_source_diff(promotion=self._promotion())
+        return Response(PromotionSourceDiffSerializer.of(diff))
 
     @extend_schema(
         request=RollbackSerializer,

@@ -104,6 +104,14 @@ class StageForm(PortalForm):
     backup_reference_required = forms.BooleanField(
         label="A pre-deployment backup reference is required", required=False
     )
+    require_source_branch = forms.CharField(
+        label="Only versions built from a commit on this branch (optional)",
+        required=False,
+        max_length=200,
+        help_text="A protected branch such as main: a version must be built from source control from a commit on "
+        "this branch of its repository, checked when it is requested and again before the import starts. "
+        "Empty: any version.",
+    )
 
     def __init__(self, *args: Any, previous_stage: str | None, **kwargs: Any) -> None:
         """`previous_stage`: the name of the stage this one comes after, None when it is the first."""

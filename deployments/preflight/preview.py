@@ -32,6 +32,7 @@ from deployments.preflight.data_loss import check_diff
 from deployments.preflight.inputs import HOLDING_SUFFIX, TargetFacts, current_settings_of
 from deployments.preflight.report import BLOCKER, INFO, WARNING, PreflightReport
 from environments.models import InventoryInterval
+from solutions.choices import SourceKind
 from solutions.models import SolutionVersion
 
 
@@ -77,6 +78,25 @@ def _facts_from_inventory(*, stage: Stage, unique_name: str) -> tuple[TargetFact
     return facts, set(by_name), environment.inventory_synced_at
 
 
+def _note_source_policy(report: PreflightReport, *, version: SolutionVersion, stage: Stage) -> None:
+    """The stage's branch rule, without asking the repository (the preview runs as the form changes): a version
+    not built from source is refused for certain; for a built one, the request asks whether its commit is there."""
+    branch = stage.require_source_branch
+    if not branch:
+        return
+    if version.source_kind == SourceKind.BUILT and version.source_commit:
+        report.add(
+            "source_policy",
+            INFO,
+            f"The stage {stage.name!r} accepts only versions built from a commit on the branch {branch!r}: the "
+            f"request asks {version.source_repository_url} whether commit {version.source_commit[:12]} is on it.",
+        )
+        return
+    refusal = policy.source_branch_refusal(stage=stage, version=version, on_branch=None)
+    if refusal is not None:
+        report.add(refusal.code, BLOCKER, refusal.message)
+
+
 def promotion_preflight_preview(*, version: SolutionVersion, stage: Stage) -> PreflightReport:
     """The pre-flight findings known before submitting a request of `version` into `stage` (see the module
     docstring); the report's status is blocked / warnings / passed as the real one's."""
@@ -101,6 +121,7 @@ def promotion_preflight_preview(*, version: SolutionVersion, stage: Stage) -> Pr
     )
     if gating is not None:
         report.add(gating.code, BLOCKER, gating.message)
+    _note_source_policy(report, version=version, stage=stage)
 
     facts, installed_names, synced_at = _facts_from_inventory(stage=stage, unique_name=solution.unique_name)
     if synced_at is None:

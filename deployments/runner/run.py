@@ -27,7 +27,7 @@ from alm_portal.jobs.errors import JobDeferred, JobFailed, JobNeedsAttention
 from alm_portal.jobs.models import Job
 from alm_portal.jobs.services import crash_point, job_mark_step, job_progress
 from deployments import policy, workflow
-from deployments.choices import PromotionStatus
+from deployments.choices import PromotionKind, PromotionStatus
 from deployments.models import DeploymentSettings, Promotion
 from deployments.preflight import (
     current_settings_of,
@@ -52,6 +52,7 @@ from deployments.runner.timing import (
     poll_interval,
     poll_seconds,
 )
+from deployments.source import source_policy_refusal
 from environments.throttling import environment_share_throttle
 
 if TYPE_CHECKING:
@@ -163,6 +164,7 @@ class ImportRun:
             refusal = self._start_refusal()
             if refusal is not None:
                 return self._give_back(refusal.code, refusal.message)
+            self._check_source_policy()
         if not self.state.checked:
             self._recheck()
         self._ensure_running()
@@ -201,6 +203,15 @@ class ImportRun:
             freeze_overridden=count.freeze_overridden,
             at=now,
         )
+
+    def _check_source_policy(self) -> None:
+        """The stage's branch rule again, as when the promotion was requested: the rule may have been turned on or
+        the branch rewritten since. Rollbacks restore what the target had and are never held to it."""
+        if self.promotion.kind != PromotionKind.PROMOTION:
+            return
+        refusal = source_policy_refusal(stage=self.promotion.stage, version=self.promotion.version)
+        if refusal is not None:
+            self.fail(refusal.code, refusal.message)
 
     def _give_back(self, code: str, message: str) -> dict[str, Any]:
         """queued → scheduled through the workflow; beat queues it again (with a new job) when it may start."""

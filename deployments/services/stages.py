@@ -22,6 +22,7 @@ from deployments.models import Pipeline, Promotion, Stage
 from deployments.services.auditing import record_changes
 from deployments.workflow import promotions_retarget
 from environments.choices import EnvironmentKind
+from solutions.services.source import valid_ref
 
 NAME_MAX_LENGTH = 50
 MAX_REQUIRED_APPROVALS = 10
@@ -45,6 +46,7 @@ POLICY_FIELDS = (
     "change_reference_required",
     "change_reference_pattern",
     "backup_reference_required",
+    "require_source_branch",
 )
 _UPDATABLE = frozenset({"name", "target_environment", "approver_users", "approver_teams", *POLICY_FIELDS})
 # Orders are moved out of the way first because the (pipeline, order) unique constraint is checked
@@ -126,6 +128,7 @@ def _stage_errors(
     import_mode: str,
     change_reference_pattern: str,
     production_without_approval: bool = False,
+    require_source_branch: str = "",
     exclude_pk: int | None = None,
 ) -> dict[str, list[str]]:
     errors: dict[str, list[str]] = {}
@@ -165,6 +168,8 @@ def _stage_errors(
             re.compile(change_reference_pattern)
         except re.error as exc:
             errors["change_reference_pattern"] = [f"Not a regular expression: {exc}."]
+    if require_source_branch and (len(require_source_branch) > 200 or not valid_ref(require_source_branch)):
+        errors["require_source_branch"] = [f"{require_source_branch!r} is not a valid branch name."]
     return errors
 
 
@@ -185,6 +190,7 @@ def stage_add(
     change_reference_required: bool = False,
     change_reference_pattern: str = "",
     backup_reference_required: bool = False,
+    require_source_branch: str = "",
 ) -> Stage:
     """Append a stage to `pipeline`; its order is after the last one. Event: stage.created.
 
@@ -193,6 +199,7 @@ def stage_add(
     """
     name = (name or "").strip()
     change_reference_pattern = (change_reference_pattern or "").strip()
+    require_source_branch = (require_source_branch or "").strip()
     users, teams = list(approver_users), list(approver_teams)
     errors = _stage_errors(
         pipeline=pipeline,
@@ -202,6 +209,7 @@ def stage_add(
         import_mode=import_mode,
         change_reference_pattern=change_reference_pattern,
         production_without_approval=production_without_approval,
+        require_source_branch=require_source_branch,
     )
     if not errors and (users or teams):
         errors = _approver_errors(required_approvals=required_approvals, users=users, teams=teams)
@@ -225,6 +233,7 @@ def stage_add(
                 change_reference_required=change_reference_required,
                 change_reference_pattern=change_reference_pattern,
                 backup_reference_required=backup_reference_required,
+                require_source_branch=require_source_branch,
             )
             stage.approver_users.set(users)
             stage.approver_teams.set(teams)
@@ -270,6 +279,7 @@ def _stage_update(*, stage: Stage, context: AuditContext, changes: dict[str, Any
         target = changes.get("target_environment", stage.target_environment)
         pattern = (changes.get("change_reference_pattern", stage.change_reference_pattern) or "").strip()
         required = changes.get("required_approvals", stage.required_approvals)
+        branch = (changes.get("require_source_branch", stage.require_source_branch) or "").strip()
         errors = _stage_errors(
             pipeline=stage.pipeline,
             name=name,
@@ -278,6 +288,7 @@ def _stage_update(*, stage: Stage, context: AuditContext, changes: dict[str, Any
             import_mode=changes.get("import_mode", stage.import_mode),
             change_reference_pattern=pattern,
             production_without_approval=changes.get("production_without_approval", stage.production_without_approval),
+            require_source_branch=branch,
             exclude_pk=stage.pk,
         )
         if not errors and {"approver_users", "approver_teams", "required_approvals"} & set(changes):
@@ -295,8 +306,9 @@ def _stage_update(*, stage: Stage, context: AuditContext, changes: dict[str, Any
                 details={"current": PromotionStatus.RUNNING, "allowed": ["no running promotion"]},
             )
         stage.name, stage.target_environment, stage.change_reference_pattern = name, target, pattern
+        stage.require_source_branch = branch
         for field in POLICY_FIELDS:
-            if field in changes and field != "change_reference_pattern":
+            if field in changes and field not in ("change_reference_pattern", "require_source_branch"):
                 setattr(stage, field, changes[field])
         stage.save()
         if "approver_users" in changes:

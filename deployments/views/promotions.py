@@ -35,6 +35,7 @@ from deployments.forms.promotions import CancelForm, DecisionForm, PromotionRequ
 from deployments.models import Promotion, Stage
 from deployments.rollback import rollback_plan
 from deployments.services.promotions import PromotionAction, promotion_act
+from deployments.source import promotion_source_diff, version_source_point
 from deployments.status_sentences import job_line, promotion_status_sentence
 from deployments.target_diff import promotion_target_diff
 from deployments.views.preflight import preview_trigger_attributes, reference_trigger_attributes
@@ -220,6 +221,7 @@ def _detail_page(
         "rollback_plan": _rollback_plan(promotion, user, sent=rollback_form),
         "is_rollback": promotion.kind == PromotionKind.ROLLBACK,
         "target": promotion_target_diff(promotion=promotion),
+        "source_point": version_source_point(promotion.version),
         **object_history_context(user=user, instance=promotion, page_number=request.GET.get("history_page")),
     }
     return render(request, "deployments/promotion_detail.html", context, status=status)
@@ -245,6 +247,14 @@ def promotion_progress(request: HttpRequest, pk: int) -> HttpResponse:
         # Keep asking with the status the rest of the page shows, so the note stays until it is reloaded.
         context.update(status_changed=True, shown_status=shown, live=True)
     return render(request, "deployments/_promotion_progress.html", context)
+
+
+@login_required
+def promotion_source(request: HttpRequest, pk: int) -> HttpResponse:
+    """The per-file source diff of the detail page, loaded after the page (it may wait for the Git host)."""
+    promotion = _promotion(request, pk)
+    context = {"promotion": promotion, "source": promotion_source_diff(promotion=promotion)}
+    return render(request, "deployments/_promotion_source_diff.html", context)
 
 
 def _act(request: HttpRequest, pk: int, doing: PromotionAction, success: str) -> HttpResponse:

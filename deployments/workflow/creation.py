@@ -17,6 +17,7 @@ from deployments import policy, selectors
 from deployments.choices import PromotionKind
 from deployments.models import Promotion, Stage
 from deployments.policy import raise_if_refused
+from deployments.source import source_policy_refusal
 from deployments.workflow.transitions import (
     Status,
     _advance_approved,
@@ -173,8 +174,9 @@ def promotion_request(
     Refused unless the requester may act on the solution (403 permission_denied), the stage belongs
     to the solution's pipeline (400 stage_not_in_pipeline), the version has no open promotion into the
     stage already (409 duplicate_request, details.existing naming it), a managed artifact is stored (409
-    artifact_missing), the stage's reference rules hold (400 validation_error) and the version
-    succeeded in the previous stage (409 previous_stage_not_succeeded, unless the stage says no).
+    artifact_missing), the stage's reference rules hold (400 validation_error), the version
+    succeeded in the previous stage (409 previous_stage_not_succeeded, unless the stage says no) and, on a
+    stage with `require_source_branch`, was built from a commit on that branch (409 source_policy).
     Creates the promotion waiting for approval, snapshots the stage's deployment settings and
     enqueues a pre-flight job; with 0 required approvals the portal approves it at once.
     """
@@ -202,6 +204,8 @@ def promotion_request(
             succeeded_in_previous=_succeeded_in(version, previous),
         )
     )
+    # Asks the repository when the stage has the rule: outside the transaction, no row is locked meanwhile.
+    raise_if_refused(source_policy_refusal(stage=stage, version=version))
     with transaction.atomic():
         return _create(
             kind=PromotionKind.PROMOTION,

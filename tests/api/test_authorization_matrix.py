@@ -49,6 +49,8 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/api/v1/promotions/"): (401, 200, 200, 200, 200, 200, 200),
     ("GET", "/api/v1/promotions/{pk}/"): (401, 200, 404, 200, 200, 200, 200),
     ("GET", "/api/v1/promotions/{pk}/rollback-plan/"): (401, 200, 404, 200, 200, 200, 200),
+    # The promotion's version is in no repository in this world: 200 with a message saying so.
+    ("GET", "/api/v1/promotions/{pk}/source-diff/"): (401, 200, 404, 200, 200, 200, 200),
     ("GET", "/api/v1/solutions/"): (401, 200, 200, 200, 200, 200, 200),
     ("GET", "/api/v1/solutions/{pk}/"): (401, 200, 404, 200, 200, 200, 200),
     ("GET", "/api/v1/solutions/{pk}/versions/"): (401, 200, 404, 200, 200, 200, 200),

@@ -245,6 +245,7 @@ def test_stage_policy_fields_are_stored_and_audited(pipeline, environments, appr
         change_reference_required=True,
         change_reference_pattern=r"CHG\d+",
         backup_reference_required=True,
+        require_source_branch=" main ",
         context=AuditContext.system(),
     )
     assert stage.order == 3
@@ -263,6 +264,7 @@ def test_stage_policy_fields_are_stored_and_audited(pipeline, environments, appr
         "change_reference_required": True,
         "change_reference_pattern": r"CHG\d+",
         "backup_reference_required": True,
+        "require_source_branch": "main",
         "approver_users": [approver.pk],
         "approver_teams": [],
     }
@@ -278,6 +280,7 @@ def test_stage_validation(pipeline, environments):
         required_approvals=11,
         import_mode="replace",
         change_reference_pattern="CHG(",
+        require_source_branch="main..release",
         context=AuditContext.system(),
     )
     assert set(error.details) == {
@@ -286,6 +289,7 @@ def test_stage_validation(pipeline, environments):
         "required_approvals",
         "import_mode",
         "change_reference_pattern",
+        "require_source_branch",
     }
 
 

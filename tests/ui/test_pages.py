@@ -35,6 +35,7 @@ PAGES: dict[str, tuple[str, str | None, dict[str, int]]] = {
     "deployments:promotion-list": ("get", None, ALL_OK),
     "deployments:promotion-detail": ("get", "promotion", TEAM_OK),
     "deployments:promotion-progress": ("get", "promotion", TEAM_OK),
+    "deployments:promotion-source-diff": ("get", "promotion", TEAM_OK),
     "deployments:promotion-approve": ("post", "promotion", ACTION),
     "deployments:promotion-reject": ("post", "promotion", ACTION),
     "deployments:promotion-cancel": ("post", "promotion", ACTION),
