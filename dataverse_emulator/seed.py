@@ -1,7 +1,8 @@
 """``--seed demo``: the emulator side of the demo (idempotent).
 
-Lays out one tenant with four orgs (contoso-dev with unmanaged corpus solutions installed,
-contoso-test and contoso-prod empty of custom solutions, fabrikam-dev with one unmanaged solution),
+Lays out one tenant with five orgs (contoso-dev with unmanaged corpus solutions installed,
+contoso-test and contoso-prod empty of custom solutions, contoso-build empty (where the portal builds managed
+packages from source), fabrikam-dev with one unmanaged solution),
 each at the root of its own origin, one client credential per org, an SSO client for the portal's sign-in,
 and the six demo identities plus one without any app role. Client ids and object ids are fixed; secrets are
 generated once and kept in the state. The deploying identities are System Administrators, except
@@ -42,6 +43,8 @@ DEMO_ORGS: dict[str, tuple[str, list[str]]] = {
     "contoso-test": ("a1d3c5e7-0b2d-4f60-8a1c-3e5f7a9b1c02", []),
     "contoso-prod": ("a1d3c5e7-0b2d-4f60-8a1c-3e5f7a9b1c03", []),
     "fabrikam-dev": ("a1d3c5e7-0b2d-4f60-8a1c-3e5f7a9b1c04", ["TravelRequestApprovalApp_1_0_0_6.solution.zip"]),
+    # Where the portal builds managed packages from source (the ALM Accelerator's build environment): empty.
+    "contoso-build": ("a1d3c5e7-0b2d-4f60-8a1c-3e5f7a9b1c05", []),
 }
 # The demo's deploying identity that lacks a privilege: its org, its role and the privilege it lacks.
 LIMITED_ORG = "fabrikam-dev"

@@ -442,6 +442,9 @@ def _git(*args: str, cwd: Path | None = None, person: User | None = None) -> str
     return completed.stdout.strip()
 
 
+DEMO_BUILD_ENVIRONMENT = "contoso-build"
+
+
 def _bind_to_demo_repository(solutions: list[Solution], maker: User) -> None:
     """Create the bare repository (once) and bind each solution to it, as a maker does on the solution's page."""
     path = demo_repository()
@@ -450,6 +453,9 @@ def _bind_to_demo_repository(solutions: list[Solution], maker: User) -> None:
     if not (path / "HEAD").exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         _git("init", "--bare", "--quiet", f"--initial-branch={DEMO_BRANCH}", str(path))
+    # Builds are imported into contoso-build and exported managed there, so a version built from a commit can be
+    # promoted like any other.
+    build_environment = Environment.objects.filter(name=DEMO_BUILD_ENVIRONMENT).first()
     for solution in solutions:
         if not SourceBinding.objects.filter(solution=solution).exists():
             source_bind(
@@ -457,6 +463,7 @@ def _bind_to_demo_repository(solutions: list[Solution], maker: User) -> None:
                 url=str(path),
                 branch=DEMO_BRANCH,
                 root_folder=DEMO_ROOT_FOLDER,
+                build_environment=build_environment,
                 user=maker,
                 context=_as(maker),
             )

@@ -24,6 +24,7 @@ def test_seed_demo_registers_the_emulator_orgs_and_pipelines(tmp_path, settings,
         "contoso-dev": "development",
         "contoso-test": "test",
         "contoso-prod": "production",
+        "contoso-build": "other",
         "fabrikam-dev": "development",
     }
     assert Environment.objects.get(name="fabrikam-dev").team.slug == "fabrikam"

@@ -58,9 +58,10 @@ def test_seed_demo_lays_out_the_history_once(tmp_path, settings, capsys, no_brok
     waiting = Promotion.objects.get(status="pending_approval", stage__name="prod")
     assert list(waiting.approvals.values_list("approver__username", flat=True)) == ["approver"]
     assert not Promotion.objects.filter(status__in=("running", "queued", "approved")).exists()
-    # The emulator agrees: one import per succeeded or failed run, nothing else.
+    # The emulator agrees: one import per succeeded or failed run, and the build from source in contoso-build.
     imports = sorted((row["org"], row["solution"], row["version"]) for row in counters)
     assert imports == [
+        ("contoso-build", "IncidentReporting", "1.0.2.0"),
         ("contoso-prod", "IncidentReporting", "1.0.0.2"),
         ("contoso-prod", "IncidentReporting", "1.0.0.5"),
         ("contoso-test", "IncidentReporting", "1.0.0.2"),
@@ -116,8 +117,11 @@ def _assert_history_and_build_in_git(repository, output):
     assert built.source_repository_url == str(repository.resolve())
     author, subject = _git(repository, "log", "-1", "--format=%an%n%s", built.source_commit)[:2]
     assert author == "Max Maker" and subject.startswith("IncidentReporting 1.0.2.0")
+    # Built managed in contoso-build as well, so it can be promoted; committed with both flavours.
+    assert built.flavours == ["managed", "unmanaged"] and built.managed_manifest["managed"] == 1
     committed = VersionCommit.objects.get(version=built)
     assert committed.tag == "IncidentReporting/1.0.2.0" and committed.parent == built.source_commit
+    assert committed.flavours == "managed+unmanaged"
     assert _git(repository, "rev-parse", "IncidentReporting/1.0.2.0")[0] == committed.commit
     assert f"build IncidentReporting 1.0.2.0 from main @ {built.source_commit[:12]}" in output
     assert "  source IncidentReporting → " in output

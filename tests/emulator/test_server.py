@@ -80,13 +80,19 @@ def test_sigint_also_stops_gracefully(tmp_path: Path) -> None:
 def test_demo_seed_is_idempotent_and_writes_credentials(tmp_path: Path) -> None:
     with start_emulator(tmp_path, "--seed", "demo") as server:
         credentials = json.loads((tmp_path / "demo-credentials.json").read_text())
-        assert set(credentials["orgs"]) == {"contoso-dev", "contoso-test", "contoso-prod", "fabrikam-dev"}
+        assert set(credentials["orgs"]) == {
+            "contoso-dev",
+            "contoso-test",
+            "contoso-prod",
+            "contoso-build",
+            "fabrikam-dev",
+        }
         assert credentials["authority"] == f"{server.idp_url}/{credentials['tenant_id']}"
         assert credentials["idp_url"] == server.idp_url != server.base_url
         # Each organisation at the root of its own origin, as https://<org>.crm.dynamics.com is.
         urls = {name: org["url"] for name, org in credentials["orgs"].items()}
         assert all(re.fullmatch(r"https://127\.0\.0\.1:\d+", url) for url in urls.values()), urls
-        assert len(set(urls.values()) | {server.base_url, server.idp_url}) == 6
+        assert len(set(urls.values()) | {server.base_url, server.idp_url}) == 7
         assert Path(credentials["ca_file"]) == server.ca_file
         usernames = {i["username"].split("@")[0]: i for i in credentials["identities"]}
         assert {"admin", "maker", "approver", "approver2", "auditor", "maker2"} <= set(usernames)
