@@ -27,7 +27,7 @@ from alm_portal.errors import PermissionRefused, ValidationFailed
 from alm_portal.jobs.choices import JobStatus
 from alm_portal.jobs.errors import JobDeferred, JobFailed, JobNeedsAttention
 from alm_portal.jobs.models import Job
-from alm_portal.jobs.services import job_enqueue, job_mark_step
+from alm_portal.jobs.services import job_enqueue, job_mark_step, job_progress
 from solutions.choices import Flavour, SolutionJobKind, SourceKind
 from solutions.errors import VersionExists
 from solutions.models import Solution, SolutionVersion, SourceBinding
@@ -199,7 +199,9 @@ def _build_managed(
     client = dataverse_client_for(job.environment)  # type: ignore[arg-type]
     try:
         if not state.get("imported"):
+            job_progress(job, 30, f"Importing {version.version_key} into {job.environment} to build it managed")
             _import_into_build_environment(job=job, version=version, client=client, state=state)
+        job_progress(job, 70, f"Exporting {version.version_key} managed from {job.environment}")
         state["target_version"] = version.version_key
         export_flavour(
             job=job,
