@@ -163,6 +163,12 @@ def test_export_commit_build_managed_and_promote_with_a_real_worker(
     client.force_login(contoso.maker)
     page = client.get(f"/solutions/versions/{built.pk}/").content.decode()
     assert source_commit[:12] in page and built_commit.commit[:12] in page
+    # The promotion names the commit it deployed, and its source diff (against what test had: nothing yet).
+    promotion_page = client.get(f"/deploy/promotions/{promotion.pk}/").content.decode()
+    assert built_commit.commit[:12] in promotion_page and "IncidentReporting/1.0.1.0" in promotion_page
+    diff = client.get(f"/api/v1/promotions/{promotion.pk}/source-diff/").json()
+    assert diff["new_commit"] == built_commit.commit and diff["old_commit"] is None
+    assert "has no version of IncidentReporting to compare with" in diff["message"]
     assert worker.process.poll() is None, worker.log()[-3000:]
 
 
