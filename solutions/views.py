@@ -31,6 +31,14 @@ def _may_request(user: Any) -> bool:
     return policy.scope_refusal(user=user, token=None, scope=Scope.REQUEST) is None
 
 
+def _solution_to_change(request: HttpRequest, pk: int) -> Any:
+    """The solution an action changes: 404 when the user may not see it, 403 when they may see but not ask."""
+    solution = get_object_or_404(selectors.solutions_visible_to(user=request.user), pk=pk)  # type: ignore[arg-type]
+    if not _may_request(request.user):
+        raise PermissionDenied
+    return solution
+
+
 @login_required
 def solution_list(request: HttpRequest) -> HttpResponse:
     search = request.GET.get("q", "").strip()
@@ -106,9 +114,7 @@ def _source_context(solution: Any) -> dict[str, Any]:
 @login_required
 @require_POST
 def solution_source_bind(request: HttpRequest, pk: int) -> HttpResponse:
-    solution = get_object_or_404(selectors.solutions_visible_to(user=request.user), pk=pk)  # type: ignore[arg-type]
-    if not _may_request(request.user):
-        raise PermissionDenied
+    solution = _solution_to_change(request, pk)
     form = SourceBindForm(request.POST, solution=solution)
     if not form.is_valid():
         return _render_detail(request, solution, status=400, bind_form=form)
@@ -140,9 +146,7 @@ def solution_source_bind(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def solution_source_unbind(request: HttpRequest, pk: int) -> HttpResponse:
-    solution = get_object_or_404(selectors.solutions_visible_to(user=request.user), pk=pk)  # type: ignore[arg-type]
-    if not _may_request(request.user):
-        raise PermissionDenied
+    solution = _solution_to_change(request, pk)
     try:
         services.source_unbind(solution=solution, user=request.user, context=AuditContext.from_request(request))  # type: ignore[arg-type]
     except DomainError as refusal:
@@ -155,9 +159,7 @@ def solution_source_unbind(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def solution_source_build(request: HttpRequest, pk: int) -> HttpResponse:
-    solution = get_object_or_404(selectors.solutions_visible_to(user=request.user), pk=pk)  # type: ignore[arg-type]
-    if not _may_request(request.user):
-        raise PermissionDenied
+    solution = _solution_to_change(request, pk)
     form = SourceBuildForm(request.POST)
     if not form.is_valid():
         return _render_detail(request, solution, status=400, build_form=form)
@@ -212,9 +214,7 @@ def solution_exports(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def solution_export(request: HttpRequest, pk: int) -> HttpResponse:
-    solution = get_object_or_404(selectors.solutions_visible_to(user=request.user), pk=pk)  # type: ignore[arg-type]
-    if not _may_request(request.user):
-        raise PermissionDenied
+    solution = _solution_to_change(request, pk)
     form = ExportForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Choose how to bump the version.")

@@ -356,10 +356,10 @@ def cmd_rollback(portal: Portal, args: argparse.Namespace, output: Output) -> in
     return _finish_promotion(portal, rollback, args, output)
 
 
-def cmd_export(portal: Portal, args: argparse.Namespace, output: Output) -> int:
-    solution = portal.solution(args.solution)
-    job = portal.post(f"solutions/{solution['id']}/export/", {"bump": args.bump})["job"]
-    output.line(f"export of {solution['unique_name']} queued as job {job['id']}")
+def _follow_job(
+    portal: Portal, job: dict[str, Any], args: argparse.Namespace, output: Output, done: Callable[[dict[str, Any]], str]
+) -> int:
+    """Without --wait, print the queued job; with it, follow the job to its end and say what it made."""
     if not args.wait:
         output.result(job)
         return EXIT_OK
@@ -372,9 +372,16 @@ def cmd_export(portal: Portal, args: argparse.Namespace, output: Output) -> int:
         poll=args.poll,
     )
     if code == EXIT_OK and (job.get("result") or {}).get("version"):
-        output.line(f"exported version {job['result']['version']}")
+        output.line(done(job["result"]))
     output.result(job)
     return code
+
+
+def cmd_export(portal: Portal, args: argparse.Namespace, output: Output) -> int:
+    solution = portal.solution(args.solution)
+    job = portal.post(f"solutions/{solution['id']}/export/", {"bump": args.bump})["job"]
+    output.line(f"export of {solution['unique_name']} queued as job {job['id']}")
+    return _follow_job(portal, job, args, output, lambda result: f"exported version {result['version']}")
 
 
 def cmd_upload(portal: Portal, args: argparse.Namespace, output: Output) -> int:
@@ -454,22 +461,13 @@ def cmd_source_build(portal: Portal, args: argparse.Namespace, output: Output) -
     solution = portal.solution(args.solution)
     job = portal.post(f"solutions/{solution['id']}/source/builds/", {"ref": args.ref})["job"]
     output.line(f"build of {solution['unique_name']} from {args.ref} queued as job {job['id']}")
-    if not args.wait:
-        output.result(job)
-        return EXIT_OK
-    code, job = wait_for(
-        lambda: portal.get(f"jobs/{job['id']}/"),
-        describe_job,
-        JOB_DONE,
-        output=output,
-        timeout=args.timeout,
-        poll=args.poll,
+    return _follow_job(
+        portal,
+        job,
+        args,
+        output,
+        lambda result: f"built version {result['version']} from commit {result.get('commit', '')[:12]}",
     )
-    result = job.get("result") or {}
-    if code == EXIT_OK and result.get("version"):
-        output.line(f"built version {result['version']} from commit {result.get('commit', '')[:12]}")
-    output.result(job)
-    return code
 
 
 def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
