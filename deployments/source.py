@@ -32,8 +32,8 @@ from deployments.models import Promotion, Stage
 from deployments.target_diff import target_installed
 from solutions import selectors as solution_selectors
 from solutions.choices import SourceKind
-from solutions.models import SolutionVersion, SourceBinding, VersionCommit
-from solutions.services.source import check_address, git_remote_for, work_dir_for
+from solutions.models import Solution, SolutionVersion, SourceBinding, VersionCommit
+from solutions.services.source import binding_for, check_address, git_remote_for, work_dir_for
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,8 @@ def version_source_point(version: SolutionVersion, *, repository_url: str | None
     """The version's newest commit by the portal (in `repository_url` when given, else preferably in the repository
     its solution is bound to now), else the commit it was built from; None when it is in no repository."""
     if repository_url is None:
-        bound_to = SourceBinding.objects.filter(solution_id=version.solution_id).values_list("url", flat=True).first()
+        binding = binding_for(version.solution)
+        bound_to = binding.url if binding is not None else None
         in_bound = version_source_point(version, repository_url=bound_to) if bound_to else None
         if in_bound is not None:
             return in_bound
@@ -107,9 +108,9 @@ def version_source_point(version: SolutionVersion, *, repository_url: str | None
     return None
 
 
-def _binding_for(solution_id: int, repository_url: str) -> SourceBinding:
+def _binding_for(solution: Solution, repository_url: str) -> SourceBinding:
     """The binding that holds the credential for `repository_url`; refused when the solution left it."""
-    binding = SourceBinding.objects.select_related("solution").filter(solution_id=solution_id).first()
+    binding = binding_for(solution)
     if binding is None or binding.url != repository_url:
         raise git.GitError(
             "git_auth_failed", f"the solution is no longer bound to {repository_url}, so the portal has no credential"
@@ -230,7 +231,7 @@ def promotion_source_diff(*, promotion: Promotion) -> PromotionSourceDiff:
     result.old = old
     result.compare_url = git.compare_url(new.repository_url, old.commit, new.commit)
     try:
-        binding = _binding_for(promotion.solution_id, new.repository_url)
+        binding = _binding_for(promotion.solution, new.repository_url)
         files, more, truncated = _folder_diff(binding=binding, folder=new.folder, old=old.commit, new=new.commit)
     except (git.GitError, JobFailed) as exc:
         logger.info("no source diff for promotion %s: %s", promotion.pk, exc.message)
@@ -247,7 +248,7 @@ def promotion_source_diff(*, promotion: Promotion) -> PromotionSourceDiff:
 def _on_branch(version: SolutionVersion, branch: str) -> tuple[bool | None, str]:
     """Whether the version's source commit is on `branch` of its repository; (None, why) when Git cannot say."""
     try:
-        binding = _binding_for(version.solution_id, version.source_repository_url)
+        binding = _binding_for(version.solution, version.source_repository_url)
         check_address(binding)
         contained = git.branch_contains(
             git_remote_for(binding), branch=branch, commit=version.source_commit, work_dir=work_dir_for(binding)

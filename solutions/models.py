@@ -228,12 +228,18 @@ class VersionDiff(models.Model):
 class SourceBinding(models.Model):
     """The Git repository a solution's versions are committed to and built from (docs/source-control.md).
 
-    `url` is https (with a token), ssh (with a private key) or, outside production, a local path under
-    ALM_GIT_LOCAL_ROOT. The secret is encrypted (alm_portal/crypto.py) and write-only: no page, API response
-    or audit event shows it. Versions go to `<root_folder>/<UniqueName>/src/` on `branch`.
+    A binding belongs to one solution, or to a pipeline, whose solutions without a binding of their own use it
+    (each in its own folder). `url` is https (with a token), ssh (with a private key) or, outside production, a
+    local path under ALM_GIT_LOCAL_ROOT. The secret is encrypted (alm_portal/crypto.py) and write-only: no page,
+    API response or audit event shows it. Versions go to `<root_folder>/<UniqueName>/src/` on `branch`.
     """
 
-    solution = models.OneToOneField(Solution, on_delete=models.PROTECT, related_name="source_binding")
+    solution = models.OneToOneField(
+        Solution, on_delete=models.PROTECT, null=True, blank=True, related_name="source_binding"
+    )
+    pipeline = models.OneToOneField(
+        "deployments.Pipeline", on_delete=models.PROTECT, null=True, blank=True, related_name="source_binding"
+    )
     url = models.CharField(max_length=500)
     branch = models.CharField(max_length=200, default="main")
     root_folder = models.CharField(max_length=200, default="solutions")
@@ -253,14 +259,31 @@ class SourceBinding(models.Model):
     )
     updated_at = models.DateTimeField(default=timezone.now)
 
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(solution__isnull=False, pipeline__isnull=True)
+                | Q(solution__isnull=True, pipeline__isnull=False),
+                name="source_binding_of_a_solution_or_a_pipeline",
+            ),
+        ]
+
     def __str__(self) -> str:
-        return f"{self.solution.unique_name} → {self.url}#{self.branch}"
+        owner = self.solution.unique_name if self.solution is not None else f"pipeline {self.pipeline_id}"
+        return f"{owner} → {self.url}#{self.branch}"
+
+    def folder_for(self, solution: Solution) -> str:
+        """Where `solution`'s unpacked source lives in the repository."""
+        root = self.root_folder.strip("/")
+        return f"{root}/{solution.unique_name}/src" if root else f"{solution.unique_name}/src"
 
     @property
     def folder(self) -> str:
-        """Where the solution's unpacked source lives in the repository."""
+        """The folder of the bound solution; a pipeline's binding names the pattern its solutions' folders follow."""
+        if self.solution_id is not None:
+            return self.folder_for(self.solution)  # type: ignore[arg-type]
         root = self.root_folder.strip("/")
-        return f"{root}/{self.solution.unique_name}/src" if root else f"{self.solution.unique_name}/src"
+        return f"{root}/<UniqueName>/src" if root else "<UniqueName>/src"
 
 
 class VersionCommit(models.Model):

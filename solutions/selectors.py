@@ -282,7 +282,13 @@ def versions_of_jobs(*, job_ids: Iterable[int]) -> dict[int, SolutionVersion]:
 def solution_source(*, solution: Solution, commits: int = 5) -> dict[str, Any]:
     """The source-control card of a solution: its binding, its latest commits and whether the source drifted
     (somebody changed the solution's folder outside the portal before the latest commit)."""
-    binding = SourceBinding.objects.filter(solution=solution).first()
+    binding = SourceBinding.objects.select_related("build_environment").filter(solution=solution).first()
+    if binding is None and solution.pipeline_id is not None:
+        binding = (
+            SourceBinding.objects.select_related("build_environment", "pipeline")
+            .filter(pipeline_id=solution.pipeline_id)
+            .first()
+        )
     recent = list(
         VersionCommit.objects.filter(version__solution=solution)
         .select_related("version")
@@ -293,6 +299,7 @@ def solution_source(*, solution: Solution, commits: int = 5) -> dict[str, Any]:
     )
     return {
         "source_binding": binding,
+        "source_folder": binding.folder_for(solution) if binding is not None else "",
         "source_commits": recent,
         "source_drift": recent[0] if recent and recent[0].diverged else None,
         "source_builds": builds,

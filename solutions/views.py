@@ -93,6 +93,7 @@ def _render_detail(request: HttpRequest, solution: Any, *, status: int = 200, **
 def _source_context(solution: Any) -> dict[str, Any]:
     source = selectors.solution_source(solution=solution)
     binding = source["source_binding"]
+    own = binding if binding is not None and binding.solution_id is not None else None
     initial = (
         {
             "url": binding.url,
@@ -101,7 +102,7 @@ def _source_context(solution: Any) -> dict[str, Any]:
             "username": binding.username,
             "build_environment": binding.build_environment_id,
         }
-        if binding is not None
+        if own is not None
         else {}
     )
     return {
@@ -139,7 +140,9 @@ def solution_source_bind(request: HttpRequest, pk: int) -> HttpResponse:
         if not form.errors:
             form.add_error(None, refusal.message)
         return _render_detail(request, solution, status=400, bind_form=form)
-    messages.success(request, f"New versions of {solution.unique_name} are committed to {binding.folder}.")
+    messages.success(
+        request, f"New versions of {solution.unique_name} are committed to {binding.folder_for(solution)}."
+    )
     return redirect("solutions:solution-detail", pk=pk)
 
 

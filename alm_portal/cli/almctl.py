@@ -406,22 +406,37 @@ def cmd_upload(portal: Portal, args: argparse.Namespace, output: Output) -> int:
     return EXIT_OK
 
 
-def describe_binding(solution: dict[str, Any], binding: dict[str, Any]) -> str:
+def describe_binding(owner: str, binding: dict[str, Any]) -> str:
     credential = f", credential {binding['credential_kind']}" if binding.get("credential_set") else ""
+    pipeline = binding.get("pipeline")
+    through = f" (the binding of pipeline {pipeline['name']})" if pipeline and not owner.startswith("pipeline") else ""
     where = f"{binding['url']} branch {binding['branch']}, folder {binding['folder']}/"
-    return f"{solution['unique_name']} → {where}{credential}"
+    return f"{owner} → {where}{credential}{through}"
+
+
+def _source_target(portal: Portal, args: argparse.Namespace) -> tuple[str, str]:
+    """(what is bound, its API path): the solution named, or the pipeline of --pipeline."""
+    if bool(args.solution) == bool(args.pipeline):
+        raise UsageError("Name a solution, or a pipeline with --pipeline (not both).")
+    if args.pipeline:
+        found = portal.get("pipelines/", name=args.pipeline)["results"]
+        if not found:
+            raise UsageError(f"No pipeline {args.pipeline!r} among those this token may see.")
+        return f"pipeline {found[0]['name']}", f"pipelines/{found[0]['id']}/source/"
+    solution = portal.solution(args.solution)
+    return solution["unique_name"], f"solutions/{solution['id']}/source/"
 
 
 def cmd_source_show(portal: Portal, args: argparse.Namespace, output: Output) -> int:
-    solution = portal.solution(args.solution)
-    binding = portal.get(f"solutions/{solution['id']}/source/")
-    output.line(describe_binding(solution, binding))
+    owner, path = _source_target(portal, args)
+    binding = portal.get(path)
+    output.line(describe_binding(owner, binding))
     output.result(binding)
     return EXIT_OK
 
 
 def cmd_source_bind(portal: Portal, args: argparse.Namespace, output: Output) -> int:
-    solution = portal.solution(args.solution)
+    owner, path = _source_target(portal, args)
     body: dict[str, Any] = {
         "url": args.repository,
         "branch": args.branch,
@@ -443,17 +458,17 @@ def cmd_source_bind(portal: Portal, args: argparse.Namespace, output: Output) ->
         if not key_path.is_file():
             raise UsageError(f"{key_path} is not a file.")
         body["ssh_private_key"] = key_path.read_text()
-    binding = portal.put(f"solutions/{solution['id']}/source/", body)
-    output.line(describe_binding(solution, binding))
+    binding = portal.put(path, body)
+    output.line(describe_binding(owner, binding))
     output.result(binding)
     return EXIT_OK
 
 
 def cmd_source_unbind(portal: Portal, args: argparse.Namespace, output: Output) -> int:
-    solution = portal.solution(args.solution)
-    portal.delete(f"solutions/{solution['id']}/source/")
-    output.line(f"{solution['unique_name']}: versions are no longer committed to source control")
-    output.result({"solution": solution["unique_name"], "bound": False})
+    owner, path = _source_target(portal, args)
+    portal.delete(path)
+    output.line(f"{owner}: versions are no longer committed to source control through this binding")
+    output.result({"unbound": owner})
     return EXIT_OK
 
 
@@ -567,10 +582,12 @@ def parser() -> argparse.ArgumentParser:
     source = commands.add_parser("source", help="source control: bind a solution to Git, build from a commit")
     source_commands = source.add_subparsers(dest="source_command", required=True)
     show = source_commands.add_parser("show", help="where a solution's versions are committed", parents=[shared])
-    show.add_argument("solution")
+    show.add_argument("solution", nargs="?", default="")
+    show.add_argument("--pipeline", default="", help="the binding of a whole pipeline instead")
     show.set_defaults(handler=cmd_source_show)
     bind = source_commands.add_parser("bind", help="commit a solution's versions to a Git repository", parents=[shared])
-    bind.add_argument("solution")
+    bind.add_argument("solution", nargs="?", default="")
+    bind.add_argument("--pipeline", default="", help="bind a whole pipeline (admins) instead of one solution")
     bind.add_argument("--repository", required=True, help="https://…, ssh://… or git@host:path")
     bind.add_argument("--branch", default="main")
     bind.add_argument("--root", default="solutions", help="versions go to ROOT/<UniqueName>/src/ (default solutions)")
@@ -584,7 +601,8 @@ def parser() -> argparse.ArgumentParser:
     )
     bind.set_defaults(handler=cmd_source_bind)
     unbind = source_commands.add_parser("unbind", help="stop committing a solution's versions", parents=[shared])
-    unbind.add_argument("solution")
+    unbind.add_argument("solution", nargs="?", default="")
+    unbind.add_argument("--pipeline", default="", help="remove a whole pipeline's binding instead")
     unbind.set_defaults(handler=cmd_source_unbind)
     build = source_commands.add_parser(
         "build", help="build a version from a branch, tag or commit of the bound repository", parents=[shared]

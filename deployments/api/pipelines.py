@@ -47,7 +47,9 @@ from deployments.filtersets import PipelineFilterSet
 from deployments.models import Pipeline, Stage, StageFreeze, StageWindow
 from deployments.settings_documents import settings_document_coverage
 from environments.models import Environment
-from solutions.models import SolutionVersion
+from solutions import services as solution_services
+from solutions.api.serializers import SourceBindingSerializer, SourceBindInputSerializer
+from solutions.models import SolutionVersion, SourceBinding
 
 E = OpenApiResponse
 CONFLICT = E(description="invalid_state (details: current, allowed): the object is in use (see the message)")
@@ -189,6 +191,43 @@ class PipelineViewSet(
         """Delete a pipeline nobody has used yet (409 once promotions went through it or solutions use it)."""
         services.pipeline_delete(pipeline=self.get_object(), context=_context(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        methods=["GET"],
+        responses={200: SourceBindingSerializer, 404: OpenApiResponse(description="not_found (not bound)")},
+    )
+    @extend_schema(
+        methods=["PUT"],
+        request=SourceBindInputSerializer,
+        responses={200: SourceBindingSerializer, 400: OpenApiResponse(description="validation_error")},
+    )
+    @extend_schema(methods=["DELETE"], responses={204: None})
+    @action(detail=True, methods=["get", "put", "delete"])
+    def source(self, request: Request, pk: str) -> Response:
+        """The Git repository of the pipeline's solutions that have none of their own (docs/source-control.md)."""
+        pipeline = self.get_object()
+        if request.method == "PUT":
+            form = SourceBindInputSerializer(data=request.data)
+            form.is_valid(raise_exception=True)
+            data = dict(form.validated_data)
+            if data.get("build_environment") is not None:
+                data["build_environment"] = _one(Environment, data["build_environment"], "build_environment")
+            binding = solution_services.source_bind_pipeline(
+                pipeline=pipeline,
+                choice=solution_services.RepositoryChoice(**data),
+                user=portal_user(request),
+                context=_context(request),
+            )
+            return Response(SourceBindingSerializer(binding).data)
+        if request.method == "DELETE":
+            solution_services.source_unbind_pipeline(
+                pipeline=pipeline, user=portal_user(request), context=_context(request)
+            )
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        binding = SourceBinding.objects.filter(pipeline=pipeline).first()
+        if binding is None:
+            raise NotFound(f"Pipeline {pipeline.name} is not bound to a Git repository.")
+        return Response(SourceBindingSerializer(binding).data)
 
     @extend_schema(request=StageCreateSerializer, responses={201: StageSerializer})
     @action(detail=True, methods=["post"])

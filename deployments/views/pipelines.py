@@ -35,6 +35,7 @@ from deployments.forms.pipelines import (
 )
 from deployments.models import Pipeline, Stage, StageFreeze, StageWindow
 from deployments.services.stages import POLICY_FIELDS
+from solutions.models import SourceBinding
 
 
 def audit_context(request: HttpRequest) -> AuditContext:
@@ -82,6 +83,7 @@ def pipeline_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "pipeline": pipeline,
         "rows": rows,
         "privilege_rows": selectors.pipeline_privileges(pipeline=pipeline),
+        "source_binding": SourceBinding.objects.select_related("build_environment").filter(pipeline=pipeline).first(),
         "is_admin": _is_admin(request),
         **object_history_context(
             user=portal_user(request), instance=pipeline, page_number=request.GET.get("history_page")

@@ -172,11 +172,14 @@ class SolutionVersionDetailSerializer(SolutionVersionSerializer):
 
 
 class SourceBindingSerializer(serializers.ModelSerializer):
-    """A solution's repository as anyone who may see the solution sees it: never the secret."""
+    """A solution's (or a pipeline's) repository as anyone who may see it sees it: never the secret. With a
+    `solution` in the context, `folder` is that solution's folder and `pipeline` says whether the binding is the
+    pipeline's."""
 
-    folder = serializers.CharField(read_only=True)
+    folder = serializers.SerializerMethodField()
     credential_set = serializers.SerializerMethodField()
     build_environment = serializers.SerializerMethodField()
+    pipeline = serializers.SerializerMethodField()
 
     class Meta:
         model = SourceBinding
@@ -189,8 +192,17 @@ class SourceBindingSerializer(serializers.ModelSerializer):
             "credential_kind",
             "credential_set",
             "build_environment",
+            "pipeline",
             "updated_at",
         ]
+
+    def get_folder(self, binding: SourceBinding) -> str:
+        solution = self.context.get("solution")
+        return binding.folder_for(solution) if solution is not None else binding.folder
+
+    @extend_schema_field(NULLABLE_OBJECT)
+    def get_pipeline(self, binding: SourceBinding) -> dict[str, Any] | None:
+        return _ref(binding.pipeline)
 
     def get_credential_set(self, binding: SourceBinding) -> bool:
         return bool(binding.secret_ciphertext)

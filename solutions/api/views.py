@@ -39,7 +39,7 @@ from solutions.api.serializers import (
 from solutions.choices import Flavour
 from solutions.errors import PayloadTooLarge
 from solutions.filtersets import SolutionFilterSet, SolutionVersionFilterSet
-from solutions.models import Solution, SolutionVersion, SourceBinding
+from solutions.models import Solution, SolutionVersion
 from solutions.storage import artifact_storage
 
 # Multipart boundaries and the small text fields around the file.
@@ -168,14 +168,14 @@ class SolutionViewSet(viewsets.ReadOnlyModelViewSet):
                 request.user, data.get("build_environment"), field="build_environment"
             )
             binding = services.source_bind(solution=solution, user=request.user, context=context, **data)  # type: ignore[arg-type]
-            return Response(SourceBindingSerializer(binding).data)
+            return Response(SourceBindingSerializer(binding, context={"solution": solution}).data)
         if request.method == "DELETE":
             services.source_unbind(solution=solution, user=request.user, context=context)  # type: ignore[arg-type]
             return Response(status=status.HTTP_204_NO_CONTENT)
-        binding = SourceBinding.objects.filter(solution=solution).first()
+        binding = services.binding_for(solution)
         if binding is None:
             raise NotFound(f"{solution.unique_name} is not bound to a Git repository.")
-        return Response(SourceBindingSerializer(binding).data)
+        return Response(SourceBindingSerializer(binding, context={"solution": solution}).data)
 
     @extend_schema(
         request=SourceBuildInputSerializer,

@@ -32,10 +32,14 @@ from solutions.services.registry import (
     solutions_fill_identity,
 )
 from solutions.services.source import (
+    RepositoryChoice,
+    binding_for,
     source_bind,
+    source_bind_pipeline,
     source_commit_enqueue,
     source_commit_run,
     source_unbind,
+    source_unbind_pipeline,
 )
 from solutions.services.uploads import solution_version_reversion, solution_version_upload
 
@@ -43,7 +47,9 @@ __all__ = [
     "DEFAULT_MAX_UPLOAD_BYTES",
     "ArtifactOutcome",
     "InstalledSolution",
+    "RepositoryChoice",
     "artifact_register",
+    "binding_for",
     "dataverse_client_for",
     "manifest_summary",
     "max_upload_bytes",
@@ -54,11 +60,13 @@ __all__ = [
     "solution_version_upload",
     "solutions_fill_identity",
     "source_bind",
+    "source_bind_pipeline",
     "source_build_request",
     "source_build_run",
     "source_commit_enqueue",
     "source_commit_run",
     "source_unbind",
+    "source_unbind_pipeline",
     "version_diff",
     "version_diff_against_installed",
 ]

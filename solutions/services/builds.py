@@ -41,6 +41,7 @@ from solutions.services.export import (
 )
 from solutions.services.registry import artifact_register, max_upload_bytes, may_change
 from solutions.services.source import (
+    binding_for,
     check_address,
     git_failure,
     git_remote_for,
@@ -58,7 +59,7 @@ def source_build_request(*, solution: Solution, ref: str, user: User, context: A
     """Queue a build of the solution from `ref` (a branch, tag or commit) of its repository."""
     if not may_change(user, solution):
         raise PermissionRefused(f"You cannot build versions of {solution.unique_name}.")
-    binding = SourceBinding.objects.select_related("build_environment").filter(solution=solution).first()
+    binding = binding_for(solution)
     if binding is None:
         raise ValidationFailed(
             f"{solution.unique_name} is not bound to a Git repository; bind it first.",
@@ -86,7 +87,7 @@ def source_build_request(*, solution: Solution, ref: str, user: User, context: A
             after={
                 "repository_url": binding.url,
                 "ref": ref,
-                "folder": binding.folder,
+                "folder": binding.folder_for(solution),
                 "build_environment": binding.build_environment_id,
                 "job": job.pk,
             },
@@ -100,7 +101,7 @@ def source_build_run(*, job: Job, context: AuditContext) -> dict[str, Any]:
     solution = Solution.objects.filter(pk=job.params.get("solution_id")).first()
     if solution is None:
         raise JobFailed("solution_not_found", "The solution of this build is not registered any more.")
-    binding = SourceBinding.objects.filter(solution=solution).first()
+    binding = binding_for(solution)
     if binding is None:
         raise JobFailed("not_bound", f"{solution.unique_name} is no longer bound to a repository.")
     state: dict[str, Any] = dict(job.result or {})
@@ -133,13 +134,13 @@ def _build_unmanaged(*, job: Job, solution: Solution, binding: SourceBinding, co
         fetched = git.fetch_folder(
             git_remote_for(binding),
             ref=ref,
-            folder=binding.folder,
+            folder=binding.folder_for(solution),
             work_dir=work_dir_for(binding),
             max_bytes=max_upload_bytes(),
         )
     except git.GitError as exc:
         raise git_failure(exc, job) from exc
-    where = f"{binding.folder} at {fetched.commit[:12]}"
+    where = f"{binding.folder_for(solution)} at {fetched.commit[:12]}"
     if not any(path.casefold() == "other/solution.xml" for path in fetched.files):
         raise JobFailed("pack_failed", f"{where} holds no Other/Solution.xml: it is not an unpacked solution.")
     try:
@@ -158,7 +159,7 @@ def _build_unmanaged(*, job: Job, solution: Solution, binding: SourceBinding, co
     state = {
         "solution_id": solution.pk,
         "repository_url": binding.url,
-        "folder": binding.folder,
+        "folder": binding.folder_for(solution),
         "ref": ref,
         "ref_kind": fetched.ref_kind,
         "commit": fetched.commit,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from alm_portal import sourcecontrol as git
+from alm_portal.accounts import policy
 from alm_portal.accounts.models import User
 from alm_portal.audit.context import AuditContext
 from alm_portal.audit.services import record
@@ -150,6 +152,69 @@ def _check_branch(branch: str) -> str:
     return branch
 
 
+@dataclass(frozen=True)
+class RepositoryChoice:
+    """What a person chose for a binding, checked by _checked_choice before anything is written."""
+
+    url: str
+    branch: str = "main"
+    root_folder: str = "solutions"
+    username: str = ""
+    token: str | None = None
+    ssh_private_key: str | None = None
+    build_environment: Environment | None = None
+
+
+def _checked_choice(
+    choice: RepositoryChoice, *, team_id: int, development_environment_id: int | None
+) -> tuple[RepositoryChoice, str]:
+    """The choice with its text cleaned, and the URL's kind; ValidationFailed naming the field otherwise."""
+    url = choice.url.strip()
+    kind = check_remote(url)
+    if choice.token and choice.ssh_private_key:
+        raise ValidationFailed(
+            "Give a token (https) or an SSH key (ssh), not both.", details={"token": ["Not with ssh_private_key."]}
+        )
+    if choice.token and kind != "https":
+        raise ValidationFailed("A token is used only with an https URL.", details={"token": ["https URLs only."]})
+    if choice.ssh_private_key and kind != "ssh":
+        raise ValidationFailed(
+            "An SSH key is used only with an ssh URL.", details={"ssh_private_key": ["ssh URLs only."]}
+        )
+    if choice.build_environment is not None:
+        _check_build_environment(choice.build_environment, team_id, development_environment_id)
+    cleaned = RepositoryChoice(
+        url=url,
+        branch=_check_branch(choice.branch),
+        root_folder=_clean_folder(choice.root_folder),
+        username=choice.username.strip(),
+        token=choice.token,
+        ssh_private_key=choice.ssh_private_key,
+        build_environment=choice.build_environment,
+    )
+    return cleaned, kind
+
+
+def _write_binding(
+    existing: SourceBinding | None, fresh: SourceBinding, choice: RepositoryChoice, kind: str
+) -> SourceBinding:
+    """Apply a checked choice. A secret not given keeps the one stored while the URL's kind still uses it."""
+    binding = existing or fresh
+    same_kind = existing is not None and git.remote_kind(existing.url) == kind
+    if choice.token:
+        binding.credential_kind, binding.secret_ciphertext = SourceCredentialKind.TOKEN, encrypt_secret(choice.token)
+    elif choice.ssh_private_key:
+        binding.credential_kind = SourceCredentialKind.SSH_KEY
+        binding.secret_ciphertext = encrypt_secret(choice.ssh_private_key)
+    elif not same_kind:
+        binding.credential_kind, binding.secret_ciphertext = SourceCredentialKind.NONE, ""
+    binding.url, binding.branch, binding.root_folder = choice.url, choice.branch, choice.root_folder
+    binding.username, binding.build_environment = choice.username, choice.build_environment
+    binding.updated_at = timezone.now()
+    binding.save()
+    return binding
+
+
 def source_bind(
     *,
     solution: Solution,
@@ -163,42 +228,19 @@ def source_bind(
     ssh_private_key: str | None = None,
     build_environment: Environment | None = None,
 ) -> SourceBinding:
-    """Bind (or re-bind) a solution to a repository. A secret not given keeps the one stored, if the URL's kind
-    still uses it; both at once are refused. Versions registered from now on are committed there."""
+    """Bind (or re-bind) a solution to a repository; both secrets at once are refused. Versions registered from
+    now on are committed there (a binding of the solution's pipeline no longer applies to it)."""
     if not may_change(user, solution):
         raise PermissionRefused(f"You cannot change where {solution.unique_name} is kept in source control.")
-    url = url.strip()
-    kind = check_remote(url)
-    branch = _check_branch(branch)
-    root_folder = _clean_folder(root_folder)
-    if token and ssh_private_key:
-        raise ValidationFailed(
-            "Give a token (https) or an SSH key (ssh), not both.", details={"token": ["Not with ssh_private_key."]}
-        )
-    if token and kind != "https":
-        raise ValidationFailed("A token is used only with an https URL.", details={"token": ["https URLs only."]})
-    if ssh_private_key and kind != "ssh":
-        raise ValidationFailed(
-            "An SSH key is used only with an ssh URL.", details={"ssh_private_key": ["ssh URLs only."]}
-        )
-    if build_environment is not None:
-        _check_build_environment(solution, build_environment)
+    choice, kind = _checked_choice(
+        RepositoryChoice(url, branch, root_folder, username, token, ssh_private_key, build_environment),
+        team_id=solution.team_id,
+        development_environment_id=solution.home_environment_id,
+    )
     with transaction.atomic():
         existing = SourceBinding.objects.select_for_update().filter(solution=solution).first()
         before = _binding_facts(existing) if existing is not None else None
-        binding = existing or SourceBinding(solution=solution, created_by=user)
-        same_kind = existing is not None and git.remote_kind(existing.url) == kind
-        if token:
-            binding.credential_kind, binding.secret_ciphertext = SourceCredentialKind.TOKEN, encrypt_secret(token)
-        elif ssh_private_key:
-            binding.credential_kind = SourceCredentialKind.SSH_KEY
-            binding.secret_ciphertext = encrypt_secret(ssh_private_key)
-        elif not same_kind:
-            binding.credential_kind, binding.secret_ciphertext = SourceCredentialKind.NONE, ""
-        binding.url, binding.branch, binding.root_folder, binding.username = url, branch, root_folder, username.strip()
-        binding.build_environment = build_environment
-        binding.updated_at = timezone.now()
-        binding.save()
+        binding = _write_binding(existing, SourceBinding(solution=solution, created_by=user), choice, kind)
         after = _binding_facts(binding)
         if before != after or token or ssh_private_key:
             record(
@@ -212,13 +254,61 @@ def source_bind(
     return binding
 
 
-def _check_build_environment(solution: Solution, environment: Environment) -> None:
-    """A build imports unmanaged content: never into the solution's development environment (it would overwrite
-    the makers' work) nor into production, and only into an environment of the solution's own team."""
+def source_bind_pipeline(
+    *, pipeline: Any, choice: RepositoryChoice, user: User, context: AuditContext
+) -> SourceBinding:
+    """Bind a whole pipeline (admins): each of its solutions without a binding of its own is committed to
+    `<root>/<UniqueName>/src/` of this repository, including solutions that join the pipeline later."""
+    if not policy.is_admin(user):
+        raise PermissionRefused("Only admins bind a whole pipeline to a repository.")
+    choice, kind = _checked_choice(
+        choice, team_id=pipeline.team_id, development_environment_id=pipeline.development_environment_id
+    )
+    with transaction.atomic():
+        existing = SourceBinding.objects.select_for_update().filter(pipeline_id=pipeline.pk).first()
+        before = _binding_facts(existing) if existing is not None else None
+        binding = _write_binding(existing, SourceBinding(pipeline_id=pipeline.pk, created_by=user), choice, kind)
+        after = _binding_facts(binding)
+        if before != after or choice.token or choice.ssh_private_key:
+            record(
+                context=context,
+                action="pipeline.source_bound",
+                target=pipeline,
+                related=binding,
+                before=before,
+                after={**after, "secret_changed": bool(choice.token or choice.ssh_private_key)},
+            )
+    return binding
+
+
+def source_unbind_pipeline(*, pipeline: Any, user: User, context: AuditContext) -> None:
+    """Stop committing the versions of the pipeline's solutions that use its binding; history stays."""
+    if not policy.is_admin(user):
+        raise PermissionRefused("Only admins bind a whole pipeline to a repository.")
+    with transaction.atomic():
+        binding = SourceBinding.objects.select_for_update().filter(pipeline_id=pipeline.pk).first()
+        if binding is None:
+            return
+        before = _binding_facts(binding)
+        binding.delete()
+        record(context=context, action="pipeline.source_unbound", target=pipeline, before=before)
+
+
+def binding_for(solution: Solution) -> SourceBinding | None:
+    """The repository a solution's versions go to: its own binding, else its pipeline's."""
+    own = SourceBinding.objects.select_related("solution", "build_environment").filter(solution_id=solution.pk).first()
+    if own is not None or solution.pipeline_id is None:
+        return own
+    return SourceBinding.objects.select_related("build_environment").filter(pipeline_id=solution.pipeline_id).first()
+
+
+def _check_build_environment(environment: Environment, team_id: int, development_environment_id: int | None) -> None:
+    """A build imports unmanaged content: never into the development environment (it would overwrite the makers'
+    work) nor into production, and only into an environment of the same team."""
     refusal = ""
-    if environment.team_id != solution.team_id:
+    if environment.team_id != team_id:
         refusal = "The build environment must belong to the solution's team."
-    elif environment.pk == solution.home_environment_id:
+    elif environment.pk == development_environment_id:
         refusal = (
             "The build environment cannot be the solution's development environment: the build would overwrite it."
         )
@@ -251,7 +341,7 @@ def _flavour_set(version: SolutionVersion) -> str:
 def source_commit_enqueue(*, version: SolutionVersion, context: AuditContext) -> Job | None:
     """Queue the commit of `version` to its solution's repository; nothing when the solution is not bound, the
     version is committed there with the flavours it has, or a commit job for it is already waiting."""
-    binding = SourceBinding.objects.filter(solution_id=version.solution_id).first()
+    binding = binding_for(version.solution)
     if binding is None:
         return None
     flavours = _flavour_set(version)
@@ -332,7 +422,7 @@ def source_commit_run(*, job: Job, context: AuditContext) -> dict[str, Any]:
     )
     if version is None:
         raise JobFailed("version_not_found", "The version to commit is not registered.")
-    binding = SourceBinding.objects.filter(solution_id=version.solution_id).first()
+    binding = binding_for(version.solution)
     if binding is None:
         return {"skipped": f"{version.solution.unique_name} is no longer bound to a repository."}
     flavours = _flavour_set(version)
@@ -357,7 +447,7 @@ def source_commit_run(*, job: Job, context: AuditContext) -> dict[str, Any]:
         outcome = git.commit_version(
             git_remote_for(binding),
             branch=binding.branch,
-            folder=binding.folder,
+            folder=binding.folder_for(version.solution),
             files=files,
             author=author,
             committer=_committer(),
@@ -377,7 +467,7 @@ def source_commit_run(*, job: Job, context: AuditContext) -> dict[str, Any]:
             flavours=flavours,
             defaults={
                 "branch": binding.branch,
-                "folder": binding.folder,
+                "folder": binding.folder_for(version.solution),
                 "commit": outcome.commit,
                 "tag": outcome.tag,
                 "parent": outcome.parent or "",
@@ -395,7 +485,7 @@ def source_commit_run(*, job: Job, context: AuditContext) -> dict[str, Any]:
                 after={
                     "repository_url": binding.url,
                     "branch": binding.branch,
-                    "folder": binding.folder,
+                    "folder": binding.folder_for(version.solution),
                     "flavours": flavours,
                     "commit": outcome.commit,
                     "tag": outcome.tag,

@@ -184,6 +184,19 @@ def test_source_bind_build_show_and_unbind_through_almctl(
     code, _, err = ctl(maker, "source", "show", "Success")
     assert code == 1 and "not bound" in err
 
+    # A whole pipeline: admins only; its solutions without a binding of their own follow it.
+    admin = token_for(contoso.admin, scopes=["read", "admin"])
+    pipeline = contoso.pipeline.name
+    code, _, err = ctl(maker, "source", "bind", "--pipeline", pipeline, "--repository", url)
+    assert code == 1 and "403" in err
+    code, _, err = ctl(admin, "source", "bind", "Success", "--pipeline", pipeline, "--repository", url)
+    assert code == 2 and "not both" in err
+    code, out, err = ctl(admin, "source", "bind", "--pipeline", pipeline, "--repository", url)
+    assert code == 0, err
+    assert f"pipeline {pipeline} → {url} branch main, folder solutions/<UniqueName>/src/" in out
+    code, out, err = ctl(maker, "source", "show", "Success")
+    assert code == 0 and f"(the binding of pipeline {pipeline})" in out and "folder solutions/Success/src/" in out
+
 
 def test_almctl_needs_no_django():
     script = str(Path(almctl.__file__))

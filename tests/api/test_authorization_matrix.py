@@ -27,6 +27,7 @@ pytestmark = pytest.mark.django_db
 
 MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("DELETE", "/api/v1/pipelines/{pk}/"): (401, 403, 403, 403, 409, 403, 403),
+    ("DELETE", "/api/v1/pipelines/{pk}/source/"): (401, 403, 403, 403, 204, 403, 403),
     ("DELETE", "/api/v1/solutions/{pk}/source/"): (401, 204, 404, 204, 204, 403, 403),
     ("DELETE", "/api/v1/stages/{pk}/freezes/{freeze_id}/"): (401, 403, 403, 403, 204, 403, 403),
     ("DELETE", "/api/v1/stages/{pk}/"): (401, 403, 403, 403, 204, 403, 403),
@@ -46,6 +47,7 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/api/v1/me/notifications/"): (401, 200, 200, 200, 200, 200, 200),
     ("GET", "/api/v1/pipelines/"): (401, 200, 200, 200, 200, 200, 200),
     ("GET", "/api/v1/pipelines/{pk}/"): (401, 200, 404, 200, 200, 200, 200),
+    ("GET", "/api/v1/pipelines/{pk}/source/"): (401, 404, 404, 404, 404, 404, 404),
     ("GET", "/api/v1/promotions/"): (401, 200, 200, 200, 200, 200, 200),
     ("GET", "/api/v1/promotions/{pk}/"): (401, 200, 404, 200, 200, 200, 200),
     ("GET", "/api/v1/promotions/{pk}/rollback-plan/"): (401, 200, 404, 200, 200, 200, 200),
@@ -102,6 +104,7 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("PUT", "/api/v1/environments/{pk}/"): (401, 403, 403, 403, 400, 403, 403),
     ("PUT", "/api/v1/me/notifications/"): (401, 400, 400, 400, 400, 400, 400),
     ("PUT", "/api/v1/pipelines/{pk}/"): (401, 403, 403, 403, 400, 403, 403),
+    ("PUT", "/api/v1/pipelines/{pk}/source/"): (401, 403, 403, 403, 400, 403, 403),
     ("PUT", "/api/v1/solutions/{pk}/source/"): (401, 400, 404, 400, 400, 403, 403),
     ("PUT", "/api/v1/stages/{pk}/"): (401, 403, 403, 403, 400, 403, 403),
     ("PUT", "/api/v1/stages/{pk}/settings/"): (401, 403, 403, 403, 200, 403, 403),
@@ -152,6 +155,8 @@ REQUIRED_SCOPE: dict[tuple[str, str], str] = {
     ("PUT", "/api/v1/environments/{pk}/"): "admin",
     ("PUT", "/api/v1/me/notifications/"): "read",
     ("PUT", "/api/v1/pipelines/{pk}/"): "admin",
+    ("PUT", "/api/v1/pipelines/{pk}/source/"): "admin",
+    ("DELETE", "/api/v1/pipelines/{pk}/source/"): "admin",
     ("PUT", "/api/v1/stages/{pk}/"): "admin",
     ("PUT", "/api/v1/stages/{pk}/settings/"): "admin",
     ("PUT", "/api/v1/webhooks/{pk}/"): "admin",
