@@ -16,6 +16,7 @@ from alm_portal.accounts.models import User
 from deployments import dashboard
 from deployments import selectors as deployment_selectors
 from deployments import selectors as job_selectors
+from solutions import selectors as solution_selectors
 
 
 @login_required
@@ -58,6 +59,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "running_seen": job_selectors.jobs_newest_id(user=user),
         "failures": dashboard.recent_failures(user=user),
         "drift": dashboard.open_drift(user=user),
+        "source_drift": solution_selectors.source_drift(user=user),
         "is_admin": policy.is_admin(user),
     }
     return render(request, "home.html", context)

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 
 from alm_portal.accounts import policy
 from alm_portal.accounts.models import User
@@ -304,3 +304,17 @@ def solution_source(*, solution: Solution, commits: int = 5) -> dict[str, Any]:
         "source_drift": recent[0] if recent and recent[0].diverged else None,
         "source_builds": builds,
     }
+
+
+def source_drift(*, user: User, limit: int = 20) -> list[VersionCommit]:
+    """Source drift in solutions the user may see: the solution's newest commit found its folder changed outside
+    the portal (docs/source-control.md). It stays until the portal commits the solution again."""
+    newer = VersionCommit.objects.filter(
+        version__solution_id=OuterRef("version__solution_id"), committed_at__gt=OuterRef("committed_at")
+    )
+    return list(
+        VersionCommit.objects.filter(diverged=True, version__solution__in=solutions_visible_to(user=user).values("pk"))
+        .exclude(Exists(newer))
+        .select_related("version__solution")
+        .order_by("-committed_at", "-pk")[:limit]
+    )

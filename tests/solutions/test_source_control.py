@@ -26,6 +26,7 @@ from tests.solutions.conftest import (
     INCIDENT_102_UNMANAGED,
     INCIDENT_104_UNMANAGED,
     corpus_bytes,
+    reversioned,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -167,6 +168,12 @@ def test_a_remote_that_moved_gets_the_commit_on_top_and_outside_changes_are_sour
     page = client.get(f"/solutions/{bound.pk}/").content.decode()
     assert 'id="source-drift"' in page and "outside the portal" in page
     assert drifted.commit[:12] in page
+    # Beside environment drift on the dashboard, until the portal commits the solution again.
+    home = client.get("/").content.decode().split('id="drift"')[1]
+    assert 'id="source-drift"' in home and "IncidentReporting" in home and drifted.commit[:12] in home
+    upload(maker, reversioned(INCIDENT_102_MANAGED, "1.0.0.7"))
+    run_source_jobs()
+    assert 'id="source-drift"' not in client.get("/").content.decode().split('id="drift"')[1]
 
 
 def _push_source_change(git_host: Any, url: str, tmp_path: Path, *, version: str) -> str:
