@@ -193,14 +193,15 @@ class GitRunner:
                 os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
             raise GitError("git_timeout", f"git {args[0]} did not finish within {timeout:.0f} seconds.") from None
-        stderr = self.redact(stderr_bytes.decode("utf-8", "replace"))
-        result = GitResult(process.returncode, stdout, stderr)
+        raw_stderr = stderr_bytes.decode("utf-8", "replace")
+        result = GitResult(process.returncode, stdout, self.redact(raw_stderr))
         if check and result.returncode != 0:
-            raise self.error_for(args[0], result)
+            raise self.error_for(args[0], result, raw_stderr=raw_stderr)
         return result
 
-    def error_for(self, command: str, result: GitResult) -> GitError:
-        lowered = result.stderr.lower()
+    def error_for(self, command: str, result: GitResult, *, raw_stderr: str | None = None) -> GitError:
+        # Classified on git's own words, before redaction could cut into them; the message is redacted.
+        lowered = (result.stderr if raw_stderr is None else raw_stderr).lower()
         detail = " ".join(line.strip() for line in result.stderr.strip().splitlines()[-3:])
         for needle, code in _STDERR_CODES:
             if needle in lowered:

@@ -18,7 +18,7 @@ import pytest
 from alm_portal.audit.models import AuditEvent
 from alm_portal.errors import PermissionRefused, ValidationFailed
 from alm_portal.jobs.models import Job
-from alm_portal.jobs.services import job_run_now
+from alm_portal.jobs.services import job_run, job_run_now
 from solutions import services
 from solutions.models import SolutionVersion, SourceBinding, VersionCommit
 from tests.solutions.conftest import (
@@ -414,3 +414,30 @@ def test_a_build_environment_is_one_of_the_teams_and_never_production(
     # The page offers the team's environments that may build, and no other.
     choices = re.findall(r'<option value="(\d+)"', page.split('id="source-bind-form"')[1])
     assert str(build.pk) in choices and str(production.pk) not in choices and str(elsewhere.pk) not in choices
+
+
+def test_an_unreachable_host_is_retried_then_the_commit_fails_saying_why(
+    incident, git_settings, maker, upload, context_of
+):
+    # Nothing listens on this loopback port: git cannot connect, which is worth retrying.
+    services.source_bind(
+        solution=incident,
+        url="https://127.0.0.1:9/contoso.git",
+        token="ghp_unused",
+        user=maker,
+        context=context_of(maker),
+    )
+    upload(maker, corpus_bytes(INCIDENT_102_UNMANAGED))
+    job = Job.objects.get(kind="source_commit")
+    job_run(job.pk)  # one step, as a worker takes it
+    job.refresh_from_db()
+    assert job.status != "failed" and job.not_before is not None, (job.error_code, job.error_message)
+    assert "retrying" in job.progress_message and "127.0.0.1" in job.progress_message
+
+    # After the last attempt it fails, saying why.
+    Job.objects.filter(pk=job.pk).update(attempts=10, not_before=None, lease_owner="", lease_expires_at=None)
+    job_run(job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.error_code) == ("failed", "git_unreachable")
+    assert "Failed to connect to 127.0.0.1 port 9" in job.error_message
+    assert not VersionCommit.objects.exists()

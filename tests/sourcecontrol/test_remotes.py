@@ -114,3 +114,16 @@ def test_local_repositories_elsewhere_are_refused(commit: CommitVersion, tmp_pat
         commit(GitRemote(url=url, local_root=local_root), "1.0.0.0")
 
     assert raised.value.code == "git_url_invalid"
+
+
+def test_an_unreachable_host_is_classified_on_gits_words_even_when_the_token_is_short(tmp_path):
+    """Redaction must not cut into the words the error is recognised by ("t" is in "Failed to connect")."""
+    from alm_portal.sourcecontrol import GitError, GitRemote, fetch_folder
+
+    remote = GitRemote(url="https://127.0.0.1:9/contoso.git", token="t")
+    try:
+        fetch_folder(remote, ref="main", folder="x", work_dir=tmp_path / "work", max_bytes=100)
+    except GitError as refusal:
+        assert (refusal.code, refusal.transient) == ("git_unreachable", True)
+    else:
+        raise AssertionError("a fetch from a port nobody listens on succeeded")
