@@ -33,7 +33,7 @@ from deployments.target_diff import target_installed
 from solutions import selectors as solution_selectors
 from solutions.choices import SourceKind
 from solutions.models import Solution, SolutionVersion, SourceBinding, VersionCommit
-from solutions.services.source import binding_for, check_address, git_remote_for, work_dir_for
+from solutions.services.bindings import binding_for, check_address, git_remote_for, work_dir_for
 
 logger = logging.getLogger(__name__)
 

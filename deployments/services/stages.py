@@ -22,7 +22,7 @@ from deployments.models import Pipeline, Promotion, Stage
 from deployments.services.auditing import record_changes
 from deployments.workflow import promotions_retarget
 from environments.choices import EnvironmentKind
-from solutions.services.source import valid_ref
+from solutions.services.bindings import valid_ref
 
 NAME_MAX_LENGTH = 50
 MAX_REQUIRED_APPROVALS = 10

@@ -31,6 +31,7 @@ from alm_portal.jobs.services import job_enqueue, job_mark_step, job_progress
 from solutions.choices import Flavour, SolutionJobKind, SourceKind
 from solutions.errors import VersionExists
 from solutions.models import Solution, SolutionVersion, SourceBinding
+from solutions.services.bindings import binding_for, check_address, git_remote_for, valid_ref, work_dir_for
 from solutions.services.export import (
     MAX_TRANSIENT_ATTEMPTS,
     TRANSIENT_RETRY_SECONDS,
@@ -40,16 +41,7 @@ from solutions.services.export import (
     export_wait_in_task_seconds,
 )
 from solutions.services.registry import artifact_register, max_upload_bytes, may_change
-from solutions.services.source import (
-    binding_for,
-    check_address,
-    git_failure,
-    git_remote_for,
-    read_artifact,
-    source_commit_enqueue,
-    valid_ref,
-    work_dir_for,
-)
+from solutions.services.source import git_failure, read_artifact, source_commit_enqueue
 from solutions.storage import file_digest
 
 MAX_REF_LENGTH = 255

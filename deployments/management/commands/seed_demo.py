@@ -9,13 +9,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from alm_portal.accounts.demo import demo_people_lines, directory_names, seed_demo_people
 from deployments.demo import (
-    demo_repository,
     seed_demo_derived_version,
     seed_demo_environments,
     seed_demo_history,
     seed_demo_pipelines,
-    seed_demo_source,
 )
+from deployments.demo_source import demo_repository, seed_demo_source
 
 
 def _wait_for_emulator(state_file: Path, timeout: float) -> dict[str, Any]:
