@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('deployments', '0010_stage_require_source_branch'),
+        ('deployments', '0001_initial'),
         ('environments', '0004_environment_privileges'),
         ('solutions', '0006_source_control'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),

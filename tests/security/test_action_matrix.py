@@ -35,6 +35,7 @@ from alm_portal.audit.models import AuditEvent
 from deployments import workflow
 from deployments.choices import RollbackStrategy
 from deployments.models import Promotion, Stage
+from solutions.models import SourceBinding
 
 pytestmark = [pytest.mark.django_db]
 
@@ -155,6 +156,10 @@ def world(api_world: Any, monkeypatch: pytest.MonkeyPatch) -> World:
     _environment("unused-dev", team, "development")
     _environment("unused-target", team)
     quiet = _environment("quiet", team)
+    # The team's solution is kept in Git: change, build and unbind act on this binding (nothing calls Git here).
+    SourceBinding.objects.create(
+        solution_id=api_world.ids["solution"], url="https://git.example.com/contoso/solutions.git"
+    )
     # The plan reads the target best effort; these environments do not exist, so the inventory it is.
     monkeypatch.setattr("deployments.rollback._plan_client", lambda promotion, factory: None)
     # Denied attempts are audited in a transaction of their own, which cannot open inside a cell's savepoint.
@@ -369,6 +374,39 @@ ACTIONS: dict[str, Action] = {
         page_body=lambda w: {"bump": "revision"},
         api="/api/v1/solutions/{solution}/export/",
         api_body=lambda w: {"bump": "revision"},
+        expected=TEAM_REQUESTS,
+    ),
+    "source-bind": Action(
+        event="solution.source_bound",
+        page="solutions:solution-source-bind",
+        page_arg="solution",
+        page_body=lambda w: {
+            "url": "https://git.example.com/contoso/apps.git",
+            "branch": "main",
+            "root_folder": "apps",
+        },
+        api="/api/v1/solutions/{solution}/source/",
+        api_method="put",
+        api_body=lambda w: {"url": "https://git.example.com/contoso/apps.git", "branch": "main", "root_folder": "apps"},
+        expected=TEAM_REQUESTS,
+    ),
+    "source-build": Action(
+        event="solution.build_requested",
+        page="solutions:solution-source-build",
+        page_arg="solution",
+        page_body=lambda w: {"ref": "main"},
+        api="/api/v1/solutions/{solution}/source/builds/",
+        api_body=lambda w: {"ref": "main"},
+        expected=TEAM_REQUESTS,
+    ),
+    "source-unbind": Action(
+        event="solution.source_unbound",
+        page="solutions:solution-source-unbind",
+        page_arg="solution",
+        page_body=_none,
+        api="/api/v1/solutions/{solution}/source/",
+        api_method="delete",
+        api_body=_none,
         expected=TEAM_REQUESTS,
     ),
     "upload": Action(
