@@ -37,8 +37,7 @@ from solutions.services.export import (
     TRANSIENT_RETRY_SECONDS,
     dataverse_client_for,
     export_flavour,
-    export_poll_seconds,
-    export_wait_in_task_seconds,
+    wait_or_defer,
 )
 from solutions.services.registry import artifact_register, max_upload_bytes, may_change
 from solutions.services.source import git_failure, read_artifact, source_commit_enqueue
@@ -245,20 +244,12 @@ def _import_into_build_environment(
             result=state,
             async_operation_id=importing["async_operation_id"],
         )
-    try:
-        operation = client.wait_for_async_operation(
-            importing["async_operation_id"],
-            timeout=export_wait_in_task_seconds(),
-            initial_interval=export_poll_seconds(),
-            max_interval=max(export_poll_seconds(), 10.0),
-        )
-    except dv.PollDeadlineExceeded:
-        raise JobDeferred(
-            export_poll_seconds(),
-            status=JobStatus.POLLING,
-            step="build_import",
-            message=f"Importing {version.version_key} into {job.environment} to build it managed",
-        ) from None
+    operation = wait_or_defer(
+        client,
+        importing["async_operation_id"],
+        step="build_import",
+        message=f"Importing {version.version_key} into {job.environment} to build it managed",
+    )
     if not operation.succeeded:
         state.pop("importing", None)
         raise JobFailed(

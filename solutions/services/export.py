@@ -291,6 +291,20 @@ def _export_set_version(
     job_mark_step(job, status=JobStatus.SUBMITTING, step="version_set", result=state)
 
 
+def wait_or_defer(client: DataverseClient, async_operation_id: str, *, step: str, message: str) -> Any:
+    """Wait for a Dataverse system job within this task's share of time; past it, come back later at `step`
+    (the job stays polling, its handle kept) instead of holding a worker."""
+    try:
+        return client.wait_for_async_operation(
+            async_operation_id,
+            timeout=export_wait_in_task_seconds(),
+            initial_interval=export_poll_seconds(),
+            max_interval=max(export_poll_seconds(), 10.0),
+        )
+    except dv.PollDeadlineExceeded:
+        raise JobDeferred(export_poll_seconds(), status=JobStatus.POLLING, step=step, message=message) from None
+
+
 def export_flavour(
     *,
     job: Job,
@@ -323,20 +337,12 @@ def export_flavour(
             result=state,
             async_operation_id=exporting["async_operation_id"],
         )
-    try:
-        operation = client.wait_for_async_operation(
-            exporting["async_operation_id"],
-            timeout=export_wait_in_task_seconds(),
-            initial_interval=export_poll_seconds(),
-            max_interval=max(export_poll_seconds(), 10.0),
-        )
-    except dv.PollDeadlineExceeded:
-        raise JobDeferred(
-            export_poll_seconds(),
-            status=JobStatus.POLLING,
-            step=f"export_{flavour}",
-            message=f"Exporting {flavour} {state['target_version']}",
-        ) from None
+    operation = wait_or_defer(
+        client,
+        exporting["async_operation_id"],
+        step=f"export_{flavour}",
+        message=f"Exporting {flavour} {state['target_version']}",
+    )
     if not operation.succeeded:
         error = operation.error(client.environment_url)
         state.pop("exporting", None)
